@@ -1,0 +1,108 @@
+#include "service/config.h"
+
+#include <cstdint>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/time.h"
+
+ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "gRPC listen address (host:port).");
+ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9464",
+          "Prometheus /metrics listen address (host:port); empty disables it.");
+ABSL_FLAG(uint32_t, workers, 64,
+          "Worker threads; each owns its own cache of upstream sessions.");
+ABSL_FLAG(uint32_t, max_queue, 1024,
+          "Calls that may wait for a worker; more are refused with "
+          "RESOURCE_EXHAUSTED.");
+ABSL_FLAG(int32_t, max_session_errors, 3,
+          "Consecutive upstream failures after which a session is recreated.");
+ABSL_FLAG(absl::Duration, keepalive_timeout, absl::Seconds(30),
+          "Sessions idle longer than this are closed.");
+ABSL_FLAG(uint32_t, max_sessions_per_worker, 256,
+          "Sessions one worker keeps (least recently used are evicted).");
+ABSL_FLAG(int64_t, max_requests_per_session, 0,
+          "Requests after which a session is recreated; 0 is unlimited, 1 "
+          "disables connection reuse.");
+ABSL_FLAG(absl::Duration, default_timeout, absl::Seconds(30),
+          "Upstream timeout when the call gives neither a timeout nor a deadline.");
+ABSL_FLAG(absl::Duration, max_timeout, absl::Seconds(300),
+          "Upper bound on any call's upstream timeout.");
+ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(5),
+          "Timeout for opening a connection to an upstream.");
+ABSL_FLAG(uint64_t, max_request_bytes, 16 << 20,
+          "Largest request body accepted (bytes).");
+ABSL_FLAG(uint64_t, max_response_bytes, 64 << 20,
+          "Largest upstream response body returned by Do (bytes).");
+ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(20),
+          "On SIGTERM, how long in-flight calls may take to finish.");
+
+namespace egress {
+namespace {
+
+absl::Status Bad(const char* flag, const std::string& problem) {
+  return absl::InvalidArgumentError(absl::StrCat("--", flag, ": ", problem));
+}
+
+std::chrono::nanoseconds ToChrono(absl::Duration d) {
+  return absl::ToChronoNanoseconds(d);
+}
+
+}  // namespace
+
+absl::Status Config::Validate() const {
+  using std::chrono::nanoseconds;
+  if (listen.empty()) return Bad("listen", "must not be empty");
+  if (workers < 1 || workers > 10000) return Bad("workers", "must be 1-10000");
+  if (max_queue > 1000000) return Bad("max_queue", "must be at most 1000000");
+  if (max_session_errors < 1) return Bad("max_session_errors", "must be >= 1");
+  if (keepalive_timeout <= nanoseconds::zero()) {
+    return Bad("keepalive_timeout", "must be positive");
+  }
+  if (max_sessions_per_worker < 1) {
+    return Bad("max_sessions_per_worker", "must be >= 1");
+  }
+  if (max_requests_per_session < 0) {
+    return Bad("max_requests_per_session", "must be >= 0");
+  }
+  if (default_timeout <= nanoseconds::zero()) {
+    return Bad("default_timeout", "must be positive");
+  }
+  if (max_timeout <= nanoseconds::zero()) {
+    return Bad("max_timeout", "must be positive");
+  }
+  if (connect_timeout <= nanoseconds::zero()) {
+    return Bad("connect_timeout", "must be positive");
+  }
+  if (max_request_bytes < 1 || max_request_bytes > (1u << 30)) {
+    return Bad("max_request_bytes", "must be 1 byte to 1 GiB");
+  }
+  if (max_response_bytes < 1 || max_response_bytes > (size_t{1} << 31)) {
+    return Bad("max_response_bytes", "must be 1 byte to 2 GiB");
+  }
+  if (drain_timeout < nanoseconds::zero()) {
+    return Bad("drain_timeout", "must not be negative");
+  }
+  return absl::OkStatus();
+}
+
+Config ConfigFromFlags() {
+  Config c;
+  c.listen = absl::GetFlag(FLAGS_listen);
+  c.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
+  c.workers = absl::GetFlag(FLAGS_workers);
+  c.max_queue = absl::GetFlag(FLAGS_max_queue);
+  c.max_session_errors = absl::GetFlag(FLAGS_max_session_errors);
+  c.keepalive_timeout = ToChrono(absl::GetFlag(FLAGS_keepalive_timeout));
+  c.max_sessions_per_worker = absl::GetFlag(FLAGS_max_sessions_per_worker);
+  c.max_requests_per_session = absl::GetFlag(FLAGS_max_requests_per_session);
+  c.default_timeout = ToChrono(absl::GetFlag(FLAGS_default_timeout));
+  c.max_timeout = ToChrono(absl::GetFlag(FLAGS_max_timeout));
+  c.connect_timeout = ToChrono(absl::GetFlag(FLAGS_connect_timeout));
+  c.max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes);
+  c.max_response_bytes = absl::GetFlag(FLAGS_max_response_bytes);
+  c.drain_timeout = ToChrono(absl::GetFlag(FLAGS_drain_timeout));
+  return c;
+}
+
+}  // namespace egress

@@ -1,0 +1,46 @@
+// Config: every setting of egressd, with its embedded default.
+//
+// ConfigFromFlags() reads the absl flags defined in config.cc (`egressd --help`
+// lists them); tests build a Config directly. Validate() refuses values the
+// service cannot run with, naming the flag.
+//
+// Thread safety: a plain value, read-only once the server starts.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "absl/status/status.h"
+
+namespace egress {
+
+struct Config {
+  std::string listen = "0.0.0.0:50051";
+  std::string metrics_listen = "0.0.0.0:9464";  // empty: no metrics endpoint
+
+  size_t workers = 64;
+  size_t max_queue = 1024;
+
+  int max_session_errors = 3;
+  std::chrono::nanoseconds keepalive_timeout = std::chrono::seconds(30);
+  size_t max_sessions_per_worker = 256;
+  int64_t max_requests_per_session = 0;  // 0: unlimited; 1: no reuse
+
+  std::chrono::nanoseconds default_timeout = std::chrono::seconds(30);
+  std::chrono::nanoseconds max_timeout = std::chrono::seconds(300);
+  std::chrono::nanoseconds connect_timeout = std::chrono::seconds(5);
+
+  size_t max_request_bytes = 16 << 20;
+  size_t max_response_bytes = 64 << 20;
+
+  std::chrono::nanoseconds drain_timeout = std::chrono::seconds(20);
+
+  absl::Status Validate() const;
+};
+
+// The configuration given by the command-line flags (after absl::ParseCommandLine).
+Config ConfigFromFlags();
+
+}  // namespace egress

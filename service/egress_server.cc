@@ -1,0 +1,125 @@
+#include "service/egress_server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_builder.h>
+#include <prometheus/exposer.h>
+
+#include <algorithm>
+#include <exception>
+
+#include "absl/strings/str_cat.h"
+#include "service/log.h"
+
+namespace egress {
+namespace {
+
+std::chrono::nanoseconds MaintenanceInterval(const Config& config) {
+  // Often enough that an idle session outlives keepalive_timeout by at most
+  // half of it, rarely enough to cost nothing.
+  return std::clamp<std::chrono::nanoseconds>(config.keepalive_timeout / 2,
+                                              std::chrono::milliseconds(100),
+                                              std::chrono::seconds(5));
+}
+
+}  // namespace
+
+EgressServer::EgressServer(const Config& config, const Clock& clock)
+    : config_(config), clock_(clock) {}
+
+absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
+    const Config& config, const Clock& clock) {
+  absl::Status valid = config.Validate();
+  if (!valid.ok()) return valid;
+  std::unique_ptr<EgressServer> s(new EgressServer(config, clock));
+  s->metrics_ = std::make_unique<Metrics>();
+
+  if (!config.metrics_listen.empty()) {
+    // prometheus-cpp reports a failed bind by throwing; this is start-up, not the
+    // request path, so it becomes a status here.
+    try {
+      s->exposer_ = std::make_unique<prometheus::Exposer>(config.metrics_listen);
+    } catch (const std::exception& e) {
+      return absl::UnavailableError(absl::StrCat(
+          "--metrics_listen=", config.metrics_listen, ": cannot listen: ", e.what()));
+    }
+    s->exposer_->RegisterCollectable(s->metrics_->registry());
+    std::vector<int> ports = s->exposer_->GetListeningPorts();
+    s->metrics_port_ = ports.empty() ? 0 : ports.front();
+  }
+
+  SessionCacheOptions cache_options;
+  cache_options.max_sessions = config.max_sessions_per_worker;
+  cache_options.keepalive_timeout = config.keepalive_timeout;
+  cache_options.session.connect_timeout = config.connect_timeout;
+  cache_options.session.max_errors = config.max_session_errors;
+  cache_options.session.max_requests = config.max_requests_per_session;
+  cache_options.session.max_response_bytes = config.max_response_bytes;
+
+  WorkerPoolOptions pool_options;
+  pool_options.workers = config.workers;
+  pool_options.max_queue = config.max_queue;
+  pool_options.maintenance_interval = MaintenanceInterval(config);
+  Metrics* metrics = s->metrics_.get();
+  pool_options.on_queue_depth = [metrics](size_t depth) {
+    metrics->queue_depth().Set(static_cast<double>(depth));
+  };
+  const Clock* clock_ptr = &clock;
+  s->pool_ = std::make_unique<WorkerPool<EgressWorker>>(
+      pool_options, [cache_options, clock_ptr, metrics](size_t index) {
+        return std::make_unique<EgressWorker>(index, cache_options, *clock_ptr,
+                                              *metrics);
+      });
+
+  ServiceOptions service_options;
+  service_options.limits.max_request_bytes = config.max_request_bytes;
+  service_options.default_timeout = config.default_timeout;
+  service_options.max_timeout = config.max_timeout;
+  s->service_ = std::make_unique<EgressService>(service_options, *s->pool_,
+                                                *s->metrics_, clock);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(),
+                           &s->grpc_port_);
+  // Room for the largest body plus headers and framing.
+  builder.SetMaxReceiveMessageSize(
+      static_cast<int>(std::min<size_t>(config.max_request_bytes + (1 << 20),
+                                        INT32_MAX)));
+  builder.SetMaxSendMessageSize(-1);
+  builder.RegisterService(s->service_.get());
+  s->server_ = builder.BuildAndStart();
+  if (s->server_ == nullptr || s->grpc_port_ == 0) {
+    s->shut_down_ = true;
+    s->pool_->Shutdown();
+    return absl::UnavailableError(
+        absl::StrCat("--listen=", config.listen, ": cannot listen (address in "
+                                                 "use or invalid?)"));
+  }
+  s->server_->GetHealthCheckService()->SetServingStatus(true);
+  LogInfo(absl::StrCat("egressd serving gRPC on port ", s->grpc_port_,
+                       " (", config.listen, "), metrics on port ",
+                       s->metrics_port_, ", ", config.workers, " workers"));
+  return s;
+}
+
+EgressServer::~EgressServer() { Shutdown(config_.drain_timeout); }
+
+void EgressServer::Shutdown(std::chrono::nanoseconds drain) {
+  if (shut_down_) return;
+  shut_down_ = true;
+  LogInfo("egressd shutting down: NOT_SERVING, draining calls in flight");
+  server_->GetHealthCheckService()->SetServingStatus(false);
+  // Refuses new calls at once; waits up to `drain` for calls in flight, then
+  // cancels the rest. The workers still answer every call they hold.
+  server_->Shutdown(std::chrono::system_clock::now() +
+                    std::chrono::duration_cast<std::chrono::system_clock::duration>(
+                        drain));
+  pool_->Shutdown();  // runs what is queued, closes every session
+  server_->Wait();
+  LogInfo("egressd stopped");
+}
+
+}  // namespace egress

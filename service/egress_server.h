@@ -1,0 +1,69 @@
+// EgressServer: the whole running service, assembled from a Config: metrics and
+// their HTTP endpoint, the worker pool, the Egress gRPC service with health
+// checking and reflection, and an orderly shutdown. main.cc and the integration
+// tests both start the service through this class.
+//
+// Usage:
+//   absl::StatusOr<std::unique_ptr<EgressServer>> server = EgressServer::Start(config);
+//   ... (*server)->grpc_port() ...
+//   (*server)->Shutdown(config.drain_timeout);
+//
+// Thread safety: Start and Shutdown from one controlling thread; the accessors
+// from any thread.
+#pragma once
+
+#include <grpcpp/server.h>
+
+#include <chrono>
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "service/clock.h"
+#include "service/config.h"
+#include "service/egress_service.h"
+#include "service/egress_worker.h"
+#include "service/metrics.h"
+#include "service/worker_pool.h"
+
+namespace prometheus {
+class Exposer;
+}
+
+namespace egress {
+
+class EgressServer {
+ public:
+  // Validates `config`, binds both listeners and starts the workers. A port of 0
+  // in an address binds an ephemeral port (see grpc_port(), metrics_port()).
+  // REQUIRES: `clock` outlives the server.
+  static absl::StatusOr<std::unique_ptr<EgressServer>> Start(
+      const Config& config, const Clock& clock = RealClock::Get());
+
+  // Shuts down with the config's drain_timeout if Shutdown was not called.
+  ~EgressServer();
+
+  // Health goes NOT_SERVING, new calls are refused, calls in flight get `drain`
+  // to finish (then they are cancelled), the workers stop and close their
+  // sessions. Idempotent.
+  void Shutdown(std::chrono::nanoseconds drain);
+
+  int grpc_port() const { return grpc_port_; }
+  int metrics_port() const { return metrics_port_; }  // 0 when disabled
+  Metrics& metrics() { return *metrics_; }
+
+ private:
+  explicit EgressServer(const Config& config, const Clock& clock);
+
+  const Config config_;
+  const Clock& clock_;
+  std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<WorkerPool<EgressWorker>> pool_;
+  std::unique_ptr<EgressService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  int grpc_port_ = 0;
+  int metrics_port_ = 0;
+  bool shut_down_ = false;
+};
+
+}  // namespace egress

@@ -1,0 +1,64 @@
+// Plain value types for one outbound HTTP exchange, shared by validation, sessions
+// and the gRPC adapter. They carry no protobuf or httplib types, so the session
+// layer builds and tests without gRPC (and so under TSan).
+//
+// Thread safety: values; no shared state.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace egress {
+
+// scheme://host:port, the key of a session. `host` is lower-case; an IPv6 literal is
+// kept without brackets.
+struct Origin {
+  std::string scheme;  // "http" (https comes with TLS support)
+  std::string host;
+  uint16_t port = 0;
+
+  // "http://example.com:80": a stable key for maps and logs.
+  std::string Key() const;
+  // host[:port] as sent in the Host header: brackets around IPv6 literals, the port
+  // left out when it is the scheme's default.
+  std::string HostHeader() const;
+
+  friend bool operator==(const Origin& a, const Origin& b) {
+    return a.port == b.port && a.host == b.host && a.scheme == b.scheme;
+  }
+};
+
+using HeaderList = std::vector<std::pair<std::string, std::string>>;
+
+// A request that passed validation: safe to put on the wire as is.
+struct UpstreamRequest {
+  std::string method;
+  Origin origin;
+  std::string target;  // path and query, starting with '/'
+  HeaderList headers;  // in the caller's order; none of the service-owned ones
+  std::string body;
+  // The caller's own timeout, when it gave one (zero means none given).
+  std::chrono::nanoseconds timeout{0};
+};
+
+struct UpstreamResponse {
+  int status = 0;
+  HeaderList headers;  // hop-by-hop headers removed; repeated names keep order
+  std::string body;
+  bool connection_reused = false;
+  int attempts = 0;
+  std::chrono::nanoseconds upstream_time{0};
+};
+
+// True for the methods HTTP defines as idempotent (RFC 9110, 9.2.2).
+bool IsIdempotentMethod(const std::string& method);
+
+// True for header names that belong to one connection (RFC 9110, 7.6.1) or that the
+// service itself sets (Host): Connection, Keep-Alive, Proxy-*, TE, Trailer,
+// Transfer-Encoding, Upgrade, Host. Case-insensitive.
+bool IsServiceOwnedHeader(const std::string& name);
+
+}  // namespace egress

@@ -1,0 +1,41 @@
+// egressd: the egress gRPC service. Settings come from flags (`egressd --help`),
+// each with an embedded default. SIGTERM or SIGINT drains and exits 0.
+#include <signal.h>
+
+#include <cstdio>
+#include <string>
+
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "service/config.h"
+#include "service/egress_server.h"
+#include "service/log.h"
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "egressd: performs outbound HTTP requests for gRPC callers over pooled "
+      "keep-alive connections.\nUsage: egressd [--flag=value ...]");
+  absl::ParseCommandLine(argc, argv);
+
+  // Block the stop signals before any thread starts, so every thread inherits
+  // the mask and only sigwait below receives them.
+  sigset_t stop_signals;
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGTERM);
+  sigaddset(&stop_signals, SIGINT);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
+  signal(SIGPIPE, SIG_IGN);  // a peer closing a socket is an error code, not death
+
+  const egress::Config config = egress::ConfigFromFlags();
+  absl::StatusOr<std::unique_ptr<egress::EgressServer>> server =
+      egress::EgressServer::Start(config);
+  if (!server.ok()) {
+    egress::LogError(std::string(server.status().message()));
+    return 2;
+  }
+  int received = 0;
+  sigwait(&stop_signals, &received);
+  egress::LogInfo(received == SIGTERM ? "received SIGTERM" : "received SIGINT");
+  (*server)->Shutdown(config.drain_timeout);
+  return 0;
+}

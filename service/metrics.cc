@@ -1,0 +1,128 @@
+#include "service/metrics.h"
+
+#include <string>
+
+#include "service/status_mapping.h"
+
+namespace egress {
+namespace {
+
+using prometheus::Histogram;
+
+const char* const kMethodNames[] = {"GET",   "HEAD",    "POST",
+                                    "PUT",   "DELETE",  "PATCH",
+                                    "OPTIONS", "TRACE", "OTHER"};
+const char* const kCodeClassNames[] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
+
+int MethodIndex(const std::string& method) {
+  for (int i = 0; i < 8; ++i) {
+    if (method == kMethodNames[i]) return i;
+  }
+  return 8;
+}
+
+int CodeClassIndex(int http_status) {
+  if (http_status < 100 || http_status > 599) return 0;
+  return http_status / 100;
+}
+
+// From half a millisecond (a warm loopback call) to a minute (slow upstreams).
+Histogram::BucketBoundaries LatencyBuckets() {
+  return {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+          0.25,   0.5,   1,      2.5,   5,    10,   30,    60};
+}
+
+}  // namespace
+
+Metrics::Metrics()
+    : registry_(std::make_shared<prometheus::Registry>()),
+      requests_family_(prometheus::BuildCounter()
+                           .Name("egress_requests_total")
+                           .Help("Calls answered, by HTTP method, upstream status "
+                                 "class and gRPC outcome.")
+                           .Register(*registry_)),
+      request_duration_(
+          prometheus::BuildHistogram()
+              .Name("egress_request_duration_seconds")
+              .Help("Time from a call's arrival to its answer, inside the service.")
+              .Register(*registry_)
+              .Add({}, LatencyBuckets())),
+      upstream_duration_(prometheus::BuildHistogram()
+                             .Name("egress_upstream_duration_seconds")
+                             .Help("Time spent on the upstream exchange.")
+                             .Register(*registry_)
+                             .Add({}, LatencyBuckets())),
+      recreations_family_(prometheus::BuildCounter()
+                              .Name("egress_session_recreations_total")
+                              .Help("Upstream sessions dropped, by reason.")
+                              .Register(*registry_)),
+      sessions_active_(prometheus::BuildGauge()
+                           .Name("egress_sessions_active")
+                           .Help("Upstream sessions held by all workers.")
+                           .Register(*registry_)
+                           .Add({})),
+      requests_in_flight_(prometheus::BuildGauge()
+                              .Name("egress_requests_in_flight")
+                              .Help("Calls received and not yet answered.")
+                              .Register(*registry_)
+                              .Add({})),
+      queue_depth_(prometheus::BuildGauge()
+                       .Name("egress_queue_depth")
+                       .Help("Calls waiting for a worker.")
+                       .Register(*registry_)
+                       .Add({})),
+      connections_reused_(prometheus::BuildCounter()
+                              .Name("egress_connections_reused_total")
+                              .Help("Requests sent over an already open connection.")
+                              .Register(*registry_)
+                              .Add({})),
+      connections_opened_(prometheus::BuildCounter()
+                              .Name("egress_connections_opened_total")
+                              .Help("TCP connections opened to upstreams.")
+                              .Register(*registry_)
+                              .Add({})),
+      stale_retries_(prometheus::BuildCounter()
+                         .Name("egress_stale_retries_total")
+                         .Help("Requests resent on a fresh connection after a "
+                               "reused one failed before any response.")
+                         .Register(*registry_)
+                         .Add({})),
+      policy_denied_family_(prometheus::BuildCounter()
+                                .Name("egress_policy_denied_total")
+                                .Help("Calls refused by the destination policy, "
+                                      "by reason.")
+                                .Register(*registry_)) {
+  // Every reason is present from the start, so a dashboard shows zeros, not gaps.
+  for (int i = 0; i < kDropReasonCount; ++i) {
+    recreations_[i] = &recreations_family_.Add(
+        {{"reason", DropReasonName(static_cast<DropReason>(i))}});
+  }
+}
+
+void Metrics::OnSessionDropped(DropReason reason) {
+  sessions_active_.Decrement();
+  recreations_[static_cast<int>(reason)]->Increment();
+}
+
+void Metrics::RecordCall(const std::string& method, int http_status,
+                         absl::StatusCode outcome, double seconds) {
+  const int m = MethodIndex(method);
+  const int c = CodeClassIndex(http_status);
+  int o = static_cast<int>(outcome);
+  if (o < 0 || o >= kOutcomes) o = static_cast<int>(absl::StatusCode::kUnknown);
+  std::atomic<prometheus::Counter*>& slot = requests_[m][c][o];
+  prometheus::Counter* counter = slot.load(std::memory_order_acquire);
+  if (counter == nullptr) {
+    // Family::Add returns the same series for the same labels, so two threads
+    // racing here store the same pointer.
+    counter = &requests_family_.Add(
+        {{"method", kMethodNames[m]},
+         {"code_class", kCodeClassNames[c]},
+         {"outcome", std::string(StatusCodeName(static_cast<absl::StatusCode>(o)))}});
+    slot.store(counter, std::memory_order_release);
+  }
+  counter->Increment();
+  request_duration_.Observe(seconds);
+}
+
+}  // namespace egress

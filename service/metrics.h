@@ -1,0 +1,82 @@
+// Metrics: every Prometheus family of the service, declared once, here.
+//
+// Series that the request path touches are looked up once and kept: fixed-label
+// series at construction, and egress_requests_total{method,code_class,outcome}
+// lazily in a table of atomic pointers (Family::Add takes a mutex; the table
+// makes every later lookup lock-free). Metrics is also the SessionObserver the
+// workers report connection and session events to.
+//
+// Names and labels (DESIGN.md, "Metrics"):
+//   egress_requests_total{method, code_class, outcome}
+//   egress_request_duration_seconds, egress_upstream_duration_seconds (histograms)
+//   egress_session_recreations_total{reason}
+//   egress_sessions_active, egress_requests_in_flight, egress_queue_depth (gauges)
+//   egress_connections_reused_total, egress_connections_opened_total,
+//   egress_stale_retries_total, egress_policy_denied_total{reason}
+//
+// Thread safety: all methods are thread-safe.
+#pragma once
+
+#include <prometheus/counter.h>
+#include <prometheus/family.h>
+#include <prometheus/gauge.h>
+#include <prometheus/histogram.h>
+#include <prometheus/registry.h>
+
+#include <array>
+#include <atomic>
+#include <memory>
+#include <string>
+
+#include "absl/status/status.h"
+#include "service/session_observer.h"
+
+namespace egress {
+
+class Metrics final : public SessionObserver {
+ public:
+  Metrics();
+  Metrics(const Metrics&) = delete;
+  Metrics& operator=(const Metrics&) = delete;
+
+  // The registry to expose (prometheus::Exposer::RegisterCollectable).
+  std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
+
+  // Counts one finished call. `http_status` is 0 when no upstream answer came.
+  // Methods outside the standard set are labelled "OTHER" to bound the labels.
+  void RecordCall(const std::string& method, int http_status,
+                  absl::StatusCode outcome, double seconds);
+  void RecordUpstreamSeconds(double seconds) { upstream_duration_.Observe(seconds); }
+
+  prometheus::Gauge& requests_in_flight() { return requests_in_flight_; }
+  prometheus::Gauge& queue_depth() { return queue_depth_; }
+
+  // SessionObserver.
+  void OnSessionCreated() override { sessions_active_.Increment(); }
+  void OnSessionDropped(DropReason reason) override;
+  void OnConnectionOpened() override { connections_opened_.Increment(); }
+  void OnConnectionReused() override { connections_reused_.Increment(); }
+  void OnStaleRetry() override { stale_retries_.Increment(); }
+
+ private:
+  static constexpr int kMethods = 9;      // GET ... TRACE, OTHER
+  static constexpr int kCodeClasses = 6;  // none, 1xx .. 5xx
+  static constexpr int kOutcomes = 17;    // gRPC codes 0..16
+
+  std::shared_ptr<prometheus::Registry> registry_;
+  prometheus::Family<prometheus::Counter>& requests_family_;
+  prometheus::Histogram& request_duration_;
+  prometheus::Histogram& upstream_duration_;
+  prometheus::Family<prometheus::Counter>& recreations_family_;
+  std::array<prometheus::Counter*, kDropReasonCount> recreations_;
+  prometheus::Gauge& sessions_active_;
+  prometheus::Gauge& requests_in_flight_;
+  prometheus::Gauge& queue_depth_;
+  prometheus::Counter& connections_reused_;
+  prometheus::Counter& connections_opened_;
+  prometheus::Counter& stale_retries_;
+  prometheus::Family<prometheus::Counter>& policy_denied_family_;
+  std::atomic<prometheus::Counter*> requests_[kMethods][kCodeClasses][kOutcomes] = {};
+};
+
+}  // namespace egress

@@ -1,0 +1,280 @@
+#include "service/request_validation.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+
+#include "absl/status/status.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+
+namespace egress {
+namespace {
+
+absl::Status Invalid(absl::string_view field, absl::string_view problem) {
+  return absl::InvalidArgumentError(absl::StrCat(field, ": ", problem));
+}
+
+bool IsTokenChar(char c) {
+  if (absl::ascii_isalnum(static_cast<unsigned char>(c))) return true;
+  switch (c) {
+    case '!': case '#': case '$': case '%': case '&': case '\'': case '*':
+    case '+': case '-': case '.': case '^': case '_': case '`': case '|':
+    case '~':
+      return true;
+    default:
+      return false;
+  }
+}
+
+// A DNS name or IPv4 literal: letters, digits, '-', '_' and non-empty labels
+// separated by dots, at most 253 bytes.
+absl::Status ValidateRegName(absl::string_view host) {
+  if (host.size() > 253) return Invalid("url", "host is longer than 253 bytes");
+  size_t label = 0;
+  for (size_t i = 0; i <= host.size(); ++i) {
+    if (i == host.size() || host[i] == '.') {
+      // A single trailing dot (fully qualified name) is allowed.
+      if (label == 0 && !(i == host.size() && i > 0)) {
+        return Invalid("url", absl::StrFormat("host \"%s\" has an empty label",
+                                              host));
+      }
+      if (label > 63) {
+        return Invalid("url", absl::StrFormat(
+                                  "host \"%s\" has a label over 63 bytes", host));
+      }
+      label = 0;
+      continue;
+    }
+    char c = host[i];
+    if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-' &&
+        c != '_') {
+      return Invalid("url", absl::StrFormat(
+                                "host \"%s\" has an invalid character '%c'", host,
+                                c));
+    }
+    ++label;
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<uint16_t> ParsePort(absl::string_view text) {
+  if (text.empty()) return Invalid("url", "port is empty after ':'");
+  if (text.size() > 5 || !std::all_of(text.begin(), text.end(), [](char c) {
+        return absl::ascii_isdigit(static_cast<unsigned char>(c));
+      })) {
+    return Invalid("url", absl::StrFormat(
+                              "port \"%s\" is not a number in 1-65535", text));
+  }
+  uint32_t port = 0;
+  if (!absl::SimpleAtoi(text, &port) || port < 1 || port > 65535) {
+    return Invalid("url",
+                   absl::StrFormat("port %s is out of range 1-65535", text));
+  }
+  return static_cast<uint16_t>(port);
+}
+
+absl::Status ParseAuthority(absl::string_view authority, Origin& origin) {
+  if (authority.empty()) return Invalid("url", "has no host");
+  if (authority.find('@') != absl::string_view::npos) {
+    return Invalid("url",
+                   "user info (user:password@) is not allowed; send an "
+                   "Authorization header instead");
+  }
+  absl::string_view host;
+  absl::string_view rest;
+  if (authority.front() == '[') {
+    size_t close = authority.find(']');
+    if (close == absl::string_view::npos) {
+      return Invalid("url", "IPv6 address is missing its closing ']'");
+    }
+    host = authority.substr(1, close - 1);
+    rest = authority.substr(close + 1);
+    in6_addr addr;
+    std::string host_copy(host);
+    if (inet_pton(AF_INET6, host_copy.c_str(), &addr) != 1) {
+      return Invalid("url", absl::StrFormat("\"[%s]\" is not an IPv6 address",
+                                            host));
+    }
+    if (!rest.empty() && rest.front() != ':') {
+      return Invalid("url", "unexpected characters after the IPv6 address");
+    }
+  } else {
+    size_t colon = authority.find(':');
+    host = authority.substr(0, colon);
+    rest = colon == absl::string_view::npos ? absl::string_view()
+                                            : authority.substr(colon);
+    if (host.empty()) return Invalid("url", "has no host");
+    absl::Status status = ValidateRegName(host);
+    if (!status.ok()) return status;
+  }
+  origin.host = absl::AsciiStrToLower(host);
+  if (rest.empty()) {
+    origin.port = 80;
+  } else {
+    absl::StatusOr<uint16_t> port = ParsePort(rest.substr(1));
+    if (!port.ok()) return port.status();
+    origin.port = *port;
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+bool IsHttpToken(absl::string_view s) {
+  return !s.empty() && std::all_of(s.begin(), s.end(), IsTokenChar);
+}
+
+absl::StatusOr<UpstreamRequest> ParseUrl(absl::string_view url,
+                                         const ValidationLimits& limits) {
+  if (url.empty()) return Invalid("url", "is empty");
+  if (url.size() > limits.max_url_bytes) {
+    return Invalid("url", absl::StrFormat("is %d bytes, over the limit of %d",
+                                          url.size(), limits.max_url_bytes));
+  }
+  for (size_t i = 0; i < url.size(); ++i) {
+    unsigned char c = static_cast<unsigned char>(url[i]);
+    if (c <= 0x20 || c == 0x7f) {
+      return Invalid("url",
+                     absl::StrFormat("contains a space or control character "
+                                     "(0x%02x) at offset %d",
+                                     c, i));
+    }
+    if (c >= 0x80) {
+      return Invalid("url", absl::StrFormat(
+                                "contains a non-ASCII byte at offset %d; "
+                                "percent-encode it",
+                                i));
+    }
+  }
+  size_t scheme_end = url.find("://");
+  if (scheme_end == absl::string_view::npos) {
+    return Invalid("url", "must be absolute, like http://host/path");
+  }
+  std::string scheme = absl::AsciiStrToLower(url.substr(0, scheme_end));
+  if (scheme == "https") {
+    return Invalid("url",
+                   "https:// is not supported yet (TLS upstreams come in a "
+                   "later release); use http://");
+  }
+  if (scheme != "http") {
+    return Invalid("url", absl::StrFormat("unsupported scheme \"%s\"; use http://",
+                                          scheme));
+  }
+  absl::string_view rest = url.substr(scheme_end + 3);
+  size_t authority_end = rest.find_first_of("/?#");
+  UpstreamRequest request;
+  request.origin.scheme = scheme;
+  absl::Status status =
+      ParseAuthority(rest.substr(0, authority_end), request.origin);
+  if (!status.ok()) return status;
+
+  absl::string_view target = authority_end == absl::string_view::npos
+                                 ? absl::string_view()
+                                 : rest.substr(authority_end);
+  target = target.substr(0, target.find('#'));  // fragments stay with the caller
+  if (target.empty() || target.front() == '?') {
+    request.target = absl::StrCat("/", target);
+  } else {
+    request.target = std::string(target);
+  }
+  return request;
+}
+
+absl::StatusOr<UpstreamRequest> ValidateRequest(
+    const egress::v1::EgressRequest& proto, const ValidationLimits& limits) {
+  std::string method = proto.method().empty() ? "GET" : proto.method();
+  if (!IsHttpToken(method) || method.size() > 32) {
+    return Invalid("method", absl::StrFormat(
+                                 "\"%s\" is not an HTTP method token",
+                                 absl::CHexEscape(method.substr(0, 40))));
+  }
+  if (method == "CONNECT") {
+    return Invalid("method", "CONNECT tunnels are not supported");
+  }
+
+  absl::StatusOr<UpstreamRequest> request = ParseUrl(proto.url(), limits);
+  if (!request.ok()) return request.status();
+  request->method = std::move(method);
+
+  if (static_cast<size_t>(proto.headers_size()) > limits.max_headers) {
+    return Invalid("headers", absl::StrFormat("%d headers, over the limit of %d",
+                                              proto.headers_size(),
+                                              limits.max_headers));
+  }
+  size_t header_bytes = 0;
+  request->headers.reserve(proto.headers_size());
+  for (int i = 0; i < proto.headers_size(); ++i) {
+    const egress::v1::Header& header = proto.headers(i);
+    std::string field = absl::StrCat("headers[", i, "]");
+    if (!IsHttpToken(header.name())) {
+      return Invalid(field, absl::StrFormat(
+                                "name \"%s\" is not an HTTP token",
+                                absl::CHexEscape(header.name().substr(0, 64))));
+    }
+    if (header.value().find_first_of(std::string("\r\n\0", 3)) !=
+        std::string::npos) {
+      return Invalid(field, absl::StrFormat(
+                                "value of \"%s\" contains CR, LF or NUL",
+                                header.name()));
+    }
+    if (IsServiceOwnedHeader(header.name())) {
+      return Invalid(field,
+                     absl::StrFormat("\"%s\" is a hop-by-hop header owned by "
+                                     "the service",
+                                     header.name()));
+    }
+    header_bytes += header.name().size() + header.value().size();
+    if (header_bytes > limits.max_header_bytes) {
+      return Invalid("headers", absl::StrFormat(
+                                    "total size is over the limit of %d bytes",
+                                    limits.max_header_bytes));
+    }
+    if (absl::EqualsIgnoreCase(header.name(), "Content-Length")) {
+      // The service frames the body itself; a matching value is harmless, a
+      // different one would desynchronise the connection.
+      uint64_t length = 0;
+      if (!absl::SimpleAtoi(header.value(), &length) ||
+          length != proto.body().size()) {
+        return Invalid(field, absl::StrFormat(
+                                  "Content-Length \"%s\" does not match the "
+                                  "body's %d bytes",
+                                  header.value(), proto.body().size()));
+      }
+      continue;
+    }
+    request->headers.emplace_back(header.name(), header.value());
+  }
+
+  if (proto.body().size() > limits.max_request_bytes) {
+    return absl::ResourceExhaustedError(absl::StrFormat(
+        "body: %d bytes, over --max_request_bytes=%d", proto.body().size(),
+        limits.max_request_bytes));
+  }
+  request->body = proto.body();
+
+  if (proto.has_timeout()) {
+    const google::protobuf::Duration& t = proto.timeout();
+    if (t.seconds() < 0 || t.nanos() < 0 || t.nanos() > 999999999 ||
+        t.seconds() > 315576000000) {
+      return Invalid("timeout", "must be a non-negative duration");
+    }
+    // Anything beyond a year is clamped: --max_timeout caps it far lower anyway,
+    // and nanoseconds in int64 overflow after 292 years.
+    constexpr int64_t kYear = 365LL * 24 * 3600;
+    request->timeout = std::chrono::seconds(std::min<int64_t>(t.seconds(), kYear)) +
+                       std::chrono::nanoseconds(t.nanos());
+    if (request->timeout.count() == 0) {
+      return Invalid("timeout", "must be positive when set");
+    }
+  }
+  return request;
+}
+
+}  // namespace egress

@@ -1,0 +1,16 @@
+#include "service/session_observer.h"
+
+namespace egress {
+
+const char* DropReasonName(DropReason reason) {
+  switch (reason) {
+    case DropReason::kErrors: return "errors";
+    case DropReason::kIdle: return "idle";
+    case DropReason::kMaxRequests: return "max_requests";
+    case DropReason::kEvicted: return "evicted";
+    case DropReason::kShutdown: return "shutdown";
+  }
+  return "unknown";
+}
+
+}  // namespace egress

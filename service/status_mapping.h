@@ -1,0 +1,24 @@
+// Status mapping: the one place where the service's internal absl::Status becomes
+// the grpc::Status a caller sees (the table in DESIGN.md, "Errors").
+//
+// Internals pick the most specific absl code where the failure is found
+// (INVALID_ARGUMENT for bad input, UNAVAILABLE for a refused connect, ...); the
+// codes and their numbers are the same in both libraries, so the mapping keeps
+// the code and the message and only guards against codes gRPC reserves.
+//
+// Thread safety: pure functions.
+#pragma once
+
+#include <grpcpp/support/status.h>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+
+namespace egress {
+
+grpc::Status ToGrpcStatus(const absl::Status& status);
+
+// "OK", "INVALID_ARGUMENT", ...: the `outcome` label of egress_requests_total.
+absl::string_view StatusCodeName(absl::StatusCode code);
+
+}  // namespace egress

@@ -1,0 +1,177 @@
+// WorkerPool: a fixed set of worker threads fed by one bounded queue, each worker
+// owning a `Local` state (for the service, its SessionCache) for its whole life.
+//
+// Workers are created once and live until the pool is destroyed, so per-worker
+// state is never thrown away under load (gRPC's own thread pools grow and shrink).
+// Each task receives its worker's Local by reference: the worker's identity is
+// known once, at thread start, never looked up per task.
+//
+// Idle workers wait on a stack: the worker that finished most recently takes the
+// next task. Light traffic then stays on a few warm workers (and their warm
+// connections) instead of spreading over all of them.
+//
+// A worker that stays idle for `maintenance_interval` calls Local::Maintain()
+// (the service drops idle sessions there).
+//
+// Usage:
+//   WorkerPool<MyLocal> pool(options, [](size_t i) { return std::make_unique<MyLocal>(i); });
+//   if (!pool.TrySubmit([](MyLocal& local) { ... })) { /* queue full */ }
+//
+// Thread safety: TrySubmit, QueueDepth and Shutdown may be called from any thread.
+// Local objects are only touched by their own worker (and destroyed by it).
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <cstddef>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+
+namespace egress {
+
+struct WorkerPoolOptions {
+  size_t workers = 64;
+  // Tasks that may wait for a worker; one more is refused by TrySubmit.
+  size_t max_queue = 1024;
+  std::chrono::nanoseconds maintenance_interval = std::chrono::seconds(5);
+  // Called under the pool's lock with the new queue depth whenever it changes.
+  std::function<void(size_t)> on_queue_depth;
+};
+
+template <typename Local>
+class WorkerPool {
+ public:
+  using Task = std::function<void(Local&)>;
+  using LocalFactory = std::function<std::unique_ptr<Local>(size_t index)>;
+
+  // Starts options.workers threads; each builds its Local with make_local(index)
+  // on its own thread.
+  // REQUIRES: options.workers >= 1.
+  WorkerPool(WorkerPoolOptions options, LocalFactory make_local)
+      : options_(std::move(options)), make_local_(std::move(make_local)) {
+    slots_.reserve(options_.workers);
+    for (size_t i = 0; i < options_.workers; ++i) {
+      slots_.push_back(std::make_unique<Slot>());
+    }
+    threads_.reserve(options_.workers);
+    for (size_t i = 0; i < options_.workers; ++i) {
+      threads_.emplace_back([this, i] { Run(i); });
+    }
+  }
+
+  // Runs every task already accepted, then stops and joins the workers.
+  ~WorkerPool() { Shutdown(); }
+
+  WorkerPool(const WorkerPool&) = delete;
+  WorkerPool& operator=(const WorkerPool&) = delete;
+
+  // Hands `task` to the most recently idle worker, or queues it. Returns false,
+  // without running it, when the queue is full or the pool is shut down.
+  bool TrySubmit(Task task) {
+    Slot* slot = nullptr;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (shutdown_) return false;
+      if (!idle_.empty()) {
+        slot = idle_.back();
+        idle_.pop_back();
+        slot->task = std::move(task);
+      } else if (queue_.size() >= options_.max_queue) {
+        return false;
+      } else {
+        queue_.push_back(std::move(task));
+        NotifyDepth();
+        return true;
+      }
+    }
+    slot->cv.notify_one();
+    return true;
+  }
+
+  // Stops accepting tasks, lets the workers finish everything accepted, and joins
+  // them. Each worker destroys its Local on its own thread. Idempotent.
+  void Shutdown() {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      if (shutdown_) return;
+      shutdown_ = true;
+      for (const auto& slot : slots_) slot->cv.notify_one();
+    }
+    for (std::thread& t : threads_) t.join();
+  }
+
+  size_t QueueDepth() const {
+    std::lock_guard<std::mutex> lock(mu_);
+    return queue_.size();
+  }
+
+  size_t size() const { return options_.workers; }
+
+ private:
+  struct Slot {
+    std::condition_variable cv;
+    std::optional<Task> task;  // handed over by TrySubmit; guarded by mu_
+  };
+
+  void NotifyDepth() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (options_.on_queue_depth) options_.on_queue_depth(queue_.size());
+  }
+
+  void Run(size_t index) {
+    std::unique_ptr<Local> local = make_local_(index);
+    Slot& slot = *slots_[index];
+    std::unique_lock<std::mutex> lock(mu_);
+    while (true) {
+      std::optional<Task> task;
+      if (!queue_.empty()) {
+        task = std::move(queue_.front());
+        queue_.pop_front();
+        NotifyDepth();
+      } else if (shutdown_) {
+        break;
+      } else {
+        idle_.push_back(&slot);
+        slot.cv.wait_for(lock, options_.maintenance_interval, [&] {
+          return slot.task.has_value() || shutdown_;
+        });
+        if (slot.task.has_value()) {
+          task = std::move(slot.task);
+          slot.task.reset();
+        } else {
+          // Timed out or shutting down, with no task handed over: this worker is
+          // still on the idle stack, and must leave it before doing anything else.
+          idle_.erase(std::find(idle_.begin(), idle_.end(), &slot));
+          if (shutdown_) continue;  // drain the queue, then stop
+          lock.unlock();
+          local->Maintain();
+          lock.lock();
+          continue;
+        }
+      }
+      lock.unlock();
+      (*task)(*local);
+      lock.lock();
+    }
+    lock.unlock();
+    local.reset();
+  }
+
+  const WorkerPoolOptions options_;
+  const LocalFactory make_local_;
+  mutable std::mutex mu_;
+  std::deque<Task> queue_ ABSL_GUARDED_BY(mu_);
+  std::vector<Slot*> idle_ ABSL_GUARDED_BY(mu_);  // most recently idle at back
+  bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<std::unique_ptr<Slot>> slots_;  // one per worker; fixed after start
+  std::vector<std::thread> threads_;
+};
+
+}  // namespace egress

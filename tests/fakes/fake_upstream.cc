@@ -1,0 +1,116 @@
+#include "tests/fakes/fake_upstream.h"
+
+#include <httplib.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdlib>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+
+namespace egress {
+
+FakeUpstream::FakeUpstream() : server_(std::make_unique<httplib::Server>()) {
+  httplib::Server& s = *server_;
+  // Many idle keep-alive connections at once must not starve new ones.
+  s.new_task_queue = [] { return new httplib::ThreadPool(96); };
+  s.set_keep_alive_max_count(1000000);
+  s.set_keep_alive_timeout(60);
+
+  auto counted = [this](auto handler) {
+    return [this, handler](const httplib::Request& req, httplib::Response& res) {
+      Count(req.remote_addr, req.remote_port);
+      handler(req, res);
+    };
+  };
+  auto echo = counted([](const httplib::Request& req, httplib::Response& res) {
+    res.set_header("X-Method", req.method);
+    res.set_header("X-Target", req.target);
+    res.set_content(req.body, "application/octet-stream");
+  });
+  const char* kEcho = "/echo";
+  s.Get(kEcho, echo).Post(kEcho, echo).Put(kEcho, echo).Delete(kEcho, echo)
+      .Patch(kEcho, echo).Options(kEcho, echo);
+  s.Get("/headers",
+        counted([](const httplib::Request& req, httplib::Response& res) {
+          std::string body;
+          for (const auto& [name, value] : req.headers) {
+            absl::StrAppend(&body, name, ": ", value, "\n");
+          }
+          res.set_content(body, "text/plain");
+        }));
+  s.Get(R"(/status/(\d+))",
+        counted([](const httplib::Request& req, httplib::Response& res) {
+          res.status = std::atoi(req.matches[1].str().c_str());
+          res.set_content(absl::StrCat("status ", res.status), "text/plain");
+        }));
+  s.Get("/repeat",
+        counted([](const httplib::Request&, httplib::Response& res) {
+          res.headers.emplace("Set-Cookie", "a=1");
+          res.headers.emplace("Set-Cookie", "b=2");
+          res.headers.emplace("Set-Cookie", "c=3");
+          res.set_content("ok", "text/plain");
+        }));
+  s.Get(R"(/bytes/(\d+))",
+        counted([](const httplib::Request& req, httplib::Response& res) {
+          size_t n = std::strtoull(req.matches[1].str().c_str(), nullptr, 10);
+          std::string body(n, '\0');
+          for (size_t i = 0; i < n; ++i) body[i] = static_cast<char>(i % 256);
+          res.set_content(body, "application/octet-stream");
+        }));
+  s.Get(R"(/slow/(\d+))",
+        counted([](const httplib::Request& req, httplib::Response& res) {
+          int ms = std::atoi(req.matches[1].str().c_str());
+          std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+          res.set_content("slow", "text/plain");
+        }));
+  s.Get("/close",
+        counted([](const httplib::Request&, httplib::Response& res) {
+          res.set_header("Connection", "close");
+          res.set_content("bye", "text/plain");
+        }));
+
+  port_ = s.bind_to_any_port("127.0.0.1");
+  thread_ = std::thread([this] { server_->listen_after_bind(); });
+  while (!server_->is_running()) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
+
+FakeUpstream::~FakeUpstream() {
+  server_->stop();
+  thread_.join();
+}
+
+std::string FakeUpstream::Url(absl::string_view path) const {
+  return absl::StrCat("http://127.0.0.1:", port_, path);
+}
+
+int FakeUpstream::connections() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return static_cast<int>(peers_.size());
+}
+
+void FakeUpstream::Count(const std::string& addr, int port) {
+  ++requests_;
+  std::lock_guard<std::mutex> lock(mu_);
+  peers_.emplace(addr, port);
+}
+
+int UnusedLoopbackPort() {
+  int fd = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = 0;
+  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+  socklen_t len = sizeof(addr);
+  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
+  close(fd);
+  return ntohs(addr.sin_port);
+}
+
+}  // namespace egress

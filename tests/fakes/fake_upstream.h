@@ -1,0 +1,62 @@
+// FakeUpstream: a real HTTP/1.1 server (httplib::Server) on 127.0.0.1, port 0, for
+// tests. It counts the distinct connections it accepted (by client port) and the
+// requests it served, and answers a fixed set of routes:
+//
+//   /echo            200, body = request body, X-Method = method,
+//                    X-Target = path and query
+//   /headers         200, body = the request headers, "name: value\n" each
+//   /status/N        status N, body "status N"
+//   /repeat          200 with three Set-Cookie headers, in order a, b, c
+//   /bytes/N         200, N bytes of every value 0..255 in turn
+//   /slow/N          200 after N milliseconds
+//   /close           200 with Connection: close
+//
+// Thread safety: accessors are thread-safe; the server runs on its own threads.
+#pragma once
+
+#include <atomic>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <thread>
+#include <utility>
+
+#include "absl/strings/string_view.h"
+
+namespace httplib {
+class Server;
+}
+
+namespace egress {
+
+class FakeUpstream {
+ public:
+  FakeUpstream();
+  ~FakeUpstream();
+  FakeUpstream(const FakeUpstream&) = delete;
+  FakeUpstream& operator=(const FakeUpstream&) = delete;
+
+  int port() const { return port_; }
+  // "http://127.0.0.1:<port><path>"
+  std::string Url(absl::string_view path) const;
+
+  // Distinct client connections that sent at least one request.
+  int connections() const;
+  int requests() const { return requests_.load(); }
+
+ private:
+  void Count(const std::string& addr, int port);
+
+  std::unique_ptr<httplib::Server> server_;
+  std::thread thread_;
+  int port_ = 0;
+  std::atomic<int> requests_{0};
+  mutable std::mutex mu_;
+  std::set<std::pair<std::string, int>> peers_;  // guarded by mu_
+};
+
+// A port on 127.0.0.1 that nothing listens on (bound, then closed).
+int UnusedLoopbackPort();
+
+}  // namespace egress

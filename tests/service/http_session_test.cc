@@ -1,0 +1,206 @@
+// HttpSession against a real loopback upstream: connection reuse, error counting,
+// limits and the error codes a caller sees.
+#include "service/http_session.h"
+
+#include <chrono>
+#include <string>
+
+#include "absl/status/status.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/fakes/counting_observer.h"
+#include "tests/fakes/fake_clock.h"
+#include "tests/fakes/fake_upstream.h"
+
+namespace egress {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+using ::testing::Pair;
+
+class HttpSessionTest : public ::testing::Test {
+ protected:
+  UpstreamRequest Get(const std::string& target, int port) {
+    UpstreamRequest request;
+    request.method = "GET";
+    request.origin = Origin{"http", "127.0.0.1", static_cast<uint16_t>(port)};
+    request.target = target;
+    return request;
+  }
+  UpstreamRequest Get(const std::string& target) {
+    return Get(target, upstream_.port());
+  }
+  std::unique_ptr<HttpSession> NewSession(int port) {
+    return std::make_unique<HttpSession>(
+        Origin{"http", "127.0.0.1", static_cast<uint16_t>(port)}, options_,
+        clock_, observer_);
+  }
+  MonoTime Deadline() { return clock_.Now() + std::chrono::seconds(10); }
+
+  FakeUpstream upstream_;
+  FakeClock clock_;
+  CountingObserver observer_;
+  SessionOptions options_;
+};
+
+TEST_F(HttpSessionTest, ReusesConnectionForSameOrigin) {
+  auto session = NewSession(upstream_.port());
+  for (int i = 0; i < 20; ++i) {
+    auto response = session->Send(Get("/echo"), Deadline());
+    ASSERT_TRUE(response.ok()) << response.status();
+    EXPECT_EQ(response->status, 200);
+    EXPECT_EQ(response->connection_reused, i > 0) << "request " << i;
+    EXPECT_EQ(response->attempts, 1);
+  }
+  EXPECT_EQ(upstream_.connections(), 1);
+  EXPECT_EQ(observer_.opened.load(), 1);
+  EXPECT_EQ(observer_.reused.load(), 19);
+  EXPECT_EQ(session->requests_served(), 20);
+}
+
+TEST_F(HttpSessionTest, SendsMethodHeadersAndBinaryBody) {
+  auto session = NewSession(upstream_.port());
+  UpstreamRequest request = Get("/echo?x=1");
+  request.method = "PUT";
+  request.body = std::string("\0\1\2\xff binary", 11);
+  request.headers = {{"X-One", "1"}};
+  auto response = session->Send(request, Deadline());
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->body, request.body);
+  EXPECT_THAT(response->headers, testing::Contains(Pair("X-Method", "PUT")));
+  EXPECT_THAT(response->headers, testing::Contains(Pair("X-Target", "/echo?x=1")));
+}
+
+TEST_F(HttpSessionTest, SendsHostHeaderAndNoAcceptEncodingOfItsOwn) {
+  auto session = NewSession(upstream_.port());
+  auto response = session->Send(Get("/headers"), Deadline());
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_THAT(response->body,
+              HasSubstr("Host: 127.0.0.1:" + std::to_string(upstream_.port())));
+  // The body is passed through untouched, so the service must not ask for a
+  // compression the caller did not ask for.
+  EXPECT_THAT(response->body, testing::Not(HasSubstr("Accept-Encoding")));
+}
+
+TEST_F(HttpSessionTest, KeepsRepeatedResponseHeadersInOrder) {
+  auto session = NewSession(upstream_.port());
+  auto response = session->Send(Get("/repeat"), Deadline());
+  ASSERT_TRUE(response.ok()) << response.status();
+  std::vector<std::string> cookies;
+  for (const auto& [name, value] : response->headers) {
+    if (name == "Set-Cookie") cookies.push_back(value);
+  }
+  EXPECT_THAT(cookies, ElementsAre("a=1", "b=2", "c=3"));
+}
+
+TEST_F(HttpSessionTest, RemovesHopByHopResponseHeaders) {
+  auto session = NewSession(upstream_.port());
+  auto response = session->Send(Get("/close"), Deadline());
+  ASSERT_TRUE(response.ok()) << response.status();
+  for (const auto& [name, value] : response->headers) {
+    EXPECT_FALSE(IsServiceOwnedHeader(name)) << name;
+  }
+}
+
+TEST_F(HttpSessionTest, UpstreamErrorStatusIsAnAnswerNotAnError) {
+  auto session = NewSession(upstream_.port());
+  auto response = session->Send(Get("/status/503"), Deadline());
+  ASSERT_TRUE(response.ok()) << response.status();
+  EXPECT_EQ(response->status, 503);
+  EXPECT_EQ(session->consecutive_errors(), 0);
+}
+
+TEST_F(HttpSessionTest, RefusedConnectIsUnavailableAndCountsAnError) {
+  const int port = UnusedLoopbackPort();
+  auto session = NewSession(port);
+  auto response = session->Send(Get("/", port), Deadline());
+  ASSERT_FALSE(response.ok());
+  EXPECT_EQ(response.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(response.status().message(), HasSubstr("connect to"));
+  EXPECT_THAT(response.status().message(),
+              HasSubstr("127.0.0.1:" + std::to_string(port)));
+  EXPECT_EQ(session->consecutive_errors(), 1);
+}
+
+TEST_F(HttpSessionTest, BrokenAfterExactlyMaxConsecutiveErrors) {
+  const int port = UnusedLoopbackPort();
+  auto session = NewSession(port);
+  for (int i = 1; i <= 3; ++i) {
+    EXPECT_FALSE(session->Broken()) << "before error " << i;
+    EXPECT_FALSE(session->Send(Get("/", port), Deadline()).ok());
+  }
+  EXPECT_TRUE(session->Broken());
+}
+
+TEST_F(HttpSessionTest, SuccessResetsTheErrorCount) {
+  auto session = NewSession(upstream_.port());
+  ASSERT_TRUE(session->Send(Get("/echo"), Deadline()).ok());
+  // A deadline already in the past fails without touching the connection.
+  EXPECT_FALSE(session->Send(Get("/echo"), clock_.Now()).ok());
+  EXPECT_FALSE(session->Send(Get("/echo"), clock_.Now()).ok());
+  EXPECT_EQ(session->consecutive_errors(), 2);
+  ASSERT_TRUE(session->Send(Get("/echo"), Deadline()).ok());
+  EXPECT_EQ(session->consecutive_errors(), 0);
+  EXPECT_FALSE(session->Send(Get("/echo"), clock_.Now()).ok());
+  EXPECT_FALSE(session->Send(Get("/echo"), clock_.Now()).ok());
+  // Four errors in all, but never three in a row.
+  EXPECT_FALSE(session->Broken());
+}
+
+TEST_F(HttpSessionTest, ResponseOverLimitIsResourceExhaustedNotASessionError) {
+  options_.max_response_bytes = 1000;
+  auto session = NewSession(upstream_.port());
+  auto response = session->Send(Get("/bytes/5000"), Deadline());
+  ASSERT_FALSE(response.ok());
+  EXPECT_EQ(response.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(response.status().message(), HasSubstr("--max_response_bytes=1000"));
+  EXPECT_EQ(session->consecutive_errors(), 0);
+  // The session recovers on a fresh connection.
+  auto next = session->Send(Get("/bytes/1000"), Deadline());
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_EQ(next->body.size(), 1000u);
+}
+
+TEST_F(HttpSessionTest, BinaryBodyArrivesIntact) {
+  auto session = NewSession(upstream_.port());
+  auto response = session->Send(Get("/bytes/70000"), Deadline());
+  ASSERT_TRUE(response.ok()) << response.status();
+  ASSERT_EQ(response->body.size(), 70000u);
+  for (size_t i = 0; i < response->body.size(); ++i) {
+    ASSERT_EQ(static_cast<unsigned char>(response->body[i]), i % 256) << i;
+  }
+}
+
+TEST_F(HttpSessionTest, SlowUpstreamIsDeadlineExceeded) {
+  auto session = NewSession(upstream_.port());
+  // The fake clock does not move, so the real read timeout (from the deadline's
+  // distance) is what fires: 200 ms against an answer after 2 s.
+  auto response =
+      session->Send(Get("/slow/2000"), clock_.Now() + std::chrono::milliseconds(200));
+  ASSERT_FALSE(response.ok());
+  EXPECT_EQ(response.status().code(), absl::StatusCode::kDeadlineExceeded)
+      << response.status();
+}
+
+TEST_F(HttpSessionTest, ConnectionCloseFromUpstreamReconnectsWithoutError) {
+  auto session = NewSession(upstream_.port());
+  ASSERT_TRUE(session->Send(Get("/close"), Deadline()).ok());
+  auto next = session->Send(Get("/echo"), Deadline());
+  ASSERT_TRUE(next.ok()) << next.status();
+  EXPECT_FALSE(next->connection_reused);
+  EXPECT_EQ(session->consecutive_errors(), 0);
+  EXPECT_EQ(upstream_.connections(), 2);
+}
+
+TEST_F(HttpSessionTest, ExhaustedAfterMaxRequests) {
+  options_.max_requests = 2;
+  auto session = NewSession(upstream_.port());
+  ASSERT_TRUE(session->Send(Get("/echo"), Deadline()).ok());
+  EXPECT_FALSE(session->Exhausted());
+  ASSERT_TRUE(session->Send(Get("/echo"), Deadline()).ok());
+  EXPECT_TRUE(session->Exhausted());
+}
+
+}  // namespace
+}  // namespace egress
