@@ -4,10 +4,8 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
-#include <prometheus/exposer.h>
 
 #include <algorithm>
-#include <exception>
 
 #include "absl/strings/str_cat.h"
 #include "service/log.h"
@@ -36,17 +34,15 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
   s->metrics_ = std::make_unique<Metrics>();
 
   if (!config.metrics_listen.empty()) {
-    // prometheus-cpp reports a failed bind by throwing; this is start-up, not the
-    // request path, so it becomes a status here.
-    try {
-      s->exposer_ = std::make_unique<prometheus::Exposer>(config.metrics_listen);
-    } catch (const std::exception& e) {
-      return absl::UnavailableError(absl::StrCat(
-          "--metrics_listen=", config.metrics_listen, ": cannot listen: ", e.what()));
+    auto metrics_server =
+        MetricsServer::Start(config.metrics_listen, s->metrics_->registry());
+    if (!metrics_server.ok()) {
+      return absl::Status(metrics_server.status().code(),
+                          absl::StrCat("--metrics_listen: ",
+                                       metrics_server.status().message()));
     }
-    s->exposer_->RegisterCollectable(s->metrics_->registry());
-    std::vector<int> ports = s->exposer_->GetListeningPorts();
-    s->metrics_port_ = ports.empty() ? 0 : ports.front();
+    s->metrics_server_ = std::move(*metrics_server);
+    s->metrics_port_ = s->metrics_server_->port();
   }
 
   SessionCacheOptions cache_options;

@@ -23,11 +23,8 @@
 #include "service/egress_service.h"
 #include "service/egress_worker.h"
 #include "service/metrics.h"
+#include "service/metrics_server.h"
 #include "service/worker_pool.h"
-
-namespace prometheus {
-class Exposer;
-}
 
 namespace egress {
 
@@ -57,7 +54,7 @@ class EgressServer {
   const Config config_;
   const Clock& clock_;
   std::unique_ptr<Metrics> metrics_;
-  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<MetricsServer> metrics_server_;
   std::unique_ptr<WorkerPool<EgressWorker>> pool_;
   std::unique_ptr<EgressService> service_;
   std::unique_ptr<grpc::Server> server_;

@@ -39,7 +39,7 @@ class Metrics final : public SessionObserver {
   Metrics(const Metrics&) = delete;
   Metrics& operator=(const Metrics&) = delete;
 
-  // The registry to expose (prometheus::Exposer::RegisterCollectable).
+  // The registry that MetricsServer serves.
   std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
 
   // Counts one finished call. `http_status` is 0 when no upstream answer came.

@@ -2,20 +2,14 @@
 
 #include <string>
 
-#include "absl/strings/str_cat.h"
 
 namespace egress {
 
 grpc::Status ToGrpcStatus(const absl::Status& status) {
   if (status.ok()) return grpc::Status::OK;
-  const int code = static_cast<int>(status.code());
-  // absl may carry codes outside gRPC's 1..16; they are internal errors there.
-  if (code < 1 || code > 16) {
-    return grpc::Status(grpc::StatusCode::INTERNAL,
-                        absl::StrCat("internal error (code ", code,
-                                     "): ", status.message()));
-  }
-  return grpc::Status(static_cast<grpc::StatusCode>(code),
+  // absl::Status only holds codes 1..16 (others become kUnknown), and their
+  // numbers are gRPC's.
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()),
                       std::string(status.message()));
 }
 

@@ -4,7 +4,7 @@
 // Internals pick the most specific absl code where the failure is found
 // (INVALID_ARGUMENT for bad input, UNAVAILABLE for a refused connect, ...); the
 // codes and their numbers are the same in both libraries, so the mapping keeps
-// the code and the message and only guards against codes gRPC reserves.
+// the code and the message.
 //
 // Thread safety: pure functions.
 #pragma once

@@ -139,22 +139,24 @@ class WorkerPool {
         break;
       } else {
         idle_.push_back(&slot);
-        slot.cv.wait_for(lock, options_.maintenance_interval, [&] {
+        // Maintenance runs while the worker stays where it is on the idle stack:
+        // leaving and re-entering would put a cold worker on top. A task handed
+        // over meanwhile waits in the slot until Maintain returns.
+        while (!slot.cv.wait_for(lock, options_.maintenance_interval, [&] {
           return slot.task.has_value() || shutdown_;
-        });
-        if (slot.task.has_value()) {
-          task = std::move(slot.task);
-          slot.task.reset();
-        } else {
-          // Timed out or shutting down, with no task handed over: this worker is
-          // still on the idle stack, and must leave it before doing anything else.
-          idle_.erase(std::find(idle_.begin(), idle_.end(), &slot));
-          if (shutdown_) continue;  // drain the queue, then stop
+        })) {
           lock.unlock();
           local->Maintain();
           lock.lock();
+        }
+        if (!slot.task.has_value()) {
+          // Shutting down with no task handed over: leave the idle stack, then
+          // drain the queue with the others.
+          idle_.erase(std::find(idle_.begin(), idle_.end(), &slot));
           continue;
         }
+        task = std::move(slot.task);
+        slot.task.reset();
       }
       lock.unlock();
       (*task)(*local);

@@ -32,7 +32,7 @@ _LIBS = {
     # that includes httplib.h must see them. They travel as `defines`.
     "httplib": (["cpp-httplib", "openssl"], []),
     "openssl": (["openssl"], []),
-    "prometheus": (["prometheus-cpp-pull", "prometheus-cpp-core"], []),
+    "prometheus": (["prometheus-cpp-core"], []),
     "gtest": (["gtest", "gmock"], []),
     "gtest_main": (["gtest_main", "gmock"], []),
     "benchmark": (["benchmark"], []),

@@ -1,0 +1,362 @@
+// End to end: an in-process egressd (gRPC on 127.0.0.1, port 0) in front of a real
+// loopback upstream, called through a real gRPC channel.
+#include <grpcpp/grpcpp.h>
+#include <httplib.h>
+
+#include <atomic>
+#include <chrono>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "proto/egress/v1/egress.grpc.pb.h"
+#include "service/egress_server.h"
+#include "tests/fakes/fake_upstream.h"
+#include "tests/integration/health.grpc.pb.h"
+
+namespace egress {
+namespace {
+
+using ::egress::v1::EgressRequest;
+using ::egress::v1::EgressResponse;
+using ::testing::HasSubstr;
+using std::chrono::milliseconds;
+
+class EgressIntegrationTest : public ::testing::Test {
+ protected:
+  // Starts egressd with the defaults, changed by `tweak`, on ephemeral ports.
+  void StartServer(const std::function<void(Config&)>& tweak = nullptr) {
+    Config config;
+    config.listen = "127.0.0.1:0";
+    config.metrics_listen = "127.0.0.1:0";
+    config.drain_timeout = std::chrono::seconds(2);
+    if (tweak) tweak(config);
+    auto server = EgressServer::Start(config);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(-1);
+    channel_ = grpc::CreateCustomChannel(
+        absl::StrCat("127.0.0.1:", server_->grpc_port()),
+        grpc::InsecureChannelCredentials(), args);
+    stub_ = egress::v1::Egress::NewStub(channel_);
+  }
+
+  void SetUp() override { StartServer(); }
+
+  void TearDown() override {
+    if (server_) server_->Shutdown(std::chrono::seconds(2));
+  }
+
+  void Restart(const std::function<void(Config&)>& tweak) {
+    server_->Shutdown(std::chrono::seconds(2));
+    StartServer(tweak);
+  }
+
+  grpc::Status Do(const EgressRequest& request, EgressResponse* response,
+                  milliseconds deadline = milliseconds(10000)) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + deadline);
+    return stub_->Do(&context, request, response);
+  }
+
+  EgressRequest Request(const std::string& method, const std::string& path) {
+    EgressRequest request;
+    request.set_method(method);
+    request.set_url(upstream_.Url(path));
+    return request;
+  }
+
+  grpc::Status Get(const std::string& path, EgressResponse* response) {
+    return Do(Request("GET", path), response);
+  }
+
+  // The Prometheus text the service exposes right now.
+  std::string MetricsText() {
+    httplib::Client client("127.0.0.1", server_->metrics_port());
+    auto result = client.Get("/metrics");
+    EXPECT_TRUE(result) << "metrics endpoint did not answer";
+    return result ? result->body : "";
+  }
+
+  // The value of one series in the metrics text, -1 when absent.
+  double Metric(const std::string& series) {
+    std::string text = MetricsText();
+    std::string prefix = series + " ";
+    size_t at = text.find("\n" + prefix);
+    if (at == std::string::npos) return -1;
+    return std::stod(text.substr(at + 1 + prefix.size()));
+  }
+
+  FakeUpstream upstream_;
+  std::unique_ptr<EgressServer> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<egress::v1::Egress::Stub> stub_;
+};
+
+TEST_F(EgressIntegrationTest, ReturnsUpstreamStatusHeadersAndBody) {
+  EgressRequest request = Request("POST", "/echo?q=1");
+  request.set_body(std::string("\0\x01\xfe\xff", 4));
+  auto* h = request.add_headers();
+  h->set_name("X-Caller");
+  h->set_value("test");
+  EgressResponse response;
+  grpc::Status status = Do(request, &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.status(), 200);
+  EXPECT_EQ(response.body(), request.body());
+  EXPECT_EQ(response.timing().attempts(), 1);
+  EXPECT_GT(response.timing().total().nanos() + response.timing().total().seconds(), 0);
+}
+
+TEST_F(EgressIntegrationTest, UpstreamErrorStatusIsAnOkCall) {
+  EgressResponse response;
+  grpc::Status status = Get("/status/404", &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.status(), 404);
+  EXPECT_EQ(response.body(), "status 404");
+  ASSERT_TRUE(Get("/status/503", &response).ok());
+  EXPECT_EQ(response.status(), 503);
+}
+
+TEST_F(EgressIntegrationTest, RepeatedResponseHeadersKeepTheirOrder) {
+  EgressResponse response;
+  ASSERT_TRUE(Get("/repeat", &response).ok());
+  std::vector<std::string> cookies;
+  for (const auto& header : response.headers()) {
+    if (header.name() == "Set-Cookie") cookies.push_back(header.value());
+  }
+  EXPECT_THAT(cookies, testing::ElementsAre("a=1", "b=2", "c=3"));
+}
+
+TEST_F(EgressIntegrationTest, SequentialCallsReuseAHandfulOfConnections) {
+  EgressResponse response;
+  for (int i = 0; i < 200; ++i) {
+    ASSERT_TRUE(Get("/echo", &response).ok()) << "call " << i;
+  }
+  // 64 workers, but the most recently idle one takes each call, so the calls
+  // stay on one or two warm connections instead of one per worker.
+  EXPECT_LE(upstream_.connections(), 3);
+  EXPECT_TRUE(response.timing().connection_reused());
+  EXPECT_GE(Metric("egress_connections_reused_total"), 197);
+}
+
+TEST_F(EgressIntegrationTest, ConcurrentCallersStayWithinTheWorkerCount) {
+  Restart([](Config& c) { c.workers = 8; });
+  std::atomic<int> failures{0};
+  std::vector<std::thread> callers;
+  for (int t = 0; t < 4; ++t) {
+    callers.emplace_back([&] {
+      EgressResponse response;
+      for (int i = 0; i < 200; ++i) {
+        if (!Get("/echo", &response).ok()) ++failures;
+      }
+    });
+  }
+  for (auto& t : callers) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(upstream_.requests(), 800);
+  EXPECT_LE(upstream_.connections(), 8);
+}
+
+TEST_F(EgressIntegrationTest, MetricsShowRequestsReuseAndRecreationReasons) {
+  EgressResponse response;
+  for (int i = 0; i < 5; ++i) ASSERT_TRUE(Get("/echo", &response).ok());
+  // Three refused connects to a dead port drop that session as "errors".
+  EgressRequest dead;
+  dead.set_url(absl::StrCat("http://127.0.0.1:", UnusedLoopbackPort(), "/"));
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(Do(dead, &response).error_code(), grpc::StatusCode::UNAVAILABLE);
+  }
+  std::string text = MetricsText();
+  EXPECT_THAT(text, HasSubstr("egress_requests_total{code_class=\"2xx\",method=\"GET\","
+                              "outcome=\"OK\"} 5"));
+  EXPECT_THAT(text, HasSubstr("egress_requests_total{code_class=\"none\",method=\"GET\","
+                              "outcome=\"UNAVAILABLE\"} 3"));
+  EXPECT_THAT(text, HasSubstr("egress_session_recreations_total{reason=\"errors\"} 1"));
+  EXPECT_THAT(text, HasSubstr("egress_session_recreations_total{reason=\"idle\"} 0"));
+  EXPECT_GE(Metric("egress_connections_reused_total"), 4);
+  EXPECT_THAT(text, HasSubstr("egress_request_duration_seconds_count 8"));
+  EXPECT_THAT(text, HasSubstr("egress_upstream_duration_seconds_count 5"));
+  EXPECT_EQ(Metric("egress_requests_in_flight"), 0);
+}
+
+TEST_F(EgressIntegrationTest, NoPoolingBaselineRecreatesEverySession) {
+  Restart([](Config& c) { c.max_requests_per_session = 1; });
+  EgressResponse response;
+  for (int i = 0; i < 10; ++i) ASSERT_TRUE(Get("/echo", &response).ok());
+  EXPECT_EQ(upstream_.connections(), 10);
+  EXPECT_FALSE(response.timing().connection_reused());
+  EXPECT_EQ(Metric("egress_session_recreations_total{reason=\"max_requests\"}"), 10);
+}
+
+TEST_F(EgressIntegrationTest, IdleSessionsAreClosedByTheWorkers) {
+  Restart([](Config& c) { c.keepalive_timeout = milliseconds(200); });
+  EgressResponse response;
+  ASSERT_TRUE(Get("/echo", &response).ok());
+  // Bounded wait (up to 3 s) for the idle worker's maintenance to drop it.
+  for (int i = 0; i < 300 && Metric("egress_sessions_active") != 0; ++i) {
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  EXPECT_EQ(Metric("egress_sessions_active"), 0);
+  EXPECT_EQ(Metric("egress_session_recreations_total{reason=\"idle\"}"), 1);
+}
+
+TEST_F(EgressIntegrationTest, BadInputGetsItsCodeAndTheServerKeepsServing) {
+  struct Bad {
+    std::string method, url, header, value;
+    grpc::StatusCode code;
+    std::string words;
+  };
+  const std::string ok_url = upstream_.Url("/echo");
+  const Bad cases[] = {
+      {"GET", "", "", "", grpc::StatusCode::INVALID_ARGUMENT, "url: is empty"},
+      {"GET", "ftp://x/", "", "", grpc::StatusCode::INVALID_ARGUMENT, "scheme"},
+      {"GET", "https://127.0.0.1/", "", "", grpc::StatusCode::INVALID_ARGUMENT,
+       "https://"},
+      {"G E T", ok_url, "", "", grpc::StatusCode::INVALID_ARGUMENT, "method"},
+      {"GET", ok_url + "\r\nX: y", "", "", grpc::StatusCode::INVALID_ARGUMENT,
+       "control character"},
+      {"GET", "http://127.0.0.1:99999/", "", "",
+       grpc::StatusCode::INVALID_ARGUMENT, "1-65535"},
+      {"GET", ok_url, "Connection", "close", grpc::StatusCode::INVALID_ARGUMENT,
+       "hop-by-hop"},
+      {"GET", ok_url, "X-A", "a\nb", grpc::StatusCode::INVALID_ARGUMENT,
+       "CR, LF or NUL"},
+      {"GET", ok_url, "Host", "evil", grpc::StatusCode::INVALID_ARGUMENT, "Host"},
+  };
+  for (const Bad& bad : cases) {
+    EgressRequest request;
+    request.set_method(bad.method);
+    request.set_url(bad.url);
+    if (!bad.header.empty()) {
+      auto* h = request.add_headers();
+      h->set_name(bad.header);
+      h->set_value(bad.value);
+    }
+    EgressResponse response;
+    grpc::Status status = Do(request, &response);
+    EXPECT_EQ(status.error_code(), bad.code) << bad.url;
+    EXPECT_THAT(status.error_message(), HasSubstr(bad.words)) << bad.url;
+  }
+  EXPECT_EQ(upstream_.requests(), 0);  // nothing bad reached the upstream
+  EgressResponse response;
+  ASSERT_TRUE(Get("/echo", &response).ok());
+  EXPECT_THAT(MetricsText(),
+              HasSubstr("outcome=\"INVALID_ARGUMENT\"} "));
+}
+
+TEST_F(EgressIntegrationTest, BodiesOverTheLimitsAreResourceExhausted) {
+  Restart([](Config& c) {
+    c.max_request_bytes = 1000;
+    c.max_response_bytes = 5000;
+  });
+  EgressRequest big = Request("POST", "/echo");
+  big.set_body(std::string(1001, 'x'));
+  EgressResponse response;
+  grpc::Status status = Do(big, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(status.error_message(), HasSubstr("--max_request_bytes=1000"));
+
+  status = Get("/bytes/5001", &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(status.error_message(), HasSubstr("--max_response_bytes=5000"));
+  ASSERT_TRUE(Get("/bytes/5000", &response).ok());
+  EXPECT_EQ(response.body().size(), 5000u);
+}
+
+TEST_F(EgressIntegrationTest, SlowUpstreamHitsTheCallersDeadline) {
+  EgressResponse response;
+  grpc::Status status = Do(Request("GET", "/slow/3000"), &response, milliseconds(300));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+}
+
+TEST_F(EgressIntegrationTest, RequestTimeoutBoundsTheUpstreamWait) {
+  EgressRequest request = Request("GET", "/slow/3000");
+  request.mutable_timeout()->set_nanos(200 * 1000 * 1000);
+  EgressResponse response;
+  const auto start = std::chrono::steady_clock::now();
+  grpc::Status status = Do(request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  // Answered by the service's own timeout, well before the 10 s call deadline.
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+  EXPECT_THAT(status.error_message(), HasSubstr("within 0.200s"));
+}
+
+TEST_F(EgressIntegrationTest, MaxTimeoutCapsTheRequestTimeout) {
+  Restart([](Config& c) { c.max_timeout = milliseconds(200); });
+  EgressRequest request = Request("GET", "/slow/3000");
+  request.mutable_timeout()->set_seconds(60);
+  EgressResponse response;
+  grpc::Status status = Do(request, &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_THAT(status.error_message(), HasSubstr("within 0.200s"));
+}
+
+TEST_F(EgressIntegrationTest, FullQueueIsRefusedAtOnce) {
+  Restart([](Config& c) {
+    c.workers = 1;
+    c.max_queue = 1;
+  });
+  // One call holds the only worker, a second one waits in the queue.
+  std::thread holder([&] {
+    EgressResponse r;
+    Do(Request("GET", "/slow/1000"), &r);
+  });
+  for (int i = 0; i < 500 && upstream_.requests() < 1; ++i) {
+    std::this_thread::sleep_for(milliseconds(2));
+  }
+  std::thread waiter([&] {
+    EgressResponse r;
+    Do(Request("GET", "/echo"), &r);
+  });
+  for (int i = 0; i < 500 && server_->metrics().queue_depth().Value() < 1; ++i) {
+    std::this_thread::sleep_for(milliseconds(2));
+  }
+  EgressResponse response;
+  const auto start = std::chrono::steady_clock::now();
+  grpc::Status status = Get("/echo", &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(status.error_message(), HasSubstr("queue full"));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(500));
+  holder.join();
+  waiter.join();
+}
+
+TEST_F(EgressIntegrationTest, CallWhoseDeadlinePassesInTheQueueNeverReachesUpstream) {
+  Restart([](Config& c) { c.workers = 1; });
+  std::thread holder([&] {
+    EgressResponse r;
+    Do(Request("GET", "/slow/800"), &r);
+  });
+  for (int i = 0; i < 500 && upstream_.requests() < 1; ++i) {
+    std::this_thread::sleep_for(milliseconds(2));
+  }
+  EgressResponse response;
+  grpc::Status status = Do(Request("GET", "/echo"), &response, milliseconds(200));
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  holder.join();
+  // Wait (bounded) for the worker to take and answer the expired call.
+  for (int i = 0; i < 200 && Metric("egress_requests_in_flight") != 0; ++i) {
+    std::this_thread::sleep_for(milliseconds(5));
+  }
+  EXPECT_EQ(upstream_.requests(), 1);  // only the holder's call
+  EXPECT_THAT(MetricsText(),
+              HasSubstr("method=\"GET\",outcome=\"DEADLINE_EXCEEDED\"} 1"));
+}
+
+TEST_F(EgressIntegrationTest, HealthIsServing) {
+  auto health = grpc::health::v1::Health::NewStub(channel_);
+  grpc::ClientContext context;
+  grpc::health::v1::HealthCheckRequest request;
+  grpc::health::v1::HealthCheckResponse response;
+  ASSERT_TRUE(health->Check(&context, request, &response).ok());
+  EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+}
+
+}  // namespace
+}  // namespace egress

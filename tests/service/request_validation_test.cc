@@ -1,0 +1,227 @@
+// Request validation: a table of good and bad requests, each bad one with the
+// code and the words its message must contain.
+#include "service/request_validation.h"
+
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace egress {
+namespace {
+
+using ::testing::HasSubstr;
+
+struct Case {
+  std::string name;
+  std::string method;
+  std::string url;
+  std::vector<std::pair<std::string, std::string>> headers;
+  absl::StatusCode code;
+  std::string message;  // must appear in the error message (empty when OK)
+};
+
+egress::v1::EgressRequest ToProto(const Case& c) {
+  egress::v1::EgressRequest request;
+  request.set_method(c.method);
+  request.set_url(c.url);
+  for (const auto& [name, value] : c.headers) {
+    egress::v1::Header* h = request.add_headers();
+    h->set_name(name);
+    h->set_value(value);
+  }
+  return request;
+}
+
+constexpr absl::StatusCode kOk = absl::StatusCode::kOk;
+constexpr absl::StatusCode kInvalid = absl::StatusCode::kInvalidArgument;
+
+const std::vector<Case>& Cases() {
+  static const auto* cases = new std::vector<Case>{
+      // Good requests.
+      {"plain_get", "GET", "http://example.com/a", {}, kOk, ""},
+      {"empty_method_is_get", "", "http://example.com/", {}, kOk, ""},
+      {"post", "POST", "http://example.com/submit", {}, kOk, ""},
+      {"extension_method", "PURGE", "http://example.com/", {}, kOk, ""},
+      {"port", "GET", "http://example.com:8080/x", {}, kOk, ""},
+      {"max_port", "GET", "http://example.com:65535/", {}, kOk, ""},
+      {"query", "GET", "http://example.com/a?b=c&d=%20", {}, kOk, ""},
+      {"no_path", "GET", "http://example.com", {}, kOk, ""},
+      {"ipv4", "GET", "http://127.0.0.1:80/", {}, kOk, ""},
+      {"ipv6", "GET", "http://[::1]:8080/", {}, kOk, ""},
+      {"upper_scheme", "GET", "HTTP://Example.COM/", {}, kOk, ""},
+      {"header", "GET", "http://e.com/", {{"X-Api-Key", "abc def"}}, kOk, ""},
+      {"repeated_header", "GET", "http://e.com/",
+       {{"Accept", "a"}, {"Accept", "b"}}, kOk, ""},
+      {"empty_header_value", "GET", "http://e.com/", {{"X-Empty", ""}}, kOk, ""},
+      {"fragment_dropped", "GET", "http://e.com/p#frag", {}, kOk, ""},
+      // Bad methods.
+      {"method_space", "GE T", "http://e.com/", {}, kInvalid, "method"},
+      {"method_crlf", "GET\r\nX: y", "http://e.com/", {}, kInvalid, "method"},
+      {"method_connect", "CONNECT", "http://e.com/", {}, kInvalid, "CONNECT"},
+      {"method_slash", "GET/", "http://e.com/", {}, kInvalid, "not an HTTP method"},
+      // Bad URLs.
+      {"empty_url", "GET", "", {}, kInvalid, "url: is empty"},
+      {"relative_url", "GET", "/path", {}, kInvalid, "absolute"},
+      {"https_not_yet", "GET", "https://e.com/", {}, kInvalid, "https://"},
+      {"ftp", "GET", "ftp://e.com/", {}, kInvalid, "unsupported scheme \"ftp\""},
+      {"no_host", "GET", "http:///path", {}, kInvalid, "no host"},
+      {"port_zero", "GET", "http://e.com:0/", {}, kInvalid, "out of range 1-65535"},
+      {"port_too_big", "GET", "http://e.com:65536/", {}, kInvalid, "out of range"},
+      {"port_letters", "GET", "http://e.com:8o/", {}, kInvalid, "port"},
+      {"port_empty", "GET", "http://e.com:/", {}, kInvalid, "port is empty"},
+      {"userinfo", "GET", "http://u:p@e.com/", {}, kInvalid, "user info"},
+      {"space_in_url", "GET", "http://e.com/a b", {}, kInvalid, "space or control"},
+      {"crlf_in_url", "GET", "http://e.com/\r\nHost: x", {}, kInvalid, "0x0d"},
+      {"nul_in_url", "GET", std::string("http://e.com/\0", 14), {}, kInvalid,
+       "0x00"},
+      {"non_ascii_url", "GET", "http://e.com/caf\xc3\xa9", {}, kInvalid,
+       "non-ASCII"},
+      {"bad_host_char", "GET", "http://e!.com/", {}, kInvalid, "invalid character"},
+      {"empty_label", "GET", "http://a..b/", {}, kInvalid, "empty label"},
+      {"bad_ipv6", "GET", "http://[::g]/", {}, kInvalid, "not an IPv6 address"},
+      {"unclosed_ipv6", "GET", "http://[::1/", {}, kInvalid, "closing ']'"},
+      // Bad headers.
+      {"header_name_space", "GET", "http://e.com/", {{"X Bad", "v"}}, kInvalid,
+       "headers[0]: name"},
+      {"header_name_empty", "GET", "http://e.com/", {{"", "v"}}, kInvalid,
+       "not an HTTP token"},
+      {"header_value_lf", "GET", "http://e.com/", {{"X-A", "v\nInjected: 1"}},
+       kInvalid, "CR, LF or NUL"},
+      {"header_value_cr", "GET", "http://e.com/", {{"X-A", "v\r"}}, kInvalid,
+       "CR, LF or NUL"},
+      {"header_value_nul", "GET", "http://e.com/",
+       {{"X-A", std::string("v\0w", 3)}}, kInvalid, "CR, LF or NUL"},
+      {"connection", "GET", "http://e.com/", {{"Connection", "close"}}, kInvalid,
+       "\"Connection\" is a hop-by-hop header"},
+      {"keep_alive", "GET", "http://e.com/", {{"keep-alive", "5"}}, kInvalid,
+       "hop-by-hop"},
+      {"proxy_authorization", "GET", "http://e.com/",
+       {{"Proxy-Authorization", "x"}}, kInvalid, "hop-by-hop"},
+      {"te", "GET", "http://e.com/", {{"TE", "trailers"}}, kInvalid, "hop-by-hop"},
+      {"trailer", "GET", "http://e.com/", {{"Trailer", "x"}}, kInvalid,
+       "hop-by-hop"},
+      {"transfer_encoding", "POST", "http://e.com/",
+       {{"Transfer-Encoding", "chunked"}}, kInvalid, "hop-by-hop"},
+      {"upgrade", "GET", "http://e.com/", {{"Upgrade", "websocket"}}, kInvalid,
+       "hop-by-hop"},
+      {"host", "GET", "http://e.com/", {{"Host", "other.com"}}, kInvalid,
+       "\"Host\""},
+      {"second_header_named", "GET", "http://e.com/",
+       {{"X-Ok", "1"}, {"Upgrade", "h2c"}}, kInvalid, "headers[1]"},
+      {"content_length_mismatch", "POST", "http://e.com/",
+       {{"Content-Length", "5"}}, kInvalid, "does not match"},
+  };
+  return *cases;
+}
+
+class RequestValidationTest : public ::testing::TestWithParam<Case> {};
+
+TEST_P(RequestValidationTest, AcceptsOrRefusesWithTheRightWords) {
+  const Case& c = GetParam();
+  absl::StatusOr<UpstreamRequest> result =
+      ValidateRequest(ToProto(c), ValidationLimits());
+  EXPECT_EQ(result.status().code(), c.code) << result.status();
+  if (c.code != kOk) {
+    EXPECT_THAT(std::string(result.status().message()), HasSubstr(c.message));
+  }
+}
+
+INSTANTIATE_TEST_SUITE_P(Table, RequestValidationTest,
+                         ::testing::ValuesIn(Cases()),
+                         [](const auto& info) { return info.param.name; });
+
+TEST(RequestValidationDetailTest, ParsesOriginAndTarget) {
+  egress::v1::EgressRequest proto;
+  proto.set_url("HTTP://Example.COM:8080/a/b?c=d#frag");
+  auto request = ValidateRequest(proto, ValidationLimits());
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_EQ(request->method, "GET");
+  EXPECT_EQ(request->origin.scheme, "http");
+  EXPECT_EQ(request->origin.host, "example.com");
+  EXPECT_EQ(request->origin.port, 8080);
+  EXPECT_EQ(request->target, "/a/b?c=d");
+  EXPECT_EQ(request->origin.HostHeader(), "example.com:8080");
+}
+
+TEST(RequestValidationDetailTest, DefaultPortAndIpv6HostHeader) {
+  egress::v1::EgressRequest proto;
+  proto.set_url("http://[::1]?q");
+  auto request = ValidateRequest(proto, ValidationLimits());
+  ASSERT_TRUE(request.ok()) << request.status();
+  EXPECT_EQ(request->origin.host, "::1");
+  EXPECT_EQ(request->origin.port, 80);
+  EXPECT_EQ(request->target, "/?q");
+  EXPECT_EQ(request->origin.HostHeader(), "[::1]");
+  EXPECT_EQ(request->origin.Key(), "http://[::1]:80");
+}
+
+TEST(RequestValidationDetailTest, KeepsHeaderOrderAndDropsMatchingContentLength) {
+  egress::v1::EgressRequest proto;
+  proto.set_method("POST");
+  proto.set_url("http://e.com/");
+  proto.set_body("hello");
+  for (auto [n, v] : {std::pair{"B", "1"}, {"Content-Length", "5"}, {"A", "2"}}) {
+    auto* h = proto.add_headers();
+    h->set_name(n);
+    h->set_value(v);
+  }
+  auto request = ValidateRequest(proto, ValidationLimits());
+  ASSERT_TRUE(request.ok()) << request.status();
+  ASSERT_EQ(request->headers.size(), 2u);
+  EXPECT_EQ(request->headers[0].first, "B");
+  EXPECT_EQ(request->headers[1].first, "A");
+  EXPECT_EQ(request->body, "hello");
+}
+
+TEST(RequestValidationDetailTest, BodyOverLimitIsResourceExhausted) {
+  egress::v1::EgressRequest proto;
+  proto.set_method("POST");
+  proto.set_url("http://e.com/");
+  proto.set_body(std::string(11, 'x'));
+  ValidationLimits limits;
+  limits.max_request_bytes = 10;
+  auto request = ValidateRequest(proto, limits);
+  EXPECT_EQ(request.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_THAT(std::string(request.status().message()),
+              HasSubstr("--max_request_bytes=10"));
+}
+
+TEST(RequestValidationDetailTest, TooManyHeadersAndTooLongUrl) {
+  ValidationLimits limits;
+  limits.max_headers = 2;
+  limits.max_url_bytes = 30;
+  egress::v1::EgressRequest proto;
+  proto.set_url("http://e.com/" + std::string(40, 'a'));
+  EXPECT_THAT(std::string(ValidateRequest(proto, limits).status().message()),
+              HasSubstr("over the limit of 30"));
+  proto.set_url("http://e.com/");
+  for (int i = 0; i < 3; ++i) proto.add_headers()->set_name("X");
+  auto request = ValidateRequest(proto, limits);
+  EXPECT_EQ(request.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(request.status().message()), HasSubstr("3 headers"));
+}
+
+TEST(RequestValidationDetailTest, Timeouts) {
+  egress::v1::EgressRequest proto;
+  proto.set_url("http://e.com/");
+  proto.mutable_timeout()->set_seconds(2);
+  proto.mutable_timeout()->set_nanos(500000000);
+  auto request = ValidateRequest(proto, ValidationLimits());
+  ASSERT_TRUE(request.ok());
+  EXPECT_EQ(request->timeout, std::chrono::milliseconds(2500));
+
+  proto.mutable_timeout()->set_seconds(-1);
+  EXPECT_THAT(std::string(ValidateRequest(proto, ValidationLimits())
+                              .status()
+                              .message()),
+              HasSubstr("timeout: must be a non-negative duration"));
+  proto.mutable_timeout()->set_seconds(0);
+  proto.mutable_timeout()->set_nanos(0);
+  EXPECT_EQ(ValidateRequest(proto, ValidationLimits()).status().code(),
+            absl::StatusCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace egress

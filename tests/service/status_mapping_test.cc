@@ -1,0 +1,40 @@
+// Status mapping: internal absl codes reach the caller unchanged, with messages.
+#include "service/status_mapping.h"
+
+#include "gtest/gtest.h"
+
+namespace egress {
+namespace {
+
+TEST(StatusMappingTest, KeepsCodeAndMessageForEveryMappedSituation) {
+  const std::pair<absl::Status, grpc::StatusCode> table[] = {
+      {absl::InvalidArgumentError("url: is empty"),
+       grpc::StatusCode::INVALID_ARGUMENT},
+      {absl::PermissionDeniedError("refused by policy"),
+       grpc::StatusCode::PERMISSION_DENIED},
+      {absl::UnauthenticatedError("no token"), grpc::StatusCode::UNAUTHENTICATED},
+      {absl::UnavailableError("connect refused"), grpc::StatusCode::UNAVAILABLE},
+      {absl::DeadlineExceededError("timed out"),
+       grpc::StatusCode::DEADLINE_EXCEEDED},
+      {absl::ResourceExhaustedError("queue full"),
+       grpc::StatusCode::RESOURCE_EXHAUSTED},
+      {absl::CancelledError("cancelled"), grpc::StatusCode::CANCELLED},
+  };
+  for (const auto& [in, code] : table) {
+    grpc::Status out = ToGrpcStatus(in);
+    EXPECT_EQ(out.error_code(), code) << in;
+    EXPECT_EQ(out.error_message(), in.message());
+  }
+}
+
+TEST(StatusMappingTest, OkIsOk) { EXPECT_TRUE(ToGrpcStatus(absl::OkStatus()).ok()); }
+
+TEST(StatusMappingTest, NamesAreTheGrpcNames) {
+  EXPECT_EQ(StatusCodeName(absl::StatusCode::kOk), "OK");
+  EXPECT_EQ(StatusCodeName(absl::StatusCode::kResourceExhausted),
+            "RESOURCE_EXHAUSTED");
+  EXPECT_EQ(StatusCodeName(absl::StatusCode::kUnavailable), "UNAVAILABLE");
+}
+
+}  // namespace
+}  // namespace egress
