@@ -1,6 +1,6 @@
-// Clock: the source of monotonic time for units that expire things (idle sessions,
-// queued calls). Production code uses RealClock; tests drive a FakeClock
-// (tests/fakes/fake_clock.h) instead of sleeping.
+// Clock: the source of monotonic time for units that expire things (idle
+// sessions, queued calls). Production code uses RealClock; tests drive a
+// FakeClock (tests/fakes/fake_clock.h) instead of sleeping.
 //
 // Thread safety: implementations must be safe to call from any thread.
 #pragma once

@@ -7,7 +7,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 
-ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "gRPC listen address (host:port).");
+ABSL_FLAG(std::string, listen, "0.0.0.0:50051",
+          "gRPC listen address (host:port).");
 ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9464",
           "Prometheus /metrics listen address (host:port); empty disables it.");
 ABSL_FLAG(uint32_t, workers, 64,
@@ -24,8 +25,9 @@ ABSL_FLAG(uint32_t, max_sessions_per_worker, 256,
 ABSL_FLAG(int64_t, max_requests_per_session, 0,
           "Requests after which a session is recreated; 0 is unlimited, 1 "
           "disables connection reuse.");
-ABSL_FLAG(absl::Duration, default_timeout, absl::Seconds(30),
-          "Upstream timeout when the call gives neither a timeout nor a deadline.");
+ABSL_FLAG(
+    absl::Duration, default_timeout, absl::Seconds(30),
+    "Upstream timeout when the call gives neither a timeout nor a deadline.");
 ABSL_FLAG(absl::Duration, max_timeout, absl::Seconds(300),
           "Upper bound on any call's upstream timeout.");
 ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(5),

@@ -40,7 +40,8 @@ struct Config {
   absl::Status Validate() const;
 };
 
-// The configuration given by the command-line flags (after absl::ParseCommandLine).
+// The configuration given by the command-line flags (after
+// absl::ParseCommandLine).
 Config ConfigFromFlags();
 
 }  // namespace egress

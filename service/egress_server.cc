@@ -81,23 +81,22 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
   builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(),
                            &s->grpc_port_);
   // Room for the largest body plus headers and framing.
-  builder.SetMaxReceiveMessageSize(
-      static_cast<int>(std::min<size_t>(config.max_request_bytes + (1 << 20),
-                                        INT32_MAX)));
+  builder.SetMaxReceiveMessageSize(static_cast<int>(
+      std::min<size_t>(config.max_request_bytes + (1 << 20), INT32_MAX)));
   builder.SetMaxSendMessageSize(-1);
   builder.RegisterService(s->service_.get());
   s->server_ = builder.BuildAndStart();
   if (s->server_ == nullptr || s->grpc_port_ == 0) {
     s->shut_down_ = true;
     s->pool_->Shutdown();
-    return absl::UnavailableError(
-        absl::StrCat("--listen=", config.listen, ": cannot listen (address in "
-                                                 "use or invalid?)"));
+    return absl::UnavailableError(absl::StrCat("--listen=", config.listen,
+                                               ": cannot listen (address in "
+                                               "use or invalid?)"));
   }
   s->server_->GetHealthCheckService()->SetServingStatus(true);
-  LogInfo(absl::StrCat("egressd serving gRPC on port ", s->grpc_port_,
-                       " (", config.listen, "), metrics on port ",
-                       s->metrics_port_, ", ", config.workers, " workers"));
+  LogInfo(absl::StrCat("egressd serving gRPC on port ", s->grpc_port_, " (",
+                       config.listen, "), metrics on port ", s->metrics_port_,
+                       ", ", config.workers, " workers"));
   return s;
 }
 
@@ -110,9 +109,9 @@ void EgressServer::Shutdown(std::chrono::nanoseconds drain) {
   server_->GetHealthCheckService()->SetServingStatus(false);
   // Refuses new calls at once; waits up to `drain` for calls in flight, then
   // cancels the rest. The workers still answer every call they hold.
-  server_->Shutdown(std::chrono::system_clock::now() +
-                    std::chrono::duration_cast<std::chrono::system_clock::duration>(
-                        drain));
+  server_->Shutdown(
+      std::chrono::system_clock::now() +
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(drain));
   pool_->Shutdown();  // runs what is queued, closes every session
   server_->Wait();
   LogInfo("egressd stopped");

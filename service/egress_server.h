@@ -4,7 +4,8 @@
 // tests both start the service through this class.
 //
 // Usage:
-//   absl::StatusOr<std::unique_ptr<EgressServer>> server = EgressServer::Start(config);
+//   absl::StatusOr<std::unique_ptr<EgressServer>> server =
+//   EgressServer::Start(config);
 //   ... (*server)->grpc_port() ...
 //   (*server)->Shutdown(config.drain_timeout);
 //
@@ -30,8 +31,8 @@ namespace egress {
 
 class EgressServer {
  public:
-  // Validates `config`, binds both listeners and starts the workers. A port of 0
-  // in an address binds an ephemeral port (see grpc_port(), metrics_port()).
+  // Validates `config`, binds both listeners and starts the workers. A port of
+  // 0 in an address binds an ephemeral port (see grpc_port(), metrics_port()).
   // REQUIRES: `clock` outlives the server.
   static absl::StatusOr<std::unique_ptr<EgressServer>> Start(
       const Config& config, const Clock& clock = RealClock::Get());

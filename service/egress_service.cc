@@ -54,7 +54,8 @@ class EgressService::Call {
   // records it, and deletes this Call.
   void Finish(const absl::Status& status, int http_status) {
     const nanoseconds total = service_.clock_.Now() - start_;
-    if (status.ok()) SetDuration(total, *response_.mutable_timing()->mutable_total());
+    if (status.ok())
+      SetDuration(total, *response_.mutable_timing()->mutable_total());
     service_.metrics_.RecordCall(method_, http_status, status.code(),
                                  Seconds(total));
     service_.metrics_.requests_in_flight().Decrement();
@@ -88,7 +89,8 @@ class EgressService::Call {
     }
     service_.metrics_.RecordUpstreamSeconds(Seconds(result->upstream_time));
     response_.set_status(result->status);
-    response_.mutable_headers()->Reserve(static_cast<int>(result->headers.size()));
+    response_.mutable_headers()->Reserve(
+        static_cast<int>(result->headers.size()));
     for (auto& [name, value] : result->headers) {
       egress::v1::Header* header = response_.add_headers();
       header->set_name(std::move(name));
@@ -109,7 +111,7 @@ class EgressService::Call {
   egress::v1::EgressResponse& response_;
   grpc::ServerUnaryReactor* const reactor_;
   const MonoTime start_;
-  std::string method_ = "OTHER";
+  std::string method_;
 };
 
 EgressService::EgressService(const ServiceOptions& options,
@@ -123,6 +125,8 @@ grpc::ServerUnaryReactor* EgressService::Do(
     egress::v1::EgressResponse* response) {
   auto* call = new Call(*this, *context, *response, clock_.Now());
   grpc::ServerUnaryReactor* reactor = call->reactor();
+  // Labels only: Metrics folds anything but the standard methods into "OTHER".
+  call->set_method(request->method().empty() ? "GET" : request->method());
 
   absl::StatusOr<UpstreamRequest> upstream =
       ValidateRequest(*request, options_.limits);
@@ -130,10 +134,10 @@ grpc::ServerUnaryReactor* EgressService::Do(
     call->Finish(upstream.status(), 0);
     return reactor;
   }
-  call->set_method(upstream->method);
 
-  // Upstream timeout: the smallest of the caller's timeout, the call's remaining
-  // deadline and --max_timeout; --default_timeout when the caller gave neither.
+  // Upstream timeout: the smallest of the caller's timeout, the call's
+  // remaining deadline and --max_timeout; --default_timeout when the caller
+  // gave neither.
   const nanoseconds remaining = RemainingGrpcTime(*context);
   nanoseconds timeout = upstream->timeout.count() > 0 ? upstream->timeout
                         : remaining != nanoseconds::max()

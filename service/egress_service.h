@@ -2,8 +2,8 @@
 //
 // It runs on gRPC's callback threads and never blocks them: it validates the
 // request, computes the upstream deadline, and hands the call to the WorkerPool
-// (or refuses it at once when the queue is full). The worker that takes the call
-// performs the exchange with its own sessions and finishes the reactor.
+// (or refuses it at once when the queue is full). The worker that takes the
+// call performs the exchange with its own sessions and finishes the reactor.
 //
 // Thread safety: thread-safe; one instance serves every call.
 #pragma once

@@ -15,11 +15,10 @@ absl::StatusOr<UpstreamResponse> EgressWorker::Perform(
   absl::StatusOr<UpstreamResponse> response = session.Send(request, deadline);
   if (session.Broken()) {
     // A degraded mode logs and counts (egress_session_recreations_total).
-    LogWarning(absl::StrCat("worker ", index_, ": session to ",
-                            session.origin().Key(), " dropped after ",
-                            session.consecutive_errors(),
-                            " consecutive errors; last: ",
-                            response.status().message()));
+    LogWarning(absl::StrCat(
+        "worker ", index_, ": session to ", session.origin().Key(),
+        " dropped after ", session.consecutive_errors(),
+        " consecutive errors; last: ", response.status().message()));
   }
   sessions_.Release(session);
   return response;

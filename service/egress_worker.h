@@ -1,9 +1,9 @@
 // EgressWorker: the state one worker thread owns for its whole life (its
 // SessionCache) and the upstream exchange it performs for each call.
 //
-// WorkerPool<EgressWorker> builds one per thread, on that thread, and hands it to
-// every task the thread runs: the worker's identity and its sessions are reached
-// with no lookup and no lock.
+// WorkerPool<EgressWorker> builds one per thread, on that thread, and hands it
+// to every task the thread runs: the worker's identity and its sessions are
+// reached with no lookup and no lock.
 //
 // Thread safety: confined to its worker thread.
 #pragma once

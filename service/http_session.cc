@@ -67,12 +67,12 @@ absl::StatusOr<UpstreamResponse> HttpSession::Send(
                      !first.flags.got_response && !first.flags.timed_out &&
                      absl::IsUnavailable(result.status());
   if (stale) {
-    bool safe = IsIdempotentMethod(request.method) ||
-                std::any_of(request.headers.begin(), request.headers.end(),
-                            [](const auto& h) {
-                              return absl::EqualsIgnoreCase(h.first,
-                                                            "Idempotency-Key");
-                            });
+    bool safe =
+        IsIdempotentMethod(request.method) ||
+        std::any_of(request.headers.begin(), request.headers.end(),
+                    [](const auto& h) {
+                      return absl::EqualsIgnoreCase(h.first, "Idempotency-Key");
+                    });
     if (safe && clock_.Now() < deadline) {
       observer_.OnStaleRetry();
       Attempt second;
@@ -113,8 +113,8 @@ absl::StatusOr<UpstreamResponse> HttpSession::SendOnce(
   }
   // httplib's timeouts are per connect and per read/write; the receiver below
   // enforces the overall deadline while the body streams in.
-  const auto budget = std::max(duration_cast<microseconds>(remaining),
-                               microseconds(1));
+  const auto budget =
+      std::max(duration_cast<microseconds>(remaining), microseconds(1));
   const microseconds connect_budget =
       std::min(budget, duration_cast<microseconds>(options_.connect_timeout));
   client_->set_connection_timeout(connect_budget);
@@ -157,32 +157,39 @@ absl::StatusOr<UpstreamResponse> HttpSession::SendOnce(
   // spent is measured on the steady clock to tell a timeout from a reset.
   const auto real_start = std::chrono::steady_clock::now();
   const bool ok = client_->send(req, res, error);
-  const nanoseconds real_elapsed = std::chrono::steady_clock::now() - real_start;
+  const nanoseconds real_elapsed =
+      std::chrono::steady_clock::now() - real_start;
   const bool opened = connections_opened_ != opened_before;
   attempt.reused = !opened && requests_served_ > 0;
   if (opened) observer_.OnConnectionOpened();
   if (attempt.reused) observer_.OnConnectionReused();
 
   if (flags.body_too_large) {
-    return absl::ResourceExhaustedError(absl::StrFormat(
-        "%s: response body is over --max_response_bytes=%d", origin_.Key(),
-        options_.max_response_bytes));
+    return absl::ResourceExhaustedError(
+        absl::StrFormat("%s: response body is over --max_response_bytes=%d",
+                        origin_.Key(), options_.max_response_bytes));
   }
-  const bool out_of_time =
-      clock_.Now() >= deadline || real_elapsed >= budget - microseconds(500);
-  if (flags.timed_out || (!ok && error != httplib::Error::Connection &&
-                          out_of_time)) {
-    return absl::DeadlineExceededError(absl::StrFormat(
-        "%s: no complete response within %.3fs", origin_.Key(),
-        Seconds(remaining)));
+  // A socket timeout fires at the budget, give or take the kernel's timer
+  // slack; a reset in the last 2% of the budget reads as a timeout, harmlessly.
+  const auto near = [&](microseconds limit) {
+    return real_elapsed + std::max<nanoseconds>(limit / 50,
+                                                std::chrono::milliseconds(2)) >=
+           limit;
+  };
+  const bool out_of_time = clock_.Now() >= deadline || near(budget);
+  if (flags.timed_out ||
+      (!ok && error != httplib::Error::Connection && out_of_time)) {
+    return absl::DeadlineExceededError(
+        absl::StrFormat("%s: no complete response within %.3fs", origin_.Key(),
+                        Seconds(remaining)));
   }
   if (!ok) {
     switch (error) {
       case httplib::Error::Connection:
-        if (real_elapsed >= connect_budget - microseconds(500)) {
-          return absl::DeadlineExceededError(absl::StrFormat(
-              "connect to %s timed out after %.3fs", origin_.Key(),
-              Seconds(connect_budget)));
+        if (near(connect_budget)) {
+          return absl::DeadlineExceededError(
+              absl::StrFormat("connect to %s timed out after %.3fs",
+                              origin_.Key(), Seconds(connect_budget)));
         }
         return absl::UnavailableError(absl::StrFormat(
             "connect to %s failed: connection refused or unreachable",

@@ -2,22 +2,22 @@
 // bookkeeping that decides when it must be replaced.
 //
 // A session wraps one httplib::Client. The client keeps its socket open between
-// requests, so a second request to the same origin costs no connect. The session
-// counts consecutive transport failures (connect error, reset, timeout, protocol
-// error); any upstream answer resets the count. SessionCache drops the session
-// when Broken() or Exhausted(), or when it has been idle too long.
+// requests, so a second request to the same origin costs no connect. The
+// session counts consecutive transport failures (connect error, reset, timeout,
+// protocol error); any upstream answer resets the count. SessionCache drops the
+// session when Broken() or Exhausted(), or when it has been idle too long.
 //
-// A request that fails on a reused connection before any response arrived is sent
-// once more on a fresh connection when that is safe (idempotent method or an
-// Idempotency-Key header): an upstream may close an idle connection at any moment.
-// That retry is not a session error.
+// A request that fails on a reused connection before any response arrived is
+// sent once more on a fresh connection when that is safe (idempotent method or
+// an Idempotency-Key header): an upstream may close an idle connection at any
+// moment. That retry is not a session error.
 //
 // Usage:
 //   HttpSession session(origin, options, RealClock::Get(), observer);
 //   absl::StatusOr<UpstreamResponse> r = session.Send(request, deadline);
 //
-// Thread safety: not thread-safe. One worker thread owns a session and is the only
-// one to call it (httplib::Client must be used by one thread at a time).
+// Thread safety: not thread-safe. One worker thread owns a session and is the
+// only one to call it (httplib::Client must be used by one thread at a time).
 #pragma once
 
 #include <chrono>

@@ -34,7 +34,7 @@ bool IsIdempotentMethod(const std::string& method) {
 
 bool IsServiceOwnedHeader(const std::string& name) {
   static constexpr const char* kOwned[] = {
-      "connection", "keep-alive",        "te",      "trailer",
+      "connection", "keep-alive",        "te",   "trailer",
       "upgrade",    "transfer-encoding", "host",
   };
   for (const char* owned : kOwned) {

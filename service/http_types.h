@@ -1,6 +1,6 @@
-// Plain value types for one outbound HTTP exchange, shared by validation, sessions
-// and the gRPC adapter. They carry no protobuf or httplib types, so the session
-// layer builds and tests without gRPC (and so under TSan).
+// Plain value types for one outbound HTTP exchange, shared by validation,
+// sessions and the gRPC adapter. They carry no protobuf or httplib types, so
+// the session layer builds and tests without gRPC (and so under TSan).
 //
 // Thread safety: values; no shared state.
 #pragma once
@@ -13,8 +13,8 @@
 
 namespace egress {
 
-// scheme://host:port, the key of a session. `host` is lower-case; an IPv6 literal is
-// kept without brackets.
+// scheme://host:port, the key of a session. `host` is lower-case; an IPv6
+// literal is kept without brackets.
 struct Origin {
   std::string scheme;  // "http" (https comes with TLS support)
   std::string host;
@@ -22,8 +22,8 @@ struct Origin {
 
   // "http://example.com:80": a stable key for maps and logs.
   std::string Key() const;
-  // host[:port] as sent in the Host header: brackets around IPv6 literals, the port
-  // left out when it is the scheme's default.
+  // host[:port] as sent in the Host header: brackets around IPv6 literals, the
+  // port left out when it is the scheme's default.
   std::string HostHeader() const;
 
   friend bool operator==(const Origin& a, const Origin& b) {
@@ -56,8 +56,8 @@ struct UpstreamResponse {
 // True for the methods HTTP defines as idempotent (RFC 9110, 9.2.2).
 bool IsIdempotentMethod(const std::string& method);
 
-// True for header names that belong to one connection (RFC 9110, 7.6.1) or that the
-// service itself sets (Host): Connection, Keep-Alive, Proxy-*, TE, Trailer,
+// True for header names that belong to one connection (RFC 9110, 7.6.1) or that
+// the service itself sets (Host): Connection, Keep-Alive, Proxy-*, TE, Trailer,
 // Transfer-Encoding, Upgrade, Host. Case-insensitive.
 bool IsServiceOwnedHeader(const std::string& name);
 

@@ -3,8 +3,8 @@
 // Usage:
 //   LogWarning(absl::StrCat("session to ", key, " dropped after 3 errors"));
 //
-// Thread safety: each line is written with one write(2), so lines from different
-// threads never interleave.
+// Thread safety: each line is written with one write(2), so lines from
+// different threads never interleave.
 #pragma once
 
 #include "absl/strings/string_view.h"

@@ -1,5 +1,6 @@
-// egressd: the egress gRPC service. Settings come from flags (`egressd --help`),
-// each with an embedded default. SIGTERM or SIGINT drains and exits 0.
+// egressd: the egress gRPC service. Settings come from flags (`egressd
+// --help`), each with an embedded default. SIGTERM or SIGINT drains and exits
+// 0.
 #include <signal.h>
 
 #include <cstdio>
@@ -7,14 +8,24 @@
 
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/flags/usage_config.h"
+#include "absl/strings/match.h"
 #include "service/config.h"
 #include "service/egress_server.h"
 #include "service/log.h"
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "egressd: performs outbound HTTP requests for gRPC callers over pooled "
+      "performs outbound HTTP requests for gRPC callers over pooled "
       "keep-alive connections.\nUsage: egressd [--flag=value ...]");
+  // --help lists the service's flags (defined in service/config.cc), not only
+  // those of this file.
+  absl::FlagsUsageConfig usage;
+  usage.contains_help_flags = [](absl::string_view path) {
+    return absl::StrContains(path, "service/");
+  };
+  usage.contains_helpshort_flags = usage.contains_help_flags;
+  absl::SetFlagsUsageConfig(usage);
   absl::ParseCommandLine(argc, argv);
 
   // Block the stop signals before any thread starts, so every thread inherits
@@ -24,7 +35,8 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  signal(SIGPIPE, SIG_IGN);  // a peer closing a socket is an error code, not death
+  signal(SIGPIPE,
+         SIG_IGN);  // a peer closing a socket is an error code, not death
 
   const egress::Config config = egress::ConfigFromFlags();
   absl::StatusOr<std::unique_ptr<egress::EgressServer>> server =

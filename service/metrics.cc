@@ -9,10 +9,11 @@ namespace {
 
 using prometheus::Histogram;
 
-const char* const kMethodNames[] = {"GET",   "HEAD",    "POST",
-                                    "PUT",   "DELETE",  "PATCH",
-                                    "OPTIONS", "TRACE", "OTHER"};
-const char* const kCodeClassNames[] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
+const char* const kMethodNames[] = {"GET",     "HEAD",   "POST",
+                                    "PUT",     "DELETE", "PATCH",
+                                    "OPTIONS", "TRACE",  "OTHER"};
+const char* const kCodeClassNames[] = {"none", "1xx", "2xx",
+                                       "3xx",  "4xx", "5xx"};
 
 int MethodIndex(const std::string& method) {
   for (int i = 0; i < 8; ++i) {
@@ -29,24 +30,25 @@ int CodeClassIndex(int http_status) {
 // From half a millisecond (a warm loopback call) to a minute (slow upstreams).
 Histogram::BucketBoundaries LatencyBuckets() {
   return {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
-          0.25,   0.5,   1,      2.5,   5,    10,   30,    60};
+          0.25,   0.5,   1,      2.5,   5,    10,    30,   60};
 }
 
 }  // namespace
 
 Metrics::Metrics()
     : registry_(std::make_shared<prometheus::Registry>()),
-      requests_family_(prometheus::BuildCounter()
-                           .Name("egress_requests_total")
-                           .Help("Calls answered, by HTTP method, upstream status "
-                                 "class and gRPC outcome.")
-                           .Register(*registry_)),
-      request_duration_(
-          prometheus::BuildHistogram()
-              .Name("egress_request_duration_seconds")
-              .Help("Time from a call's arrival to its answer, inside the service.")
-              .Register(*registry_)
-              .Add({}, LatencyBuckets())),
+      requests_family_(
+          prometheus::BuildCounter()
+              .Name("egress_requests_total")
+              .Help("Calls answered, by HTTP method, upstream status "
+                    "class and gRPC outcome.")
+              .Register(*registry_)),
+      request_duration_(prometheus::BuildHistogram()
+                            .Name("egress_request_duration_seconds")
+                            .Help("Time from a call's arrival to its answer, "
+                                  "inside the service.")
+                            .Register(*registry_)
+                            .Add({}, LatencyBuckets())),
       upstream_duration_(prometheus::BuildHistogram()
                              .Name("egress_upstream_duration_seconds")
                              .Help("Time spent on the upstream exchange.")
@@ -71,11 +73,12 @@ Metrics::Metrics()
                        .Help("Calls waiting for a worker.")
                        .Register(*registry_)
                        .Add({})),
-      connections_reused_(prometheus::BuildCounter()
-                              .Name("egress_connections_reused_total")
-                              .Help("Requests sent over an already open connection.")
-                              .Register(*registry_)
-                              .Add({})),
+      connections_reused_(
+          prometheus::BuildCounter()
+              .Name("egress_connections_reused_total")
+              .Help("Requests sent over an already open connection.")
+              .Register(*registry_)
+              .Add({})),
       connections_opened_(prometheus::BuildCounter()
                               .Name("egress_connections_opened_total")
                               .Help("TCP connections opened to upstreams.")
@@ -87,12 +90,14 @@ Metrics::Metrics()
                                "reused one failed before any response.")
                          .Register(*registry_)
                          .Add({})),
-      policy_denied_family_(prometheus::BuildCounter()
-                                .Name("egress_policy_denied_total")
-                                .Help("Calls refused by the destination policy, "
-                                      "by reason.")
-                                .Register(*registry_)) {
-  // Every reason is present from the start, so a dashboard shows zeros, not gaps.
+      policy_denied_family_(
+          prometheus::BuildCounter()
+              .Name("egress_policy_denied_total")
+              .Help("Calls refused by the destination policy, "
+                    "by reason.")
+              .Register(*registry_)) {
+  // Every reason is present from the start, so a dashboard shows zeros, not
+  // gaps.
   for (int i = 0; i < kDropReasonCount; ++i) {
     recreations_[i] = &recreations_family_.Add(
         {{"reason", DropReasonName(static_cast<DropReason>(i))}});
@@ -118,7 +123,8 @@ void Metrics::RecordCall(const std::string& method, int http_status,
     counter = &requests_family_.Add(
         {{"method", kMethodNames[m]},
          {"code_class", kCodeClassNames[c]},
-         {"outcome", std::string(StatusCodeName(static_cast<absl::StatusCode>(o)))}});
+         {"outcome",
+          std::string(StatusCodeName(static_cast<absl::StatusCode>(o)))}});
     slot.store(counter, std::memory_order_release);
   }
   counter->Increment();

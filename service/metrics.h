@@ -8,10 +8,10 @@
 //
 // Names and labels (DESIGN.md, "Metrics"):
 //   egress_requests_total{method, code_class, outcome}
-//   egress_request_duration_seconds, egress_upstream_duration_seconds (histograms)
-//   egress_session_recreations_total{reason}
-//   egress_sessions_active, egress_requests_in_flight, egress_queue_depth (gauges)
-//   egress_connections_reused_total, egress_connections_opened_total,
+//   egress_request_duration_seconds, egress_upstream_duration_seconds
+//   (histograms) egress_session_recreations_total{reason}
+//   egress_sessions_active, egress_requests_in_flight, egress_queue_depth
+//   (gauges) egress_connections_reused_total, egress_connections_opened_total,
 //   egress_stale_retries_total, egress_policy_denied_total{reason}
 //
 // Thread safety: all methods are thread-safe.
@@ -46,7 +46,9 @@ class Metrics final : public SessionObserver {
   // Methods outside the standard set are labelled "OTHER" to bound the labels.
   void RecordCall(const std::string& method, int http_status,
                   absl::StatusCode outcome, double seconds);
-  void RecordUpstreamSeconds(double seconds) { upstream_duration_.Observe(seconds); }
+  void RecordUpstreamSeconds(double seconds) {
+    upstream_duration_.Observe(seconds);
+  }
 
   prometheus::Gauge& requests_in_flight() { return requests_in_flight_; }
   prometheus::Gauge& queue_depth() { return queue_depth_; }
@@ -76,7 +78,8 @@ class Metrics final : public SessionObserver {
   prometheus::Counter& connections_opened_;
   prometheus::Counter& stale_retries_;
   prometheus::Family<prometheus::Counter>& policy_denied_family_;
-  std::atomic<prometheus::Counter*> requests_[kMethods][kCodeClasses][kOutcomes] = {};
+  std::atomic<prometheus::Counter*> requests_[kMethods][kCodeClasses]
+                                             [kOutcomes] = {};
 };
 
 }  // namespace egress

@@ -31,7 +31,8 @@ absl::Status SplitHostPort(const std::string& address, std::string& host,
 }
 
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
-    const std::string& address, std::shared_ptr<prometheus::Registry> registry) {
+    const std::string& address,
+    std::shared_ptr<prometheus::Registry> registry) {
   std::string host;
   int port = 0;
   absl::Status split = SplitHostPort(address, host, port);
@@ -42,12 +43,12 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
   s->server_ = std::make_unique<httplib::Server>();
   s->server_->new_task_queue = [] { return new httplib::ThreadPool(2); };
   prometheus::Registry* reg = s->registry_.get();
-  s->server_->Get("/metrics", [reg](const httplib::Request&,
-                                    httplib::Response& res) {
-    std::ostringstream out;
-    prometheus::TextSerializer().Serialize(out, reg->Collect());
-    res.set_content(out.str(), "text/plain; version=0.0.4; charset=utf-8");
-  });
+  s->server_->Get(
+      "/metrics", [reg](const httplib::Request&, httplib::Response& res) {
+        std::ostringstream out;
+        prometheus::TextSerializer().Serialize(out, reg->Collect());
+        res.set_content(out.str(), "text/plain; version=0.0.4; charset=utf-8");
+      });
   s->port_ = port == 0 ? s->server_->bind_to_any_port(host)
                        : (s->server_->bind_to_port(host, port) ? port : -1);
   if (s->port_ <= 0) {

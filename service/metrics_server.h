@@ -32,7 +32,8 @@ class MetricsServer {
  public:
   // Binds `address` ("host:port", "[::]:port"; port 0 picks one) and serves.
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(
-      const std::string& address, std::shared_ptr<prometheus::Registry> registry);
+      const std::string& address,
+      std::shared_ptr<prometheus::Registry> registry);
   ~MetricsServer();  // stops serving and joins the thread
 
   int port() const { return port_; }

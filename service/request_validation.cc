@@ -24,8 +24,20 @@ absl::Status Invalid(absl::string_view field, absl::string_view problem) {
 bool IsTokenChar(char c) {
   if (absl::ascii_isalnum(static_cast<unsigned char>(c))) return true;
   switch (c) {
-    case '!': case '#': case '$': case '%': case '&': case '\'': case '*':
-    case '+': case '-': case '.': case '^': case '_': case '`': case '|':
+    case '!':
+    case '#':
+    case '$':
+    case '%':
+    case '&':
+    case '\'':
+    case '*':
+    case '+':
+    case '-':
+    case '.':
+    case '^':
+    case '_':
+    case '`':
+    case '|':
     case '~':
       return true;
     default:
@@ -42,12 +54,13 @@ absl::Status ValidateRegName(absl::string_view host) {
     if (i == host.size() || host[i] == '.') {
       // A single trailing dot (fully qualified name) is allowed.
       if (label == 0 && !(i == host.size() && i > 0)) {
-        return Invalid("url", absl::StrFormat("host \"%s\" has an empty label",
-                                              host));
+        return Invalid("url",
+                       absl::StrFormat("host \"%s\" has an empty label", host));
       }
       if (label > 63) {
-        return Invalid("url", absl::StrFormat(
-                                  "host \"%s\" has a label over 63 bytes", host));
+        return Invalid(
+            "url",
+            absl::StrFormat("host \"%s\" has a label over 63 bytes", host));
       }
       label = 0;
       continue;
@@ -55,9 +68,9 @@ absl::Status ValidateRegName(absl::string_view host) {
     char c = host[i];
     if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-' &&
         c != '_') {
-      return Invalid("url", absl::StrFormat(
-                                "host \"%s\" has an invalid character '%c'", host,
-                                c));
+      return Invalid(
+          "url", absl::StrFormat("host \"%s\" has an invalid character '%c'",
+                                 host, c));
     }
     ++label;
   }
@@ -69,8 +82,8 @@ absl::StatusOr<uint16_t> ParsePort(absl::string_view text) {
   if (text.size() > 5 || !std::all_of(text.begin(), text.end(), [](char c) {
         return absl::ascii_isdigit(static_cast<unsigned char>(c));
       })) {
-    return Invalid("url", absl::StrFormat(
-                              "port \"%s\" is not a number in 1-65535", text));
+    return Invalid(
+        "url", absl::StrFormat("port \"%s\" is not a number in 1-65535", text));
   }
   uint32_t port = 0;
   if (!absl::SimpleAtoi(text, &port) || port < 1 || port > 65535) {
@@ -99,8 +112,8 @@ absl::Status ParseAuthority(absl::string_view authority, Origin& origin) {
     in6_addr addr;
     std::string host_copy(host);
     if (inet_pton(AF_INET6, host_copy.c_str(), &addr) != 1) {
-      return Invalid("url", absl::StrFormat("\"[%s]\" is not an IPv6 address",
-                                            host));
+      return Invalid("url",
+                     absl::StrFormat("\"[%s]\" is not an IPv6 address", host));
     }
     if (!rest.empty() && rest.front() != ':') {
       return Invalid("url", "unexpected characters after the IPv6 address");
@@ -147,10 +160,10 @@ absl::StatusOr<UpstreamRequest> ParseUrl(absl::string_view url,
                                      c, i));
     }
     if (c >= 0x80) {
-      return Invalid("url", absl::StrFormat(
-                                "contains a non-ASCII byte at offset %d; "
-                                "percent-encode it",
-                                i));
+      return Invalid("url",
+                     absl::StrFormat("contains a non-ASCII byte at offset %d; "
+                                     "percent-encode it",
+                                     i));
     }
   }
   size_t scheme_end = url.find("://");
@@ -164,8 +177,9 @@ absl::StatusOr<UpstreamRequest> ParseUrl(absl::string_view url,
                    "later release); use http://");
   }
   if (scheme != "http") {
-    return Invalid("url", absl::StrFormat("unsupported scheme \"%s\"; use http://",
-                                          scheme));
+    return Invalid(
+        "url",
+        absl::StrFormat("unsupported scheme \"%s\"; use http://", scheme));
   }
   absl::string_view rest = url.substr(scheme_end + 3);
   size_t authority_end = rest.find_first_of("/?#");
@@ -178,7 +192,8 @@ absl::StatusOr<UpstreamRequest> ParseUrl(absl::string_view url,
   absl::string_view target = authority_end == absl::string_view::npos
                                  ? absl::string_view()
                                  : rest.substr(authority_end);
-  target = target.substr(0, target.find('#'));  // fragments stay with the caller
+  target =
+      target.substr(0, target.find('#'));  // fragments stay with the caller
   if (target.empty() || target.front() == '?') {
     request.target = absl::StrCat("/", target);
   } else {
@@ -191,9 +206,9 @@ absl::StatusOr<UpstreamRequest> ValidateRequest(
     const egress::v1::EgressRequest& proto, const ValidationLimits& limits) {
   std::string method = proto.method().empty() ? "GET" : proto.method();
   if (!IsHttpToken(method) || method.size() > 32) {
-    return Invalid("method", absl::StrFormat(
-                                 "\"%s\" is not an HTTP method token",
-                                 absl::CHexEscape(method.substr(0, 40))));
+    return Invalid("method",
+                   absl::StrFormat("\"%s\" is not an HTTP method token",
+                                   absl::CHexEscape(method.substr(0, 40))));
   }
   if (method == "CONNECT") {
     return Invalid("method", "CONNECT tunnels are not supported");
@@ -204,9 +219,9 @@ absl::StatusOr<UpstreamRequest> ValidateRequest(
   request->method = std::move(method);
 
   if (static_cast<size_t>(proto.headers_size()) > limits.max_headers) {
-    return Invalid("headers", absl::StrFormat("%d headers, over the limit of %d",
-                                              proto.headers_size(),
-                                              limits.max_headers));
+    return Invalid("headers",
+                   absl::StrFormat("%d headers, over the limit of %d",
+                                   proto.headers_size(), limits.max_headers));
   }
   size_t header_bytes = 0;
   request->headers.reserve(proto.headers_size());
@@ -220,9 +235,9 @@ absl::StatusOr<UpstreamRequest> ValidateRequest(
     }
     if (header.value().find_first_of(std::string("\r\n\0", 3)) !=
         std::string::npos) {
-      return Invalid(field, absl::StrFormat(
-                                "value of \"%s\" contains CR, LF or NUL",
-                                header.name()));
+      return Invalid(field,
+                     absl::StrFormat("value of \"%s\" contains CR, LF or NUL",
+                                     header.name()));
     }
     if (IsServiceOwnedHeader(header.name())) {
       return Invalid(field,
@@ -232,9 +247,9 @@ absl::StatusOr<UpstreamRequest> ValidateRequest(
     }
     header_bytes += header.name().size() + header.value().size();
     if (header_bytes > limits.max_header_bytes) {
-      return Invalid("headers", absl::StrFormat(
-                                    "total size is over the limit of %d bytes",
-                                    limits.max_header_bytes));
+      return Invalid("headers",
+                     absl::StrFormat("total size is over the limit of %d bytes",
+                                     limits.max_header_bytes));
     }
     if (absl::EqualsIgnoreCase(header.name(), "Content-Length")) {
       // The service frames the body itself; a matching value is harmless, a
@@ -242,10 +257,10 @@ absl::StatusOr<UpstreamRequest> ValidateRequest(
       uint64_t length = 0;
       if (!absl::SimpleAtoi(header.value(), &length) ||
           length != proto.body().size()) {
-        return Invalid(field, absl::StrFormat(
-                                  "Content-Length \"%s\" does not match the "
-                                  "body's %d bytes",
-                                  header.value(), proto.body().size()));
+        return Invalid(
+            field, absl::StrFormat("Content-Length \"%s\" does not match the "
+                                   "body's %d bytes",
+                                   header.value(), proto.body().size()));
       }
       continue;
     }
@@ -253,9 +268,9 @@ absl::StatusOr<UpstreamRequest> ValidateRequest(
   }
 
   if (proto.body().size() > limits.max_request_bytes) {
-    return absl::ResourceExhaustedError(absl::StrFormat(
-        "body: %d bytes, over --max_request_bytes=%d", proto.body().size(),
-        limits.max_request_bytes));
+    return absl::ResourceExhaustedError(
+        absl::StrFormat("body: %d bytes, over --max_request_bytes=%d",
+                        proto.body().size(), limits.max_request_bytes));
   }
   request->body = proto.body();
 
@@ -265,11 +280,12 @@ absl::StatusOr<UpstreamRequest> ValidateRequest(
         t.seconds() > 315576000000) {
       return Invalid("timeout", "must be a non-negative duration");
     }
-    // Anything beyond a year is clamped: --max_timeout caps it far lower anyway,
-    // and nanoseconds in int64 overflow after 292 years.
+    // Anything beyond a year is clamped: --max_timeout caps it far lower
+    // anyway, and nanoseconds in int64 overflow after 292 years.
     constexpr int64_t kYear = 365LL * 24 * 3600;
-    request->timeout = std::chrono::seconds(std::min<int64_t>(t.seconds(), kYear)) +
-                       std::chrono::nanoseconds(t.nanos());
+    request->timeout =
+        std::chrono::seconds(std::min<int64_t>(t.seconds(), kYear)) +
+        std::chrono::nanoseconds(t.nanos());
     if (request->timeout.count() == 0) {
       return Invalid("timeout", "must be positive when set");
     }

@@ -1,8 +1,8 @@
-// Request validation: turns a caller's EgressRequest into an UpstreamRequest that is
-// safe to put on the wire, or explains precisely why it is refused.
+// Request validation: turns a caller's EgressRequest into an UpstreamRequest
+// that is safe to put on the wire, or explains precisely why it is refused.
 //
-// Every refusal is INVALID_ARGUMENT (RESOURCE_EXHAUSTED for a body over the limit)
-// with a message that starts with the field at fault, for example
+// Every refusal is INVALID_ARGUMENT (RESOURCE_EXHAUSTED for a body over the
+// limit) with a message that starts with the field at fault, for example
 //   url: unsupported scheme "ftp"; use http://
 //   headers[2]: "Connection" is a hop-by-hop header owned by the service
 //
@@ -27,7 +27,8 @@ struct ValidationLimits {
   size_t max_request_bytes = 16 << 20;
   size_t max_url_bytes = 8192;
   size_t max_headers = 100;
-  size_t max_header_bytes = 64 << 10;  // names and values of all headers together
+  size_t max_header_bytes = 64
+                            << 10;  // names and values of all headers together
 };
 
 // Parses an absolute http:// URL into its origin and request target (path and

@@ -4,9 +4,9 @@
 
 namespace egress {
 
-// Invariants: every element of lru_ has exactly one index_ entry whose key is the
-// element's key and whose value points at it; lru_.size() <= max_sessions after
-// every public call.
+// Invariants: every element of lru_ has exactly one index_ entry whose key is
+// the element's key and whose value points at it; lru_.size() <= max_sessions
+// after every public call.
 
 SessionCache::SessionCache(const SessionCacheOptions& options,
                            const Clock& clock, SessionObserver& observer)

@@ -2,10 +2,11 @@
 //
 // Each worker thread owns exactly one cache and is the only thread that touches
 // it, so there is no lock and no ownership check on the hit path: Acquire is a
-// hash lookup and a list splice. Sessions are dropped, and the drop counted with
-// its reason, when they are Broken() (consecutive errors), Exhausted()
-// (max_requests_per_session), idle longer than keepalive_timeout, evicted as least
-// recently used beyond max_sessions, or when the cache is destroyed (shutdown).
+// hash lookup and a list splice. Sessions are dropped, and the drop counted
+// with its reason, when they are Broken() (consecutive errors), Exhausted()
+// (max_requests_per_session), idle longer than keepalive_timeout, evicted as
+// least recently used beyond max_sessions, or when the cache is destroyed
+// (shutdown).
 //
 // Usage (on the owning worker):
 //   HttpSession& session = cache.Acquire(request.origin);
@@ -50,8 +51,8 @@ class SessionCache {
   // DropIdle.
   HttpSession& Acquire(const Origin& origin);
 
-  // Called after each use of a session from Acquire: drops it when it is Broken()
-  // (kErrors) or Exhausted() (kMaxRequests).
+  // Called after each use of a session from Acquire: drops it when it is
+  // Broken() (kErrors) or Exhausted() (kMaxRequests).
   void Release(HttpSession& session);
 
   // Drops every session idle longer than keepalive_timeout, closing its

@@ -1,9 +1,10 @@
-// SessionObserver: what the session layer reports about connections and sessions.
-// Metrics implements it for the service; tests implement it with plain counters,
-// so the session units build without Prometheus or gRPC.
+// SessionObserver: what the session layer reports about connections and
+// sessions. Metrics implements it for the service; tests implement it with
+// plain counters, so the session units build without Prometheus or gRPC.
 //
 // Thread safety: a worker calls its observer from its own thread only, but one
-// observer may be shared by every worker, so implementations must be thread-safe.
+// observer may be shared by every worker, so implementations must be
+// thread-safe.
 #pragma once
 
 namespace egress {

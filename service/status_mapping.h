@@ -1,5 +1,5 @@
-// Status mapping: the one place where the service's internal absl::Status becomes
-// the grpc::Status a caller sees (the table in DESIGN.md, "Errors").
+// Status mapping: the one place where the service's internal absl::Status
+// becomes the grpc::Status a caller sees (the table in DESIGN.md, "Errors").
 //
 // Internals pick the most specific absl code where the failure is found
 // (INVALID_ARGUMENT for bad input, UNAVAILABLE for a refused connect, ...); the

@@ -1,24 +1,27 @@
-// WorkerPool: a fixed set of worker threads fed by one bounded queue, each worker
-// owning a `Local` state (for the service, its SessionCache) for its whole life.
+// WorkerPool: a fixed set of worker threads fed by one bounded queue, each
+// worker owning a `Local` state (for the service, its SessionCache) for its
+// whole life.
 //
 // Workers are created once and live until the pool is destroyed, so per-worker
-// state is never thrown away under load (gRPC's own thread pools grow and shrink).
-// Each task receives its worker's Local by reference: the worker's identity is
-// known once, at thread start, never looked up per task.
+// state is never thrown away under load (gRPC's own thread pools grow and
+// shrink). Each task receives its worker's Local by reference: the worker's
+// identity is known once, at thread start, never looked up per task.
 //
-// Idle workers wait on a stack: the worker that finished most recently takes the
-// next task. Light traffic then stays on a few warm workers (and their warm
+// Idle workers wait on a stack: the worker that finished most recently takes
+// the next task. Light traffic then stays on a few warm workers (and their warm
 // connections) instead of spreading over all of them.
 //
 // A worker that stays idle for `maintenance_interval` calls Local::Maintain()
 // (the service drops idle sessions there).
 //
 // Usage:
-//   WorkerPool<MyLocal> pool(options, [](size_t i) { return std::make_unique<MyLocal>(i); });
-//   if (!pool.TrySubmit([](MyLocal& local) { ... })) { /* queue full */ }
+//   WorkerPool<MyLocal> pool(options, [](size_t i) { return
+//   std::make_unique<MyLocal>(i); }); if (!pool.TrySubmit([](MyLocal& local) {
+//   ... })) { /* queue full */ }
 //
-// Thread safety: TrySubmit, QueueDepth and Shutdown may be called from any thread.
-// Local objects are only touched by their own worker (and destroyed by it).
+// Thread safety: TrySubmit, QueueDepth and Shutdown may be called from any
+// thread. Local objects are only touched by their own worker (and destroyed by
+// it).
 #pragma once
 
 #include <algorithm>
@@ -52,9 +55,8 @@ class WorkerPool {
   using Task = std::function<void(Local&)>;
   using LocalFactory = std::function<std::unique_ptr<Local>(size_t index)>;
 
-  // Starts options.workers threads; each builds its Local with make_local(index)
-  // on its own thread.
-  // REQUIRES: options.workers >= 1.
+  // Starts options.workers threads; each builds its Local with
+  // make_local(index) on its own thread. REQUIRES: options.workers >= 1.
   WorkerPool(WorkerPoolOptions options, LocalFactory make_local)
       : options_(std::move(options)), make_local_(std::move(make_local)) {
     slots_.reserve(options_.workers);
@@ -96,8 +98,8 @@ class WorkerPool {
     return true;
   }
 
-  // Stops accepting tasks, lets the workers finish everything accepted, and joins
-  // them. Each worker destroys its Local on its own thread. Idempotent.
+  // Stops accepting tasks, lets the workers finish everything accepted, and
+  // joins them. Each worker destroys its Local on its own thread. Idempotent.
   void Shutdown() {
     {
       std::lock_guard<std::mutex> lock(mu_);
@@ -139,9 +141,9 @@ class WorkerPool {
         break;
       } else {
         idle_.push_back(&slot);
-        // Maintenance runs while the worker stays where it is on the idle stack:
-        // leaving and re-entering would put a cold worker on top. A task handed
-        // over meanwhile waits in the slot until Maintain returns.
+        // Maintenance runs while the worker stays where it is on the idle
+        // stack: leaving and re-entering would put a cold worker on top. A task
+        // handed over meanwhile waits in the slot until Maintain returns.
         while (!slot.cv.wait_for(lock, options_.maintenance_interval, [&] {
           return slot.task.has_value() || shutdown_;
         })) {
@@ -172,7 +174,8 @@ class WorkerPool {
   std::deque<Task> queue_ ABSL_GUARDED_BY(mu_);
   std::vector<Slot*> idle_ ABSL_GUARDED_BY(mu_);  // most recently idle at back
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
-  std::vector<std::unique_ptr<Slot>> slots_;  // one per worker; fixed after start
+  std::vector<std::unique_ptr<Slot>>
+      slots_;  // one per worker; fixed after start
   std::vector<std::thread> threads_;
 };
 

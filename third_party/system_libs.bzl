@@ -17,6 +17,7 @@ _LIBS = {
         "absl_flags",
         "absl_flags_parse",
         "absl_flags_usage",
+        "absl_flags_config",
         "absl_flags_marshalling",
         "absl_time",
         "absl_synchronization",

@@ -21,10 +21,11 @@ FakeUpstream::FakeUpstream() : server_(std::make_unique<httplib::Server>()) {
   s.set_keep_alive_timeout(60);
 
   auto counted = [this](auto handler) {
-    return [this, handler](const httplib::Request& req, httplib::Response& res) {
-      Count(req.remote_addr, req.remote_port);
-      handler(req, res);
-    };
+    return
+        [this, handler](const httplib::Request& req, httplib::Response& res) {
+          Count(req.remote_addr, req.remote_port);
+          handler(req, res);
+        };
   };
   auto echo = counted([](const httplib::Request& req, httplib::Response& res) {
     res.set_header("X-Method", req.method);
@@ -32,8 +33,12 @@ FakeUpstream::FakeUpstream() : server_(std::make_unique<httplib::Server>()) {
     res.set_content(req.body, "application/octet-stream");
   });
   const char* kEcho = "/echo";
-  s.Get(kEcho, echo).Post(kEcho, echo).Put(kEcho, echo).Delete(kEcho, echo)
-      .Patch(kEcho, echo).Options(kEcho, echo);
+  s.Get(kEcho, echo)
+      .Post(kEcho, echo)
+      .Put(kEcho, echo)
+      .Delete(kEcho, echo)
+      .Patch(kEcho, echo)
+      .Options(kEcho, echo);
   s.Get("/headers",
         counted([](const httplib::Request& req, httplib::Response& res) {
           std::string body;
@@ -47,8 +52,7 @@ FakeUpstream::FakeUpstream() : server_(std::make_unique<httplib::Server>()) {
           res.status = std::atoi(req.matches[1].str().c_str());
           res.set_content(absl::StrCat("status ", res.status), "text/plain");
         }));
-  s.Get("/repeat",
-        counted([](const httplib::Request&, httplib::Response& res) {
+  s.Get("/repeat", counted([](const httplib::Request&, httplib::Response& res) {
           res.headers.emplace("Set-Cookie", "a=1");
           res.headers.emplace("Set-Cookie", "b=2");
           res.headers.emplace("Set-Cookie", "c=3");
@@ -67,8 +71,7 @@ FakeUpstream::FakeUpstream() : server_(std::make_unique<httplib::Server>()) {
           std::this_thread::sleep_for(std::chrono::milliseconds(ms));
           res.set_content("slow", "text/plain");
         }));
-  s.Get("/close",
-        counted([](const httplib::Request&, httplib::Response& res) {
+  s.Get("/close", counted([](const httplib::Request&, httplib::Response& res) {
           res.set_header("Connection", "close");
           res.set_content("bye", "text/plain");
         }));

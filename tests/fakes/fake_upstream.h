@@ -1,6 +1,6 @@
-// FakeUpstream: a real HTTP/1.1 server (httplib::Server) on 127.0.0.1, port 0, for
-// tests. It counts the distinct connections it accepted (by client port) and the
-// requests it served, and answers a fixed set of routes:
+// FakeUpstream: a real HTTP/1.1 server (httplib::Server) on 127.0.0.1, port 0,
+// for tests. It counts the distinct connections it accepted (by client port)
+// and the requests it served, and answers a fixed set of routes:
 //
 //   /echo            200, body = request body, X-Method = method,
 //                    X-Target = path and query

@@ -1,5 +1,5 @@
-// End to end: an in-process egressd (gRPC on 127.0.0.1, port 0) in front of a real
-// loopback upstream, called through a real gRPC channel.
+// End to end: an in-process egressd (gRPC on 127.0.0.1, port 0) in front of a
+// real loopback upstream, called through a real gRPC channel.
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
 
@@ -23,8 +23,8 @@ namespace {
 
 using ::egress::v1::EgressRequest;
 using ::egress::v1::EgressResponse;
-using ::testing::HasSubstr;
 using std::chrono::milliseconds;
+using ::testing::HasSubstr;
 
 class EgressIntegrationTest : public ::testing::Test {
  protected:
@@ -110,7 +110,9 @@ TEST_F(EgressIntegrationTest, ReturnsUpstreamStatusHeadersAndBody) {
   EXPECT_EQ(response.status(), 200);
   EXPECT_EQ(response.body(), request.body());
   EXPECT_EQ(response.timing().attempts(), 1);
-  EXPECT_GT(response.timing().total().nanos() + response.timing().total().seconds(), 0);
+  EXPECT_GT(
+      response.timing().total().nanos() + response.timing().total().seconds(),
+      0);
 }
 
 TEST_F(EgressIntegrationTest, UpstreamErrorStatusIsAnOkCall) {
@@ -173,12 +175,17 @@ TEST_F(EgressIntegrationTest, MetricsShowRequestsReuseAndRecreationReasons) {
     EXPECT_EQ(Do(dead, &response).error_code(), grpc::StatusCode::UNAVAILABLE);
   }
   std::string text = MetricsText();
-  EXPECT_THAT(text, HasSubstr("egress_requests_total{code_class=\"2xx\",method=\"GET\","
-                              "outcome=\"OK\"} 5"));
-  EXPECT_THAT(text, HasSubstr("egress_requests_total{code_class=\"none\",method=\"GET\","
-                              "outcome=\"UNAVAILABLE\"} 3"));
-  EXPECT_THAT(text, HasSubstr("egress_session_recreations_total{reason=\"errors\"} 1"));
-  EXPECT_THAT(text, HasSubstr("egress_session_recreations_total{reason=\"idle\"} 0"));
+  EXPECT_THAT(
+      text, HasSubstr("egress_requests_total{code_class=\"2xx\",method=\"GET\","
+                      "outcome=\"OK\"} 5"));
+  EXPECT_THAT(
+      text,
+      HasSubstr("egress_requests_total{code_class=\"none\",method=\"GET\","
+                "outcome=\"UNAVAILABLE\"} 3"));
+  EXPECT_THAT(
+      text, HasSubstr("egress_session_recreations_total{reason=\"errors\"} 1"));
+  EXPECT_THAT(text,
+              HasSubstr("egress_session_recreations_total{reason=\"idle\"} 0"));
   EXPECT_GE(Metric("egress_connections_reused_total"), 4);
   EXPECT_THAT(text, HasSubstr("egress_request_duration_seconds_count 8"));
   EXPECT_THAT(text, HasSubstr("egress_upstream_duration_seconds_count 5"));
@@ -191,7 +198,8 @@ TEST_F(EgressIntegrationTest, NoPoolingBaselineRecreatesEverySession) {
   for (int i = 0; i < 10; ++i) ASSERT_TRUE(Get("/echo", &response).ok());
   EXPECT_EQ(upstream_.connections(), 10);
   EXPECT_FALSE(response.timing().connection_reused());
-  EXPECT_EQ(Metric("egress_session_recreations_total{reason=\"max_requests\"}"), 10);
+  EXPECT_EQ(Metric("egress_session_recreations_total{reason=\"max_requests\"}"),
+            10);
 }
 
 TEST_F(EgressIntegrationTest, IdleSessionsAreClosedByTheWorkers) {
@@ -227,7 +235,8 @@ TEST_F(EgressIntegrationTest, BadInputGetsItsCodeAndTheServerKeepsServing) {
        "hop-by-hop"},
       {"GET", ok_url, "X-A", "a\nb", grpc::StatusCode::INVALID_ARGUMENT,
        "CR, LF or NUL"},
-      {"GET", ok_url, "Host", "evil", grpc::StatusCode::INVALID_ARGUMENT, "Host"},
+      {"GET", ok_url, "Host", "evil", grpc::StatusCode::INVALID_ARGUMENT,
+       "Host"},
   };
   for (const Bad& bad : cases) {
     EgressRequest request;
@@ -246,8 +255,7 @@ TEST_F(EgressIntegrationTest, BadInputGetsItsCodeAndTheServerKeepsServing) {
   EXPECT_EQ(upstream_.requests(), 0);  // nothing bad reached the upstream
   EgressResponse response;
   ASSERT_TRUE(Get("/echo", &response).ok());
-  EXPECT_THAT(MetricsText(),
-              HasSubstr("outcome=\"INVALID_ARGUMENT\"} "));
+  EXPECT_THAT(MetricsText(), HasSubstr("outcome=\"INVALID_ARGUMENT\"} "));
 }
 
 TEST_F(EgressIntegrationTest, BodiesOverTheLimitsAreResourceExhausted) {
@@ -271,12 +279,13 @@ TEST_F(EgressIntegrationTest, BodiesOverTheLimitsAreResourceExhausted) {
 
 TEST_F(EgressIntegrationTest, SlowUpstreamHitsTheCallersDeadline) {
   EgressResponse response;
-  grpc::Status status = Do(Request("GET", "/slow/3000"), &response, milliseconds(300));
+  grpc::Status status =
+      Do(Request("GET", "/slow/1500"), &response, milliseconds(300));
   EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
 }
 
 TEST_F(EgressIntegrationTest, RequestTimeoutBoundsTheUpstreamWait) {
-  EgressRequest request = Request("GET", "/slow/3000");
+  EgressRequest request = Request("GET", "/slow/1500");
   request.mutable_timeout()->set_nanos(200 * 1000 * 1000);
   EgressResponse response;
   const auto start = std::chrono::steady_clock::now();
@@ -289,7 +298,7 @@ TEST_F(EgressIntegrationTest, RequestTimeoutBoundsTheUpstreamWait) {
 
 TEST_F(EgressIntegrationTest, MaxTimeoutCapsTheRequestTimeout) {
   Restart([](Config& c) { c.max_timeout = milliseconds(200); });
-  EgressRequest request = Request("GET", "/slow/3000");
+  EgressRequest request = Request("GET", "/slow/1500");
   request.mutable_timeout()->set_seconds(60);
   EgressResponse response;
   grpc::Status status = Do(request, &response);
@@ -314,7 +323,8 @@ TEST_F(EgressIntegrationTest, FullQueueIsRefusedAtOnce) {
     EgressResponse r;
     Do(Request("GET", "/echo"), &r);
   });
-  for (int i = 0; i < 500 && server_->metrics().queue_depth().Value() < 1; ++i) {
+  for (int i = 0; i < 500 && server_->metrics().queue_depth().Value() < 1;
+       ++i) {
     std::this_thread::sleep_for(milliseconds(2));
   }
   EgressResponse response;
@@ -327,7 +337,8 @@ TEST_F(EgressIntegrationTest, FullQueueIsRefusedAtOnce) {
   waiter.join();
 }
 
-TEST_F(EgressIntegrationTest, CallWhoseDeadlinePassesInTheQueueNeverReachesUpstream) {
+TEST_F(EgressIntegrationTest,
+       CallWhoseDeadlinePassesInTheQueueNeverReachesUpstream) {
   Restart([](Config& c) { c.workers = 1; });
   std::thread holder([&] {
     EgressResponse r;
@@ -337,7 +348,8 @@ TEST_F(EgressIntegrationTest, CallWhoseDeadlinePassesInTheQueueNeverReachesUpstr
     std::this_thread::sleep_for(milliseconds(2));
   }
   EgressResponse response;
-  grpc::Status status = Do(Request("GET", "/echo"), &response, milliseconds(200));
+  grpc::Status status =
+      Do(Request("GET", "/echo"), &response, milliseconds(200));
   EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   holder.join();
   // Wait (bounded) for the worker to take and answer the expired call.

@@ -1,5 +1,5 @@
-// HttpSession against a real loopback upstream: connection reuse, error counting,
-// limits and the error codes a caller sees.
+// HttpSession against a real loopback upstream: connection reuse, error
+// counting, limits and the error codes a caller sees.
 #include "service/http_session.h"
 
 #include <chrono>
@@ -69,7 +69,8 @@ TEST_F(HttpSessionTest, SendsMethodHeadersAndBinaryBody) {
   ASSERT_TRUE(response.ok()) << response.status();
   EXPECT_EQ(response->body, request.body);
   EXPECT_THAT(response->headers, testing::Contains(Pair("X-Method", "PUT")));
-  EXPECT_THAT(response->headers, testing::Contains(Pair("X-Target", "/echo?x=1")));
+  EXPECT_THAT(response->headers,
+              testing::Contains(Pair("X-Target", "/echo?x=1")));
 }
 
 TEST_F(HttpSessionTest, SendsHostHeaderAndNoAcceptEncodingOfItsOwn) {
@@ -154,7 +155,8 @@ TEST_F(HttpSessionTest, ResponseOverLimitIsResourceExhaustedNotASessionError) {
   auto response = session->Send(Get("/bytes/5000"), Deadline());
   ASSERT_FALSE(response.ok());
   EXPECT_EQ(response.status().code(), absl::StatusCode::kResourceExhausted);
-  EXPECT_THAT(response.status().message(), HasSubstr("--max_response_bytes=1000"));
+  EXPECT_THAT(response.status().message(),
+              HasSubstr("--max_response_bytes=1000"));
   EXPECT_EQ(session->consecutive_errors(), 0);
   // The session recovers on a fresh connection.
   auto next = session->Send(Get("/bytes/1000"), Deadline());
@@ -176,8 +178,8 @@ TEST_F(HttpSessionTest, SlowUpstreamIsDeadlineExceeded) {
   auto session = NewSession(upstream_.port());
   // The fake clock does not move, so the real read timeout (from the deadline's
   // distance) is what fires: 200 ms against an answer after 2 s.
-  auto response =
-      session->Send(Get("/slow/2000"), clock_.Now() + std::chrono::milliseconds(200));
+  auto response = session->Send(Get("/slow/2000"),
+                                clock_.Now() + std::chrono::milliseconds(200));
   ASSERT_FALSE(response.ok());
   EXPECT_EQ(response.status().code(), absl::StatusCode::kDeadlineExceeded)
       << response.status();

@@ -1,5 +1,5 @@
-// SessionCache with a fake clock and a real loopback upstream: hits, misses, idle
-// expiry, LRU eviction and recreation after consecutive errors.
+// SessionCache with a fake clock and a real loopback upstream: hits, misses,
+// idle expiry, LRU eviction and recreation after consecutive errors.
 #include "service/session_cache.h"
 
 #include <chrono>
@@ -24,7 +24,8 @@ class SessionCacheTest : public ::testing::Test {
   }
 
   SessionCache& cache() {
-    if (!cache_) cache_ = std::make_unique<SessionCache>(options_, clock_, observer_);
+    if (!cache_)
+      cache_ = std::make_unique<SessionCache>(options_, clock_, observer_);
     return *cache_;
   }
   static Origin OriginOn(int port) {

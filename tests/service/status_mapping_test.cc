@@ -1,4 +1,5 @@
-// Status mapping: internal absl codes reach the caller unchanged, with messages.
+// Status mapping: internal absl codes reach the caller unchanged, with
+// messages.
 #include "service/status_mapping.h"
 
 #include "gtest/gtest.h"
@@ -12,8 +13,10 @@ TEST(StatusMappingTest, KeepsCodeAndMessageForEveryMappedSituation) {
        grpc::StatusCode::INVALID_ARGUMENT},
       {absl::PermissionDeniedError("refused by policy"),
        grpc::StatusCode::PERMISSION_DENIED},
-      {absl::UnauthenticatedError("no token"), grpc::StatusCode::UNAUTHENTICATED},
-      {absl::UnavailableError("connect refused"), grpc::StatusCode::UNAVAILABLE},
+      {absl::UnauthenticatedError("no token"),
+       grpc::StatusCode::UNAUTHENTICATED},
+      {absl::UnavailableError("connect refused"),
+       grpc::StatusCode::UNAVAILABLE},
       {absl::DeadlineExceededError("timed out"),
        grpc::StatusCode::DEADLINE_EXCEEDED},
       {absl::ResourceExhaustedError("queue full"),
@@ -27,7 +30,9 @@ TEST(StatusMappingTest, KeepsCodeAndMessageForEveryMappedSituation) {
   }
 }
 
-TEST(StatusMappingTest, OkIsOk) { EXPECT_TRUE(ToGrpcStatus(absl::OkStatus()).ok()); }
+TEST(StatusMappingTest, OkIsOk) {
+  EXPECT_TRUE(ToGrpcStatus(absl::OkStatus()).ok());
+}
 
 TEST(StatusMappingTest, NamesAreTheGrpcNames) {
   EXPECT_EQ(StatusCodeName(absl::StatusCode::kOk), "OK");

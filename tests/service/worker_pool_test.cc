@@ -1,5 +1,5 @@
-// WorkerPool: fixed threads, per-worker state, most-recently-idle first, bounded
-// queue and a drain that loses nothing.
+// WorkerPool: fixed threads, per-worker state, most-recently-idle first,
+// bounded queue and a drain that loses nothing.
 #include "service/worker_pool.h"
 
 #include <atomic>
@@ -47,7 +47,8 @@ class Gate {
 
 class WorkerPoolTest : public ::testing::Test {
  protected:
-  std::unique_ptr<WorkerPool<Local>> MakePool(size_t workers, size_t max_queue) {
+  std::unique_ptr<WorkerPool<Local>> MakePool(size_t workers,
+                                              size_t max_queue) {
     WorkerPoolOptions options;
     options.workers = workers;
     options.max_queue = max_queue;
@@ -132,7 +133,8 @@ TEST_F(WorkerPoolTest, IdleWorkersRunMaintenance) {
   auto pool = MakePool(1, 10);
   ASSERT_TRUE(pool->TrySubmit([&](Local& l) { seen = &l; }));
   // Bounded wait: 20 ms interval, up to 2 s.
-  for (int i = 0; i < 200 && (seen == nullptr || seen.load()->maintained == 0); ++i) {
+  for (int i = 0; i < 200 && (seen == nullptr || seen.load()->maintained == 0);
+       ++i) {
     std::this_thread::sleep_for(milliseconds(10));
   }
   ASSERT_NE(seen.load(), nullptr);
