@@ -39,6 +39,19 @@ ABSL_FLAG(uint64_t, max_response_bytes, 64 << 20,
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(20),
           "On SIGTERM, how long in-flight calls may take to finish.");
 
+ABSL_FLAG(std::string, ca_file, "",
+          "PEM file of extra CA certificates trusted for https upstreams, on "
+          "top of the system store.");
+ABSL_FLAG(bool, insecure_skip_verify, false,
+          "DANGER: do not verify https upstreams' certificates or host names. "
+          "Logs a warning and sets egress_tls_insecure_skip_verify to 1.");
+ABSL_FLAG(absl::Duration, dns_ttl, absl::Seconds(600),
+          "How long a resolved address is used before the name is looked up "
+          "again.");
+ABSL_FLAG(absl::Duration, dns_negative_ttl, absl::Seconds(5),
+          "How long a failed lookup is remembered.");
+ABSL_FLAG(uint32_t, dns_cache_size, 10000, "Host names the DNS cache keeps.");
+
 namespace egress {
 namespace {
 
@@ -82,6 +95,11 @@ absl::Status Config::Validate() const {
   if (max_response_bytes < 1 || max_response_bytes > (size_t{1} << 31)) {
     return Bad("max_response_bytes", "must be 1 byte to 2 GiB");
   }
+  if (dns_ttl <= nanoseconds::zero()) return Bad("dns_ttl", "must be positive");
+  if (dns_negative_ttl < nanoseconds::zero()) {
+    return Bad("dns_negative_ttl", "must not be negative");
+  }
+  if (dns_cache_size < 1) return Bad("dns_cache_size", "must be >= 1");
   if (drain_timeout < nanoseconds::zero()) {
     return Bad("drain_timeout", "must not be negative");
   }
@@ -104,6 +122,11 @@ Config ConfigFromFlags() {
   c.max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes);
   c.max_response_bytes = absl::GetFlag(FLAGS_max_response_bytes);
   c.drain_timeout = ToChrono(absl::GetFlag(FLAGS_drain_timeout));
+  c.ca_file = absl::GetFlag(FLAGS_ca_file);
+  c.insecure_skip_verify = absl::GetFlag(FLAGS_insecure_skip_verify);
+  c.dns_ttl = ToChrono(absl::GetFlag(FLAGS_dns_ttl));
+  c.dns_negative_ttl = ToChrono(absl::GetFlag(FLAGS_dns_negative_ttl));
+  c.dns_cache_size = absl::GetFlag(FLAGS_dns_cache_size);
   return c;
 }
 

@@ -37,6 +37,13 @@ struct Config {
 
   std::chrono::nanoseconds drain_timeout = std::chrono::seconds(20);
 
+  std::string ca_file;                // extra PEM roots for https upstreams
+  bool insecure_skip_verify = false;  // never verify upstream certificates
+
+  std::chrono::nanoseconds dns_ttl = std::chrono::seconds(600);
+  std::chrono::nanoseconds dns_negative_ttl = std::chrono::seconds(5);
+  size_t dns_cache_size = 10000;
+
   absl::Status Validate() const;
 };
 

@@ -27,7 +27,7 @@ EgressServer::EgressServer(const Config& config, const Clock& clock)
     : config_(config), clock_(clock) {}
 
 absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
-    const Config& config, const Clock& clock) {
+    const Config& config, const Clock& clock, Resolver* resolver) {
   absl::Status valid = config.Validate();
   if (!valid.ok()) return valid;
   std::unique_ptr<EgressServer> s(new EgressServer(config, clock));
@@ -45,6 +45,27 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
     s->metrics_port_ = s->metrics_server_->port();
   }
 
+  absl::StatusOr<std::unique_ptr<TrustStore>> trust =
+      TrustStore::Load(config.ca_file);
+  if (!trust.ok()) return trust.status();
+  s->trust_ = std::move(*trust);
+  if (config.insecure_skip_verify) {
+    // A degraded mode logs and shows in a metric.
+    LogWarning(
+        "--insecure_skip_verify is on: https upstreams' certificates and host "
+        "names are NOT verified; any machine on the path can impersonate them");
+    s->metrics_->tls_insecure_skip_verify().Set(1);
+  }
+  if (resolver == nullptr) {
+    s->own_resolver_ = std::make_unique<SystemResolver>();
+    resolver = s->own_resolver_.get();
+  }
+  DnsCacheOptions dns_options;
+  dns_options.ttl = config.dns_ttl;
+  dns_options.negative_ttl = config.dns_negative_ttl;
+  dns_options.max_entries = config.dns_cache_size;
+  s->dns_ = std::make_unique<DnsCache>(*resolver, clock, dns_options);
+
   SessionCacheOptions cache_options;
   cache_options.max_sessions = config.max_sessions_per_worker;
   cache_options.keepalive_timeout = config.keepalive_timeout;
@@ -52,6 +73,9 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
   cache_options.session.max_errors = config.max_session_errors;
   cache_options.session.max_requests = config.max_requests_per_session;
   cache_options.session.max_response_bytes = config.max_response_bytes;
+  cache_options.session.verify_tls = !config.insecure_skip_verify;
+  cache_options.session.trust_store = s->trust_->get();
+  cache_options.session.dns = s->dns_.get();
 
   WorkerPoolOptions pool_options;
   pool_options.workers = config.workers;

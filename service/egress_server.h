@@ -21,10 +21,12 @@
 #include "absl/status/statusor.h"
 #include "service/clock.h"
 #include "service/config.h"
+#include "service/dns_cache.h"
 #include "service/egress_service.h"
 #include "service/egress_worker.h"
 #include "service/metrics.h"
 #include "service/metrics_server.h"
+#include "service/tls_trust.h"
 #include "service/worker_pool.h"
 
 namespace egress {
@@ -34,8 +36,11 @@ class EgressServer {
   // Validates `config`, binds both listeners and starts the workers. A port of
   // 0 in an address binds an ephemeral port (see grpc_port(), metrics_port()).
   // REQUIRES: `clock` outlives the server.
+  // `resolver` answers host names (nullptr: the system's getaddrinfo); tests
+  // inject one so that no name but localhost reaches a real name server.
   static absl::StatusOr<std::unique_ptr<EgressServer>> Start(
-      const Config& config, const Clock& clock = RealClock::Get());
+      const Config& config, const Clock& clock = RealClock::Get(),
+      Resolver* resolver = nullptr);
 
   // Shuts down with the config's drain_timeout if Shutdown was not called.
   ~EgressServer();
@@ -55,6 +60,9 @@ class EgressServer {
   const Config config_;
   const Clock& clock_;
   std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<Resolver> own_resolver_;
+  std::unique_ptr<DnsCache> dns_;
+  std::unique_ptr<TrustStore> trust_;
   std::unique_ptr<MetricsServer> metrics_server_;
   std::unique_ptr<WorkerPool<EgressWorker>> pool_;
   std::unique_ptr<EgressService> service_;

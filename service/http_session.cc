@@ -1,6 +1,8 @@
 #include "service/http_session.h"
 
 #include <httplib.h>
+#include <openssl/x509.h>
+#include <openssl/x509_vfy.h>
 
 #include <algorithm>
 #include <utility>
@@ -38,8 +40,21 @@ HttpSession::HttpSession(Origin origin, const SessionOptions& options,
       options_(options),
       clock_(clock),
       observer_(observer),
-      client_(std::make_unique<httplib::Client>(origin_.host, origin_.port)),
-      last_used_(clock.Now()) {
+      last_used_(clock.Now()),
+      pinned_until_(clock.Now()) {
+  if (origin_.scheme == "https") {
+    auto ssl = std::make_unique<httplib::SSLClient>(origin_.host, origin_.port);
+    ssl->enable_server_certificate_verification(options_.verify_tls);
+    if (options_.trust_store != nullptr) {
+      // The SSL_CTX takes ownership of one reference.
+      X509_STORE_up_ref(options_.trust_store);
+      ssl->set_ca_cert_store(options_.trust_store);
+    }
+    ssl_ = ssl.get();
+    client_ = std::move(ssl);
+  } else {
+    client_ = std::make_unique<httplib::ClientImpl>(origin_.host, origin_.port);
+  }
   client_->set_keep_alive(true);
   client_->set_tcp_nodelay(true);
   // Bytes pass through untouched: the caller sees the upstream's encoding.
@@ -58,6 +73,12 @@ HttpSession::~HttpSession() = default;
 absl::StatusOr<UpstreamResponse> HttpSession::Send(
     const UpstreamRequest& request, MonoTime deadline) {
   const MonoTime start = clock_.Now();
+  absl::Status pinned = Pin();
+  if (!pinned.ok()) {
+    last_used_ = start;
+    ++consecutive_errors_;
+    return pinned;
+  }
   Attempt first;
   absl::StatusOr<UpstreamResponse> result = SendOnce(request, deadline, first);
   int attempts = 1;
@@ -103,13 +124,86 @@ absl::StatusOr<UpstreamResponse> HttpSession::Send(
   return result;
 }
 
+std::string HttpSession::Describe() const {
+  if (pinned_address_.empty() || pinned_address_ == origin_.host) {
+    return origin_.Key();
+  }
+  return absl::StrFormat("%s (%s)", origin_.Key(), pinned_address_);
+}
+
+absl::Status HttpSession::Timeout(nanoseconds budget) const {
+  return absl::DeadlineExceededError(absl::StrFormat(
+      "%s: no complete response within %.3fs", Describe(), Seconds(budget)));
+}
+
+absl::Status HttpSession::ConnectTimeout(microseconds budget) const {
+  return absl::DeadlineExceededError(
+      absl::StrFormat("connect to %s timed out after %.3fs", Describe(),
+                      Seconds(duration_cast<nanoseconds>(budget))));
+}
+
+absl::Status HttpSession::TransportError(httplib::Error error,
+                                         bool got_response) const {
+  switch (error) {
+    case httplib::Error::Write:
+      return absl::UnavailableError(absl::StrFormat(
+          "%s: connection closed or reset while sending the request",
+          Describe()));
+    case httplib::Error::Read:
+      return absl::UnavailableError(absl::StrFormat(
+          "%s: connection closed or reset, or a malformed response, %s",
+          Describe(),
+          got_response ? "in the middle of the body" : "before any response"));
+    case httplib::Error::SSLConnection:
+      return absl::UnavailableError(
+          absl::StrFormat("%s: TLS handshake failed", Describe()));
+    case httplib::Error::SSLLoadingCerts:
+      return absl::UnavailableError(absl::StrFormat(
+          "%s: TLS: cannot load the trusted CA certificates", Describe()));
+    case httplib::Error::SSLServerVerification: {
+      const long result = ssl_ != nullptr ? ssl_->get_openssl_verify_result()
+                                          : X509_V_OK;
+      if (result != X509_V_OK) {
+        return absl::UnavailableError(absl::StrFormat(
+            "%s: certificate verify failed: %s", Describe(),
+            X509_verify_cert_error_string(result)));
+      }
+      return absl::UnavailableError(absl::StrFormat(
+          "%s: certificate verify failed: the certificate does not match host "
+          "name \"%s\"",
+          Describe(), origin_.host));
+    }
+    default:
+      return absl::UnavailableError(absl::StrFormat(
+          "%s: upstream exchange failed: %s", Describe(),
+          httplib::to_string(error)));
+  }
+}
+
+absl::Status HttpSession::Pin() {
+  if (options_.dns == nullptr || clock_.Now() < pinned_until_) {
+    return absl::OkStatus();
+  }
+  absl::StatusOr<DnsCache::Answer> answer = options_.dns->Lookup(origin_.host);
+  if (!answer.ok()) return answer.status();
+  if (answer->address != pinned_address_) {
+    const bool moved = !pinned_address_.empty();
+    pinned_address_ = answer->address;
+    client_->set_hostname_addr_map({{origin_.host, pinned_address_}});
+    // An open connection still goes to the old address: close it.
+    if (moved) client_->stop();
+  }
+  pinned_until_ = answer->expires;
+  return absl::OkStatus();
+}
+
 absl::StatusOr<UpstreamResponse> HttpSession::SendOnce(
     const UpstreamRequest& request, MonoTime deadline, Attempt& attempt) {
   const MonoTime start = clock_.Now();
   const nanoseconds remaining = deadline - start;
   if (remaining <= nanoseconds::zero()) {
     return absl::DeadlineExceededError(absl::StrFormat(
-        "%s: deadline passed before the request was sent", origin_.Key()));
+        "%s: deadline passed before the request was sent", Describe()));
   }
   // httplib's timeouts are per connect and per read/write; the receiver below
   // enforces the overall deadline while the body streams in.
@@ -161,53 +255,34 @@ absl::StatusOr<UpstreamResponse> HttpSession::SendOnce(
       std::chrono::steady_clock::now() - real_start;
   const bool opened = connections_opened_ != opened_before;
   attempt.reused = !opened && requests_served_ > 0;
-  if (opened) observer_.OnConnectionOpened();
+  if (opened) observer_.OnConnectionOpened(ssl_ != nullptr);
   if (attempt.reused) observer_.OnConnectionReused();
 
   if (flags.body_too_large) {
     return absl::ResourceExhaustedError(
         absl::StrFormat("%s: response body is over --max_response_bytes=%d",
-                        origin_.Key(), options_.max_response_bytes));
+                        Describe(), options_.max_response_bytes));
   }
-  // A socket timeout fires at the budget, give or take the kernel's timer
-  // slack; a reset in the last 2% of the budget reads as a timeout, harmlessly.
-  const auto near = [&](microseconds limit) {
-    return real_elapsed + std::max<nanoseconds>(limit / 50,
-                                                std::chrono::milliseconds(2)) >=
-           limit;
-  };
-  const bool out_of_time = clock_.Now() >= deadline || near(budget);
-  if (flags.timed_out ||
-      (!ok && error != httplib::Error::Connection && out_of_time)) {
-    return absl::DeadlineExceededError(
-        absl::StrFormat("%s: no complete response within %.3fs", origin_.Key(),
-                        Seconds(remaining)));
-  }
+  if (flags.timed_out) return Timeout(remaining);
   if (!ok) {
+    // A socket timeout fires at its budget, give or take the kernel's timer
+    // slack; a reset in the last 2% of a budget reads as a timeout, harmlessly.
+    const auto near = [&](microseconds limit) {
+      return real_elapsed + std::max<nanoseconds>(limit / 50,
+                                                  std::chrono::milliseconds(2)) >=
+             limit;
+    };
     switch (error) {
+      case httplib::Error::ConnectionTimeout:
+        return ConnectTimeout(connect_budget);
       case httplib::Error::Connection:
-        if (near(connect_budget)) {
-          return absl::DeadlineExceededError(
-              absl::StrFormat("connect to %s timed out after %.3fs",
-                              origin_.Key(), Seconds(connect_budget)));
-        }
+        if (near(connect_budget)) return ConnectTimeout(connect_budget);
         return absl::UnavailableError(absl::StrFormat(
             "connect to %s failed: connection refused or unreachable",
-            origin_.Key()));
-      case httplib::Error::Write:
-        return absl::UnavailableError(absl::StrFormat(
-            "%s: connection closed or reset while sending the request",
-            origin_.Key()));
-      case httplib::Error::Read:
-        return absl::UnavailableError(absl::StrFormat(
-            "%s: connection closed, reset or malformed response while "
-            "reading (%s)",
-            origin_.Key(),
-            flags.got_response ? "after the headers" : "before any response"));
+            Describe()));
       default:
-        return absl::UnavailableError(
-            absl::StrFormat("%s: upstream exchange failed: %s", origin_.Key(),
-                            httplib::to_string(error)));
+        if (clock_.Now() >= deadline || near(budget)) return Timeout(remaining);
+        return TransportError(error, flags.got_response);
     }
   }
 

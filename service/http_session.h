@@ -24,14 +24,21 @@
 #include <cstdint>
 #include <memory>
 
+#include <openssl/types.h>
+
+#include <string>
+
 #include "absl/status/statusor.h"
 #include "service/clock.h"
+#include "service/dns_cache.h"
 #include "service/http_types.h"
 #include "service/session_observer.h"
 
 namespace httplib {
-class Client;
-}
+class ClientImpl;
+class SSLClient;
+enum class Error;
+}  // namespace httplib
 
 namespace egress {
 
@@ -43,6 +50,13 @@ struct SessionOptions {
   int64_t max_requests = 0;
   // Larger response bodies fail with RESOURCE_EXHAUSTED.
   size_t max_response_bytes = 64 << 20;
+  // https: verify the upstream's certificate and host name.
+  bool verify_tls = true;
+  // https: the roots to verify against (each session takes a reference);
+  // nullptr means httplib's default, the system store.
+  X509_STORE* trust_store = nullptr;
+  // Where host names are resolved; nullptr lets httplib resolve them itself.
+  DnsCache* dns = nullptr;
 };
 
 class HttpSession {
@@ -62,6 +76,9 @@ class HttpSession {
                                         MonoTime deadline);
 
   const Origin& origin() const { return origin_; }
+  // The address this session connects to; empty before the first Send or
+  // without a DnsCache.
+  const std::string& pinned_address() const { return pinned_address_; }
   int consecutive_errors() const { return consecutive_errors_; }
   int64_t requests_served() const { return requests_served_; }
   MonoTime last_used() const { return last_used_; }
@@ -76,6 +93,13 @@ class HttpSession {
 
  private:
   struct Attempt;
+  // Resolves the host through the DnsCache when the pinned answer has expired.
+  absl::Status Pin();
+  // "http://host:80", plus the pinned address when it differs from the host.
+  std::string Describe() const;
+  absl::Status Timeout(std::chrono::nanoseconds budget) const;
+  absl::Status ConnectTimeout(std::chrono::microseconds budget) const;
+  absl::Status TransportError(httplib::Error error, bool got_response) const;
   absl::StatusOr<UpstreamResponse> SendOnce(const UpstreamRequest& request,
                                             MonoTime deadline,
                                             Attempt& attempt);
@@ -84,7 +108,10 @@ class HttpSession {
   const SessionOptions options_;
   const Clock& clock_;
   SessionObserver& observer_;
-  std::unique_ptr<httplib::Client> client_;
+  std::unique_ptr<httplib::ClientImpl> client_;
+  httplib::SSLClient* ssl_ = nullptr;  // client_ when the origin is https
+  std::string pinned_address_;
+  MonoTime pinned_until_;  // re-resolve from then on
   // Sockets the client has opened; bumped from httplib's socket callback, which
   // runs on the thread that calls Send.
   int64_t connections_opened_ = 0;

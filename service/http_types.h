@@ -16,7 +16,7 @@ namespace egress {
 // scheme://host:port, the key of a session. `host` is lower-case; an IPv6
 // literal is kept without brackets.
 struct Origin {
-  std::string scheme;  // "http" (https comes with TLS support)
+  std::string scheme;  // "http" or "https"
   std::string host;
   uint16_t port = 0;
 

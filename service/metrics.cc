@@ -90,6 +90,18 @@ Metrics::Metrics()
                                "reused one failed before any response.")
                          .Register(*registry_)
                          .Add({})),
+      tls_handshakes_(prometheus::BuildCounter()
+                          .Name("egress_tls_handshakes_total")
+                          .Help("TLS handshakes with upstreams (one per new "
+                                "https connection).")
+                          .Register(*registry_)
+                          .Add({})),
+      tls_insecure_(prometheus::BuildGauge()
+                        .Name("egress_tls_insecure_skip_verify")
+                        .Help("1 when upstream certificates are NOT verified "
+                              "(--insecure_skip_verify).")
+                        .Register(*registry_)
+                        .Add({})),
       policy_denied_family_(
           prometheus::BuildCounter()
               .Name("egress_policy_denied_total")

@@ -13,6 +13,7 @@
 //   egress_sessions_active, egress_requests_in_flight, egress_queue_depth
 //   (gauges) egress_connections_reused_total, egress_connections_opened_total,
 //   egress_stale_retries_total, egress_policy_denied_total{reason}
+//   egress_tls_handshakes_total, egress_tls_insecure_skip_verify (gauge)
 //
 // Thread safety: all methods are thread-safe.
 #pragma once
@@ -52,11 +53,16 @@ class Metrics final : public SessionObserver {
 
   prometheus::Gauge& requests_in_flight() { return requests_in_flight_; }
   prometheus::Gauge& queue_depth() { return queue_depth_; }
+  // 1 while --insecure_skip_verify is on.
+  prometheus::Gauge& tls_insecure_skip_verify() { return tls_insecure_; }
 
   // SessionObserver.
   void OnSessionCreated() override { sessions_active_.Increment(); }
   void OnSessionDropped(DropReason reason) override;
-  void OnConnectionOpened() override { connections_opened_.Increment(); }
+  void OnConnectionOpened(bool tls) override {
+    connections_opened_.Increment();
+    if (tls) tls_handshakes_.Increment();
+  }
   void OnConnectionReused() override { connections_reused_.Increment(); }
   void OnStaleRetry() override { stale_retries_.Increment(); }
 
@@ -77,6 +83,8 @@ class Metrics final : public SessionObserver {
   prometheus::Counter& connections_reused_;
   prometheus::Counter& connections_opened_;
   prometheus::Counter& stale_retries_;
+  prometheus::Counter& tls_handshakes_;
+  prometheus::Gauge& tls_insecure_;
   prometheus::Family<prometheus::Counter>& policy_denied_family_;
   std::atomic<prometheus::Counter*> requests_[kMethods][kCodeClasses]
                                              [kOutcomes] = {};

@@ -129,7 +129,7 @@ absl::Status ParseAuthority(absl::string_view authority, Origin& origin) {
   }
   origin.host = absl::AsciiStrToLower(host);
   if (rest.empty()) {
-    origin.port = 80;
+    origin.port = origin.scheme == "https" ? 443 : 80;
   } else {
     absl::StatusOr<uint16_t> port = ParsePort(rest.substr(1));
     if (!port.ok()) return port.status();
@@ -171,20 +171,15 @@ absl::StatusOr<UpstreamRequest> ParseUrl(absl::string_view url,
     return Invalid("url", "must be absolute, like http://host/path");
   }
   std::string scheme = absl::AsciiStrToLower(url.substr(0, scheme_end));
-  if (scheme == "https") {
-    return Invalid("url",
-                   "https:// is not supported yet (TLS upstreams come in a "
-                   "later release); use http://");
-  }
-  if (scheme != "http") {
-    return Invalid(
-        "url",
-        absl::StrFormat("unsupported scheme \"%s\"; use http://", scheme));
+  if (scheme != "http" && scheme != "https") {
+    return Invalid("url", absl::StrFormat(
+                              "unsupported scheme \"%s\"; use http:// or https://",
+                              scheme));
   }
   absl::string_view rest = url.substr(scheme_end + 3);
   size_t authority_end = rest.find_first_of("/?#");
   UpstreamRequest request;
-  request.origin.scheme = scheme;
+  request.origin.scheme = std::move(scheme);
   absl::Status status =
       ParseAuthority(rest.substr(0, authority_end), request.origin);
   if (!status.ok()) return status;

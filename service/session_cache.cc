@@ -21,6 +21,10 @@ bool SessionCache::IdleExpired(const HttpSession& session, MonoTime now) const {
 }
 
 void SessionCache::Drop(List::iterator it, DropReason reason) {
+  // A host that keeps failing may have moved: look its name up afresh.
+  if (reason == DropReason::kErrors && options_.session.dns != nullptr) {
+    options_.session.dns->Invalidate(it->session->origin().host);
+  }
   index_.erase(it->key);
   lru_.erase(it);  // destroys the session, which closes its connection
   observer_.OnSessionDropped(reason);

@@ -6,7 +6,8 @@
 // with its reason, when they are Broken() (consecutive errors), Exhausted()
 // (max_requests_per_session), idle longer than keepalive_timeout, evicted as
 // least recently used beyond max_sessions, or when the cache is destroyed
-// (shutdown).
+// (shutdown). Dropping for errors also forgets the host's DNS answer, so an
+// upstream that moved is found again.
 //
 // Usage (on the owning worker):
 //   HttpSession& session = cache.Acquire(request.origin);

@@ -28,8 +28,9 @@ class SessionObserver {
   virtual ~SessionObserver() = default;
   virtual void OnSessionCreated() {}
   virtual void OnSessionDropped(DropReason reason) {}
-  // A new TCP connection to an upstream was opened.
-  virtual void OnConnectionOpened() {}
+  // A new TCP connection to an upstream was opened; `tls` when it began with a
+  // TLS handshake.
+  virtual void OnConnectionOpened(bool tls) {}
   // A request went out over a connection that had served an earlier one.
   virtual void OnConnectionReused() {}
   // A request that failed on a reused connection was sent again on a fresh one.

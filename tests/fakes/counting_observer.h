@@ -15,7 +15,10 @@ class CountingObserver final : public SessionObserver {
   void OnSessionDropped(DropReason reason) override {
     ++dropped[static_cast<int>(reason)];
   }
-  void OnConnectionOpened() override { ++opened; }
+  void OnConnectionOpened(bool tls) override {
+    ++opened;
+    if (tls) ++tls_handshakes;
+  }
   void OnConnectionReused() override { ++reused; }
   void OnStaleRetry() override { ++stale_retries; }
 
@@ -25,6 +28,7 @@ class CountingObserver final : public SessionObserver {
 
   std::atomic<int> created{0};
   std::atomic<int> opened{0};
+  std::atomic<int> tls_handshakes{0};
   std::atomic<int> reused{0};
   std::atomic<int> stale_retries{0};
   std::atomic<int> dropped[kDropReasonCount] = {};

@@ -78,7 +78,8 @@ const std::vector<Case>& Cases() {
       // Bad URLs.
       {"empty_url", "GET", "", {}, kInvalid, "url: is empty"},
       {"relative_url", "GET", "/path", {}, kInvalid, "absolute"},
-      {"https_not_yet", "GET", "https://e.com/", {}, kInvalid, "https://"},
+      {"https", "GET", "https://e.com/", {}, kOk, ""},
+      {"https_port", "GET", "https://e.com:8443/x", {}, kOk, ""},
       {"ftp",
        "GET",
        "ftp://e.com/",

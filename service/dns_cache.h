@@ -1,0 +1,90 @@
+// DnsCache: host name → address, resolved by the service and cached, so that the
+// address a session connects to is one the service chose (and, later, checked).
+//
+// Answers are kept for `ttl` (default 600 s), failures for `negative_ttl` (a few
+// seconds) so a dead name does not hammer the resolver. The cache is bounded:
+// when full, expired entries go first, then the entry that expires soonest.
+// Sessions pin the address they got until its expiry, then look it up again, so a
+// changed DNS answer takes effect within one TTL; a session dropped after errors
+// invalidates its host's entry so a moved upstream is found at once.
+//
+// IP literals are answered as themselves without a lookup.
+//
+// Usage:
+//   DnsCache dns(SystemResolver(), RealClock::Get(), {});
+//   absl::StatusOr<DnsCache::Answer> a = dns.Lookup("example.com");
+//
+// Thread safety: thread-safe. Lookups happen when a session is created or its pin
+// expires, not per request, so a mutex is cheap here. The resolver is called
+// without the lock held.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/container/flat_hash_map.h"
+#include "absl/status/statusor.h"
+#include "service/clock.h"
+
+namespace egress {
+
+// Turns a host name into addresses (numeric strings, IPv4 or IPv6).
+class Resolver {
+ public:
+  virtual ~Resolver() = default;
+  // UNAVAILABLE naming the host when the name does not resolve.
+  virtual absl::StatusOr<std::string> Resolve(const std::string& host) = 0;
+};
+
+// getaddrinfo(3): /etc/hosts, then the configured name servers.
+class SystemResolver final : public Resolver {
+ public:
+  absl::StatusOr<std::string> Resolve(const std::string& host) override;
+};
+
+struct DnsCacheOptions {
+  std::chrono::nanoseconds ttl = std::chrono::seconds(600);
+  std::chrono::nanoseconds negative_ttl = std::chrono::seconds(5);
+  size_t max_entries = 10000;
+};
+
+class DnsCache {
+ public:
+  struct Answer {
+    std::string address;  // numeric: "93.184.216.34", "2606:2800::1"
+    MonoTime expires;     // pin it until then
+  };
+
+  // REQUIRES: resolver and clock outlive the cache.
+  DnsCache(Resolver& resolver, const Clock& clock, const DnsCacheOptions& options);
+
+  // The cached answer for `host`, or a fresh lookup. Errors are UNAVAILABLE,
+  // naming the host; they are cached for negative_ttl.
+  absl::StatusOr<Answer> Lookup(const std::string& host);
+
+  // Forgets `host`: the next Lookup asks the resolver.
+  void Invalidate(const std::string& host);
+
+  size_t size() const;
+
+ private:
+  struct Entry {
+    absl::StatusOr<std::string> result;
+    MonoTime expires;
+  };
+  void EvictIfFull(MonoTime now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  Resolver& resolver_;
+  const Clock& clock_;
+  const DnsCacheOptions options_;
+  mutable std::mutex mu_;
+  absl::flat_hash_map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);
+};
+
+// True when `host` is a numeric IPv4 or IPv6 address (no brackets).
+bool IsIpLiteral(const std::string& host);
+
+}  // namespace egress

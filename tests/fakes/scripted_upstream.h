@@ -1,0 +1,77 @@
+// ScriptedUpstream: a raw-socket HTTP/1.1 server on 127.0.0.1 that misbehaves on
+// purpose, for fault-injection tests. It reads real requests off real sockets and
+// then follows its Script:
+//
+//   kNormal          answer every request "200 ok", keep the connection open
+//   kDropReused      answer a connection's first request; read its second and
+//                    close without answering (a keep-alive connection that died
+//                    while idle, as seen by the client)
+//   kCloseIdle       answer, keep alive, close a connection idle for idle_close
+//   kResetMidBody    send headers for 1000 bytes, 100 bytes, then reset (RST)
+//   kStall           read the request and never answer
+//   kGarbage         answer with bytes that are not HTTP, then close
+//
+// Stop() closes the listener and every connection; Start() listens again on the
+// same port, so a test can take an upstream down and bring it back.
+//
+// Thread safety: counters are thread-safe; Start/Stop from the test thread.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+
+namespace egress {
+
+enum class Script {
+  kNormal,
+  kDropReused,
+  kCloseIdle,
+  kResetMidBody,
+  kStall,
+  kGarbage,
+};
+
+class ScriptedUpstream {
+ public:
+  explicit ScriptedUpstream(
+      Script script,
+      std::chrono::milliseconds idle_close = std::chrono::milliseconds(100));
+  ~ScriptedUpstream();
+  ScriptedUpstream(const ScriptedUpstream&) = delete;
+  ScriptedUpstream& operator=(const ScriptedUpstream&) = delete;
+
+  void Stop();
+  void Start();  // listens again on port()
+
+  int port() const { return port_; }
+  std::string Url(absl::string_view path) const;
+  int connections() const { return connections_.load(); }
+  int requests() const { return requests_.load(); }
+
+ private:
+  void AcceptLoop(int listen_fd);
+  void Serve(int fd);
+  // Reads one request head (and a Content-Length body). False on EOF, error,
+  // stop, or (kCloseIdle) idleness.
+  bool ReadRequest(int fd, std::string& buffer);
+
+  const Script script_;
+  const std::chrono::milliseconds idle_close_;
+  int port_ = 0;
+  int listen_fd_ = -1;
+  std::atomic<bool> stopping_{false};
+  std::atomic<int> connections_{0};
+  std::atomic<int> requests_{0};
+  std::thread acceptor_;
+  std::mutex mu_;
+  std::vector<std::thread> handlers_;  // guarded by mu_
+  std::vector<int> open_fds_;          // guarded by mu_
+};
+
+}  // namespace egress
