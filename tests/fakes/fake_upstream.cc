@@ -14,6 +14,18 @@
 namespace egress {
 
 FakeUpstream::FakeUpstream() : server_(std::make_unique<httplib::Server>()) {
+  Serve();
+}
+
+FakeUpstream::FakeUpstream(const std::string& cert_file,
+                           const std::string& key_file)
+    : server_(std::make_unique<httplib::SSLServer>(cert_file.c_str(),
+                                                    key_file.c_str())),
+      tls_(true) {
+  Serve();
+}
+
+void FakeUpstream::Serve() {
   httplib::Server& s = *server_;
   // Many idle keep-alive connections at once must not starve new ones.
   s.new_task_queue = [] { return new httplib::ThreadPool(96); };
@@ -88,8 +100,9 @@ FakeUpstream::~FakeUpstream() {
   thread_.join();
 }
 
-std::string FakeUpstream::Url(absl::string_view path) const {
-  return absl::StrCat("http://127.0.0.1:", port_, path);
+std::string FakeUpstream::Url(absl::string_view path,
+                              absl::string_view host) const {
+  return absl::StrCat(tls_ ? "https://" : "http://", host, ":", port_, path);
 }
 
 int FakeUpstream::connections() const {

@@ -32,14 +32,18 @@ namespace egress {
 
 class FakeUpstream {
  public:
+  // Plain HTTP.
   FakeUpstream();
+  // HTTPS with the given PEM certificate and key files.
+  FakeUpstream(const std::string& cert_file, const std::string& key_file);
   ~FakeUpstream();
   FakeUpstream(const FakeUpstream&) = delete;
   FakeUpstream& operator=(const FakeUpstream&) = delete;
 
   int port() const { return port_; }
-  // "http://127.0.0.1:<port><path>"
-  std::string Url(absl::string_view path) const;
+  // "http[s]://<host>:<port><path>"
+  std::string Url(absl::string_view path,
+                  absl::string_view host = "127.0.0.1") const;
 
   // Distinct client connections that sent at least one request.
   int connections() const;
@@ -47,8 +51,10 @@ class FakeUpstream {
 
  private:
   void Count(const std::string& addr, int port);
+  void Serve();
 
   std::unique_ptr<httplib::Server> server_;
+  bool tls_ = false;
   std::thread thread_;
   int port_ = 0;
   std::atomic<int> requests_{0};

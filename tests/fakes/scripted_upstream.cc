@@ -1,5 +1,6 @@
 #include "tests/fakes/scripted_upstream.h"
 
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -44,15 +45,19 @@ size_t ContentLength(absl::string_view head) {
 }  // namespace
 
 ScriptedUpstream::ScriptedUpstream(Script script,
-                                   std::chrono::milliseconds idle_close)
-    : script_(script), idle_close_(idle_close) {
+                                   std::chrono::milliseconds idle_close,
+                                   std::string address, int port)
+    : script_(script),
+      idle_close_(idle_close),
+      address_(std::move(address)),
+      port_(port) {
   Start();
 }
 
 ScriptedUpstream::~ScriptedUpstream() { Stop(); }
 
 std::string ScriptedUpstream::Url(absl::string_view path) const {
-  return absl::StrCat("http://127.0.0.1:", port_, path);
+  return absl::StrCat("http://", address_, ":", port_, path);
 }
 
 void ScriptedUpstream::Start() {
@@ -61,7 +66,7 @@ void ScriptedUpstream::Start() {
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  inet_pton(AF_INET, address_.c_str(), &addr.sin_addr);
   addr.sin_port = htons(static_cast<uint16_t>(port_));
   if (bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
       listen(fd, 512) != 0) {

@@ -39,9 +39,11 @@ enum class Script {
 
 class ScriptedUpstream {
  public:
+  // Listens on `address` (a loopback IPv4 address) and `port` (0: any).
   explicit ScriptedUpstream(
       Script script,
-      std::chrono::milliseconds idle_close = std::chrono::milliseconds(100));
+      std::chrono::milliseconds idle_close = std::chrono::milliseconds(100),
+      std::string address = "127.0.0.1", int port = 0);
   ~ScriptedUpstream();
   ScriptedUpstream(const ScriptedUpstream&) = delete;
   ScriptedUpstream& operator=(const ScriptedUpstream&) = delete;
@@ -63,6 +65,7 @@ class ScriptedUpstream {
 
   const Script script_;
   const std::chrono::milliseconds idle_close_;
+  const std::string address_;
   int port_ = 0;
   int listen_fd_ = -1;
   std::atomic<bool> stopping_{false};

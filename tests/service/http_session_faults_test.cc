@@ -1,0 +1,243 @@
+// HttpSession against upstreams that misbehave on purpose (ScriptedUpstream):
+// stale keep-alive connections, idle closes, resets, stalls, garbage, an upstream
+// that goes down and comes back, and DNS answers that change.
+#include <chrono>
+#include <string>
+#include <thread>
+
+#include "absl/status/status.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "service/dns_cache.h"
+#include "service/http_session.h"
+#include "service/session_cache.h"
+#include "tests/fakes/counting_observer.h"
+#include "tests/fakes/fake_clock.h"
+#include "tests/fakes/fake_resolver.h"
+#include "tests/fakes/fake_upstream.h"
+#include "tests/fakes/scripted_upstream.h"
+
+namespace egress {
+namespace {
+
+using std::chrono::milliseconds;
+using std::chrono::seconds;
+using ::testing::HasSubstr;
+
+class HttpSessionFaultsTest : public ::testing::Test {
+ protected:
+  static UpstreamRequest RequestTo(const std::string& host, int port,
+                                   const std::string& method = "GET") {
+    UpstreamRequest request;
+    request.method = method;
+    request.origin = Origin{"http", host, static_cast<uint16_t>(port)};
+    request.target = "/";
+    return request;
+  }
+  std::unique_ptr<HttpSession> SessionTo(const std::string& host, int port) {
+    return std::make_unique<HttpSession>(
+        Origin{"http", host, static_cast<uint16_t>(port)}, options_, clock_,
+        observer_);
+  }
+  // Real time: these tests wait on real sockets.
+  MonoTime Deadline(milliseconds d = milliseconds(5000)) {
+    return clock_.Now() + d;
+  }
+
+  FakeClock clock_;
+  CountingObserver observer_;
+  SessionOptions options_;
+};
+
+TEST_F(HttpSessionFaultsTest, StaleReusedConnectionIsRetriedOnceOnAFreshOne) {
+  ScriptedUpstream upstream(Script::kDropReused);
+  auto session = SessionTo("127.0.0.1", upstream.port());
+  ASSERT_TRUE(session->Send(RequestTo("127.0.0.1", upstream.port()), Deadline()).ok());
+  auto second = session->Send(RequestTo("127.0.0.1", upstream.port()), Deadline());
+  ASSERT_TRUE(second.ok()) << second.status();
+  EXPECT_EQ(second->attempts, 2);
+  EXPECT_FALSE(second->connection_reused);  // answered on the fresh connection
+  EXPECT_EQ(observer_.stale_retries.load(), 1);
+  EXPECT_EQ(session->consecutive_errors(), 0);  // a retry is not a session error
+  EXPECT_EQ(upstream.connections(), 2);
+}
+
+TEST_F(HttpSessionFaultsTest, NonIdempotentRequestIsNotRetried) {
+  ScriptedUpstream upstream(Script::kDropReused);
+  auto session = SessionTo("127.0.0.1", upstream.port());
+  ASSERT_TRUE(session->Send(RequestTo("127.0.0.1", upstream.port()), Deadline()).ok());
+  auto post = session->Send(RequestTo("127.0.0.1", upstream.port(), "POST"), Deadline());
+  ASSERT_FALSE(post.ok());
+  EXPECT_EQ(post.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(post.status().message()),
+              HasSubstr("may not have been delivered"));
+  EXPECT_THAT(std::string(post.status().message()), HasSubstr("POST is not idempotent"));
+  EXPECT_EQ(observer_.stale_retries.load(), 0);
+  EXPECT_EQ(upstream.requests(), 2);  // sent once, never twice
+}
+
+TEST_F(HttpSessionFaultsTest, IdempotencyKeyMakesAPostRetryable) {
+  ScriptedUpstream upstream(Script::kDropReused);
+  auto session = SessionTo("127.0.0.1", upstream.port());
+  ASSERT_TRUE(session->Send(RequestTo("127.0.0.1", upstream.port()), Deadline()).ok());
+  UpstreamRequest post = RequestTo("127.0.0.1", upstream.port(), "POST");
+  post.headers = {{"Idempotency-Key", "order-42"}};
+  auto result = session->Send(post, Deadline());
+  ASSERT_TRUE(result.ok()) << result.status();
+  EXPECT_EQ(result->attempts, 2);
+}
+
+TEST_F(HttpSessionFaultsTest, ConnectionClosedWhileIdleReconnectsWithoutError) {
+  ScriptedUpstream upstream(Script::kCloseIdle, milliseconds(50));
+  auto session = SessionTo("127.0.0.1", upstream.port());
+  for (int i = 0; i < 3; ++i) {
+    auto r = session->Send(RequestTo("127.0.0.1", upstream.port()), Deadline());
+    ASSERT_TRUE(r.ok()) << r.status();
+    std::this_thread::sleep_for(milliseconds(200));  // the upstream closes it
+  }
+  EXPECT_EQ(session->consecutive_errors(), 0);
+  EXPECT_EQ(upstream.connections(), 3);
+  EXPECT_EQ(upstream.requests(), 3);
+}
+
+TEST_F(HttpSessionFaultsTest, ResetInTheMiddleOfTheBodyIsUnavailableAndNotRetried) {
+  ScriptedUpstream upstream(Script::kResetMidBody);
+  auto session = SessionTo("127.0.0.1", upstream.port());
+  auto r = session->Send(RequestTo("127.0.0.1", upstream.port()), Deadline());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("in the middle of the body"));
+  EXPECT_EQ(upstream.requests(), 1);
+  EXPECT_EQ(session->consecutive_errors(), 1);
+}
+
+TEST_F(HttpSessionFaultsTest, StallBeforeHeadersIsDeadlineExceeded) {
+  ScriptedUpstream upstream(Script::kStall);
+  auto session = SessionTo("127.0.0.1", upstream.port());
+  const auto start = std::chrono::steady_clock::now();
+  auto r = session->Send(RequestTo("127.0.0.1", upstream.port()),
+                         Deadline(milliseconds(300)));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded) << r.status();
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("within 0.300s"));
+  EXPECT_LT(std::chrono::steady_clock::now() - start, seconds(2));
+  EXPECT_EQ(session->consecutive_errors(), 1);  // a timeout is a session error
+}
+
+TEST_F(HttpSessionFaultsTest, GarbageIsUnavailableAndBreaksTheSessionAfterThree) {
+  ScriptedUpstream upstream(Script::kGarbage);
+  auto session = SessionTo("127.0.0.1", upstream.port());
+  for (int i = 0; i < 3; ++i) {
+    auto r = session->Send(RequestTo("127.0.0.1", upstream.port()), Deadline());
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+    EXPECT_THAT(std::string(r.status().message()), HasSubstr("malformed response"));
+  }
+  EXPECT_TRUE(session->Broken());
+}
+
+TEST_F(HttpSessionFaultsTest, UpstreamDownIsUnavailableAtOnceAndRecoversWhenBack) {
+  ScriptedUpstream upstream(Script::kNormal);
+  SessionCacheOptions cache_options;
+  cache_options.session = options_;
+  SessionCache cache(cache_options, clock_, observer_);
+  auto call = [&] {
+    HttpSession& s = cache.Acquire(Origin{"http", "127.0.0.1",
+                                          static_cast<uint16_t>(upstream.port())});
+    auto r = s.Send(RequestTo("127.0.0.1", upstream.port()), Deadline());
+    cache.Release(s);
+    return r.status();
+  };
+  ASSERT_TRUE(call().ok());
+  upstream.Stop();
+  const auto start = std::chrono::steady_clock::now();
+  for (int i = 0; i < 3; ++i) {
+    absl::Status down = call();
+    EXPECT_EQ(down.code(), absl::StatusCode::kUnavailable) << down;
+  }
+  // Refused connects fail fast: no hang, no waiting for the connect timeout.
+  EXPECT_LT(std::chrono::steady_clock::now() - start, seconds(1));
+  EXPECT_EQ(observer_.Dropped(DropReason::kErrors), 1);
+  upstream.Start();
+  EXPECT_TRUE(call().ok());
+  EXPECT_TRUE(call().ok());
+}
+
+TEST_F(HttpSessionFaultsTest, ConnectsToTheAddressTheDnsCacheGave) {
+  FakeUpstream upstream;
+  FakeResolver resolver;
+  resolver.Set("api.test", "127.0.0.1");
+  DnsCache dns(resolver, clock_, DnsCacheOptions());
+  options_.dns = &dns;
+  auto session = SessionTo("api.test", upstream.port());
+  UpstreamRequest request = RequestTo("api.test", upstream.port());
+  request.target = "/headers";
+  auto r = session->Send(request, Deadline());
+  ASSERT_TRUE(r.ok()) << r.status();
+  // The Host header keeps the name; the connection went to the pinned address.
+  EXPECT_THAT(r->body, HasSubstr("Host: api.test:" + std::to_string(upstream.port())));
+  EXPECT_EQ(session->pinned_address(), "127.0.0.1");
+  EXPECT_EQ(resolver.calls(), 1);
+}
+
+TEST_F(HttpSessionFaultsTest, DnsFailureIsUnavailableNamingTheHost) {
+  FakeResolver resolver;
+  DnsCache dns(resolver, clock_, DnsCacheOptions());
+  options_.dns = &dns;
+  auto session = SessionTo("nowhere.test", 80);
+  auto r = session->Send(RequestTo("nowhere.test", 80), Deadline());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("\"nowhere.test\""));
+}
+
+TEST_F(HttpSessionFaultsTest, ChangedDnsAnswerTakesEffectWhenTheTtlExpires) {
+  ScriptedUpstream first(Script::kNormal);
+  ScriptedUpstream second(Script::kNormal, milliseconds(100), "127.0.0.2",
+                          first.port());
+  FakeResolver resolver;
+  resolver.Set("moving.test", "127.0.0.1");
+  DnsCacheOptions dns_options;
+  dns_options.ttl = seconds(60);
+  DnsCache dns(resolver, clock_, dns_options);
+  options_.dns = &dns;
+  auto session = SessionTo("moving.test", first.port());
+  auto send = [&] {
+    return session->Send(RequestTo("moving.test", first.port()), Deadline()).ok();
+  };
+  ASSERT_TRUE(send());
+  resolver.Set("moving.test", "127.0.0.2");
+  ASSERT_TRUE(send());  // within the TTL: still the first address
+  EXPECT_EQ(first.requests(), 2);
+  clock_.Advance(seconds(61));
+  ASSERT_TRUE(send());
+  EXPECT_EQ(second.requests(), 1);
+  EXPECT_EQ(session->pinned_address(), "127.0.0.2");
+}
+
+TEST_F(HttpSessionFaultsTest, DroppingAfterErrorsRefreshesTheDnsAnswer) {
+  ScriptedUpstream upstream(Script::kNormal);
+  FakeResolver resolver;
+  resolver.Set("moved.test", "127.0.0.3");  // nothing listens there
+  DnsCache dns(resolver, clock_, DnsCacheOptions());
+  options_.dns = &dns;
+  SessionCacheOptions cache_options;
+  cache_options.session = options_;
+  SessionCache cache(cache_options, clock_, observer_);
+  const Origin origin{"http", "moved.test", static_cast<uint16_t>(upstream.port())};
+  auto call = [&] {
+    HttpSession& s = cache.Acquire(origin);
+    bool ok = s.Send(RequestTo("moved.test", upstream.port()), Deadline()).ok();
+    cache.Release(s);
+    return ok;
+  };
+  for (int i = 0; i < 3; ++i) EXPECT_FALSE(call());
+  EXPECT_EQ(observer_.Dropped(DropReason::kErrors), 1);
+  resolver.Set("moved.test", "127.0.0.1");
+  // No TTL has passed: the drop itself made the cache ask again.
+  EXPECT_TRUE(call());
+  EXPECT_EQ(resolver.calls(), 2);
+}
+
+}  // namespace
+}  // namespace egress

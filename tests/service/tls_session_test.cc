@@ -1,0 +1,154 @@
+// HttpSession against real TLS upstreams whose certificates the test generates:
+// verification against a CA, reuse of one handshake, and each kind of refusal.
+#include <chrono>
+#include <string>
+
+#include "absl/status/status.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "service/http_session.h"
+#include "service/tls_trust.h"
+#include "tests/fakes/counting_observer.h"
+#include "tests/fakes/fake_clock.h"
+#include "tests/fakes/fake_upstream.h"
+#include "tests/fakes/test_certs.h"
+
+namespace egress {
+namespace {
+
+using ::testing::HasSubstr;
+
+class TlsSessionTest : public ::testing::Test {
+ protected:
+  TlsSessionTest() : ca_(::testing::TempDir()) {
+    auto trust = TrustStore::Load(ca_.cert_path());
+    EXPECT_TRUE(trust.ok()) << trust.status();
+    trust_ = std::move(*trust);
+    options_.trust_store = trust_->get();
+  }
+
+  // An https session to "localhost" (resolved by httplib from /etc/hosts) or
+  // 127.0.0.1, on `upstream`'s port.
+  absl::StatusOr<UpstreamResponse> Call(HttpSession& session, int port,
+                                        const std::string& host) {
+    UpstreamRequest request;
+    request.method = "GET";
+    request.origin = Origin{"https", host, static_cast<uint16_t>(port)};
+    request.target = "/echo";
+    return session.Send(request, clock_.Now() + std::chrono::seconds(5));
+  }
+  std::unique_ptr<HttpSession> SessionTo(const std::string& host, int port) {
+    return std::make_unique<HttpSession>(
+        Origin{"https", host, static_cast<uint16_t>(port)}, options_, clock_,
+        observer_);
+  }
+
+  TestCa ca_;
+  std::unique_ptr<TrustStore> trust_;
+  FakeClock clock_;
+  CountingObserver observer_;
+  SessionOptions options_;
+};
+
+TEST_F(TlsSessionTest, VerifiesAgainstTheCaAndReusesOneHandshake) {
+  CertFiles leaf = ca_.Issue({"good", {"localhost"}, {"127.0.0.1"}});
+  FakeUpstream upstream(leaf.cert, leaf.key);
+  auto session = SessionTo("localhost", upstream.port());
+  for (int i = 0; i < 20; ++i) {
+    auto r = Call(*session, upstream.port(), "localhost");
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->connection_reused, i > 0);
+  }
+  EXPECT_EQ(observer_.tls_handshakes.load(), 1);
+  EXPECT_EQ(upstream.connections(), 1);
+}
+
+TEST_F(TlsSessionTest, IpAddressInSubjectAltNameVerifies) {
+  CertFiles leaf = ca_.Issue({"by_ip", {}, {"127.0.0.1"}});
+  FakeUpstream upstream(leaf.cert, leaf.key);
+  auto session = SessionTo("127.0.0.1", upstream.port());
+  auto r = Call(*session, upstream.port(), "127.0.0.1");
+  EXPECT_TRUE(r.ok()) << r.status();
+}
+
+TEST_F(TlsSessionTest, SelfSignedCertificateIsRefused) {
+  CertFiles leaf = ca_.SelfSigned({"self", {"localhost"}, {}});
+  FakeUpstream upstream(leaf.cert, leaf.key);
+  auto session = SessionTo("localhost", upstream.port());
+  auto r = Call(*session, upstream.port(), "localhost");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr("certificate verify failed: self-signed certificate"));
+  EXPECT_EQ(session->consecutive_errors(), 1);  // a TLS failure is a session error
+  EXPECT_EQ(upstream.requests(), 0);
+}
+
+TEST_F(TlsSessionTest, ExpiredCertificateIsRefused) {
+  CertSpec spec{"expired", {"localhost"}, {}};
+  spec.not_before = std::chrono::hours(-48);
+  spec.not_after = std::chrono::hours(-24);
+  CertFiles leaf = ca_.Issue(spec);
+  FakeUpstream upstream(leaf.cert, leaf.key);
+  auto session = SessionTo("localhost", upstream.port());
+  auto r = Call(*session, upstream.port(), "localhost");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr("certificate verify failed: certificate has expired"));
+}
+
+TEST_F(TlsSessionTest, CertificateForAnotherNameIsRefused) {
+  CertFiles leaf = ca_.Issue({"other", {"other.example"}, {}});
+  FakeUpstream upstream(leaf.cert, leaf.key);
+  auto session = SessionTo("localhost", upstream.port());
+  auto r = Call(*session, upstream.port(), "localhost");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr("does not match host name \"localhost\""));
+}
+
+TEST_F(TlsSessionTest, UntrustedRootIsRefusedWithoutTheCaFile) {
+  CertFiles leaf = ca_.Issue({"good2", {"localhost"}, {}});
+  FakeUpstream upstream(leaf.cert, leaf.key);
+  auto system_only = TrustStore::Load("");
+  ASSERT_TRUE(system_only.ok());
+  options_.trust_store = (*system_only)->get();
+  auto session = SessionTo("localhost", upstream.port());
+  auto r = Call(*session, upstream.port(), "localhost");
+  ASSERT_FALSE(r.ok());
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr("unable to get local issuer certificate"));
+}
+
+TEST_F(TlsSessionTest, InsecureSkipVerifyAcceptsAnything) {
+  CertFiles leaf = ca_.SelfSigned({"self2", {"other.example"}, {}});
+  FakeUpstream upstream(leaf.cert, leaf.key);
+  options_.verify_tls = false;
+  auto session = SessionTo("localhost", upstream.port());
+  auto r = Call(*session, upstream.port(), "localhost");
+  EXPECT_TRUE(r.ok()) << r.status();
+}
+
+TEST_F(TlsSessionTest, PlainHttpServerOnAnHttpsUrlIsAHandshakeFailure) {
+  FakeUpstream plain;
+  auto session = SessionTo("127.0.0.1", plain.port());
+  auto r = Call(*session, plain.port(), "127.0.0.1");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("TLS handshake failed"));
+}
+
+TEST(TrustStoreTest, UnreadableCaFileNamesTheFlagAndTheFile) {
+  auto trust = TrustStore::Load("/nonexistent/ca.pem");
+  ASSERT_FALSE(trust.ok());
+  EXPECT_EQ(trust.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(trust.status().message()),
+              HasSubstr("--ca_file: cannot load PEM certificates from "
+                        "/nonexistent/ca.pem"));
+}
+
+}  // namespace
+}  // namespace egress
