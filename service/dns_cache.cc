@@ -32,9 +32,11 @@ absl::StatusOr<std::string> SystemResolver::Resolve(const std::string& host) {
   const void* addr =
       first->ai_family == AF_INET6
           ? static_cast<const void*>(
-                &reinterpret_cast<const sockaddr_in6*>(first->ai_addr)->sin6_addr)
+                &reinterpret_cast<const sockaddr_in6*>(first->ai_addr)
+                     ->sin6_addr)
           : static_cast<const void*>(
-                &reinterpret_cast<const sockaddr_in*>(first->ai_addr)->sin_addr);
+                &reinterpret_cast<const sockaddr_in*>(first->ai_addr)
+                     ->sin_addr);
   inet_ntop(first->ai_family, addr, text, sizeof(text));
   freeaddrinfo(result);
   return std::string(text);
@@ -81,7 +83,8 @@ size_t DnsCache::size() const {
 
 void DnsCache::EvictIfFull(MonoTime now) {
   if (entries_.size() < options_.max_entries) return;
-  absl::erase_if(entries_, [now](const auto& e) { return e.second.expires <= now; });
+  absl::erase_if(entries_,
+                 [now](const auto& e) { return e.second.expires <= now; });
   while (entries_.size() >= options_.max_entries) {
     auto soonest = entries_.begin();
     for (auto it = entries_.begin(); it != entries_.end(); ++it) {

@@ -1,12 +1,14 @@
-// DnsCache: host name → address, resolved by the service and cached, so that the
-// address a session connects to is one the service chose (and, later, checked).
+// DnsCache: host name → address, resolved by the service and cached, so that
+// the address a session connects to is one the service chose (and, later,
+// checked).
 //
-// Answers are kept for `ttl` (default 600 s), failures for `negative_ttl` (a few
-// seconds) so a dead name does not hammer the resolver. The cache is bounded:
-// when full, expired entries go first, then the entry that expires soonest.
-// Sessions pin the address they got until its expiry, then look it up again, so a
-// changed DNS answer takes effect within one TTL; a session dropped after errors
-// invalidates its host's entry so a moved upstream is found at once.
+// Answers are kept for `ttl` (default 600 s), failures for `negative_ttl` (a
+// few seconds) so a dead name does not hammer the resolver. The cache is
+// bounded: when full, expired entries go first, then the entry that expires
+// soonest. Sessions pin the address they got until its expiry, then look it up
+// again, so a changed DNS answer takes effect within one TTL; a session dropped
+// after errors invalidates its host's entry so a moved upstream is found at
+// once.
 //
 // IP literals are answered as themselves without a lookup.
 //
@@ -14,9 +16,9 @@
 //   DnsCache dns(SystemResolver(), RealClock::Get(), {});
 //   absl::StatusOr<DnsCache::Answer> a = dns.Lookup("example.com");
 //
-// Thread safety: thread-safe. Lookups happen when a session is created or its pin
-// expires, not per request, so a mutex is cheap here. The resolver is called
-// without the lock held.
+// Thread safety: thread-safe. Lookups happen when a session is created or its
+// pin expires, not per request, so a mutex is cheap here. The resolver is
+// called without the lock held.
 #pragma once
 
 #include <chrono>
@@ -59,7 +61,8 @@ class DnsCache {
   };
 
   // REQUIRES: resolver and clock outlive the cache.
-  DnsCache(Resolver& resolver, const Clock& clock, const DnsCacheOptions& options);
+  DnsCache(Resolver& resolver, const Clock& clock,
+           const DnsCacheOptions& options);
 
   // The cached answer for `host`, or a fresh lookup. Errors are UNAVAILABLE,
   // naming the host; they are cached for negative_ttl.

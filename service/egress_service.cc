@@ -62,6 +62,9 @@ class EgressService::Call {
     grpc::ServerUnaryReactor* reactor = reactor_;
     grpc::Status grpc_status = ToGrpcStatus(status);
     delete this;
+    // On a worker, all that is left is to answer: become idle first, so that
+    // the caller's next call finds this warm worker (no-op elsewhere).
+    WorkerPool<EgressWorker>::ReleaseCurrentWorker();
     reactor->Finish(std::move(grpc_status));
   }
 

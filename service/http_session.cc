@@ -161,12 +161,12 @@ absl::Status HttpSession::TransportError(httplib::Error error,
       return absl::UnavailableError(absl::StrFormat(
           "%s: TLS: cannot load the trusted CA certificates", Describe()));
     case httplib::Error::SSLServerVerification: {
-      const long result = ssl_ != nullptr ? ssl_->get_openssl_verify_result()
-                                          : X509_V_OK;
+      const long result =
+          ssl_ != nullptr ? ssl_->get_openssl_verify_result() : X509_V_OK;
       if (result != X509_V_OK) {
-        return absl::UnavailableError(absl::StrFormat(
-            "%s: certificate verify failed: %s", Describe(),
-            X509_verify_cert_error_string(result)));
+        return absl::UnavailableError(
+            absl::StrFormat("%s: certificate verify failed: %s", Describe(),
+                            X509_verify_cert_error_string(result)));
       }
       return absl::UnavailableError(absl::StrFormat(
           "%s: certificate verify failed: the certificate does not match host "
@@ -174,9 +174,9 @@ absl::Status HttpSession::TransportError(httplib::Error error,
           Describe(), origin_.host));
     }
     default:
-      return absl::UnavailableError(absl::StrFormat(
-          "%s: upstream exchange failed: %s", Describe(),
-          httplib::to_string(error)));
+      return absl::UnavailableError(
+          absl::StrFormat("%s: upstream exchange failed: %s", Describe(),
+                          httplib::to_string(error)));
   }
 }
 
@@ -268,8 +268,8 @@ absl::StatusOr<UpstreamResponse> HttpSession::SendOnce(
     // A socket timeout fires at its budget, give or take the kernel's timer
     // slack; a reset in the last 2% of a budget reads as a timeout, harmlessly.
     const auto near = [&](microseconds limit) {
-      return real_elapsed + std::max<nanoseconds>(limit / 50,
-                                                  std::chrono::milliseconds(2)) >=
+      return real_elapsed + std::max<nanoseconds>(
+                                limit / 50, std::chrono::milliseconds(2)) >=
              limit;
     };
     switch (error) {

@@ -20,12 +20,11 @@
 // only one to call it (httplib::Client must be used by one thread at a time).
 #pragma once
 
+#include <openssl/types.h>
+
 #include <chrono>
 #include <cstdint>
 #include <memory>
-
-#include <openssl/types.h>
-
 #include <string>
 
 #include "absl/status/statusor.h"

@@ -172,9 +172,10 @@ absl::StatusOr<UpstreamRequest> ParseUrl(absl::string_view url,
   }
   std::string scheme = absl::AsciiStrToLower(url.substr(0, scheme_end));
   if (scheme != "http" && scheme != "https") {
-    return Invalid("url", absl::StrFormat(
-                              "unsupported scheme \"%s\"; use http:// or https://",
-                              scheme));
+    return Invalid(
+        "url",
+        absl::StrFormat("unsupported scheme \"%s\"; use http:// or https://",
+                        scheme));
   }
   absl::string_view rest = url.substr(scheme_end + 3);
   size_t authority_end = rest.find_first_of("/?#");

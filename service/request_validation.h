@@ -31,9 +31,9 @@ struct ValidationLimits {
                             << 10;  // names and values of all headers together
 };
 
-// Parses an absolute http:// or https:// URL into its origin and request target (path and
-// query, fragment removed). Refuses user info, control characters, spaces,
-// non-ASCII bytes, bad hosts and ports outside 1-65535.
+// Parses an absolute http:// or https:// URL into its origin and request target
+// (path and query, fragment removed). Refuses user info, control characters,
+// spaces, non-ASCII bytes, bad hosts and ports outside 1-65535.
 absl::StatusOr<UpstreamRequest> ParseUrl(absl::string_view url,
                                          const ValidationLimits& limits);
 

@@ -19,8 +19,9 @@ absl::StatusOr<std::unique_ptr<TrustStore>> TrustStore::Load(
     char reason[256] = "unknown error";
     ERR_error_string_n(ERR_get_error(), reason, sizeof(reason));
     ERR_clear_error();
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--ca_file: cannot load PEM certificates from ", ca_file, ": ", reason));
+    return absl::InvalidArgumentError(
+        absl::StrCat("--ca_file: cannot load PEM certificates from ", ca_file,
+                     ": ", reason));
   }
   return trust;
 }

@@ -2,10 +2,11 @@
 // system store (/etc/ssl/certs) plus the PEM file of --ca_file, loaded once.
 //
 // Each TLS session's SSL_CTX takes its own reference to the one X509_STORE
-// (X509_STORE_up_ref), so the roots are parsed once per process, not per session.
+// (X509_STORE_up_ref), so the roots are parsed once per process, not per
+// session.
 //
-// Thread safety: X509_STORE is internally locked; the store may be shared by all
-// workers.
+// Thread safety: X509_STORE is internally locked; the store may be shared by
+// all workers.
 #pragma once
 
 #include <openssl/x509.h>

@@ -85,6 +85,7 @@ class WorkerPool {
       if (!idle_.empty()) {
         slot = idle_.back();
         idle_.pop_back();
+        slot->on_stack = false;
         slot->task = std::move(task);
       } else if (queue_.size() >= options_.max_queue) {
         return false;
@@ -110,6 +111,24 @@ class WorkerPool {
     for (std::thread& t : threads_) t.join();
   }
 
+  // Called by a task, on its worker, when the rest of it is short and never
+  // blocks (answering the caller): the worker goes back on the idle stack now,
+  // so that a caller's next call, which may arrive before the task returns,
+  // finds this warm worker on top instead of a cold one. A task handed to it
+  // meanwhile starts when the current one returns. No-op off a worker thread,
+  // or when tasks are queued (the worker takes those first).
+  static void ReleaseCurrentWorker() {
+    Current current = current_;
+    if (current.pool == nullptr) return;
+    std::lock_guard<std::mutex> lock(current.pool->mu_);
+    if (current.slot->on_stack || current.pool->shutdown_ ||
+        !current.pool->queue_.empty()) {
+      return;
+    }
+    current.pool->idle_.push_back(current.slot);
+    current.slot->on_stack = true;
+  }
+
   size_t QueueDepth() const {
     std::lock_guard<std::mutex> lock(mu_);
     return queue_.size();
@@ -121,7 +140,15 @@ class WorkerPool {
   struct Slot {
     std::condition_variable cv;
     std::optional<Task> task;  // handed over by TrySubmit; guarded by mu_
+    bool on_stack = false;     // in idle_; guarded by mu_
   };
+  struct Current {
+    WorkerPool* pool = nullptr;
+    Slot* slot = nullptr;
+  };
+  // The pool and slot of the worker running on this thread, set once when the
+  // worker starts.
+  static thread_local Current current_;
 
   void NotifyDepth() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (options_.on_queue_depth) options_.on_queue_depth(queue_.size());
@@ -130,41 +157,50 @@ class WorkerPool {
   void Run(size_t index) {
     std::unique_ptr<Local> local = make_local_(index);
     Slot& slot = *slots_[index];
+    current_ = {this, &slot};
     std::unique_lock<std::mutex> lock(mu_);
     while (true) {
       std::optional<Task> task;
-      if (!queue_.empty()) {
+      if (slot.task.has_value()) {
+        // Handed over while this worker was on the idle stack (TrySubmit took
+        // it off the stack).
+        task = std::move(slot.task);
+        slot.task.reset();
+        slot.on_stack = false;
+      } else if (!slot.on_stack && !queue_.empty()) {
         task = std::move(queue_.front());
         queue_.pop_front();
         NotifyDepth();
       } else if (shutdown_) {
+        if (slot.on_stack) {
+          idle_.erase(std::find(idle_.begin(), idle_.end(), &slot));
+          slot.on_stack = false;
+          continue;  // drain the queue with the others, then stop
+        }
         break;
       } else {
-        idle_.push_back(&slot);
+        if (!slot.on_stack) {
+          idle_.push_back(&slot);
+          slot.on_stack = true;
+        }
         // Maintenance runs while the worker stays where it is on the idle
         // stack: leaving and re-entering would put a cold worker on top. A task
         // handed over meanwhile waits in the slot until Maintain returns.
-        while (!slot.cv.wait_for(lock, options_.maintenance_interval, [&] {
-          return slot.task.has_value() || shutdown_;
-        })) {
+        if (!slot.cv.wait_for(lock, options_.maintenance_interval, [&] {
+              return slot.task.has_value() || shutdown_;
+            })) {
           lock.unlock();
           local->Maintain();
           lock.lock();
         }
-        if (!slot.task.has_value()) {
-          // Shutting down with no task handed over: leave the idle stack, then
-          // drain the queue with the others.
-          idle_.erase(std::find(idle_.begin(), idle_.end(), &slot));
-          continue;
-        }
-        task = std::move(slot.task);
-        slot.task.reset();
+        continue;
       }
       lock.unlock();
       (*task)(*local);
       lock.lock();
     }
     lock.unlock();
+    current_ = {};
     local.reset();
   }
 
@@ -178,5 +214,8 @@ class WorkerPool {
       slots_;  // one per worker; fixed after start
   std::vector<std::thread> threads_;
 };
+
+template <typename Local>
+thread_local typename WorkerPool<Local>::Current WorkerPool<Local>::current_;
 
 }  // namespace egress

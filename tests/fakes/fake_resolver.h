@@ -32,8 +32,9 @@ class FakeResolver final : public Resolver {
     std::lock_guard<std::mutex> lock(mu_);
     auto it = answers_.find(host);
     if (it == answers_.end()) {
-      return absl::UnavailableError(absl::StrCat(
-          "dns: cannot resolve host \"", host, "\": Name or service not known"));
+      return absl::UnavailableError(
+          absl::StrCat("dns: cannot resolve host \"", host,
+                       "\": Name or service not known"));
     }
     return it->second;
   }

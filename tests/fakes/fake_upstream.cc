@@ -20,7 +20,7 @@ FakeUpstream::FakeUpstream() : server_(std::make_unique<httplib::Server>()) {
 FakeUpstream::FakeUpstream(const std::string& cert_file,
                            const std::string& key_file)
     : server_(std::make_unique<httplib::SSLServer>(cert_file.c_str(),
-                                                    key_file.c_str())),
+                                                   key_file.c_str())),
       tls_(true) {
   Serve();
 }

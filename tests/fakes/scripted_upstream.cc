@@ -114,7 +114,8 @@ bool ScriptedUpstream::ReadRequest(int fd, std::string& buffer) {
   while (!stopping_) {
     size_t head_end = buffer.find("\r\n\r\n");
     if (head_end != std::string::npos) {
-      size_t total = head_end + 4 + ContentLength(buffer.substr(0, head_end + 2));
+      size_t total =
+          head_end + 4 + ContentLength(buffer.substr(0, head_end + 2));
       if (buffer.size() >= total) {
         buffer.erase(0, total);
         return true;
@@ -139,7 +140,8 @@ bool ScriptedUpstream::ReadRequest(int fd, std::string& buffer) {
 
 void ScriptedUpstream::Serve(int fd) {
   static constexpr absl::string_view kOk =
-      "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: text/plain\r\n\r\nok";
+      "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Type: "
+      "text/plain\r\n\r\nok";
   std::string buffer;
   int served = 0;
   bool reset = false;
@@ -148,7 +150,8 @@ void ScriptedUpstream::Serve(int fd) {
     ++served;
     if (script_ == Script::kDropReused && served > 1) break;
     if (script_ == Script::kStall) {
-      while (!stopping_) std::this_thread::sleep_for(std::chrono::milliseconds(kPollMs));
+      while (!stopping_)
+        std::this_thread::sleep_for(std::chrono::milliseconds(kPollMs));
       break;
     }
     if (script_ == Script::kGarbage) {

@@ -1,6 +1,6 @@
-// ScriptedUpstream: a raw-socket HTTP/1.1 server on 127.0.0.1 that misbehaves on
-// purpose, for fault-injection tests. It reads real requests off real sockets and
-// then follows its Script:
+// ScriptedUpstream: a raw-socket HTTP/1.1 server on 127.0.0.1 that misbehaves
+// on purpose, for fault-injection tests. It reads real requests off real
+// sockets and then follows its Script:
 //
 //   kNormal          answer every request "200 ok", keep the connection open
 //   kDropReused      answer a connection's first request; read its second and

@@ -37,8 +37,8 @@ void AddExtension(X509* cert, X509* issuer, int nid, const std::string& value) {
   X509_EXTENSION_free(ext);
 }
 
-X509* NewCert(const std::string& cn, EVP_PKEY* key, std::chrono::hours not_before,
-              std::chrono::hours not_after) {
+X509* NewCert(const std::string& cn, EVP_PKEY* key,
+              std::chrono::hours not_before, std::chrono::hours not_after) {
   static long serial = 1;
   X509* cert = X509_new();
   X509_set_version(cert, 2);
@@ -58,7 +58,8 @@ void WritePem(const std::string& path, X509* cert, EVP_PKEY* key) {
   Check(f != nullptr, "fopen");
   if (cert) Check(PEM_write_X509(f, cert) == 1, "PEM_write_X509");
   if (key) {
-    Check(PEM_write_PrivateKey(f, key, nullptr, nullptr, 0, nullptr, nullptr) == 1,
+    Check(PEM_write_PrivateKey(f, key, nullptr, nullptr, 0, nullptr, nullptr) ==
+              1,
           "PEM_write_PrivateKey");
   }
   std::fclose(f);
@@ -72,7 +73,8 @@ TestCa::TestCa(std::string dir) : dir_(std::move(dir)) {
                      std::chrono::hours(24 * 30));
   X509_set_issuer_name(ca_cert_, X509_get_subject_name(ca_cert_));
   AddExtension(ca_cert_, ca_cert_, NID_basic_constraints, "critical,CA:TRUE");
-  AddExtension(ca_cert_, ca_cert_, NID_key_usage, "critical,keyCertSign,cRLSign");
+  AddExtension(ca_cert_, ca_cert_, NID_key_usage,
+               "critical,keyCertSign,cRLSign");
   AddExtension(ca_cert_, ca_cert_, NID_subject_key_identifier, "hash");
   Check(X509_sign(ca_cert_, ca_key_, EVP_sha256()) > 0, "X509_sign(ca)");
   ca_path_ = absl::StrCat(dir_, "/ca.pem");

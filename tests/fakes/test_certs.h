@@ -1,5 +1,5 @@
-// Test certificates, generated with the OpenSSL API into a directory (the test's
-// TEST_TMPDIR): a CA, leaves it signs, self-signed and expired ones.
+// Test certificates, generated with the OpenSSL API into a directory (the
+// test's TEST_TMPDIR): a CA, leaves it signs, self-signed and expired ones.
 //
 // Usage:
 //   TestCa ca(dir);                                  // writes ca.pem
@@ -24,7 +24,7 @@ struct CertFiles {
 };
 
 struct CertSpec {
-  std::string name;                   // file stem and common name
+  std::string name;                    // file stem and common name
   std::vector<std::string> dns_names;  // subjectAltName DNS entries
   std::vector<std::string> ips;        // subjectAltName IP entries
   // Validity relative to now.

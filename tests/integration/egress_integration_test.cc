@@ -16,6 +16,7 @@
 #include "proto/egress/v1/egress.grpc.pb.h"
 #include "service/egress_server.h"
 #include "tests/fakes/fake_upstream.h"
+#include "tests/integration/egress_harness.h"
 #include "tests/integration/health.grpc.pb.h"
 
 namespace egress {
@@ -28,74 +29,27 @@ using ::testing::HasSubstr;
 
 class EgressIntegrationTest : public ::testing::Test {
  protected:
-  // Starts egressd with the defaults, changed by `tweak`, on ephemeral ports.
-  void StartServer(const std::function<void(Config&)>& tweak = nullptr) {
-    Config config;
-    config.listen = "127.0.0.1:0";
-    config.metrics_listen = "127.0.0.1:0";
-    config.drain_timeout = std::chrono::seconds(2);
-    if (tweak) tweak(config);
-    auto server = EgressServer::Start(config);
-    ASSERT_TRUE(server.ok()) << server.status();
-    server_ = std::move(*server);
-    grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(-1);
-    channel_ = grpc::CreateCustomChannel(
-        absl::StrCat("127.0.0.1:", server_->grpc_port()),
-        grpc::InsecureChannelCredentials(), args);
-    stub_ = egress::v1::Egress::NewStub(channel_);
-  }
-
-  void SetUp() override { StartServer(); }
-
-  void TearDown() override {
-    if (server_) server_->Shutdown(std::chrono::seconds(2));
-  }
+  void SetUp() override { egress_.Start(); }
 
   void Restart(const std::function<void(Config&)>& tweak) {
-    server_->Shutdown(std::chrono::seconds(2));
-    StartServer(tweak);
+    egress_.Start(tweak);
   }
 
   grpc::Status Do(const EgressRequest& request, EgressResponse* response,
                   milliseconds deadline = milliseconds(10000)) {
-    grpc::ClientContext context;
-    context.set_deadline(std::chrono::system_clock::now() + deadline);
-    return stub_->Do(&context, request, response);
+    return egress_.Do(request, response, deadline);
   }
-
   EgressRequest Request(const std::string& method, const std::string& path) {
-    EgressRequest request;
-    request.set_method(method);
-    request.set_url(upstream_.Url(path));
-    return request;
+    return MakeRequest(method, upstream_.Url(path));
   }
-
   grpc::Status Get(const std::string& path, EgressResponse* response) {
     return Do(Request("GET", path), response);
   }
-
-  // The Prometheus text the service exposes right now.
-  std::string MetricsText() {
-    httplib::Client client("127.0.0.1", server_->metrics_port());
-    auto result = client.Get("/metrics");
-    EXPECT_TRUE(result) << "metrics endpoint did not answer";
-    return result ? result->body : "";
-  }
-
-  // The value of one series in the metrics text, -1 when absent.
-  double Metric(const std::string& series) {
-    std::string text = MetricsText();
-    std::string prefix = series + " ";
-    size_t at = text.find("\n" + prefix);
-    if (at == std::string::npos) return -1;
-    return std::stod(text.substr(at + 1 + prefix.size()));
-  }
+  std::string MetricsText() { return egress_.MetricsText(); }
+  double Metric(const std::string& series) { return egress_.Metric(series); }
 
   FakeUpstream upstream_;
-  std::unique_ptr<EgressServer> server_;
-  std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<egress::v1::Egress::Stub> stub_;
+  EgressHarness egress_;
 };
 
 TEST_F(EgressIntegrationTest, ReturnsUpstreamStatusHeadersAndBody) {
@@ -321,8 +275,8 @@ TEST_F(EgressIntegrationTest, FullQueueIsRefusedAtOnce) {
     EgressResponse r;
     Do(Request("GET", "/echo"), &r);
   });
-  for (int i = 0; i < 500 && server_->metrics().queue_depth().Value() < 1;
-       ++i) {
+  for (int i = 0;
+       i < 500 && egress_.server().metrics().queue_depth().Value() < 1; ++i) {
     std::this_thread::sleep_for(milliseconds(2));
   }
   EgressResponse response;
@@ -360,7 +314,7 @@ TEST_F(EgressIntegrationTest,
 }
 
 TEST_F(EgressIntegrationTest, HealthIsServing) {
-  auto health = grpc::health::v1::Health::NewStub(channel_);
+  auto health = grpc::health::v1::Health::NewStub(egress_.channel());
   grpc::ClientContext context;
   grpc::health::v1::HealthCheckRequest request;
   grpc::health::v1::HealthCheckResponse response;

@@ -24,7 +24,8 @@ class DnsCacheTest : public ::testing::Test {
     resolver_.Set("a.test", "10.0.0.1");
   }
   DnsCache& cache() {
-    if (!cache_) cache_ = std::make_unique<DnsCache>(resolver_, clock_, options_);
+    if (!cache_)
+      cache_ = std::make_unique<DnsCache>(resolver_, clock_, options_);
     return *cache_;
   }
 
@@ -56,7 +57,8 @@ TEST_F(DnsCacheTest, NewAnswerTakesEffectWhenTheTtlExpires) {
 TEST_F(DnsCacheTest, FailureIsUnavailableNamingTheHostAndCachedBriefly) {
   auto missing = cache().Lookup("nx.test");
   EXPECT_EQ(missing.status().code(), absl::StatusCode::kUnavailable);
-  EXPECT_THAT(std::string(missing.status().message()), HasSubstr("\"nx.test\""));
+  EXPECT_THAT(std::string(missing.status().message()),
+              HasSubstr("\"nx.test\""));
   // Within the negative TTL the resolver is not asked again.
   for (int i = 0; i < 10; ++i) EXPECT_FALSE(cache().Lookup("nx.test").ok());
   EXPECT_EQ(resolver_.calls(), 1);

@@ -1,6 +1,6 @@
 // HttpSession against upstreams that misbehave on purpose (ScriptedUpstream):
-// stale keep-alive connections, idle closes, resets, stalls, garbage, an upstream
-// that goes down and comes back, and DNS answers that change.
+// stale keep-alive connections, idle closes, resets, stalls, garbage, an
+// upstream that goes down and comes back, and DNS answers that change.
 #include <chrono>
 #include <string>
 #include <thread>
@@ -52,26 +52,32 @@ class HttpSessionFaultsTest : public ::testing::Test {
 TEST_F(HttpSessionFaultsTest, StaleReusedConnectionIsRetriedOnceOnAFreshOne) {
   ScriptedUpstream upstream(Script::kDropReused);
   auto session = SessionTo("127.0.0.1", upstream.port());
-  ASSERT_TRUE(session->Send(RequestTo("127.0.0.1", upstream.port()), Deadline()).ok());
-  auto second = session->Send(RequestTo("127.0.0.1", upstream.port()), Deadline());
+  ASSERT_TRUE(
+      session->Send(RequestTo("127.0.0.1", upstream.port()), Deadline()).ok());
+  auto second =
+      session->Send(RequestTo("127.0.0.1", upstream.port()), Deadline());
   ASSERT_TRUE(second.ok()) << second.status();
   EXPECT_EQ(second->attempts, 2);
   EXPECT_FALSE(second->connection_reused);  // answered on the fresh connection
   EXPECT_EQ(observer_.stale_retries.load(), 1);
-  EXPECT_EQ(session->consecutive_errors(), 0);  // a retry is not a session error
+  EXPECT_EQ(session->consecutive_errors(),
+            0);  // a retry is not a session error
   EXPECT_EQ(upstream.connections(), 2);
 }
 
 TEST_F(HttpSessionFaultsTest, NonIdempotentRequestIsNotRetried) {
   ScriptedUpstream upstream(Script::kDropReused);
   auto session = SessionTo("127.0.0.1", upstream.port());
-  ASSERT_TRUE(session->Send(RequestTo("127.0.0.1", upstream.port()), Deadline()).ok());
-  auto post = session->Send(RequestTo("127.0.0.1", upstream.port(), "POST"), Deadline());
+  ASSERT_TRUE(
+      session->Send(RequestTo("127.0.0.1", upstream.port()), Deadline()).ok());
+  auto post = session->Send(RequestTo("127.0.0.1", upstream.port(), "POST"),
+                            Deadline());
   ASSERT_FALSE(post.ok());
   EXPECT_EQ(post.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(std::string(post.status().message()),
               HasSubstr("may not have been delivered"));
-  EXPECT_THAT(std::string(post.status().message()), HasSubstr("POST is not idempotent"));
+  EXPECT_THAT(std::string(post.status().message()),
+              HasSubstr("POST is not idempotent"));
   EXPECT_EQ(observer_.stale_retries.load(), 0);
   EXPECT_EQ(upstream.requests(), 2);  // sent once, never twice
 }
@@ -79,7 +85,8 @@ TEST_F(HttpSessionFaultsTest, NonIdempotentRequestIsNotRetried) {
 TEST_F(HttpSessionFaultsTest, IdempotencyKeyMakesAPostRetryable) {
   ScriptedUpstream upstream(Script::kDropReused);
   auto session = SessionTo("127.0.0.1", upstream.port());
-  ASSERT_TRUE(session->Send(RequestTo("127.0.0.1", upstream.port()), Deadline()).ok());
+  ASSERT_TRUE(
+      session->Send(RequestTo("127.0.0.1", upstream.port()), Deadline()).ok());
   UpstreamRequest post = RequestTo("127.0.0.1", upstream.port(), "POST");
   post.headers = {{"Idempotency-Key", "order-42"}};
   auto result = session->Send(post, Deadline());
@@ -100,13 +107,15 @@ TEST_F(HttpSessionFaultsTest, ConnectionClosedWhileIdleReconnectsWithoutError) {
   EXPECT_EQ(upstream.requests(), 3);
 }
 
-TEST_F(HttpSessionFaultsTest, ResetInTheMiddleOfTheBodyIsUnavailableAndNotRetried) {
+TEST_F(HttpSessionFaultsTest,
+       ResetInTheMiddleOfTheBodyIsUnavailableAndNotRetried) {
   ScriptedUpstream upstream(Script::kResetMidBody);
   auto session = SessionTo("127.0.0.1", upstream.port());
   auto r = session->Send(RequestTo("127.0.0.1", upstream.port()), Deadline());
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
-  EXPECT_THAT(std::string(r.status().message()), HasSubstr("in the middle of the body"));
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr("in the middle of the body"));
   EXPECT_EQ(upstream.requests(), 1);
   EXPECT_EQ(session->consecutive_errors(), 1);
 }
@@ -118,32 +127,36 @@ TEST_F(HttpSessionFaultsTest, StallBeforeHeadersIsDeadlineExceeded) {
   auto r = session->Send(RequestTo("127.0.0.1", upstream.port()),
                          Deadline(milliseconds(300)));
   ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded) << r.status();
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded)
+      << r.status();
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("within 0.300s"));
   EXPECT_LT(std::chrono::steady_clock::now() - start, seconds(2));
   EXPECT_EQ(session->consecutive_errors(), 1);  // a timeout is a session error
 }
 
-TEST_F(HttpSessionFaultsTest, GarbageIsUnavailableAndBreaksTheSessionAfterThree) {
+TEST_F(HttpSessionFaultsTest,
+       GarbageIsUnavailableAndBreaksTheSessionAfterThree) {
   ScriptedUpstream upstream(Script::kGarbage);
   auto session = SessionTo("127.0.0.1", upstream.port());
   for (int i = 0; i < 3; ++i) {
     auto r = session->Send(RequestTo("127.0.0.1", upstream.port()), Deadline());
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
-    EXPECT_THAT(std::string(r.status().message()), HasSubstr("malformed response"));
+    EXPECT_THAT(std::string(r.status().message()),
+                HasSubstr("malformed response"));
   }
   EXPECT_TRUE(session->Broken());
 }
 
-TEST_F(HttpSessionFaultsTest, UpstreamDownIsUnavailableAtOnceAndRecoversWhenBack) {
+TEST_F(HttpSessionFaultsTest,
+       UpstreamDownIsUnavailableAtOnceAndRecoversWhenBack) {
   ScriptedUpstream upstream(Script::kNormal);
   SessionCacheOptions cache_options;
   cache_options.session = options_;
   SessionCache cache(cache_options, clock_, observer_);
   auto call = [&] {
-    HttpSession& s = cache.Acquire(Origin{"http", "127.0.0.1",
-                                          static_cast<uint16_t>(upstream.port())});
+    HttpSession& s = cache.Acquire(
+        Origin{"http", "127.0.0.1", static_cast<uint16_t>(upstream.port())});
     auto r = s.Send(RequestTo("127.0.0.1", upstream.port()), Deadline());
     cache.Release(s);
     return r.status();
@@ -175,7 +188,8 @@ TEST_F(HttpSessionFaultsTest, ConnectsToTheAddressTheDnsCacheGave) {
   auto r = session->Send(request, Deadline());
   ASSERT_TRUE(r.ok()) << r.status();
   // The Host header keeps the name; the connection went to the pinned address.
-  EXPECT_THAT(r->body, HasSubstr("Host: api.test:" + std::to_string(upstream.port())));
+  EXPECT_THAT(r->body,
+              HasSubstr("Host: api.test:" + std::to_string(upstream.port())));
   EXPECT_EQ(session->pinned_address(), "127.0.0.1");
   EXPECT_EQ(resolver.calls(), 1);
 }
@@ -203,7 +217,8 @@ TEST_F(HttpSessionFaultsTest, ChangedDnsAnswerTakesEffectWhenTheTtlExpires) {
   options_.dns = &dns;
   auto session = SessionTo("moving.test", first.port());
   auto send = [&] {
-    return session->Send(RequestTo("moving.test", first.port()), Deadline()).ok();
+    return session->Send(RequestTo("moving.test", first.port()), Deadline())
+        .ok();
   };
   ASSERT_TRUE(send());
   resolver.Set("moving.test", "127.0.0.2");
@@ -224,7 +239,8 @@ TEST_F(HttpSessionFaultsTest, DroppingAfterErrorsRefreshesTheDnsAnswer) {
   SessionCacheOptions cache_options;
   cache_options.session = options_;
   SessionCache cache(cache_options, clock_, observer_);
-  const Origin origin{"http", "moved.test", static_cast<uint16_t>(upstream.port())};
+  const Origin origin{"http", "moved.test",
+                      static_cast<uint16_t>(upstream.port())};
   auto call = [&] {
     HttpSession& s = cache.Acquire(origin);
     bool ok = s.Send(RequestTo("moved.test", upstream.port()), Deadline()).ok();

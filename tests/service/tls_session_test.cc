@@ -81,7 +81,8 @@ TEST_F(TlsSessionTest, SelfSignedCertificateIsRefused) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(std::string(r.status().message()),
               HasSubstr("certificate verify failed: self-signed certificate"));
-  EXPECT_EQ(session->consecutive_errors(), 1);  // a TLS failure is a session error
+  EXPECT_EQ(session->consecutive_errors(),
+            1);  // a TLS failure is a session error
   EXPECT_EQ(upstream.requests(), 0);
 }
 
@@ -138,7 +139,8 @@ TEST_F(TlsSessionTest, PlainHttpServerOnAnHttpsUrlIsAHandshakeFailure) {
   auto r = Call(*session, plain.port(), "127.0.0.1");
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
-  EXPECT_THAT(std::string(r.status().message()), HasSubstr("TLS handshake failed"));
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr("TLS handshake failed"));
 }
 
 TEST(TrustStoreTest, UnreadableCaFileNamesTheFlagAndTheFile) {

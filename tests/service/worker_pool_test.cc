@@ -97,6 +97,34 @@ TEST_F(WorkerPoolTest, MostRecentlyIdleWorkerTakesTheNextTask) {
   }
 }
 
+TEST_F(WorkerPoolTest, ReleasedWorkerTakesTheNextTaskBeforeItsOwnReturns) {
+  auto pool = MakePool(8, 100);
+  std::this_thread::sleep_for(milliseconds(50));  // all workers idle
+  Gate gate;
+  std::promise<size_t> first;
+  ASSERT_TRUE(pool->TrySubmit([&](Local& l) {
+    WorkerPool<Local>::ReleaseCurrentWorker();
+    first.set_value(l.index);
+    gate.Wait();  // still inside the first task
+  }));
+  const size_t first_index = first.get_future().get();
+  std::promise<size_t> second;
+  ASSERT_TRUE(pool->TrySubmit([&](Local& l) { second.set_value(l.index); }));
+  std::future<size_t> second_index = second.get_future();
+  // The released worker was on top of the idle stack, so it got the task, which
+  // waits for the first one to return.
+  EXPECT_EQ(second_index.wait_for(milliseconds(50)),
+            std::future_status::timeout);
+  gate.Open();
+  EXPECT_EQ(second_index.get(), first_index);
+}
+
+TEST_F(WorkerPoolTest, ReleaseOffAWorkerThreadDoesNothing) {
+  auto pool = MakePool(1, 10);
+  WorkerPool<Local>::ReleaseCurrentWorker();
+  EXPECT_EQ(RunOne(*pool), 0u);
+}
+
 TEST_F(WorkerPoolTest, RefusesWhenQueueIsFull) {
   auto pool = MakePool(1, 2);
   Gate gate;

@@ -1,0 +1,67 @@
+#include "tests/integration/egress_harness.h"
+
+#include <httplib.h>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+
+namespace egress {
+
+void EgressHarness::Start(const std::function<void(Config&)>& tweak,
+                          Resolver* resolver) {
+  Stop();
+  Config config;
+  config.listen = "127.0.0.1:0";
+  config.metrics_listen = "127.0.0.1:0";
+  config.drain_timeout = std::chrono::seconds(2);
+  if (tweak) tweak(config);
+  auto server = EgressServer::Start(config, RealClock::Get(), resolver);
+  ASSERT_TRUE(server.ok()) << server.status();
+  server_ = std::move(*server);
+  grpc::ChannelArguments args;
+  args.SetMaxReceiveMessageSize(-1);
+  channel_ = grpc::CreateCustomChannel(
+      absl::StrCat("127.0.0.1:", server_->grpc_port()),
+      grpc::InsecureChannelCredentials(), args);
+  stub_ = egress::v1::Egress::NewStub(channel_);
+}
+
+void EgressHarness::Stop() {
+  if (server_) server_->Shutdown(std::chrono::seconds(2));
+  stub_.reset();
+  channel_.reset();
+  server_.reset();
+}
+
+grpc::Status EgressHarness::Do(const egress::v1::EgressRequest& request,
+                               egress::v1::EgressResponse* response,
+                               std::chrono::milliseconds deadline) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + deadline);
+  return stub_->Do(&context, request, response);
+}
+
+std::string EgressHarness::MetricsText() {
+  httplib::Client client("127.0.0.1", server_->metrics_port());
+  auto result = client.Get("/metrics");
+  EXPECT_TRUE(result) << "metrics endpoint did not answer";
+  return result ? result->body : "";
+}
+
+double EgressHarness::Metric(const std::string& series) {
+  const std::string text = MetricsText();
+  const std::string prefix = series + " ";
+  const size_t at = text.find("\n" + prefix);
+  if (at == std::string::npos) return -1;
+  return std::stod(text.substr(at + 1 + prefix.size()));
+}
+
+egress::v1::EgressRequest MakeRequest(const std::string& method,
+                                      const std::string& url) {
+  egress::v1::EgressRequest request;
+  request.set_method(method);
+  request.set_url(url);
+  return request;
+}
+
+}  // namespace egress

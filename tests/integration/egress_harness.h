@@ -1,0 +1,62 @@
+// EgressHarness: an in-process egressd on 127.0.0.1 (gRPC and metrics on port
+// 0) and a real gRPC channel to it, for end-to-end tests.
+//
+// Usage (in a fixture):
+//   EgressHarness egress;
+//   egress.Start([](Config& c) { c.workers = 8; });
+//   EgressResponse response;
+//   grpc::Status status = egress.Do(request, &response);
+//   double reused = egress.Metric("egress_connections_reused_total");
+//
+// Thread safety: Do, MetricsText and Metric may be called from many threads;
+// Start and Stop from the test thread.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "proto/egress/v1/egress.grpc.pb.h"
+#include "service/dns_cache.h"
+#include "service/egress_server.h"
+
+namespace egress {
+
+class EgressHarness {
+ public:
+  ~EgressHarness() { Stop(); }
+
+  // Starts egressd with the defaults (loopback, ephemeral ports, 2 s drain),
+  // changed by `tweak`; stops a running one first. `resolver` answers names
+  // other than IP literals (nullptr: the system resolver, for localhost only).
+  void Start(const std::function<void(Config&)>& tweak = nullptr,
+             Resolver* resolver = nullptr);
+  void Stop();
+
+  grpc::Status Do(
+      const egress::v1::EgressRequest& request,
+      egress::v1::EgressResponse* response,
+      std::chrono::milliseconds deadline = std::chrono::seconds(10));
+
+  // The Prometheus text the service exposes now.
+  std::string MetricsText();
+  // The value of one series ("name" or "name{labels}"), -1 when absent.
+  double Metric(const std::string& series);
+
+  EgressServer& server() { return *server_; }
+  const std::shared_ptr<grpc::Channel>& channel() { return channel_; }
+
+ private:
+  std::unique_ptr<EgressServer> server_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<egress::v1::Egress::Stub> stub_;
+};
+
+// A request for `url` with `method`.
+egress::v1::EgressRequest MakeRequest(const std::string& method,
+                                      const std::string& url);
+
+}  // namespace egress
