@@ -40,8 +40,8 @@ HttpSession::HttpSession(Origin origin, const SessionOptions& options,
       options_(options),
       clock_(clock),
       observer_(observer),
-      last_used_(clock.Now()),
-      pinned_until_(clock.Now()) {
+      pinned_until_(clock.Now()),
+      last_used_(clock.Now()) {
   if (origin_.scheme == "https") {
     auto ssl = std::make_unique<httplib::SSLClient>(origin_.host, origin_.port);
     ssl->enable_server_certificate_verification(options_.verify_tls);
