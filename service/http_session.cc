@@ -137,9 +137,16 @@ absl::Status HttpSession::Timeout(nanoseconds budget) const {
 }
 
 absl::Status HttpSession::ConnectTimeout(microseconds budget) const {
-  return absl::DeadlineExceededError(
+  const std::string message =
       absl::StrFormat("connect to %s timed out after %.3fs", Describe(),
-                      Seconds(duration_cast<nanoseconds>(budget))));
+                      Seconds(duration_cast<nanoseconds>(budget)));
+  // The upstream did not answer within --connect_timeout: it is unreachable,
+  // and the caller, whose deadline has time left, may try again. Only when the
+  // call's own deadline cut the connect short is it DEADLINE_EXCEEDED.
+  if (budget < duration_cast<microseconds>(options_.connect_timeout)) {
+    return absl::DeadlineExceededError(message);
+  }
+  return absl::UnavailableError(message);
 }
 
 absl::Status HttpSession::TransportError(httplib::Error error,

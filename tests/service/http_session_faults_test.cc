@@ -1,9 +1,14 @@
 // HttpSession against upstreams that misbehave on purpose (ScriptedUpstream):
 // stale keep-alive connections, idle closes, resets, stalls, garbage, an
 // upstream that goes down and comes back, and DNS answers that change.
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <chrono>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "gmock/gmock.h"
@@ -174,6 +179,68 @@ TEST_F(HttpSessionFaultsTest,
   upstream.Start();
   EXPECT_TRUE(call().ok());
   EXPECT_TRUE(call().ok());
+}
+
+// A listening socket whose backlog is full and which never accepts: the kernel
+// drops further SYNs, so a connect to it hangs like one to a dead host.
+class BlackHole {
+ public:
+  BlackHole() {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    listen(fd_, 0);
+    socklen_t len = sizeof(addr);
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    // Fill the backlog with connections nobody accepts.
+    for (int i = 0; i < 4; ++i) {
+      int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+      connect(c, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+      fillers_.push_back(c);
+    }
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  ~BlackHole() {
+    for (int c : fillers_) close(c);
+    close(fd_);
+  }
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+  std::vector<int> fillers_;
+};
+
+TEST_F(HttpSessionFaultsTest,
+       UnreachableUpstreamIsUnavailableAfterTheConnectTimeout) {
+  BlackHole hole;
+  options_.connect_timeout = milliseconds(200);
+  auto session = SessionTo("127.0.0.1", hole.port());
+  const auto start = std::chrono::steady_clock::now();
+  auto r = session->Send(RequestTo("127.0.0.1", hole.port()), Deadline());
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_FALSE(r.ok());
+  // Unreachable within --connect_timeout while the call still had time: the
+  // caller may retry, so UNAVAILABLE, not DEADLINE_EXCEEDED.
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr("timed out after 0.200s"));
+  EXPECT_LT(took, seconds(2));
+  EXPECT_EQ(session->consecutive_errors(), 1);
+}
+
+TEST_F(HttpSessionFaultsTest, ConnectCutShortByTheDeadlineIsDeadlineExceeded) {
+  BlackHole hole;
+  auto session = SessionTo("127.0.0.1", hole.port());
+  auto r = session->Send(RequestTo("127.0.0.1", hole.port()),
+                         Deadline(milliseconds(200)));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded)
+      << r.status();
 }
 
 TEST_F(HttpSessionFaultsTest, ConnectsToTheAddressTheDnsCacheGave) {
