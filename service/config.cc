@@ -36,6 +36,11 @@ ABSL_FLAG(uint64_t, max_request_bytes, 16 << 20,
           "Largest request body accepted (bytes).");
 ABSL_FLAG(uint64_t, max_response_bytes, 64 << 20,
           "Largest upstream response body returned by Do (bytes).");
+ABSL_FLAG(uint64_t, max_stream_bytes, 0,
+          "Largest body DoStream passes through (bytes); 0 is unlimited.");
+ABSL_FLAG(absl::Duration, stream_idle_timeout, absl::Minutes(5),
+          "DoStream: longest wait for the upstream's next bytes, or for the "
+          "caller to read the previous ones.");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(20),
           "On SIGTERM, how long in-flight calls may take to finish.");
 
@@ -100,6 +105,9 @@ absl::Status Config::Validate() const {
     return Bad("dns_negative_ttl", "must not be negative");
   }
   if (dns_cache_size < 1) return Bad("dns_cache_size", "must be >= 1");
+  if (stream_idle_timeout <= nanoseconds::zero()) {
+    return Bad("stream_idle_timeout", "must be positive");
+  }
   if (drain_timeout < nanoseconds::zero()) {
     return Bad("drain_timeout", "must not be negative");
   }
@@ -121,6 +129,8 @@ Config ConfigFromFlags() {
   c.connect_timeout = ToChrono(absl::GetFlag(FLAGS_connect_timeout));
   c.max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes);
   c.max_response_bytes = absl::GetFlag(FLAGS_max_response_bytes);
+  c.max_stream_bytes = absl::GetFlag(FLAGS_max_stream_bytes);
+  c.stream_idle_timeout = ToChrono(absl::GetFlag(FLAGS_stream_idle_timeout));
   c.drain_timeout = ToChrono(absl::GetFlag(FLAGS_drain_timeout));
   c.ca_file = absl::GetFlag(FLAGS_ca_file);
   c.insecure_skip_verify = absl::GetFlag(FLAGS_insecure_skip_verify);

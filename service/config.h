@@ -34,6 +34,8 @@ struct Config {
 
   size_t max_request_bytes = 16 << 20;
   size_t max_response_bytes = 64 << 20;
+  size_t max_stream_bytes = 0;  // DoStream; 0: unlimited
+  std::chrono::nanoseconds stream_idle_timeout = std::chrono::minutes(5);
 
   std::chrono::nanoseconds drain_timeout = std::chrono::seconds(20);
 

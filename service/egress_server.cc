@@ -96,6 +96,8 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
   service_options.limits.max_request_bytes = config.max_request_bytes;
   service_options.default_timeout = config.default_timeout;
   service_options.max_timeout = config.max_timeout;
+  service_options.stream_idle_timeout = config.stream_idle_timeout;
+  service_options.max_stream_bytes = config.max_stream_bytes;
   s->service_ = std::make_unique<EgressService>(service_options, *s->pool_,
                                                 *s->metrics_, clock);
 

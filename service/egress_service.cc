@@ -1,6 +1,12 @@
 #include "service/egress_service.h"
 
 #include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <utility>
 
@@ -71,18 +77,10 @@ class EgressService::Call {
   // Runs on a worker: performs the exchange and answers.
   void Run(EgressWorker& worker, const UpstreamRequest& request,
            MonoTime deadline) {
-    const MonoTime taken = service_.clock_.Now();
-    const nanoseconds queued = taken - start_;
-    if (taken >= deadline) {
-      Finish(absl::DeadlineExceededError(absl::StrFormat(
-                 "deadline expired after %.3fs waiting for a worker; the "
-                 "upstream was not contacted",
-                 Seconds(queued))),
-             0);
-      return;
-    }
-    if (context_.IsCancelled()) {
-      Finish(absl::CancelledError("call cancelled before a worker took it"), 0);
+    const nanoseconds queued = service_.clock_.Now() - start_;
+    absl::Status taken = service_.CheckTaken(context_, queued, deadline);
+    if (!taken.ok()) {
+      Finish(taken, 0);
       return;
     }
     absl::StatusOr<UpstreamResponse> result = worker.Perform(request, deadline);
@@ -117,10 +115,304 @@ class EgressService::Call {
   std::string method_;
 };
 
+// One DoStream call: a write reactor that is also the ResponseSink of the
+// upstream exchange. The worker pushes the response in (OnHead, OnBody); gRPC
+// pulls it out one write at a time (OnWriteDone).
+//
+// Flow control: at most one write in flight and less than kMaxChunk bytes
+// pending. When both are taken, OnBody blocks the worker, which stops reading
+// the upstream, whose TCP window then closes: memory per stream is bounded
+// whatever the body size. A write is started the moment bytes arrive and none
+// is in flight, so an event is forwarded as soon as the upstream sends it.
+//
+// Lifetime: the object deletes itself in OnDone. Finish is called exactly once,
+// by whichever comes last of the worker's FinishWhenDrained and the last
+// OnWriteDone; after that neither touches the object.
+class EgressService::StreamCall final
+    : public grpc::ServerWriteReactor<egress::v1::EgressResponseChunk>,
+      public AbortableSink {
+ public:
+  static constexpr size_t kMaxChunk = 64 << 10;
+
+  StreamCall(EgressService& service, grpc::CallbackServerContext& context,
+             MonoTime start)
+      : service_(service), context_(context), start_(start) {
+    service_.metrics_.requests_in_flight().Increment();
+  }
+
+  MonoTime start() const { return start_; }
+  void set_method(std::string method) { method_ = std::move(method); }
+
+  // Runs on a worker: performs the exchange, streaming, then finishes.
+  void Run(EgressWorker& worker, const UpstreamRequest& request,
+           MonoTime deadline) {
+    queued_ = service_.clock_.Now() - start_;
+    absl::Status taken = service_.CheckTaken(context_, queued_, deadline);
+    if (!taken.ok()) {
+      FinishWhenDrained(taken);
+      return;
+    }
+    // Waits for a slow caller are measured on real time, like the sockets.
+    real_deadline_ =
+        std::chrono::steady_clock::now() + (deadline - service_.clock_.Now());
+    absl::StatusOr<UpstreamResponse> result = worker.Stream(
+        request, deadline, service_.options_.stream_idle_timeout, *this);
+    if (result.ok()) {
+      service_.metrics_.RecordUpstreamSeconds(Seconds(result->upstream_time));
+    } else if (const char* reason = AbandonReason(result.status())) {
+      service_.metrics_.RecordStreamAbort(reason);
+    }
+    FinishWhenDrained(result.status());
+  }
+
+  // Answers with `status` once every pending byte is written (at once when the
+  // call failed before streaming). Called once, by the worker or by Do.
+  void FinishWhenDrained(const absl::Status& status) {
+    std::unique_lock<std::mutex> lock(mu_);
+    code_ = status.code();
+    final_status_ = ToGrpcStatus(status);
+    if (cancelled_) pending_.clear();
+    if (write_in_flight_) {
+      finish_requested_ = true;  // OnWriteDone finishes
+      return;
+    }
+    if (!pending_.empty()) {
+      PrepareWriteLocked();
+      finish_requested_ = true;
+      lock.unlock();
+      StartWrite(&out_);
+      return;
+    }
+    lock.unlock();
+    // On a worker, become idle before answering (see Call::Finish).
+    WorkerPool<EgressWorker>::ReleaseCurrentWorker();
+    Finish(final_status_);
+  }
+
+  // AbortableSink.
+  void Attach(HttpSession* session) override {
+    std::lock_guard<std::mutex> lock(session_mu_);
+    session_ = session;
+    if (session_ != nullptr && cancelled_.load()) session_->Abort();
+  }
+
+  bool OnHead(UpstreamResponse head) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (cancelled_) return Abandon(Cancelled(), "cancelled");
+    http_status_ = head.status;
+    egress::v1::EgressResponseHead& out = *out_.mutable_head();
+    out.set_status(head.status);
+    for (auto& [name, value] : head.headers) {
+      egress::v1::Header* header = out.add_headers();
+      header->set_name(std::move(name));
+      header->set_value(std::move(value));
+    }
+    egress::v1::Timing& timing = *out.mutable_timing();
+    timing.set_connection_reused(head.connection_reused);
+    timing.set_attempts(head.attempts);
+    SetDuration(queued_, *timing.mutable_queued());
+    SetDuration(head.upstream_time, *timing.mutable_upstream());
+    SetDuration(service_.clock_.Now() - start_, *timing.mutable_total());
+    write_in_flight_ = true;  // nothing was written before the head
+    lock.unlock();
+    StartWrite(&out_);
+    return true;
+  }
+
+  bool OnBody(const char* data, size_t size) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    if (cancelled_ || write_failed_) return Abandon(Cancelled(), "cancelled");
+    streamed_ += size;
+    const size_t limit = service_.options_.max_stream_bytes;
+    if (limit > 0 && streamed_ > limit) {
+      return Abandon(absl::ResourceExhaustedError(absl::StrFormat(
+                         "stream is over --max_stream_bytes=%d", limit)),
+                     "too_large");
+    }
+    pending_.append(data, size);
+    // Backpressure: the worker waits while a write is in flight and a full
+    // chunk is already pending.
+    const auto idle = service_.options_.stream_idle_timeout;
+    while (write_in_flight_ && pending_.size() >= kMaxChunk) {
+      const auto wake =
+          std::min(real_deadline_, std::chrono::steady_clock::now() + idle);
+      if (cv_.wait_until(lock, wake) == std::cv_status::timeout &&
+          write_in_flight_ && std::chrono::steady_clock::now() >= wake) {
+        return Abandon(
+            absl::DeadlineExceededError(absl::StrFormat(
+                "the caller read nothing for %.3fs (--stream_idle_timeout or "
+                "deadline)",
+                Seconds(std::chrono::duration_cast<nanoseconds>(idle)))),
+            "slow_reader");
+      }
+      if (cancelled_ || write_failed_) return Abandon(Cancelled(), "cancelled");
+    }
+    if (write_in_flight_) return true;
+    PrepareWriteLocked();
+    lock.unlock();
+    StartWrite(&out_);
+    return true;
+  }
+
+  absl::Status AbortStatus() const override {
+    std::lock_guard<std::mutex> lock(mu_);
+    return abort_status_;
+  }
+
+  // Reactor.
+  void OnWriteDone(bool ok) override {
+    std::unique_lock<std::mutex> lock(mu_);
+    write_in_flight_ = false;
+    if (!ok) {
+      write_failed_ = true;  // the call is gone: cancelled or broken
+      pending_.clear();
+    }
+    const bool write_next = !pending_.empty();
+    if (write_next) PrepareWriteLocked();
+    const bool finish = !write_next && finish_requested_;
+    cv_.notify_all();
+    lock.unlock();
+    if (write_next) {
+      StartWrite(&out_);
+    } else if (finish) {
+      Finish(final_status_);
+    }
+  }
+
+  void OnCancel() override {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      cancelled_ = true;
+      cv_.notify_all();
+    }
+    // Wakes a worker blocked on the upstream socket, not only one waiting here.
+    std::lock_guard<std::mutex> lock(session_mu_);
+    if (session_ != nullptr) session_->Abort();
+  }
+
+  void OnDone() override {
+    service_.metrics_.RecordCall(method_, http_status_, code_,
+                                 Seconds(service_.clock_.Now() - start_));
+    service_.metrics_.requests_in_flight().Decrement();
+    delete this;
+  }
+
+ private:
+  // Moves up to kMaxChunk pending bytes into the message to write.
+  void PrepareWriteLocked() {
+    const size_t n = std::min(pending_.size(), kMaxChunk);
+    out_.Clear();
+    out_.set_body(pending_.substr(0, n));
+    pending_.erase(0, n);
+    write_in_flight_ = true;
+  }
+
+  bool Abandon(absl::Status status, const char* reason) {
+    abort_status_ = std::move(status);
+    abort_reason_ = reason;
+    return false;
+  }
+
+  absl::Status Cancelled() const {
+    const bool expired =
+        std::chrono::system_clock::now() >= context_.deadline();
+    return expired ? absl::DeadlineExceededError(
+                         "the call's deadline passed while streaming; upstream "
+                         "request abandoned")
+                   : absl::CancelledError(
+                         "the caller cancelled the stream; upstream request "
+                         "abandoned");
+  }
+
+  // The egress_stream_aborts_total reason when `status` ended an exchange
+  // this call abandoned on purpose, else nullptr.
+  const char* AbandonReason(const absl::Status& status) {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (abort_reason_ != nullptr) return abort_reason_;
+    if (cancelled_ &&
+        (absl::IsCancelled(status) || absl::IsDeadlineExceeded(status))) {
+      return "cancelled";
+    }
+    return nullptr;
+  }
+
+  EgressService& service_;
+  grpc::CallbackServerContext& context_;
+  const MonoTime start_;
+  std::string method_;
+  nanoseconds queued_{0};  // written by the worker before streaming starts
+  std::chrono::steady_clock::time_point real_deadline_;
+
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  egress::v1::EgressResponseChunk out_;  // the write in flight; guarded by mu_
+  std::string pending_;                  // guarded by mu_
+  bool write_in_flight_ = false;         // guarded by mu_
+  bool write_failed_ = false;            // guarded by mu_
+  bool finish_requested_ = false;        // guarded by mu_
+  std::atomic<bool> cancelled_{false};   // written under mu_
+  size_t streamed_ = 0;                  // guarded by mu_
+  absl::Status abort_status_;            // guarded by mu_
+  const char* abort_reason_ = nullptr;   // guarded by mu_
+  int http_status_ = 0;                  // guarded by mu_
+  absl::StatusCode code_ = absl::StatusCode::kUnknown;  // guarded by mu_
+  grpc::Status final_status_;                           // guarded by mu_
+
+  std::mutex session_mu_;
+  HttpSession* session_ =
+      nullptr;  // during the exchange; guarded by session_mu_
+};
+
 EgressService::EgressService(const ServiceOptions& options,
                              WorkerPool<EgressWorker>& pool, Metrics& metrics,
                              const Clock& clock)
     : options_(options), pool_(pool), metrics_(metrics), clock_(clock) {}
+
+absl::Status EgressService::CheckTaken(
+    const grpc::CallbackServerContext& context, nanoseconds queued,
+    MonoTime deadline) const {
+  if (clock_.Now() >= deadline) {
+    return absl::DeadlineExceededError(absl::StrFormat(
+        "deadline expired after %.3fs waiting for a worker; the upstream was "
+        "not contacted",
+        Seconds(queued)));
+  }
+  if (context.IsCancelled()) {
+    return absl::CancelledError("call cancelled before a worker took it");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<EgressService::Admission> EgressService::Admit(
+    const egress::v1::EgressRequest& request,
+    const grpc::CallbackServerContext& context, MonoTime start,
+    nanoseconds default_timeout) const {
+  absl::StatusOr<UpstreamRequest> upstream =
+      ValidateRequest(request, options_.limits);
+  if (!upstream.ok()) return upstream.status();
+  // Upstream timeout: the smallest of the caller's timeout, the call's
+  // remaining deadline and --max_timeout; `default_timeout` when the caller
+  // gave neither.
+  const nanoseconds remaining = RemainingGrpcTime(context);
+  nanoseconds timeout = upstream->timeout.count() > 0     ? upstream->timeout
+                        : remaining != nanoseconds::max() ? remaining
+                                                          : default_timeout;
+  timeout = std::min({timeout, remaining, options_.max_timeout});
+  if (timeout <= nanoseconds::zero()) {
+    return absl::DeadlineExceededError(
+        "deadline expired before the call reached the service");
+  }
+  return Admission{std::make_shared<UpstreamRequest>(std::move(*upstream)),
+                   start + timeout};
+}
+
+absl::Status EgressService::Submit(std::function<void(EgressWorker&)> task) {
+  if (pool_.TrySubmit(std::move(task))) return absl::OkStatus();
+  return absl::ResourceExhaustedError(
+      absl::StrFormat("queue full: %d calls already wait for a worker "
+                      "(--max_queue); retry with backoff",
+                      pool_.QueueDepth()));
+}
 
 grpc::ServerUnaryReactor* EgressService::Do(
     grpc::CallbackServerContext* context,
@@ -131,43 +423,39 @@ grpc::ServerUnaryReactor* EgressService::Do(
   // Labels only: Metrics folds anything but the standard methods into "OTHER".
   call->set_method(request->method().empty() ? "GET" : request->method());
 
-  absl::StatusOr<UpstreamRequest> upstream =
-      ValidateRequest(*request, options_.limits);
-  if (!upstream.ok()) {
-    call->Finish(upstream.status(), 0);
+  absl::StatusOr<Admission> admitted =
+      Admit(*request, *context, call->start(), options_.default_timeout);
+  if (!admitted.ok()) {
+    call->Finish(admitted.status(), 0);
     return reactor;
   }
-
-  // Upstream timeout: the smallest of the caller's timeout, the call's
-  // remaining deadline and --max_timeout; --default_timeout when the caller
-  // gave neither.
-  const nanoseconds remaining = RemainingGrpcTime(*context);
-  nanoseconds timeout = upstream->timeout.count() > 0 ? upstream->timeout
-                        : remaining != nanoseconds::max()
-                            ? remaining
-                            : options_.default_timeout;
-  timeout = std::min({timeout, remaining, options_.max_timeout});
-  if (timeout <= nanoseconds::zero()) {
-    call->Finish(absl::DeadlineExceededError(
-                     "deadline expired before the call reached the service"),
-                 0);
-    return reactor;
-  }
-  const MonoTime deadline = call->start() + timeout;
-
-  auto shared_request = std::make_shared<UpstreamRequest>(std::move(*upstream));
-  const bool accepted =
-      pool_.TrySubmit([call, shared_request, deadline](EgressWorker& worker) {
-        call->Run(worker, *shared_request, deadline);
+  absl::Status submitted =
+      Submit([call, admitted = *std::move(admitted)](EgressWorker& worker) {
+        call->Run(worker, *admitted.request, admitted.deadline);
       });
-  if (!accepted) {
-    call->Finish(absl::ResourceExhaustedError(absl::StrFormat(
-                     "queue full: %d calls already wait for a worker "
-                     "(--max_queue); retry with backoff",
-                     pool_.QueueDepth())),
-                 0);
-  }
+  if (!submitted.ok()) call->Finish(submitted, 0);
   return reactor;
+}
+
+grpc::ServerWriteReactor<egress::v1::EgressResponseChunk>*
+EgressService::DoStream(grpc::CallbackServerContext* context,
+                        const egress::v1::EgressRequest* request) {
+  auto* call = new StreamCall(*this, *context, clock_.Now());
+  call->set_method(request->method().empty() ? "GET" : request->method());
+  // A stream's total time is bounded by --max_timeout when the caller gives
+  // neither a timeout nor a deadline: long event streams are its normal case.
+  absl::StatusOr<Admission> admitted =
+      Admit(*request, *context, call->start(), options_.max_timeout);
+  if (!admitted.ok()) {
+    call->FinishWhenDrained(admitted.status());
+    return call;
+  }
+  absl::Status submitted =
+      Submit([call, admitted = *std::move(admitted)](EgressWorker& worker) {
+        call->Run(worker, *admitted.request, admitted.deadline);
+      });
+  if (!submitted.ok()) call->FinishWhenDrained(submitted);
+  return call;
 }
 
 }  // namespace egress

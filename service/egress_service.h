@@ -9,6 +9,8 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
+#include <memory>
 
 #include "absl/status/status.h"
 #include "proto/egress/v1/egress.grpc.pb.h"
@@ -24,6 +26,11 @@ struct ServiceOptions {
   ValidationLimits limits;
   std::chrono::nanoseconds default_timeout = std::chrono::seconds(30);
   std::chrono::nanoseconds max_timeout = std::chrono::seconds(300);
+  // DoStream: the longest wait for the upstream's next bytes, and for the
+  // caller to take the previous ones.
+  std::chrono::nanoseconds stream_idle_timeout = std::chrono::minutes(5);
+  // DoStream: bytes after which the stream fails; 0 is unlimited.
+  size_t max_stream_bytes = 0;
 };
 
 class EgressService final : public egress::v1::Egress::CallbackService {
@@ -36,8 +43,30 @@ class EgressService final : public egress::v1::Egress::CallbackService {
                                const egress::v1::EgressRequest* request,
                                egress::v1::EgressResponse* response) override;
 
+  grpc::ServerWriteReactor<egress::v1::EgressResponseChunk>* DoStream(
+      grpc::CallbackServerContext* context,
+      const egress::v1::EgressRequest* request) override;
+
  private:
   class Call;
+  class StreamCall;
+
+  // A validated request and the deadline of its upstream exchange.
+  struct Admission {
+    std::shared_ptr<const UpstreamRequest> request;
+    MonoTime deadline;
+  };
+
+  absl::StatusOr<Admission> Admit(
+      const egress::v1::EgressRequest& request,
+      const grpc::CallbackServerContext& context, MonoTime start,
+      std::chrono::nanoseconds default_timeout) const;
+  // RESOURCE_EXHAUSTED when the queue is full.
+  absl::Status Submit(std::function<void(EgressWorker&)> task);
+  // On the worker that took a call: may it still go ahead?
+  absl::Status CheckTaken(const grpc::CallbackServerContext& context,
+                          std::chrono::nanoseconds queued,
+                          MonoTime deadline) const;
 
   const ServiceOptions options_;
   WorkerPool<EgressWorker>& pool_;

@@ -13,15 +13,31 @@ absl::StatusOr<UpstreamResponse> EgressWorker::Perform(
     const UpstreamRequest& request, MonoTime deadline) {
   HttpSession& session = sessions_.Acquire(request.origin);
   absl::StatusOr<UpstreamResponse> response = session.Send(request, deadline);
-  if (session.Broken()) {
-    // A degraded mode logs and counts (egress_session_recreations_total).
-    LogWarning(absl::StrCat(
-        "worker ", index_, ": session to ", session.origin().Key(),
-        " dropped after ", session.consecutive_errors(),
-        " consecutive errors; last: ", response.status().message()));
-  }
+  if (session.Broken()) NoteBroken(session, response.status());
   sessions_.Release(session);
   return response;
+}
+
+absl::StatusOr<UpstreamResponse> EgressWorker::Stream(
+    const UpstreamRequest& request, MonoTime deadline,
+    std::chrono::nanoseconds idle_timeout, AbortableSink& sink) {
+  HttpSession& session = sessions_.Acquire(request.origin);
+  sink.Attach(&session);
+  absl::StatusOr<UpstreamResponse> response =
+      session.Stream(request, deadline, idle_timeout, sink);
+  sink.Attach(nullptr);  // before Release may drop the session
+  if (session.Broken()) NoteBroken(session, response.status());
+  sessions_.Release(session);
+  return response;
+}
+
+void EgressWorker::NoteBroken(const HttpSession& session,
+                              const absl::Status& last) {
+  // A degraded mode logs and counts (egress_session_recreations_total).
+  LogWarning(absl::StrCat("worker ", index_, ": session to ",
+                          session.origin().Key(), " dropped after ",
+                          session.consecutive_errors(),
+                          " consecutive errors; last: ", last.message()));
 }
 
 }  // namespace egress

@@ -8,13 +8,25 @@
 // Thread safety: confined to its worker thread.
 #pragma once
 
+#include <chrono>
+
 #include "absl/status/statusor.h"
 #include "service/clock.h"
+#include "service/http_session.h"
 #include "service/http_types.h"
 #include "service/session_cache.h"
 #include "service/session_observer.h"
 
 namespace egress {
+
+// A ResponseSink that may abandon the exchange from another thread (the
+// caller went away): the worker attaches the session for the exchange's
+// duration, so that the sink can call HttpSession::Abort.
+class AbortableSink : public ResponseSink {
+ public:
+  // Called with the session before the exchange and with nullptr after it.
+  virtual void Attach(HttpSession* session) = 0;
+};
 
 class EgressWorker {
  public:
@@ -27,6 +39,12 @@ class EgressWorker {
   absl::StatusOr<UpstreamResponse> Perform(const UpstreamRequest& request,
                                            MonoTime deadline);
 
+  // Like Perform, but the response goes to `sink` as it arrives.
+  absl::StatusOr<UpstreamResponse> Stream(const UpstreamRequest& request,
+                                          MonoTime deadline,
+                                          std::chrono::nanoseconds idle_timeout,
+                                          AbortableSink& sink);
+
   // Called by WorkerPool while the worker is idle: closes idle sessions.
   void Maintain() { sessions_.DropIdle(); }
 
@@ -34,6 +52,9 @@ class EgressWorker {
   const SessionCache& sessions() const { return sessions_; }
 
  private:
+  // Logs a session that is about to be dropped for errors.
+  void NoteBroken(const HttpSession& session, const absl::Status& last);
+
   const size_t index_;
   SessionCache sessions_;
 };

@@ -20,18 +20,43 @@ using std::chrono::nanoseconds;
 
 double Seconds(nanoseconds d) { return static_cast<double>(d.count()) / 1e9; }
 
-// What one call to httplib observed, beyond its Error code.
-struct ExchangeFlags {
-  bool got_response = false;    // the status line and headers arrived
-  bool body_too_large = false;  // we stopped reading: over max_response_bytes
-  bool timed_out = false;       // we stopped reading: deadline passed
+// Do's sink: keeps the whole response, up to max_response_bytes.
+class BufferSink final : public ResponseSink {
+ public:
+  BufferSink(size_t max_bytes, std::string origin)
+      : max_bytes_(max_bytes), origin_(std::move(origin)) {}
+
+  bool OnHead(UpstreamResponse head) override {
+    response_ = std::move(head);
+    return true;
+  }
+  bool OnBody(const char* data, size_t size) override {
+    if (response_.body.size() + size > max_bytes_) return false;
+    response_.body.append(data, size);
+    return true;
+  }
+  absl::Status AbortStatus() const override {
+    return absl::ResourceExhaustedError(
+        absl::StrFormat("%s: response body is over --max_response_bytes=%d",
+                        origin_, max_bytes_));
+  }
+  UpstreamResponse& response() { return response_; }
+
+ private:
+  const size_t max_bytes_;
+  const std::string origin_;
+  UpstreamResponse response_;
 };
 
 }  // namespace
 
+// What one call to httplib observed, beyond its Error code.
 struct HttpSession::Attempt {
+  int number = 1;
   bool reused = false;
-  ExchangeFlags flags;
+  bool got_response = false;  // the status line and headers arrived
+  bool sink_aborted = false;  // the sink said stop
+  bool timed_out = false;     // we stopped reading: deadline passed
 };
 
 HttpSession::HttpSession(Origin origin, const SessionOptions& options,
@@ -72,6 +97,30 @@ HttpSession::~HttpSession() = default;
 
 absl::StatusOr<UpstreamResponse> HttpSession::Send(
     const UpstreamRequest& request, MonoTime deadline) {
+  BufferSink buffer(options_.max_response_bytes, Describe());
+  absl::StatusOr<UpstreamResponse> result =
+      Exchange(request, deadline, std::chrono::nanoseconds::max(), buffer);
+  if (!result.ok()) return result;
+  UpstreamResponse& response = buffer.response();
+  response.attempts = result->attempts;
+  response.upstream_time = result->upstream_time;
+  return std::move(response);
+}
+
+absl::StatusOr<UpstreamResponse> HttpSession::Stream(
+    const UpstreamRequest& request, MonoTime deadline,
+    std::chrono::nanoseconds idle_timeout, ResponseSink& sink) {
+  return Exchange(request, deadline, idle_timeout, sink);
+}
+
+void HttpSession::Abort() {
+  aborted_ = true;
+  client_->stop();  // httplib: shuts the socket down under its own lock
+}
+
+absl::StatusOr<UpstreamResponse> HttpSession::Exchange(
+    const UpstreamRequest& request, MonoTime deadline,
+    std::chrono::nanoseconds idle_timeout, ResponseSink& sink) {
   const MonoTime start = clock_.Now();
   absl::Status pinned = Pin();
   if (!pinned.ok()) {
@@ -80,48 +129,57 @@ absl::StatusOr<UpstreamResponse> HttpSession::Send(
     return pinned;
   }
   Attempt first;
-  absl::StatusOr<UpstreamResponse> result = SendOnce(request, deadline, first);
-  int attempts = 1;
+  absl::Status status = SendOnce(request, deadline, idle_timeout, sink, first);
+  Attempt* last = &first;
+  Attempt second;
+  second.number = 2;
   // A keep-alive connection the upstream closed while it sat idle fails before
   // any response byte; resending is safe only when the request is idempotent.
-  const bool stale = !result.ok() && first.reused &&
-                     !first.flags.got_response && !first.flags.timed_out &&
-                     absl::IsUnavailable(result.status());
+  const bool stale = !status.ok() && first.reused && !first.got_response &&
+                     !first.timed_out && !first.sink_aborted &&
+                     absl::IsUnavailable(status);
   if (stale) {
-    bool safe =
+    const bool safe =
         IsIdempotentMethod(request.method) ||
         std::any_of(request.headers.begin(), request.headers.end(),
                     [](const auto& h) {
                       return absl::EqualsIgnoreCase(h.first, "Idempotency-Key");
                     });
-    if (safe && clock_.Now() < deadline) {
+    if (safe && clock_.Now() < deadline && !aborted_) {
       observer_.OnStaleRetry();
-      Attempt second;
-      result = SendOnce(request, deadline, second);
-      attempts = 2;
+      status = SendOnce(request, deadline, idle_timeout, sink, second);
+      last = &second;
     } else if (!safe) {
-      result = absl::UnavailableError(absl::StrFormat(
+      status = absl::UnavailableError(absl::StrFormat(
           "%s: reused connection failed (%s); the request may not have been "
           "delivered and %s is not idempotent, so it was not retried",
-          origin_.Key(), result.status().message(), request.method));
+          Describe(), status.message(), request.method));
     }
   }
   last_used_ = clock_.Now();
-  if (result.ok()) {
+  const bool aborted = aborted_.exchange(false);
+  if (status.ok()) {
     consecutive_errors_ = 0;
     ++requests_served_;
-    result->attempts = attempts;
-    result->upstream_time = last_used_ - start;
-    return result;
+    UpstreamResponse summary;
+    summary.connection_reused = last->reused;
+    summary.attempts = last->number;
+    summary.upstream_time = last_used_ - start;
+    return summary;
   }
-  // Not session errors: a body over the limit (the response's fault, not the
-  // connection's) and a stale connection that was not retried. A retry that
-  // failed on its fresh connection is one.
-  const bool stale_not_retried = stale && attempts == 1;
-  if (!absl::IsResourceExhausted(result.status()) && !stale_not_retried) {
+  if (aborted && !last->sink_aborted) {
+    status = absl::CancelledError(absl::StrFormat(
+        "%s: exchange abandoned: the caller went away", Describe()));
+  }
+  // Not session errors: an exchange the sink or the caller abandoned (a body
+  // over a limit, a caller gone: the connection was closed on purpose) and a
+  // stale connection that was not retried. A retry that failed on its fresh
+  // connection is one.
+  const bool stale_not_retried = stale && last == &first;
+  if (!last->sink_aborted && !aborted && !stale_not_retried) {
     ++consecutive_errors_;
   }
-  return result;
+  return status;
 }
 
 std::string HttpSession::Describe() const {
@@ -204,22 +262,29 @@ absl::Status HttpSession::Pin() {
   return absl::OkStatus();
 }
 
-absl::StatusOr<UpstreamResponse> HttpSession::SendOnce(
-    const UpstreamRequest& request, MonoTime deadline, Attempt& attempt) {
+absl::Status HttpSession::SendOnce(const UpstreamRequest& request,
+                                   MonoTime deadline,
+                                   std::chrono::nanoseconds idle_timeout,
+                                   ResponseSink& sink, Attempt& attempt) {
   const MonoTime start = clock_.Now();
   const nanoseconds remaining = deadline - start;
   if (remaining <= nanoseconds::zero()) {
     return absl::DeadlineExceededError(absl::StrFormat(
         "%s: deadline passed before the request was sent", Describe()));
   }
+  if (aborted_) return absl::CancelledError("exchange abandoned");
   // httplib's timeouts are per connect and per read/write; the receiver below
   // enforces the overall deadline while the body streams in.
   const auto budget =
       std::max(duration_cast<microseconds>(remaining), microseconds(1));
   const microseconds connect_budget =
       std::min(budget, duration_cast<microseconds>(options_.connect_timeout));
+  const microseconds read_budget =
+      idle_timeout < remaining
+          ? std::max(duration_cast<microseconds>(idle_timeout), microseconds(1))
+          : budget;
   client_->set_connection_timeout(connect_budget);
-  client_->set_read_timeout(budget);
+  client_->set_read_timeout(read_budget);
   client_->set_write_timeout(budget);
 
   httplib::Request req;
@@ -231,27 +296,38 @@ absl::StatusOr<UpstreamResponse> HttpSession::SendOnce(
   req.headers.emplace("Host", request.origin.HostHeader());
   req.body = request.body;
 
-  UpstreamResponse response;
-  ExchangeFlags& flags = attempt.flags;
-  req.response_handler = [&flags](const httplib::Response&) {
-    flags.got_response = true;
+  const int64_t opened_before = connections_opened_;
+  req.response_handler = [&](const httplib::Response& res) {
+    attempt.got_response = true;
+    UpstreamResponse head;
+    head.status = res.status;
+    head.headers.reserve(res.headers.size());
+    for (const auto& [name, value] : res.headers) {
+      if (!IsServiceOwnedHeader(name)) head.headers.emplace_back(name, value);
+    }
+    head.connection_reused =
+        connections_opened_ == opened_before && requests_served_ > 0;
+    head.attempts = attempt.number;
+    head.upstream_time = clock_.Now() - start;
+    if (!sink.OnHead(std::move(head))) {
+      attempt.sink_aborted = true;
+      return false;
+    }
     return true;
   };
   req.content_receiver = [&](const char* data, size_t length, uint64_t,
                              uint64_t) {
-    if (response.body.size() + length > options_.max_response_bytes) {
-      flags.body_too_large = true;
-      return false;
-    }
     if (clock_.Now() >= deadline) {
-      flags.timed_out = true;
+      attempt.timed_out = true;
       return false;
     }
-    response.body.append(data, length);
+    if (!sink.OnBody(data, length)) {
+      attempt.sink_aborted = true;
+      return false;
+    }
     return true;
   };
 
-  const int64_t opened_before = connections_opened_;
   httplib::Response res;
   httplib::Error error = httplib::Error::Success;
   // Socket timeouts run on real time whatever clock_ is, so the time httplib
@@ -265,41 +341,33 @@ absl::StatusOr<UpstreamResponse> HttpSession::SendOnce(
   if (opened) observer_.OnConnectionOpened(ssl_ != nullptr);
   if (attempt.reused) observer_.OnConnectionReused();
 
-  if (flags.body_too_large) {
-    return absl::ResourceExhaustedError(
-        absl::StrFormat("%s: response body is over --max_response_bytes=%d",
-                        Describe(), options_.max_response_bytes));
+  if (attempt.sink_aborted) return sink.AbortStatus();
+  if (attempt.timed_out) return Timeout(remaining);
+  if (ok) return absl::OkStatus();
+  // A socket timeout fires at its budget, give or take the kernel's timer
+  // slack; a reset in the last 2% of a budget reads as a timeout, harmlessly.
+  const auto near = [&](microseconds limit) {
+    return real_elapsed + std::max<nanoseconds>(limit / 50,
+                                                std::chrono::milliseconds(2)) >=
+           limit;
+  };
+  switch (error) {
+    case httplib::Error::ConnectionTimeout:
+      return ConnectTimeout(connect_budget);
+    case httplib::Error::Connection:
+      if (near(connect_budget)) return ConnectTimeout(connect_budget);
+      return absl::UnavailableError(absl::StrFormat(
+          "connect to %s failed: connection refused or unreachable",
+          Describe()));
+    default:
+      if (clock_.Now() >= deadline || near(budget)) return Timeout(remaining);
+      if (read_budget < budget && near(read_budget)) {
+        return absl::DeadlineExceededError(absl::StrFormat(
+            "%s: no data from the upstream for %.3fs (--stream_idle_timeout)",
+            Describe(), Seconds(duration_cast<nanoseconds>(read_budget))));
+      }
+      return TransportError(error, attempt.got_response);
   }
-  if (flags.timed_out) return Timeout(remaining);
-  if (!ok) {
-    // A socket timeout fires at its budget, give or take the kernel's timer
-    // slack; a reset in the last 2% of a budget reads as a timeout, harmlessly.
-    const auto near = [&](microseconds limit) {
-      return real_elapsed + std::max<nanoseconds>(
-                                limit / 50, std::chrono::milliseconds(2)) >=
-             limit;
-    };
-    switch (error) {
-      case httplib::Error::ConnectionTimeout:
-        return ConnectTimeout(connect_budget);
-      case httplib::Error::Connection:
-        if (near(connect_budget)) return ConnectTimeout(connect_budget);
-        return absl::UnavailableError(absl::StrFormat(
-            "connect to %s failed: connection refused or unreachable",
-            Describe()));
-      default:
-        if (clock_.Now() >= deadline || near(budget)) return Timeout(remaining);
-        return TransportError(error, flags.got_response);
-    }
-  }
-
-  response.status = res.status;
-  response.headers.reserve(res.headers.size());
-  for (const auto& [name, value] : res.headers) {
-    if (!IsServiceOwnedHeader(name)) response.headers.emplace_back(name, value);
-  }
-  response.connection_reused = attempt.reused;
-  return response;
 }
 
 }  // namespace egress

@@ -22,6 +22,7 @@
 
 #include <openssl/types.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -58,6 +59,22 @@ struct SessionOptions {
   DnsCache* dns = nullptr;
 };
 
+// Receives one response as it arrives. Called on the thread that called
+// HttpSession::Stream.
+class ResponseSink {
+ public:
+  virtual ~ResponseSink() = default;
+  // The head: status and headers (hop-by-hop removed), whether the connection
+  // was reused, the attempt number, and the time to the head. `body` is empty.
+  // Return false to abandon the exchange.
+  virtual bool OnHead(UpstreamResponse head) = 0;
+  // Body bytes, in order. Return false to abandon the exchange.
+  virtual bool OnBody(const char* data, size_t size) = 0;
+  // After OnHead or OnBody returned false: the status Stream returns. An
+  // abandoned exchange is never a session error.
+  virtual absl::Status AbortStatus() const = 0;
+};
+
 class HttpSession {
  public:
   // REQUIRES: `clock` and `observer` outlive the session.
@@ -73,6 +90,20 @@ class HttpSession {
   // RESOURCE_EXHAUSTED (response body over max_response_bytes).
   absl::StatusOr<UpstreamResponse> Send(const UpstreamRequest& request,
                                         MonoTime deadline);
+
+  // Sends `request` and hands the response to `sink` as it arrives. Reading
+  // fails with DEADLINE_EXCEEDED when the upstream sends nothing for
+  // `idle_timeout` (or the deadline passes). On success returns the head's
+  // fields with the final attempts and upstream time (and an empty body).
+  absl::StatusOr<UpstreamResponse> Stream(const UpstreamRequest& request,
+                                          MonoTime deadline,
+                                          std::chrono::nanoseconds idle_timeout,
+                                          ResponseSink& sink);
+
+  // Abandons the exchange in progress from another thread (the caller went
+  // away): closes the socket, and Stream or Send returns CANCELLED.
+  // Thread-safe; valid only while the owning thread is inside Send or Stream.
+  void Abort();
 
   const Origin& origin() const { return origin_; }
   // The address this session connects to; empty before the first Send or
@@ -92,6 +123,9 @@ class HttpSession {
 
  private:
   struct Attempt;
+  absl::StatusOr<UpstreamResponse> Exchange(
+      const UpstreamRequest& request, MonoTime deadline,
+      std::chrono::nanoseconds idle_timeout, ResponseSink& sink);
   // Resolves the host through the DnsCache when the pinned answer has expired.
   absl::Status Pin();
   // "http://host:80", plus the pinned address when it differs from the host.
@@ -99,9 +133,9 @@ class HttpSession {
   absl::Status Timeout(std::chrono::nanoseconds budget) const;
   absl::Status ConnectTimeout(std::chrono::microseconds budget) const;
   absl::Status TransportError(httplib::Error error, bool got_response) const;
-  absl::StatusOr<UpstreamResponse> SendOnce(const UpstreamRequest& request,
-                                            MonoTime deadline,
-                                            Attempt& attempt);
+  absl::Status SendOnce(const UpstreamRequest& request, MonoTime deadline,
+                        std::chrono::nanoseconds idle_timeout,
+                        ResponseSink& sink, Attempt& attempt);
 
   const Origin origin_;
   const SessionOptions options_;
@@ -117,6 +151,7 @@ class HttpSession {
   int consecutive_errors_ = 0;
   int64_t requests_served_ = 0;
   MonoTime last_used_;
+  std::atomic<bool> aborted_{false};  // set by Abort from another thread
 };
 
 }  // namespace egress

@@ -15,6 +15,9 @@ const char* const kMethodNames[] = {"GET",     "HEAD",   "POST",
 const char* const kCodeClassNames[] = {"none", "1xx", "2xx",
                                        "3xx",  "4xx", "5xx"};
 
+const char* const kStreamAbortReasons[] = {"cancelled", "slow_reader",
+                                           "too_large"};
+
 int MethodIndex(const std::string& method) {
   for (int i = 0; i < 8; ++i) {
     if (method == kMethodNames[i]) return i;
@@ -107,12 +110,30 @@ Metrics::Metrics()
               .Name("egress_policy_denied_total")
               .Help("Calls refused by the destination policy, "
                     "by reason.")
-              .Register(*registry_)) {
+              .Register(*registry_)),
+      stream_aborts_family_(prometheus::BuildCounter()
+                                .Name("egress_stream_aborts_total")
+                                .Help("DoStream exchanges abandoned on purpose "
+                                      "(connection closed), by reason.")
+                                .Register(*registry_)) {
   // Every reason is present from the start, so a dashboard shows zeros, not
   // gaps.
+  for (int i = 0; i < 3; ++i) {
+    stream_aborts_[i] =
+        &stream_aborts_family_.Add({{"reason", kStreamAbortReasons[i]}});
+  }
   for (int i = 0; i < kDropReasonCount; ++i) {
     recreations_[i] = &recreations_family_.Add(
         {{"reason", DropReasonName(static_cast<DropReason>(i))}});
+  }
+}
+
+void Metrics::RecordStreamAbort(const std::string& reason) {
+  for (int i = 0; i < 3; ++i) {
+    if (reason == kStreamAbortReasons[i]) {
+      stream_aborts_[i]->Increment();
+      return;
+    }
   }
 }
 

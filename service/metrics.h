@@ -14,6 +14,7 @@
 //   (gauges) egress_connections_reused_total, egress_connections_opened_total,
 //   egress_stale_retries_total, egress_policy_denied_total{reason}
 //   egress_tls_handshakes_total, egress_tls_insecure_skip_verify (gauge)
+//   egress_stream_aborts_total{reason}
 //
 // Thread safety: all methods are thread-safe.
 #pragma once
@@ -47,6 +48,10 @@ class Metrics final : public SessionObserver {
   // Methods outside the standard set are labelled "OTHER" to bound the labels.
   void RecordCall(const std::string& method, int http_status,
                   absl::StatusCode outcome, double seconds);
+  // A DoStream exchange abandoned on purpose, by reason: "cancelled" (the
+  // caller went away or its deadline passed), "slow_reader" (it read nothing
+  // for --stream_idle_timeout), "too_large" (over --max_stream_bytes).
+  void RecordStreamAbort(const std::string& reason);
   void RecordUpstreamSeconds(double seconds) {
     upstream_duration_.Observe(seconds);
   }
@@ -86,6 +91,8 @@ class Metrics final : public SessionObserver {
   prometheus::Counter& tls_handshakes_;
   prometheus::Gauge& tls_insecure_;
   prometheus::Family<prometheus::Counter>& policy_denied_family_;
+  prometheus::Family<prometheus::Counter>& stream_aborts_family_;
+  prometheus::Counter* stream_aborts_[3];  // cancelled, slow_reader, too_large
   std::atomic<prometheus::Counter*> requests_[kMethods][kCodeClasses]
                                              [kOutcomes] = {};
 };

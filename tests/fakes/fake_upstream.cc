@@ -5,8 +5,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <memory>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -88,6 +90,72 @@ void FakeUpstream::Serve() {
           res.set_content("bye", "text/plain");
         }));
 
+  // Generated bodies: written piece by piece as the client takes them.
+  auto releaser = [this](bool success) {
+    if (!success) ++aborted_streams_;
+  };
+  auto fill = [](size_t offset, size_t length) {
+    std::string piece(length, '\0');
+    for (size_t i = 0; i < length; ++i) piece[i] = PatternByte(offset + i);
+    return piece;
+  };
+  s.Get(R"(/stream/(\d+))",
+        counted([=](const httplib::Request& req, httplib::Response& res) {
+          const size_t n =
+              std::strtoull(req.matches[1].str().c_str(), nullptr, 10);
+          res.set_content_provider(
+              n, "application/octet-stream",
+              [fill](size_t offset, size_t length, httplib::DataSink& sink) {
+                const std::string piece =
+                    fill(offset, std::min<size_t>(length, 64 << 10));
+                return sink.write(piece.data(), piece.size());
+              },
+              releaser);
+        }));
+  s.Get(R"(/chunked/(\d+))",
+        counted([=](const httplib::Request& req, httplib::Response& res) {
+          const size_t n =
+              std::strtoull(req.matches[1].str().c_str(), nullptr, 10);
+          res.set_chunked_content_provider(
+              "application/octet-stream",
+              [fill, n](size_t offset, httplib::DataSink& sink) {
+                if (offset >= n) {
+                  sink.done();
+                  return true;
+                }
+                const std::string piece =
+                    fill(offset, std::min<size_t>(n - offset, 64 << 10));
+                return sink.write(piece.data(), piece.size());
+              },
+              releaser);
+        }));
+  s.Get(
+      R"(/sse/(\d+)/(\d+))",
+      counted([=](const httplib::Request& req, httplib::Response& res) {
+        const int events = std::atoi(req.matches[1].str().c_str());
+        const int gap_ms = std::atoi(req.matches[2].str().c_str());
+        auto next = std::make_shared<int>(0);
+        res.set_chunked_content_provider(
+            "text/event-stream",
+            [this, events, gap_ms, next](size_t, httplib::DataSink& sink) {
+              if (*next >= events) {
+                sink.done();
+                return true;
+              }
+              if (*next > 0) {
+                std::this_thread::sleep_for(std::chrono::milliseconds(gap_ms));
+              }
+              const std::string event = absl::StrCat("data: ", *next, "\n\n");
+              {
+                std::lock_guard<std::mutex> lock(mu_);
+                sse_sent_.push_back(std::chrono::steady_clock::now());
+              }
+              ++*next;
+              return sink.write(event.data(), event.size());
+            },
+            releaser);
+      }));
+
   port_ = s.bind_to_any_port("127.0.0.1");
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   while (!server_->is_running()) {
@@ -103,6 +171,12 @@ FakeUpstream::~FakeUpstream() {
 std::string FakeUpstream::Url(absl::string_view path,
                               absl::string_view host) const {
   return absl::StrCat(tls_ ? "https://" : "http://", host, ":", port_, path);
+}
+
+std::vector<std::chrono::steady_clock::time_point> FakeUpstream::sse_sent()
+    const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return sse_sent_;
 }
 
 int FakeUpstream::connections() const {

@@ -10,17 +10,25 @@
 //   /bytes/N         200, N bytes of every value 0..255 in turn
 //   /slow/N          200 after N milliseconds
 //   /close           200 with Connection: close
+//   /stream/N        200, N pattern bytes (PatternByte) with Content-Length,
+//                    generated as they are sent (no N-byte buffer)
+//   /chunked/N       the same bytes with chunked transfer encoding
+//   /sse/N/MS        text/event-stream: N events "data: i\n\n", MS ms apart;
+//                    the send time of each is kept (sse_sent())
 //
 // Thread safety: accessors are thread-safe; the server runs on its own threads.
 #pragma once
 
 #include <atomic>
+#include <chrono>
+#include <cstdint>
 #include <memory>
 #include <mutex>
 #include <set>
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 
@@ -48,6 +56,11 @@ class FakeUpstream {
   // Distinct client connections that sent at least one request.
   int connections() const;
   int requests() const { return requests_.load(); }
+  // Generated bodies (/stream, /chunked, /sse) the client stopped reading
+  // before the end (httplib reports the transfer as unsuccessful).
+  int aborted_streams() const { return aborted_streams_.load(); }
+  // When each /sse event was written, in order.
+  std::vector<std::chrono::steady_clock::time_point> sse_sent() const;
 
  private:
   void Count(const std::string& addr, int port);
@@ -58,9 +71,17 @@ class FakeUpstream {
   std::thread thread_;
   int port_ = 0;
   std::atomic<int> requests_{0};
+  std::atomic<int> aborted_streams_{0};
   mutable std::mutex mu_;
   std::set<std::pair<std::string, int>> peers_;  // guarded by mu_
+  std::vector<std::chrono::steady_clock::time_point>
+      sse_sent_;  // guarded by mu_
 };
+
+// Byte `i` of the bodies /stream and /chunked generate.
+inline char PatternByte(uint64_t i) {
+  return static_cast<char>((i * 7 + 13) % 251);
+}
 
 // A port on 127.0.0.1 that nothing listens on (bound, then closed).
 int UnusedLoopbackPort();

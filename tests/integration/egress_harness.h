@@ -8,8 +8,8 @@
 //   grpc::Status status = egress.Do(request, &response);
 //   double reused = egress.Metric("egress_connections_reused_total");
 //
-// Thread safety: Do, MetricsText and Metric may be called from many threads;
-// Start and Stop from the test thread.
+// Thread safety: Do, stub(), MetricsText and Metric may be called from many
+// threads; Start and Stop from the test thread.
 #pragma once
 
 #include <grpcpp/grpcpp.h>
@@ -47,6 +47,7 @@ class EgressHarness {
   double Metric(const std::string& series);
 
   EgressServer& server() { return *server_; }
+  egress::v1::Egress::Stub& stub() { return *stub_; }
   const std::shared_ptr<grpc::Channel>& channel() { return channel_; }
 
  private:

@@ -1,0 +1,333 @@
+// DoStream end to end: events forwarded as they arrive, large bodies intact
+// with bounded memory, slow readers, cancellation, failures mid-body, and
+// agreement with Do.
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/fakes/fake_upstream.h"
+#include "tests/fakes/scripted_upstream.h"
+#include "tests/integration/egress_harness.h"
+
+namespace egress {
+namespace {
+
+using ::egress::v1::EgressRequest;
+using ::egress::v1::EgressResponse;
+using ::egress::v1::EgressResponseChunk;
+using std::chrono::milliseconds;
+using ::testing::HasSubstr;
+using Clock = std::chrono::steady_clock;
+
+// What a caller saw of one stream.
+struct Received {
+  bool got_head = false;
+  int status = 0;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;  // kept only when asked
+  size_t body_bytes = 0;
+  size_t messages = 0;
+  bool pattern_ok = true;  // every byte matched PatternByte
+  std::vector<std::pair<Clock::time_point, std::string>> pieces;  // when asked
+  grpc::Status end;
+};
+
+struct ReadOptions {
+  bool keep_body = true;
+  bool check_pattern = false;
+  bool keep_pieces = false;
+  milliseconds delay_per_message{0};
+  // Cancel after this many body bytes (0: never).
+  size_t cancel_after = 0;
+};
+
+class StreamIntegrationTest : public ::testing::Test {
+ protected:
+  Received Stream(const EgressRequest& request, const ReadOptions& options = {},
+                  milliseconds deadline = milliseconds(60000)) {
+    Received got;
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + deadline);
+    auto reader = egress_.stub().DoStream(&context, request);
+    EgressResponseChunk chunk;
+    while (reader->Read(&chunk)) {
+      ++got.messages;
+      if (chunk.has_head()) {
+        EXPECT_FALSE(got.got_head) << "a second head";
+        EXPECT_EQ(got.body_bytes, 0u) << "head after body";
+        got.got_head = true;
+        got.status = chunk.head().status();
+        for (const auto& h : chunk.head().headers()) {
+          got.headers.emplace_back(h.name(), h.value());
+        }
+        continue;
+      }
+      const std::string& piece = chunk.body();
+      EXPECT_LE(piece.size(), 64u << 10) << "chunk over 64 KiB";
+      if (options.check_pattern) {
+        for (size_t i = 0; i < piece.size(); ++i) {
+          if (piece[i] != PatternByte(got.body_bytes + i)) {
+            got.pattern_ok = false;
+            break;
+          }
+        }
+      }
+      if (options.keep_body) got.body += piece;
+      if (options.keep_pieces) got.pieces.emplace_back(Clock::now(), piece);
+      got.body_bytes += piece.size();
+      if (options.cancel_after > 0 && got.body_bytes >= options.cancel_after) {
+        context.TryCancel();
+        break;
+      }
+      if (options.delay_per_message.count() > 0) {
+        std::this_thread::sleep_for(options.delay_per_message);
+      }
+    }
+    got.end = reader->Finish();
+    return got;
+  }
+
+  // Waits (bounded: up to 5 s) for `done` to hold.
+  template <typename F>
+  static bool Eventually(F done) {
+    for (int i = 0; i < 500; ++i) {
+      if (done()) return true;
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+    return done();
+  }
+
+  std::unique_ptr<FakeUpstream> upstream_ = std::make_unique<FakeUpstream>();
+  EgressHarness egress_;
+};
+
+// Peak resident memory of this process since the last ResetPeakRss, in MiB.
+double PeakRssMib() {
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  while (std::getline(status, line)) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stod(line.substr(6)) / 1024;
+  }
+  return -1;
+}
+void ResetPeakRss() { std::ofstream("/proc/self/clear_refs") << "5"; }
+
+#if defined(__SANITIZE_ADDRESS__)
+constexpr bool kAsan = true;  // ASan's allocator keeps freed memory around
+#else
+constexpr bool kAsan = false;
+#endif
+
+TEST_F(StreamIntegrationTest, EachEventArrivesBeforeTheNextIsSent) {
+  egress_.Start();
+  ReadOptions options;
+  options.keep_pieces = true;
+  Received got =
+      Stream(MakeRequest("GET", upstream_->Url("/sse/5/100")), options);
+  ASSERT_TRUE(got.end.ok()) << got.end.error_message();
+  EXPECT_EQ(got.status, 200);
+  EXPECT_EQ(got.body,
+            "data: 0\n\ndata: 1\n\ndata: 2\n\ndata: 3\n\ndata: 4\n\n");
+  const auto sent = upstream_->sse_sent();
+  ASSERT_EQ(sent.size(), 5u);
+  // Piece by piece: the piece holding event i reached the caller before the
+  // upstream wrote event i + 1 (100 ms later): nothing waited to fill a buffer.
+  size_t event = 0;
+  for (const auto& [when, piece] : got.pieces) {
+    for (size_t at = piece.find("data: "); at != std::string::npos;
+         at = piece.find("data: ", at + 1)) {
+      if (event + 1 < sent.size()) {
+        EXPECT_LT(when, sent[event + 1]) << "event " << event;
+      }
+      ++event;
+    }
+  }
+  EXPECT_EQ(event, 5u);
+}
+
+TEST_F(StreamIntegrationTest, LargeBodyArrivesIntactWithBoundedMemory) {
+  egress_.Start();
+  constexpr size_t kSize = 200u << 20;
+  ReadOptions options;
+  options.keep_body = false;
+  options.check_pattern = true;
+  ResetPeakRss();
+  const double before = PeakRssMib();
+  Received got = Stream(
+      MakeRequest("GET", upstream_->Url(absl::StrCat("/stream/", kSize))),
+      options);
+  const double peak = PeakRssMib();
+  ASSERT_TRUE(got.end.ok()) << got.end.error_message();
+  EXPECT_EQ(got.body_bytes, kSize);
+  EXPECT_TRUE(got.pattern_ok);
+  std::printf(
+      "200 MiB streamed in %zu messages; process peak RSS %.1f MiB "
+      "(%.1f MiB before)\n",
+      got.messages, peak, before);
+  // Client, service and upstream share this process; none may hold the body.
+  if (!kAsan) {
+    EXPECT_LT(peak - before, 64);
+  }
+}
+
+TEST_F(StreamIntegrationTest, ChunkedBodyArrivesIntact) {
+  egress_.Start();
+  constexpr size_t kSize = 20u << 20;
+  ReadOptions options;
+  options.keep_body = false;
+  options.check_pattern = true;
+  Received got = Stream(
+      MakeRequest("GET", upstream_->Url(absl::StrCat("/chunked/", kSize))),
+      options);
+  ASSERT_TRUE(got.end.ok()) << got.end.error_message();
+  EXPECT_EQ(got.body_bytes, kSize);
+  EXPECT_TRUE(got.pattern_ok);
+}
+
+TEST_F(StreamIntegrationTest, SlowReaderGetsEveryByte) {
+  egress_.Start();
+  constexpr size_t kSize = 4u << 20;
+  ReadOptions options;
+  options.keep_body = false;
+  options.check_pattern = true;
+  options.delay_per_message = milliseconds(2);
+  Received got = Stream(
+      MakeRequest("GET", upstream_->Url(absl::StrCat("/stream/", kSize))),
+      options);
+  ASSERT_TRUE(got.end.ok()) << got.end.error_message();
+  EXPECT_EQ(got.body_bytes, kSize);
+  EXPECT_TRUE(got.pattern_ok);
+}
+
+TEST_F(StreamIntegrationTest, CancelMidBodyClosesTheUpstreamAndFreesTheWorker) {
+  egress_.Start([](Config& c) { c.workers = 1; });
+  ReadOptions options;
+  options.keep_body = false;
+  options.cancel_after = 1 << 20;
+  Received got =
+      Stream(MakeRequest("GET", upstream_->Url("/stream/1073741824")), options);
+  EXPECT_EQ(got.end.error_code(), grpc::StatusCode::CANCELLED);
+  // The upstream saw its transfer cut short: the connection was closed, not
+  // kept half-read.
+  EXPECT_TRUE(Eventually([&] { return upstream_->aborted_streams() == 1; }));
+  EXPECT_TRUE(Eventually([&] {
+    return egress_.Metric("egress_stream_aborts_total{reason=\"cancelled\"}") ==
+           1;
+  }));
+  // The only worker is free again and the origin's session healthy.
+  EgressResponse response;
+  grpc::Status status =
+      egress_.Do(MakeRequest("GET", upstream_->Url("/echo")), &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_EQ(response.status(), 200);
+  EXPECT_EQ(
+      egress_.Metric("egress_session_recreations_total{reason=\"errors\"}"), 0);
+}
+
+TEST_F(StreamIntegrationTest, DeadlineMidBodyAbandonsTheUpstream) {
+  egress_.Start([](Config& c) { c.workers = 1; });
+  ReadOptions options;
+  options.keep_body = false;
+  options.delay_per_message = milliseconds(5);
+  Received got =
+      Stream(MakeRequest("GET", upstream_->Url("/stream/1073741824")), options,
+             milliseconds(500));
+  EXPECT_EQ(got.end.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_GT(got.body_bytes, 0u);
+  EXPECT_TRUE(Eventually([&] { return upstream_->aborted_streams() == 1; }));
+  EgressResponse response;
+  EXPECT_TRUE(
+      egress_.Do(MakeRequest("GET", upstream_->Url("/echo")), &response).ok());
+}
+
+TEST_F(StreamIntegrationTest,
+       ReaderThatStopsReadingIsCutOffAfterTheIdleTimeout) {
+  egress_.Start([](Config& c) { c.stream_idle_timeout = milliseconds(300); });
+  grpc::ClientContext context;
+  auto reader = egress_.stub().DoStream(
+      &context, MakeRequest("GET", upstream_->Url("/stream/1073741824")));
+  EgressResponseChunk chunk;
+  ASSERT_TRUE(reader->Read(&chunk));  // the head
+  // Read nothing for a while: gRPC's windows fill, the worker's write stalls.
+  EXPECT_TRUE(Eventually([&] {
+    return egress_.Metric(
+               "egress_stream_aborts_total{reason=\"slow_reader\"}") == 1;
+  }));
+  while (reader->Read(&chunk)) {
+  }
+  grpc::Status end = reader->Finish();
+  EXPECT_EQ(end.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_THAT(end.error_message(), HasSubstr("the caller read nothing"));
+  EXPECT_TRUE(Eventually([&] { return upstream_->aborted_streams() == 1; }));
+}
+
+TEST_F(StreamIntegrationTest, UpstreamResetMidBodyEndsWithUnavailableNotOk) {
+  ScriptedUpstream reset(Script::kResetMidBody);
+  egress_.Start();
+  Received got = Stream(MakeRequest("GET", reset.Url("/")));
+  EXPECT_TRUE(got.got_head);
+  EXPECT_EQ(got.status, 200);
+  EXPECT_EQ(got.end.error_code(), grpc::StatusCode::UNAVAILABLE);
+  EXPECT_THAT(got.end.error_message(), HasSubstr("in the middle of the body"));
+  EXPECT_LT(got.body_bytes, 1000u);  // truncated, and not reported as complete
+}
+
+TEST_F(StreamIntegrationTest, MaxStreamBytesEndsTheStream) {
+  egress_.Start([](Config& c) { c.max_stream_bytes = 100000; });
+  Received got = Stream(MakeRequest("GET", upstream_->Url("/stream/1000000")));
+  EXPECT_EQ(got.end.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+  EXPECT_THAT(got.end.error_message(), HasSubstr("--max_stream_bytes=100000"));
+  EXPECT_LE(got.body_bytes, 100000u);
+  EXPECT_EQ(egress_.Metric("egress_stream_aborts_total{reason=\"too_large\"}"),
+            1);
+  // Do keeps its own limit: 1 MB is under --max_response_bytes.
+  EgressResponse response;
+  EXPECT_TRUE(
+      egress_
+          .Do(MakeRequest("GET", upstream_->Url("/stream/1000000")), &response)
+          .ok());
+}
+
+TEST_F(StreamIntegrationTest, BadRequestIsRefusedBeforeAnyMessage) {
+  egress_.Start();
+  Received got = Stream(MakeRequest("GET", "ftp://example.com/"));
+  EXPECT_EQ(got.end.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(got.messages, 0u);
+}
+
+TEST_F(StreamIntegrationTest, DoAndDoStreamAgree) {
+  egress_.Start();
+  for (const char* path :
+       {"/repeat", "/status/404", "/bytes/100000", "/chunked/70000"}) {
+    EgressResponse whole;
+    ASSERT_TRUE(
+        egress_.Do(MakeRequest("GET", upstream_->Url(path)), &whole).ok())
+        << path;
+    Received streamed = Stream(MakeRequest("GET", upstream_->Url(path)));
+    ASSERT_TRUE(streamed.end.ok())
+        << path << ": " << streamed.end.error_message();
+    EXPECT_EQ(streamed.status, whole.status()) << path;
+    EXPECT_EQ(streamed.body, whole.body()) << path;
+    std::vector<std::pair<std::string, std::string>> headers;
+    for (const auto& h : whole.headers()) {
+      // Date may tick between the two calls.
+      if (h.name() != "Date") headers.emplace_back(h.name(), h.value());
+    }
+    std::vector<std::pair<std::string, std::string>> streamed_headers;
+    for (const auto& h : streamed.headers) {
+      if (h.first != "Date") streamed_headers.push_back(h);
+    }
+    EXPECT_EQ(streamed_headers, headers) << path;
+  }
+}
+
+}  // namespace
+}  // namespace egress
