@@ -50,6 +50,29 @@ ABSL_FLAG(std::string, ca_file, "",
 ABSL_FLAG(bool, insecure_skip_verify, false,
           "DANGER: do not verify https upstreams' certificates or host names. "
           "Logs a warning and sets egress_tls_insecure_skip_verify to 1.");
+ABSL_FLAG(std::string, allow_cidrs, "",
+          "Comma-separated CIDRs the service may connect to even though they "
+          "are not public (e.g. 127.0.0.0/8,::1/128 for local tests).");
+ABSL_FLAG(std::string, deny_cidrs, "",
+          "Comma-separated CIDRs never connected to; wins over --allow_cidrs.");
+ABSL_FLAG(std::string, allow_hosts, "",
+          "Comma-separated host names or *.suffix patterns; when set, only "
+          "these hosts may be reached.");
+ABSL_FLAG(std::string, deny_hosts, "",
+          "Comma-separated host names or *.suffix patterns never reached.");
+ABSL_FLAG(std::string, tls_cert, "",
+          "PEM certificate (chain) for TLS on the gRPC listener.");
+ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert.");
+ABSL_FLAG(std::string, client_ca, "",
+          "PEM roots for client certificates: requires and verifies them "
+          "(mutual TLS); the certificate's common name is the caller's "
+          "identity.");
+ABSL_FLAG(std::string, auth_tokens_file, "",
+          "File of \"TOKEN IDENTITY\" lines; when set, every call needs "
+          "\"authorization: Bearer TOKEN\" metadata. Reloaded on SIGHUP.");
+ABSL_FLAG(std::string, identity_hosts_file, "",
+          "File of \"IDENTITY host[,host...]\" lines limiting what each caller "
+          "may reach. Reloaded on SIGHUP.");
 ABSL_FLAG(absl::Duration, dns_ttl, absl::Seconds(600),
           "How long a resolved address is used before the name is looked up "
           "again.");
@@ -108,6 +131,13 @@ absl::Status Config::Validate() const {
   if (stream_idle_timeout <= nanoseconds::zero()) {
     return Bad("stream_idle_timeout", "must be positive");
   }
+  if (tls_cert.empty() != tls_key.empty()) {
+    return Bad(tls_cert.empty() ? "tls_cert" : "tls_key",
+               "--tls_cert and --tls_key go together");
+  }
+  if (!client_ca.empty() && tls_cert.empty()) {
+    return Bad("client_ca", "mutual TLS needs --tls_cert and --tls_key");
+  }
   if (drain_timeout < nanoseconds::zero()) {
     return Bad("drain_timeout", "must not be negative");
   }
@@ -134,6 +164,15 @@ Config ConfigFromFlags() {
   c.drain_timeout = ToChrono(absl::GetFlag(FLAGS_drain_timeout));
   c.ca_file = absl::GetFlag(FLAGS_ca_file);
   c.insecure_skip_verify = absl::GetFlag(FLAGS_insecure_skip_verify);
+  c.allow_cidrs = absl::GetFlag(FLAGS_allow_cidrs);
+  c.deny_cidrs = absl::GetFlag(FLAGS_deny_cidrs);
+  c.allow_hosts = absl::GetFlag(FLAGS_allow_hosts);
+  c.deny_hosts = absl::GetFlag(FLAGS_deny_hosts);
+  c.tls_cert = absl::GetFlag(FLAGS_tls_cert);
+  c.tls_key = absl::GetFlag(FLAGS_tls_key);
+  c.client_ca = absl::GetFlag(FLAGS_client_ca);
+  c.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
+  c.identity_hosts_file = absl::GetFlag(FLAGS_identity_hosts_file);
   c.dns_ttl = ToChrono(absl::GetFlag(FLAGS_dns_ttl));
   c.dns_negative_ttl = ToChrono(absl::GetFlag(FLAGS_dns_negative_ttl));
   c.dns_cache_size = absl::GetFlag(FLAGS_dns_cache_size);

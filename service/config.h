@@ -42,6 +42,19 @@ struct Config {
   std::string ca_file;                // extra PEM roots for https upstreams
   bool insecure_skip_verify = false;  // never verify upstream certificates
 
+  // Destination policy (comma-separated lists).
+  std::string allow_cidrs;
+  std::string deny_cidrs;
+  std::string allow_hosts;
+  std::string deny_hosts;
+
+  // Callers.
+  std::string tls_cert;   // PEM certificate chain for the gRPC listener
+  std::string tls_key;    // its private key
+  std::string client_ca;  // PEM roots for client certificates (mutual TLS)
+  std::string auth_tokens_file;
+  std::string identity_hosts_file;
+
   std::chrono::nanoseconds dns_ttl = std::chrono::seconds(600);
   std::chrono::nanoseconds dns_negative_ttl = std::chrono::seconds(5);
   size_t dns_cache_size = 10000;

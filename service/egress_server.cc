@@ -6,8 +6,13 @@
 #include <grpcpp/server_builder.h>
 
 #include <algorithm>
+#include <fstream>
+#include <sstream>
+#include <tuple>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "service/log.h"
 
 namespace egress {
@@ -21,7 +26,47 @@ std::chrono::nanoseconds MaintenanceInterval(const Config& config) {
                                               std::chrono::seconds(5));
 }
 
+absl::StatusOr<std::string> ReadFile(const std::string& path,
+                                     const char* flag) {
+  std::ifstream in(path);
+  std::stringstream text;
+  if (!in || !(text << in.rdbuf())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, ": cannot read ", path));
+  }
+  return text.str();
+}
+
+// TLS (and mutual TLS) on the listener when configured, else plaintext.
+absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenerCredentials(
+    const Config& config) {
+  if (config.tls_cert.empty()) return grpc::InsecureServerCredentials();
+  absl::StatusOr<std::string> cert = ReadFile(config.tls_cert, "tls_cert");
+  if (!cert.ok()) return cert.status();
+  absl::StatusOr<std::string> key = ReadFile(config.tls_key, "tls_key");
+  if (!key.ok()) return key.status();
+  grpc::SslServerCredentialsOptions options(
+      config.client_ca.empty()
+          ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
+          : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
+  options.pem_key_cert_pairs.push_back({*key, *cert});
+  if (!config.client_ca.empty()) {
+    absl::StatusOr<std::string> ca = ReadFile(config.client_ca, "client_ca");
+    if (!ca.ok()) return ca.status();
+    options.pem_root_certs = *ca;
+  }
+  return grpc::SslServerCredentials(options);
+}
+
+bool IsLoopbackListen(const std::string& listen) {
+  return absl::StartsWith(listen, "127.") ||
+         absl::StartsWith(listen, "[::1]") ||
+         absl::StartsWith(listen, "localhost:");
+}
+
 }  // namespace
+
+absl::Status EgressServer::ReloadCallers() { return auth_->Reload(); }
 
 EgressServer::EgressServer(const Config& config, const Clock& clock)
     : config_(config), clock_(clock) {}
@@ -66,6 +111,30 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
   dns_options.max_entries = config.dns_cache_size;
   s->dns_ = std::make_unique<DnsCache>(*resolver, clock, dns_options);
 
+  PolicyOptions policy_options;
+  for (auto [list, out, flag] :
+       {std::tuple{&config.allow_cidrs, &policy_options.allow_cidrs,
+                   "allow_cidrs"},
+        std::tuple{&config.deny_cidrs, &policy_options.deny_cidrs,
+                   "deny_cidrs"}}) {
+    absl::StatusOr<std::vector<Cidr>> cidrs = ParseCidrList(*list, flag);
+    if (!cidrs.ok()) return cidrs.status();
+    *out = *std::move(cidrs);
+  }
+  policy_options.allow_hosts =
+      absl::StrSplit(config.allow_hosts, ',', absl::SkipWhitespace());
+  policy_options.deny_hosts =
+      absl::StrSplit(config.deny_hosts, ',', absl::SkipWhitespace());
+  absl::StatusOr<std::unique_ptr<DestinationPolicy>> policy =
+      DestinationPolicy::Create(std::move(policy_options));
+  if (!policy.ok()) return policy.status();
+  s->policy_ = *std::move(policy);
+
+  absl::StatusOr<std::unique_ptr<CallerAuth>> auth =
+      CallerAuth::Create(config.auth_tokens_file, config.identity_hosts_file);
+  if (!auth.ok()) return auth.status();
+  s->auth_ = *std::move(auth);
+
   SessionCacheOptions cache_options;
   cache_options.max_sessions = config.max_sessions_per_worker;
   cache_options.keepalive_timeout = config.keepalive_timeout;
@@ -76,6 +145,7 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
   cache_options.session.verify_tls = !config.insecure_skip_verify;
   cache_options.session.trust_store = s->trust_->get();
   cache_options.session.dns = s->dns_.get();
+  cache_options.session.policy = s->policy_.get();
 
   WorkerPoolOptions pool_options;
   pool_options.workers = config.workers;
@@ -98,14 +168,18 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
   service_options.max_timeout = config.max_timeout;
   service_options.stream_idle_timeout = config.stream_idle_timeout;
   service_options.max_stream_bytes = config.max_stream_bytes;
+  service_options.auth = s->auth_.get();
+  service_options.policy = s->policy_.get();
   s->service_ = std::make_unique<EgressService>(service_options, *s->pool_,
                                                 *s->metrics_, clock);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(config.listen, grpc::InsecureServerCredentials(),
-                           &s->grpc_port_);
+  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
+      ListenerCredentials(config);
+  if (!credentials.ok()) return credentials.status();
+  builder.AddListeningPort(config.listen, *credentials, &s->grpc_port_);
   // Room for the largest body plus headers and framing.
   builder.SetMaxReceiveMessageSize(static_cast<int>(
       std::min<size_t>(config.max_request_bytes + (1 << 20), INT32_MAX)));
@@ -120,6 +194,14 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
                                                "use or invalid?)"));
   }
   s->server_->GetHealthCheckService()->SetServingStatus(true);
+  if (config.tls_cert.empty() && config.auth_tokens_file.empty() &&
+      !IsLoopbackListen(config.listen)) {
+    LogWarning(absl::StrCat(
+        "listening on ", config.listen,
+        " in plaintext without authentication: anyone who can reach this port "
+        "can make requests through egressd (see --tls_cert, --client_ca, "
+        "--auth_tokens_file)"));
+  }
   LogInfo(absl::StrCat("egressd serving gRPC on port ", s->grpc_port_, " (",
                        config.listen, "), metrics on port ", s->metrics_port_,
                        ", ", config.workers, " workers"));

@@ -19,8 +19,10 @@
 #include <memory>
 
 #include "absl/status/statusor.h"
+#include "service/caller_auth.h"
 #include "service/clock.h"
 #include "service/config.h"
+#include "service/destination_policy.h"
 #include "service/dns_cache.h"
 #include "service/egress_service.h"
 #include "service/egress_worker.h"
@@ -54,6 +56,10 @@ class EgressServer {
   int metrics_port() const { return metrics_port_; }  // 0 when disabled
   Metrics& metrics() { return *metrics_; }
 
+  // Re-reads --auth_tokens_file and --identity_hosts_file (SIGHUP). On error
+  // the old entries stay in force.
+  absl::Status ReloadCallers();
+
  private:
   explicit EgressServer(const Config& config, const Clock& clock);
 
@@ -63,6 +69,8 @@ class EgressServer {
   std::unique_ptr<Resolver> own_resolver_;
   std::unique_ptr<DnsCache> dns_;
   std::unique_ptr<TrustStore> trust_;
+  std::unique_ptr<DestinationPolicy> policy_;
+  std::unique_ptr<CallerAuth> auth_;
   std::unique_ptr<MetricsServer> metrics_server_;
   std::unique_ptr<WorkerPool<EgressWorker>> pool_;
   std::unique_ptr<EgressService> service_;

@@ -10,7 +10,10 @@
 #include <string>
 #include <utility>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "service/log.h"
 #include "service/status_mapping.h"
 
 namespace egress {
@@ -52,6 +55,8 @@ class EgressService::Call {
   }
 
   grpc::ServerUnaryReactor* reactor() { return reactor_; }
+  std::string& identity() { return identity_; }
+  void set_url(const std::string& url) { url_ = url; }
   grpc::CallbackServerContext& context() { return context_; }
   MonoTime start() const { return start_; }
   void set_method(std::string method) { method_ = std::move(method); }
@@ -59,6 +64,7 @@ class EgressService::Call {
   // Answers the call with `status` (the response as filled so far when OK),
   // records it, and deletes this Call.
   void Finish(const absl::Status& status, int http_status) {
+    service_.NoteRefusal(status, identity_, url_);
     const nanoseconds total = service_.clock_.Now() - start_;
     if (status.ok())
       SetDuration(total, *response_.mutable_timing()->mutable_total());
@@ -113,6 +119,8 @@ class EgressService::Call {
   grpc::ServerUnaryReactor* const reactor_;
   const MonoTime start_;
   std::string method_;
+  std::string identity_ = "anonymous";
+  std::string url_;
 };
 
 // One DoStream call: a write reactor that is also the ResponseSink of the
@@ -142,6 +150,8 @@ class EgressService::StreamCall final
 
   MonoTime start() const { return start_; }
   void set_method(std::string method) { method_ = std::move(method); }
+  std::string& identity() { return identity_; }
+  void set_url(const std::string& url) { url_ = url; }
 
   // Runs on a worker: performs the exchange, streaming, then finishes.
   void Run(EgressWorker& worker, const UpstreamRequest& request,
@@ -168,6 +178,7 @@ class EgressService::StreamCall final
   // Answers with `status` once every pending byte is written (at once when the
   // call failed before streaming). Called once, by the worker or by Do.
   void FinishWhenDrained(const absl::Status& status) {
+    service_.NoteRefusal(status, identity_, url_);
     std::unique_lock<std::mutex> lock(mu_);
     code_ = status.code();
     final_status_ = ToGrpcStatus(status);
@@ -340,6 +351,8 @@ class EgressService::StreamCall final
   grpc::CallbackServerContext& context_;
   const MonoTime start_;
   std::string method_;
+  std::string identity_ = "anonymous";
+  std::string url_;
   nanoseconds queued_{0};  // written by the worker before streaming starts
   std::chrono::steady_clock::time_point real_deadline_;
 
@@ -386,10 +399,22 @@ absl::Status EgressService::CheckTaken(
 absl::StatusOr<EgressService::Admission> EgressService::Admit(
     const egress::v1::EgressRequest& request,
     const grpc::CallbackServerContext& context, MonoTime start,
-    nanoseconds default_timeout) const {
+    nanoseconds default_timeout, std::string& identity) const {
+  Caller caller{"anonymous", nullptr};
+  if (options_.auth != nullptr) {
+    absl::StatusOr<Caller> authenticated = options_.auth->Authenticate(context);
+    if (!authenticated.ok()) return authenticated.status();
+    caller = *std::move(authenticated);
+  }
+  identity = caller.identity;
   absl::StatusOr<UpstreamRequest> upstream =
       ValidateRequest(request, options_.limits);
   if (!upstream.ok()) return upstream.status();
+  if (options_.policy != nullptr) {
+    absl::Status allowed = options_.policy->CheckHost(
+        upstream->origin.host, caller.allowed_hosts.get());
+    if (!allowed.ok()) return allowed;
+  }
   // Upstream timeout: the smallest of the caller's timeout, the call's
   // remaining deadline and --max_timeout; `default_timeout` when the caller
   // gave neither.
@@ -404,6 +429,20 @@ absl::StatusOr<EgressService::Admission> EgressService::Admit(
   }
   return Admission{std::make_shared<UpstreamRequest>(std::move(*upstream)),
                    start + timeout};
+}
+
+void EgressService::NoteRefusal(const absl::Status& status,
+                                const std::string& identity,
+                                const std::string& url) const {
+  if (absl::IsPermissionDenied(status)) {
+    metrics_.RecordPolicyDenied(PolicyReason(status));
+    LogWarning(absl::StrCat("policy: caller ", identity, " url ",
+                            absl::CHexEscape(url.substr(0, 200)), ": ",
+                            status.message()));
+  } else if (absl::IsUnauthenticated(status)) {
+    LogWarning(absl::StrCat("auth: refused a call from ", identity, ": ",
+                            status.message()));
+  }
 }
 
 absl::Status EgressService::Submit(std::function<void(EgressWorker&)> task) {
@@ -423,8 +462,10 @@ grpc::ServerUnaryReactor* EgressService::Do(
   // Labels only: Metrics folds anything but the standard methods into "OTHER".
   call->set_method(request->method().empty() ? "GET" : request->method());
 
+  call->set_url(request->url());
   absl::StatusOr<Admission> admitted =
-      Admit(*request, *context, call->start(), options_.default_timeout);
+      Admit(*request, *context, call->start(), options_.default_timeout,
+            call->identity());
   if (!admitted.ok()) {
     call->Finish(admitted.status(), 0);
     return reactor;
@@ -444,8 +485,10 @@ EgressService::DoStream(grpc::CallbackServerContext* context,
   call->set_method(request->method().empty() ? "GET" : request->method());
   // A stream's total time is bounded by --max_timeout when the caller gives
   // neither a timeout nor a deadline: long event streams are its normal case.
+  call->set_url(request->url());
   absl::StatusOr<Admission> admitted =
-      Admit(*request, *context, call->start(), options_.max_timeout);
+      Admit(*request, *context, call->start(), options_.max_timeout,
+            call->identity());
   if (!admitted.ok()) {
     call->FinishWhenDrained(admitted.status());
     return call;

@@ -14,7 +14,9 @@
 
 #include "absl/status/status.h"
 #include "proto/egress/v1/egress.grpc.pb.h"
+#include "service/caller_auth.h"
 #include "service/clock.h"
+#include "service/destination_policy.h"
 #include "service/egress_worker.h"
 #include "service/metrics.h"
 #include "service/request_validation.h"
@@ -31,6 +33,11 @@ struct ServiceOptions {
   std::chrono::nanoseconds stream_idle_timeout = std::chrono::minutes(5);
   // DoStream: bytes after which the stream fails; 0 is unlimited.
   size_t max_stream_bytes = 0;
+  // Who may call; nullptr lets everyone in as "anonymous".
+  const CallerAuth* auth = nullptr;
+  // Which hosts may be reached (addresses are checked by the sessions);
+  // nullptr allows every host.
+  const DestinationPolicy* policy = nullptr;
 };
 
 class EgressService final : public egress::v1::Egress::CallbackService {
@@ -57,10 +64,18 @@ class EgressService final : public egress::v1::Egress::CallbackService {
     MonoTime deadline;
   };
 
-  absl::StatusOr<Admission> Admit(
-      const egress::v1::EgressRequest& request,
-      const grpc::CallbackServerContext& context, MonoTime start,
-      std::chrono::nanoseconds default_timeout) const;
+  // Authenticates the caller (setting `identity`), validates the request,
+  // checks its host against the policy, and computes the deadline of the
+  // upstream exchange.
+  absl::StatusOr<Admission> Admit(const egress::v1::EgressRequest& request,
+                                  const grpc::CallbackServerContext& context,
+                                  MonoTime start,
+                                  std::chrono::nanoseconds default_timeout,
+                                  std::string& identity) const;
+  // Counts and logs a refusal by the policy or by authentication, naming the
+  // caller; does nothing for other statuses.
+  void NoteRefusal(const absl::Status& status, const std::string& identity,
+                   const std::string& url) const;
   // RESOURCE_EXHAUSTED when the queue is full.
   absl::Status Submit(std::function<void(EgressWorker&)> task);
   // On the worker that took a call: may it still go ahead?

@@ -125,7 +125,8 @@ absl::StatusOr<UpstreamResponse> HttpSession::Exchange(
   absl::Status pinned = Pin();
   if (!pinned.ok()) {
     last_used_ = start;
-    ++consecutive_errors_;
+    // A refusal by policy says nothing about the upstream's health.
+    if (!absl::IsPermissionDenied(pinned)) ++consecutive_errors_;
     return pinned;
   }
   Attempt first;
@@ -251,6 +252,12 @@ absl::Status HttpSession::Pin() {
   }
   absl::StatusOr<DnsCache::Answer> answer = options_.dns->Lookup(origin_.host);
   if (!answer.ok()) return answer.status();
+  // The address checked is the address pinned, and so the one connected to: a
+  // later DNS answer cannot slip past (no re-resolution in between).
+  if (options_.policy != nullptr) {
+    absl::Status allowed = options_.policy->CheckAddress(answer->address);
+    if (!allowed.ok()) return allowed;
+  }
   if (answer->address != pinned_address_) {
     const bool moved = !pinned_address_.empty();
     pinned_address_ = answer->address;

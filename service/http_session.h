@@ -30,6 +30,7 @@
 
 #include "absl/status/statusor.h"
 #include "service/clock.h"
+#include "service/destination_policy.h"
 #include "service/dns_cache.h"
 #include "service/http_types.h"
 #include "service/session_observer.h"
@@ -57,6 +58,9 @@ struct SessionOptions {
   X509_STORE* trust_store = nullptr;
   // Where host names are resolved; nullptr lets httplib resolve them itself.
   DnsCache* dns = nullptr;
+  // Checks every address before the session connects to it (needs `dns`, which
+  // pins the checked address as the connected one); nullptr checks nothing.
+  const DestinationPolicy* policy = nullptr;
 };
 
 // Receives one response as it arrives. Called on the thread that called

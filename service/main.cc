@@ -10,6 +10,7 @@
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "service/config.h"
 #include "service/egress_server.h"
 #include "service/log.h"
@@ -34,6 +35,7 @@ int main(int argc, char** argv) {
   sigemptyset(&stop_signals);
   sigaddset(&stop_signals, SIGTERM);
   sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
   signal(SIGPIPE,
          SIG_IGN);  // a peer closing a socket is an error code, not death
@@ -46,7 +48,18 @@ int main(int argc, char** argv) {
     return 2;
   }
   int received = 0;
-  sigwait(&stop_signals, &received);
+  // SIGHUP reloads the callers' tokens and host lists; the others stop.
+  while (sigwait(&stop_signals, &received) == 0 && received == SIGHUP) {
+    absl::Status reloaded = (*server)->ReloadCallers();
+    if (reloaded.ok()) {
+      egress::LogInfo(
+          "SIGHUP: reloaded --auth_tokens_file and --identity_hosts_file");
+    } else {
+      egress::LogError(
+          absl::StrCat("SIGHUP: reload failed, keeping the old entries: ",
+                       reloaded.message()));
+    }
+  }
   egress::LogInfo(received == SIGTERM ? "received SIGTERM" : "received SIGINT");
   (*server)->Shutdown(config.drain_timeout);
   return 0;

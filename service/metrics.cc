@@ -118,6 +118,13 @@ Metrics::Metrics()
                                 .Register(*registry_)) {
   // Every reason is present from the start, so a dashboard shows zeros, not
   // gaps.
+  for (const char* reason :
+       {"loopback", "private", "link_local", "cgnat", "unspecified",
+        "multicast", "broadcast", "reserved", "unique_local", "deny_cidrs",
+        "deny_hosts", "allow_hosts", "identity", "invalid", "other"}) {
+    policy_denied_.emplace_back(
+        reason, &policy_denied_family_.Add({{"reason", reason}}));
+  }
   for (int i = 0; i < 3; ++i) {
     stream_aborts_[i] =
         &stream_aborts_family_.Add({{"reason", kStreamAbortReasons[i]}});
@@ -135,6 +142,16 @@ void Metrics::RecordStreamAbort(const std::string& reason) {
       return;
     }
   }
+}
+
+void Metrics::RecordPolicyDenied(const std::string& reason) {
+  for (const auto& [name, counter] : policy_denied_) {
+    if (name == reason) {
+      counter->Increment();
+      return;
+    }
+  }
+  policy_denied_.back().second->Increment();  // "other"
 }
 
 void Metrics::OnSessionDropped(DropReason reason) {

@@ -29,6 +29,8 @@
 #include <atomic>
 #include <memory>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "service/session_observer.h"
@@ -52,6 +54,8 @@ class Metrics final : public SessionObserver {
   // caller went away or its deadline passed), "slow_reader" (it read nothing
   // for --stream_idle_timeout), "too_large" (over --max_stream_bytes).
   void RecordStreamAbort(const std::string& reason);
+  // A call refused by the destination policy, by rule (PolicyReason).
+  void RecordPolicyDenied(const std::string& reason);
   void RecordUpstreamSeconds(double seconds) {
     upstream_duration_.Observe(seconds);
   }
@@ -93,6 +97,7 @@ class Metrics final : public SessionObserver {
   prometheus::Family<prometheus::Counter>& policy_denied_family_;
   prometheus::Family<prometheus::Counter>& stream_aborts_family_;
   prometheus::Counter* stream_aborts_[3];  // cancelled, slow_reader, too_large
+  std::vector<std::pair<std::string, prometheus::Counter*>> policy_denied_;
   std::atomic<prometheus::Counter*> requests_[kMethods][kCodeClasses]
                                              [kOutcomes] = {};
 };

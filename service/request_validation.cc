@@ -1,10 +1,12 @@
 #include "service/request_validation.h"
 
 #include <arpa/inet.h>
+#include <netinet/in.h>
 
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
+#include <optional>
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
@@ -93,6 +95,23 @@ absl::StatusOr<uint16_t> ParsePort(absl::string_view text) {
   return static_cast<uint16_t>(port);
 }
 
+// Hosts that inet_aton reads as an IPv4 address, in any of its legacy spellings
+// ("2130706433", "0x7f.1", "0177.0.0.1", "127.1"), are that address: resolvers
+// and browsers read them so too, and the policy must see the real destination.
+std::optional<std::string> CanonicalIpv4(absl::string_view host) {
+  const bool numeric = std::all_of(host.begin(), host.end(), [](char c) {
+    return absl::ascii_isxdigit(static_cast<unsigned char>(c)) || c == '.' ||
+           c == 'x' || c == 'X';
+  });
+  if (!numeric) return std::nullopt;
+  in_addr addr;
+  const std::string copy(host);
+  if (inet_aton(copy.c_str(), &addr) == 0) return std::nullopt;
+  char text[INET_ADDRSTRLEN] = {};
+  inet_ntop(AF_INET, &addr, text, sizeof(text));
+  return std::string(text);
+}
+
 absl::Status ParseAuthority(absl::string_view authority, Origin& origin) {
   if (authority.empty()) return Invalid("url", "has no host");
   if (authority.find('@') != absl::string_view::npos) {
@@ -118,6 +137,11 @@ absl::Status ParseAuthority(absl::string_view authority, Origin& origin) {
     if (!rest.empty() && rest.front() != ':') {
       return Invalid("url", "unexpected characters after the IPv6 address");
     }
+    // One spelling per address: "::ffff:127.0.0.1" and "::ffff:7f00:1" are the
+    // same destination for the policy and the session cache.
+    char text[INET6_ADDRSTRLEN] = {};
+    inet_ntop(AF_INET6, &addr, text, sizeof(text));
+    origin.host = text;
   } else {
     size_t colon = authority.find(':');
     host = authority.substr(0, colon);
@@ -126,8 +150,8 @@ absl::Status ParseAuthority(absl::string_view authority, Origin& origin) {
     if (host.empty()) return Invalid("url", "has no host");
     absl::Status status = ValidateRegName(host);
     if (!status.ok()) return status;
+    origin.host = CanonicalIpv4(host).value_or(absl::AsciiStrToLower(host));
   }
-  origin.host = absl::AsciiStrToLower(host);
   if (rest.empty()) {
     origin.port = origin.scheme == "https" ? 443 : 80;
   } else {

@@ -7,22 +7,25 @@
 
 namespace egress {
 
-void EgressHarness::Start(const std::function<void(Config&)>& tweak,
-                          Resolver* resolver) {
+void EgressHarness::Start(
+    const std::function<void(Config&)>& tweak, Resolver* resolver,
+    std::shared_ptr<grpc::ChannelCredentials> credentials) {
   Stop();
   Config config;
   config.listen = "127.0.0.1:0";
   config.metrics_listen = "127.0.0.1:0";
   config.drain_timeout = std::chrono::seconds(2);
+  config.allow_cidrs = "127.0.0.0/8,::1/128";
   if (tweak) tweak(config);
   auto server = EgressServer::Start(config, RealClock::Get(), resolver);
   ASSERT_TRUE(server.ok()) << server.status();
   server_ = std::move(*server);
   grpc::ChannelArguments args;
   args.SetMaxReceiveMessageSize(-1);
+  const bool tls = credentials != nullptr;
   channel_ = grpc::CreateCustomChannel(
-      absl::StrCat("127.0.0.1:", server_->grpc_port()),
-      grpc::InsecureChannelCredentials(), args);
+      absl::StrCat(tls ? "localhost:" : "127.0.0.1:", server_->grpc_port()),
+      tls ? credentials : grpc::InsecureChannelCredentials(), args);
   stub_ = egress::v1::Egress::NewStub(channel_);
 }
 
@@ -38,6 +41,9 @@ grpc::Status EgressHarness::Do(const egress::v1::EgressRequest& request,
                                std::chrono::milliseconds deadline) {
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + deadline);
+  if (!bearer_token_.empty()) {
+    context.AddMetadata("authorization", "Bearer " + bearer_token_);
+  }
   return stub_->Do(&context, request, response);
 }
 

@@ -32,8 +32,15 @@ class EgressHarness {
   // Starts egressd with the defaults (loopback, ephemeral ports, 2 s drain),
   // changed by `tweak`; stops a running one first. `resolver` answers names
   // other than IP literals (nullptr: the system resolver, for localhost only).
+  //
+  // The defaults allow loopback destinations
+  // (--allow_cidrs=127.0.0.0/8,::1/128), since every test upstream is on
+  // loopback; a tweak may clear that. `credentials` secure the channel
+  // (nullptr: plaintext); with TLS the channel connects to "localhost:<port>"
+  // so the name matches the test certificate.
   void Start(const std::function<void(Config&)>& tweak = nullptr,
-             Resolver* resolver = nullptr);
+             Resolver* resolver = nullptr,
+             std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);
   void Stop();
 
   grpc::Status Do(
@@ -46,6 +53,9 @@ class EgressHarness {
   // The value of one series ("name" or "name{labels}"), -1 when absent.
   double Metric(const std::string& series);
 
+  // Sent as "authorization: Bearer <token>" with every call when not empty.
+  void set_bearer_token(std::string token) { bearer_token_ = std::move(token); }
+
   EgressServer& server() { return *server_; }
   egress::v1::Egress::Stub& stub() { return *stub_; }
   const std::shared_ptr<grpc::Channel>& channel() { return channel_; }
@@ -54,6 +64,7 @@ class EgressHarness {
   std::unique_ptr<EgressServer> server_;
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<egress::v1::Egress::Stub> stub_;
+  std::string bearer_token_;
 };
 
 // A request for `url` with `method`.

@@ -1,0 +1,308 @@
+#include "service/destination_policy.h"
+
+#include <arpa/inet.h>
+
+#include <cstring>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/cord.h"
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+
+namespace egress {
+namespace {
+
+constexpr char kReasonPayload[] = "egress.policy/reason";
+
+in6_addr Mapped(uint32_t v4_host_order) {
+  in6_addr a{};
+  a.s6_addr[10] = 0xff;
+  a.s6_addr[11] = 0xff;
+  a.s6_addr[12] = static_cast<uint8_t>(v4_host_order >> 24);
+  a.s6_addr[13] = static_cast<uint8_t>(v4_host_order >> 16);
+  a.s6_addr[14] = static_cast<uint8_t>(v4_host_order >> 8);
+  a.s6_addr[15] = static_cast<uint8_t>(v4_host_order);
+  return a;
+}
+
+uint32_t Word(const in6_addr& a, int byte) {
+  return (uint32_t{a.s6_addr[byte]} << 24) |
+         (uint32_t{a.s6_addr[byte + 1]} << 16) |
+         (uint32_t{a.s6_addr[byte + 2]} << 8) | a.s6_addr[byte + 3];
+}
+
+Cidr V4(uint32_t network, int prefix) {
+  return Cidr{Mapped(network), 96 + prefix};
+}
+
+Cidr V6(const char* text, int prefix) {
+  Cidr c;
+  inet_pton(AF_INET6, text, &c.network);
+  c.prefix = prefix;
+  return c;
+}
+
+struct Range {
+  Cidr cidr;
+  const char* reason;
+};
+
+// IPv4 ranges that are not public (IANA special-purpose registry).
+const std::vector<Range>& V4Ranges() {
+  static const auto* ranges = new std::vector<Range>{
+      {V4(0x00000000, 8), "unspecified"},  // 0.0.0.0/8 "this network"
+      {V4(0x0A000000, 8), "private"},      // 10.0.0.0/8
+      {V4(0x64400000, 10), "cgnat"},       // 100.64.0.0/10
+      {V4(0x7F000000, 8), "loopback"},     // 127.0.0.0/8
+      {V4(0xA9FE0000, 16), "link_local"},  // 169.254.0.0/16 (cloud metadata)
+      {V4(0xAC100000, 12), "private"},     // 172.16.0.0/12
+      {V4(0xC0000000, 24), "reserved"},    // 192.0.0.0/24 IETF assignments
+      {V4(0xC0000200, 24), "reserved"},    // 192.0.2.0/24 TEST-NET-1
+      {V4(0xC0586300, 24), "reserved"},    // 192.88.99.0/24 6to4 relay
+      {V4(0xC0A80000, 16), "private"},     // 192.168.0.0/16
+      {V4(0xC6120000, 15), "reserved"},    // 198.18.0.0/15 benchmarking
+      {V4(0xC6336400, 24), "reserved"},    // 198.51.100.0/24 TEST-NET-2
+      {V4(0xCB007100, 24), "reserved"},    // 203.0.113.0/24 TEST-NET-3
+      {V4(0xE0000000, 4), "multicast"},    // 224.0.0.0/4
+      {V4(0xFFFFFFFF, 32), "broadcast"},   // 255.255.255.255
+      {V4(0xF0000000, 4), "reserved"},     // 240.0.0.0/4
+  };
+  return *ranges;
+}
+
+// IPv6 ranges that are not public and embed no IPv4 address.
+const std::vector<Range>& V6Ranges() {
+  static const auto* ranges = new std::vector<Range>{
+      {V6("::", 128), "unspecified"},      {V6("::1", 128), "loopback"},
+      {V6("100::", 64), "reserved"},        // discard-only
+      {V6("64:ff9b:1::", 48), "reserved"},  // local-use NAT64
+      {V6("2001:db8::", 32), "reserved"},   // documentation
+      {V6("2001:10::", 28), "reserved"},    // ORCHID
+      {V6("fc00::", 7), "unique_local"},   {V6("fe80::", 10), "link_local"},
+      {V6("fec0::", 10), "reserved"},  // site-local, deprecated
+      {V6("ff00::", 8), "multicast"},
+  };
+  return *ranges;
+}
+
+const char* ClassifyV4(uint32_t v4) {
+  const in6_addr mapped = Mapped(v4);
+  for (const Range& r : V4Ranges()) {
+    if (r.cidr.Contains(mapped)) return r.reason;
+  }
+  return nullptr;
+}
+
+// IPv4 addresses an IPv6 address carries, which a packet to it may reach.
+std::vector<uint32_t> EmbeddedV4(const in6_addr& a) {
+  static const Cidr kMapped = V6("::ffff:0:0", 96);
+  static const Cidr kCompatible = V6("::", 96);
+  static const Cidr kNat64 = V6("64:ff9b::", 96);
+  static const Cidr k6to4 = V6("2002::", 16);
+  static const Cidr kTeredo = V6("2001::", 32);
+  if (kMapped.Contains(a) || kNat64.Contains(a)) return {Word(a, 12)};
+  // ::/96 minus :: and ::1, which the v6 table classifies.
+  if (kCompatible.Contains(a) && Word(a, 12) > 1) return {Word(a, 12)};
+  if (k6to4.Contains(a)) return {Word(a, 2)};
+  // Teredo: server in bits 32-63, client (obfuscated) in bits 96-127.
+  if (kTeredo.Contains(a)) return {Word(a, 4), ~Word(a, 12)};
+  return {};
+}
+
+bool IsMapped(const in6_addr& a) {
+  static const Cidr kMapped = V6("::ffff:0:0", 96);
+  return kMapped.Contains(a);
+}
+
+absl::Status Denied(const std::string& what, const char* reason,
+                    absl::string_view rule) {
+  absl::Status status = absl::PermissionDeniedError(
+      absl::StrCat(what, " refused by policy: ", rule));
+  status.SetPayload(kReasonPayload, absl::Cord(reason));
+  return status;
+}
+
+std::string Describe(const char* reason) {
+  const std::string r = reason;
+  if (r == "private") return "private address (RFC 1918)";
+  if (r == "link_local")
+    return "link-local address (cloud metadata lives here)";
+  if (r == "cgnat") return "shared address space (CGNAT, 100.64.0.0/10)";
+  if (r == "unique_local") return "IPv6 unique local address (fc00::/7)";
+  return absl::StrCat(r, " address");
+}
+
+std::string AddressText(const in6_addr& a) {
+  char text[INET6_ADDRSTRLEN] = {};
+  if (IsMapped(a)) {
+    in_addr v4;
+    std::memcpy(&v4, &a.s6_addr[12], 4);
+    inet_ntop(AF_INET, &v4, text, sizeof(text));
+  } else {
+    inet_ntop(AF_INET6, &a, text, sizeof(text));
+  }
+  return text;
+}
+
+}  // namespace
+
+bool Cidr::Contains(const in6_addr& address) const {
+  int bits = prefix;
+  for (int i = 0; i < 16 && bits > 0; ++i, bits -= 8) {
+    const uint8_t mask =
+        bits >= 8 ? 0xff : static_cast<uint8_t>(0xff << (8 - bits));
+    if ((address.s6_addr[i] & mask) != (network.s6_addr[i] & mask))
+      return false;
+  }
+  return true;
+}
+
+bool ParseAddress(const std::string& text, in6_addr& out) {
+  in_addr v4;
+  if (inet_pton(AF_INET, text.c_str(), &v4) == 1) {
+    out = Mapped(ntohl(v4.s_addr));
+    return true;
+  }
+  return inet_pton(AF_INET6, text.c_str(), &out) == 1;
+}
+
+absl::StatusOr<std::vector<Cidr>> ParseCidrList(absl::string_view list,
+                                                absl::string_view flag) {
+  std::vector<Cidr> out;
+  for (absl::string_view item :
+       absl::StrSplit(list, ',', absl::SkipWhitespace())) {
+    item = absl::StripAsciiWhitespace(item);
+    const size_t slash = item.find('/');
+    const std::string address(item.substr(0, slash));
+    Cidr cidr;
+    auto bad = [&](absl::string_view why) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--", flag, ": \"", item, "\" ", why));
+    };
+    if (!ParseAddress(address, cidr.network))
+      return bad("is not an IP address or CIDR");
+    const bool v4 = address.find(':') == std::string::npos;
+    int prefix = v4 ? 32 : 128;
+    if (slash != absl::string_view::npos &&
+        (!absl::SimpleAtoi(item.substr(slash + 1), &prefix) || prefix < 0 ||
+         prefix > (v4 ? 32 : 128))) {
+      return bad(v4 ? "has a prefix length outside 0-32"
+                    : "has a prefix length outside 0-128");
+    }
+    cidr.prefix = v4 ? 96 + prefix : prefix;
+    out.push_back(cidr);
+  }
+  return out;
+}
+
+const char* ClassifyAddress(const in6_addr& address) {
+  if (IsMapped(address)) return ClassifyV4(Word(address, 12));
+  for (const Range& r : V6Ranges()) {
+    if (r.cidr.Contains(address)) return r.reason;
+  }
+  for (uint32_t v4 : EmbeddedV4(address)) {
+    if (const char* reason = ClassifyV4(v4)) return reason;
+  }
+  return nullptr;
+}
+
+bool HostMatches(absl::string_view host, absl::string_view pattern) {
+  if (absl::ConsumePrefix(&pattern, "*")) {
+    // pattern is now ".example.com": a proper subdomain only.
+    return host.size() > pattern.size() && absl::EndsWith(host, pattern);
+  }
+  return host == pattern;
+}
+
+std::string PolicyReason(const absl::Status& status) {
+  absl::optional<absl::Cord> reason = status.GetPayload(kReasonPayload);
+  return reason ? std::string(*reason) : "";
+}
+
+absl::StatusOr<std::unique_ptr<DestinationPolicy>> DestinationPolicy::Create(
+    PolicyOptions options) {
+  for (auto* list : {&options.allow_hosts, &options.deny_hosts}) {
+    for (std::string& pattern : *list) {
+      pattern = absl::AsciiStrToLower(absl::StripAsciiWhitespace(pattern));
+      const size_t star = pattern.find('*');
+      if (pattern.empty() ||
+          (star != std::string::npos &&
+           (star != 0 || pattern.size() < 3 || pattern[1] != '.' ||
+            pattern.find('*', 1) != std::string::npos))) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            list == &options.allow_hosts ? "--allow_hosts" : "--deny_hosts",
+            ": \"", pattern, "\" is not a host name or *.suffix pattern"));
+      }
+    }
+  }
+  return std::unique_ptr<DestinationPolicy>(
+      new DestinationPolicy(std::move(options)));
+}
+
+absl::Status DestinationPolicy::CheckHost(
+    const std::string& host,
+    const std::vector<std::string>* allowed_hosts) const {
+  for (const std::string& pattern : options_.deny_hosts) {
+    if (HostMatches(host, pattern)) {
+      return Denied(absl::StrCat("host ", host), "deny_hosts",
+                    absl::StrCat("matches --deny_hosts entry ", pattern));
+    }
+  }
+  auto listed = [&](const std::vector<std::string>& list) {
+    for (const std::string& pattern : list) {
+      if (HostMatches(host, pattern)) return true;
+    }
+    return false;
+  };
+  if (!options_.allow_hosts.empty() && !listed(options_.allow_hosts)) {
+    return Denied(absl::StrCat("host ", host), "allow_hosts",
+                  "not in --allow_hosts");
+  }
+  if (allowed_hosts != nullptr && !listed(*allowed_hosts)) {
+    return Denied(absl::StrCat("host ", host), "identity",
+                  "not among the hosts this caller may reach");
+  }
+  return absl::OkStatus();
+}
+
+const char* DestinationPolicy::Refusal(const in6_addr& address) const {
+  for (const Cidr& c : options_.deny_cidrs) {
+    if (c.Contains(address)) return "deny_cidrs";
+  }
+  for (const Cidr& c : options_.allow_cidrs) {
+    if (c.Contains(address)) return nullptr;
+  }
+  return ClassifyAddress(address);
+}
+
+absl::Status DestinationPolicy::CheckAddress(const std::string& address) const {
+  in6_addr a;
+  if (!ParseAddress(address, a)) {
+    return Denied(absl::StrCat("address ", address), "invalid",
+                  "not a numeric address");
+  }
+  const std::string what = absl::StrCat("connect to ", AddressText(a));
+  const char* reason = Refusal(a);
+  // An IPv6 form that carries an IPv4 address is refused when that one is.
+  if (reason == nullptr && !IsMapped(a)) {
+    for (uint32_t v4 : EmbeddedV4(a)) {
+      if ((reason = Refusal(Mapped(v4))) != nullptr) {
+        return Denied(what, reason,
+                      absl::StrCat("embeds ", AddressText(Mapped(v4)), ", a ",
+                                   std::string(reason) == "deny_cidrs"
+                                       ? "--deny_cidrs address"
+                                       : Describe(reason)));
+      }
+    }
+  }
+  if (reason == nullptr) return absl::OkStatus();
+  if (std::string(reason) == "deny_cidrs") {
+    return Denied(what, reason, "in --deny_cidrs");
+  }
+  return Denied(what, reason, Describe(reason));
+}
+
+}  // namespace egress
