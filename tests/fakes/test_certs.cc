@@ -101,7 +101,7 @@ CertFiles TestCa::Write(const CertSpec& spec, bool self_signed) {
     AddExtension(cert, issuer, NID_subject_alt_name, absl::StrJoin(sans, ","));
   }
   AddExtension(cert, issuer, NID_basic_constraints, "critical,CA:FALSE");
-  AddExtension(cert, issuer, NID_ext_key_usage, "serverAuth");
+  AddExtension(cert, issuer, NID_ext_key_usage, "serverAuth,clientAuth");
   Check(X509_sign(cert, self_signed ? key : ca_key_, EVP_sha256()) > 0,
         "X509_sign(leaf)");
   CertFiles files{absl::StrCat(dir_, "/", spec.name, ".pem"),
