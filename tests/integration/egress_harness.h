@@ -36,8 +36,8 @@ class EgressHarness {
   // The defaults allow loopback destinations
   // (--allow_cidrs=127.0.0.0/8,::1/128), since every test upstream is on
   // loopback; a tweak may clear that. `credentials` secure the channel
-  // (nullptr: plaintext); with TLS the channel connects to "localhost:<port>"
-  // so the name matches the test certificate.
+  // (nullptr: plaintext); with TLS the server's certificate must name
+  // "localhost".
   void Start(const std::function<void(Config&)>& tweak = nullptr,
              Resolver* resolver = nullptr,
              std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);

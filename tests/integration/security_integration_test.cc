@@ -232,8 +232,9 @@ TEST_F(SecurityIntegrationTest, TlsListenerAndMutualTlsIdentity) {
 
   // Without a client certificate the handshake itself is refused.
   grpc::ChannelArguments args;
+  args.SetSslTargetNameOverride("localhost");
   auto anonymous = grpc::CreateCustomChannel(
-      absl::StrCat("localhost:", egress_.server().grpc_port()),
+      absl::StrCat("127.0.0.1:", egress_.server().grpc_port()),
       grpc::SslCredentials({ReadFile(ca.cert_path()), "", ""}), args);
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() +
