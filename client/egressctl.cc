@@ -1,40 +1,51 @@
-// egressctl: a curl-like command-line client for the Egress service.
+// egressctl: a curl-like command-line client for the egress service.
 //
-//   egressctl [--server=ADDR] [-X METHOD] [-H 'Name: value']... [-d DATA] [-i]
-//             [--timeout=5s] URL
+//   egressctl [--server ADDR] [-X METHOD] [-H 'Name: value']...
+//             [-d DATA | --data-binary @FILE] [-i] [--stream] [--timeout 5s]
+//             [--json] [--token TOKEN] [--tls_ca FILE] URL
 //
 // The body goes to stdout unchanged (binary safe); -i prints the status line
-// and headers first. Errors go to stderr as "egressctl: CODE: message". Exit
-// codes: 0 the call succeeded (any HTTP status), 1 the call failed (the gRPC
-// code is printed), 2 bad usage.
-#include <grpcpp/grpcpp.h>
-#include <unistd.h>
+// and headers first; --stream prints the body as it arrives (DoStream); --json
+// prints the whole response, timing included, as JSON (body base64, as in
+// proto3 JSON). Errors go to stderr as "egressctl: CODE: message". Exit codes:
+// 0 the upstream answered (any HTTP status), 1 the call failed, 2 bad usage.
+#include <google/protobuf/util/json_util.h>
 
 #include <chrono>
 #include <cstdio>
+#include <cstdlib>
+#include <fstream>
 #include <iostream>
+#include <iterator>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
-#include "proto/egress/v1/egress.grpc.pb.h"
+#include "client/egress_client.h"
 
 namespace {
 
 constexpr char kUsage[] =
-    "usage: egressctl [--server=ADDR] [-X METHOD] [-H 'Name: value']... "
-    "[-d DATA] [-i] [--timeout=DURATION] URL\n"
-    "  --server=ADDR       egressd address (default 127.0.0.1:50051)\n"
-    "  -X, --request M     HTTP method (default GET, or POST with -d)\n"
-    "  -H, --header 'N: V' add a request header (repeatable)\n"
-    "  -d, --data DATA     request body\n"
-    "  -i, --include       print the status line and response headers first\n"
-    "  --timeout=DURATION  upstream timeout and call deadline, e.g. 5s, 250ms\n"
+    "usage: egressctl [options] URL\n"
+    "  --server ADDR          egressd address (default $EGRESS_SERVER or "
+    "127.0.0.1:50051)\n"
+    "  -X, --request METHOD   HTTP method (default GET, or POST with a body)\n"
+    "  -H, --header 'N: V'    add a request header (repeatable)\n"
+    "  -d, --data DATA        request body\n"
+    "  --data-binary @FILE    request body from FILE (@- for stdin), bytes as "
+    "is\n"
+    "  -i, --include          print the status line and headers first\n"
+    "  --stream               print the body as it arrives (DoStream)\n"
+    "  --timeout DURATION     upstream timeout and call deadline: 5s, 250ms\n"
+    "  --json                 print the whole response as JSON, with timing\n"
+    "  --token TOKEN          bearer token (default $EGRESS_TOKEN)\n"
+    "  --tls_ca FILE          use TLS, trusting these PEM roots\n"
+    "  --tls_server_name NAME name to check in the server's certificate\n"
     "exit: 0 answered (any HTTP status), 1 call failed, 2 bad usage\n";
 
 int Usage(const std::string& problem) {
@@ -42,7 +53,7 @@ int Usage(const std::string& problem) {
   return 2;
 }
 
-const char* CodeName(grpc::StatusCode code) {
+const char* CodeName(absl::StatusCode code) {
   static const char* const kNames[] = {"OK",
                                        "CANCELLED",
                                        "UNKNOWN",
@@ -60,110 +71,179 @@ const char* CodeName(grpc::StatusCode code) {
                                        "UNAVAILABLE",
                                        "DATA_LOSS",
                                        "UNAUTHENTICATED"};
-  int i = static_cast<int>(code);
+  const int i = static_cast<int>(code);
   return i >= 0 && i <= 16 ? kNames[i] : "UNKNOWN";
+}
+
+int Fail(const absl::Status& status) {
+  std::cerr << "egressctl: " << CodeName(status.code()) << ": "
+            << status.message() << "\n";
+  return 1;
+}
+
+void Write(absl::string_view bytes) {
+  fwrite(bytes.data(), 1, bytes.size(), stdout);
+}
+
+void WriteHead(const egress::Response& head) {
+  std::string text = absl::StrCat("HTTP/1.1 ", head.status, "\r\n");
+  for (const auto& [name, value] : head.headers) {
+    absl::StrAppend(&text, name, ": ", value, "\r\n");
+  }
+  absl::StrAppend(&text, "\r\n");
+  Write(text);
+}
+
+bool ReadAll(const std::string& path, std::string& out) {
+  if (path == "-") {
+    out.assign(std::istreambuf_iterator<char>(std::cin), {});
+    return true;
+  }
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  out.assign(std::istreambuf_iterator<char>(in), {});
+  return true;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string server = "127.0.0.1:50051";
+  const char* env_server = std::getenv("EGRESS_SERVER");
+  const char* env_token = std::getenv("EGRESS_TOKEN");
+  std::string server = env_server ? env_server : "127.0.0.1:50051";
+  egress::ClientOptions options;
+  if (env_token) options.bearer_token = env_token;
+  egress::Request request;
   std::string method;
-  std::string url;
-  std::string body;
-  bool has_body = false;
-  bool include = false;
-  absl::Duration timeout = absl::ZeroDuration();
-  egress::v1::EgressRequest request;
+  bool has_body = false, include = false, stream = false, json = false;
+  std::string tls_ca;
 
   std::vector<std::string> args(argv + 1, argv + argc);
   for (size_t i = 0; i < args.size(); ++i) {
-    const std::string& a = args[i];
-    auto value = [&](absl::string_view flag) -> const std::string* {
-      if (i + 1 >= args.size()) return nullptr;
-      (void)flag;
-      return &args[++i];
+    std::string a = args[i];
+    std::string inline_value;
+    bool has_inline = false;
+    if (absl::StartsWith(a, "--") && a.find('=') != std::string::npos) {
+      inline_value = a.substr(a.find('=') + 1);
+      a = a.substr(0, a.find('='));
+      has_inline = true;
+    }
+    auto value = [&](std::string& out) {
+      if (has_inline) {
+        out = inline_value;
+        return true;
+      }
+      if (i + 1 >= args.size()) return false;
+      out = args[++i];
+      return true;
     };
-    absl::string_view rest;
+    std::string v;
     if (a == "-h" || a == "--help") {
       std::cout << kUsage;
       return 0;
-    } else if (absl::StartsWith(a, "--server=")) {
-      server = a.substr(9);
     } else if (a == "--server") {
-      const std::string* v = value(a);
-      if (!v) return Usage("--server needs an address");
-      server = *v;
+      if (!value(server)) return Usage("--server needs an address");
     } else if (a == "-X" || a == "--request") {
-      const std::string* v = value(a);
-      if (!v) return Usage("-X needs a method");
-      method = *v;
+      if (!value(method)) return Usage("-X needs a method");
     } else if (a == "-H" || a == "--header") {
-      const std::string* v = value(a);
-      if (!v) return Usage("-H needs 'Name: value'");
-      size_t colon = v->find(':');
-      if (colon == std::string::npos) return Usage("-H needs 'Name: value'");
-      auto* h = request.add_headers();
-      h->set_name(v->substr(0, colon));
-      h->set_value(std::string(absl::StripLeadingAsciiWhitespace(
-          absl::string_view(*v).substr(colon + 1))));
+      if (!value(v) || v.find(':') == std::string::npos) {
+        return Usage("-H needs 'Name: value'");
+      }
+      request.headers.emplace_back(
+          v.substr(0, v.find(':')),
+          std::string(absl::StripLeadingAsciiWhitespace(
+              absl::string_view(v).substr(v.find(':') + 1))));
     } else if (a == "-d" || a == "--data") {
-      const std::string* v = value(a);
-      if (!v) return Usage("-d needs data");
-      body = *v;
+      if (!value(request.body)) return Usage("-d needs data");
+      has_body = true;
+    } else if (a == "--data-binary") {
+      if (!value(v) || v.empty() || v[0] != '@') {
+        return Usage("--data-binary needs @FILE (or @- for stdin)");
+      }
+      if (!ReadAll(v.substr(1), request.body)) {
+        return Usage(absl::StrCat("cannot read ", v.substr(1)));
+      }
       has_body = true;
     } else if (a == "-i" || a == "--include") {
       include = true;
-    } else if (absl::StartsWith(a, "--timeout=")) {
-      if (!absl::ParseDuration(a.substr(10), &timeout) ||
-          timeout <= absl::ZeroDuration()) {
+    } else if (a == "--stream") {
+      stream = true;
+    } else if (a == "--json") {
+      json = true;
+    } else if (a == "--timeout") {
+      absl::Duration d;
+      if (!value(v) || !absl::ParseDuration(v, &d) ||
+          d <= absl::ZeroDuration()) {
         return Usage("--timeout needs a positive duration like 5s");
       }
+      request.timeout = absl::ToChronoMilliseconds(d);
+      // A little slack: the service's own timeout answers first, more
+      // precisely.
+      request.deadline = request.timeout + std::chrono::seconds(1);
+    } else if (a == "--token") {
+      if (!value(options.bearer_token)) return Usage("--token needs a token");
+    } else if (a == "--tls_ca") {
+      if (!value(tls_ca)) return Usage("--tls_ca needs a PEM file");
+    } else if (a == "--tls_server_name") {
+      if (!value(options.tls_server_name))
+        return Usage("--tls_server_name needs a name");
     } else if (!a.empty() && a[0] == '-') {
       return Usage(absl::StrCat("unknown option ", a));
-    } else if (url.empty()) {
-      url = a;
+    } else if (request.url.empty()) {
+      request.url = a;
     } else {
       return Usage("only one URL");
     }
   }
-  if (url.empty()) return Usage("missing URL");
+  if (request.url.empty()) return Usage("missing URL");
+  if (stream && json) return Usage("--stream and --json do not go together");
+  request.method = !method.empty() ? method : has_body ? "POST" : "GET";
+  if (!tls_ca.empty()) {
+    std::string roots;
+    if (!ReadAll(tls_ca, roots))
+      return Usage(absl::StrCat("cannot read ", tls_ca));
+    options.credentials = grpc::SslCredentials({roots, "", ""});
+  }
+  options.load_balancing =
+      absl::StartsWith(server, "dns:") ? "round_robin" : "";
+  egress::EgressClient client(server, options);
 
-  request.set_method(method.empty() ? (has_body ? "POST" : "GET") : method);
-  request.set_url(url);
-  request.set_body(body);
-  grpc::ClientContext context;
-  if (timeout > absl::ZeroDuration()) {
-    request.mutable_timeout()->set_seconds(absl::ToInt64Seconds(timeout));
-    request.mutable_timeout()->set_nanos(static_cast<int32_t>(
-        absl::ToInt64Nanoseconds(timeout % absl::Seconds(1))));
-    // A little slack so the service's own timeout answers first, with its
-    // more specific message.
-    context.set_deadline(std::chrono::system_clock::now() +
-                         absl::ToChronoNanoseconds(timeout) +
-                         std::chrono::seconds(1));
+  if (stream) {
+    absl::Status status = client.Stream(
+        request,
+        [&](const egress::Response& head) {
+          if (include) WriteHead(head);
+        },
+        [](absl::string_view bytes) {
+          Write(bytes);
+          fflush(stdout);  // each piece as it arrives
+          return true;
+        });
+    fflush(stdout);
+    return status.ok() ? 0 : Fail(status);
   }
 
-  grpc::ChannelArguments channel_args;
-  channel_args.SetMaxReceiveMessageSize(-1);
-  auto channel = grpc::CreateCustomChannel(
-      server, grpc::InsecureChannelCredentials(), channel_args);
-  auto stub = egress::v1::Egress::NewStub(channel);
-  egress::v1::EgressResponse response;
-  grpc::Status status = stub->Do(&context, request, &response);
-  if (!status.ok()) {
-    std::cerr << "egressctl: " << CodeName(status.error_code()) << ": "
-              << status.error_message() << "\n";
-    return 1;
-  }
-  if (include) {
-    std::string head = absl::StrCat("HTTP/1.1 ", response.status(), "\r\n");
-    for (const auto& h : response.headers()) {
-      absl::StrAppend(&head, h.name(), ": ", h.value(), "\r\n");
+  absl::StatusOr<egress::Response> response = client.Do(request);
+  if (!response.ok()) return Fail(response.status());
+  if (json) {
+    egress::v1::EgressResponse proto;
+    proto.set_status(response->status);
+    for (const auto& [name, value] : response->headers) {
+      egress::v1::Header* h = proto.add_headers();
+      h->set_name(name);
+      h->set_value(value);
     }
-    absl::StrAppend(&head, "\r\n");
-    fwrite(head.data(), 1, head.size(), stdout);
+    proto.set_body(response->body);
+    *proto.mutable_timing() = response->timing;
+    std::string text;
+    google::protobuf::util::JsonPrintOptions print;
+    print.add_whitespace = true;
+    print.always_print_primitive_fields = true;
+    (void)google::protobuf::util::MessageToJsonString(proto, &text, print);
+    Write(text);
+    return fflush(stdout) == 0 ? 0 : 1;
   }
-  fwrite(response.body().data(), 1, response.body().size(), stdout);
+  if (include) WriteHead(*response);
+  Write(response->body);
   return fflush(stdout) == 0 ? 0 : 1;
 }

@@ -1,0 +1,133 @@
+#include "client/egress_client.h"
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+
+namespace egress {
+
+std::string Response::Header(absl::string_view name) const {
+  for (const auto& [n, v] : headers) {
+    if (absl::EqualsIgnoreCase(n, name)) return v;
+  }
+  return "";
+}
+
+absl::Status FromGrpc(const grpc::Status& status) {
+  if (status.ok()) return absl::OkStatus();
+  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
+                      status.error_message());
+}
+
+EgressClient::EgressClient(const std::string& target, ClientOptions options)
+    : options_(std::move(options)) {
+  grpc::ChannelArguments args;
+  // Responses can be as large as the service's --max_response_bytes.
+  args.SetMaxReceiveMessageSize(-1);
+  if (!options_.load_balancing.empty()) {
+    args.SetLoadBalancingPolicyName(options_.load_balancing);
+  }
+  if (!options_.tls_server_name.empty()) {
+    args.SetSslTargetNameOverride(options_.tls_server_name);
+  }
+  channel_ = grpc::CreateCustomChannel(target,
+                                       options_.credentials
+                                           ? options_.credentials
+                                           : grpc::InsecureChannelCredentials(),
+                                       args);
+  stub_ = egress::v1::Egress::NewStub(channel_);
+}
+
+egress::v1::EgressRequest EgressClient::ToProto(const Request& request) {
+  egress::v1::EgressRequest proto;
+  proto.set_method(request.method);
+  proto.set_url(request.url);
+  for (const auto& [name, value] : request.headers) {
+    egress::v1::Header* h = proto.add_headers();
+    h->set_name(name);
+    h->set_value(value);
+  }
+  proto.set_body(request.body);
+  if (request.timeout.count() > 0) {
+    proto.mutable_timeout()->set_seconds(request.timeout.count() / 1000);
+    proto.mutable_timeout()->set_nanos(
+        static_cast<int32_t>(request.timeout.count() % 1000) * 1000000);
+  }
+  return proto;
+}
+
+void EgressClient::Prepare(grpc::ClientContext& context,
+                           const Request& request) const {
+  context.set_deadline(std::chrono::system_clock::now() +
+                       (request.deadline.count() > 0
+                            ? request.deadline
+                            : options_.default_deadline));
+  if (!options_.bearer_token.empty()) {
+    context.AddMetadata("authorization", "Bearer " + options_.bearer_token);
+  }
+}
+
+absl::StatusOr<Response> EgressClient::Do(const Request& request) const {
+  grpc::ClientContext context;
+  Prepare(context, request);
+  egress::v1::EgressResponse proto;
+  grpc::Status status = stub_->Do(&context, ToProto(request), &proto);
+  if (!status.ok()) return FromGrpc(status);
+  Response response;
+  response.status = proto.status();
+  for (const auto& h : proto.headers())
+    response.headers.emplace_back(h.name(), h.value());
+  response.body = std::move(*proto.mutable_body());
+  response.timing = proto.timing();
+  return response;
+}
+
+absl::StatusOr<Response> EgressClient::Get(
+    const std::string& url,
+    std::vector<std::pair<std::string, std::string>> headers) const {
+  Request request;
+  request.url = url;
+  request.headers = std::move(headers);
+  return Do(request);
+}
+
+absl::StatusOr<Response> EgressClient::Post(
+    const std::string& url, std::string body,
+    std::vector<std::pair<std::string, std::string>> headers) const {
+  Request request;
+  request.method = "POST";
+  request.url = url;
+  request.body = std::move(body);
+  request.headers = std::move(headers);
+  return Do(request);
+}
+
+absl::Status EgressClient::Stream(
+    const Request& request,
+    const std::function<void(const Response& head)>& on_head,
+    const std::function<bool(absl::string_view bytes)>& on_body) const {
+  grpc::ClientContext context;
+  Prepare(context, request);
+  auto reader = stub_->DoStream(&context, ToProto(request));
+  egress::v1::EgressResponseChunk chunk;
+  bool stopped = false;
+  while (reader->Read(&chunk)) {
+    if (chunk.has_head()) {
+      Response head;
+      head.status = chunk.head().status();
+      for (const auto& h : chunk.head().headers()) {
+        head.headers.emplace_back(h.name(), h.value());
+      }
+      head.timing = chunk.head().timing();
+      if (on_head) on_head(head);
+    } else if (on_body && !on_body(chunk.body())) {
+      stopped = true;
+      context.TryCancel();
+      break;
+    }
+  }
+  grpc::Status status = reader->Finish();
+  if (stopped) return absl::CancelledError("stopped by the caller");
+  return FromGrpc(status);
+}
+
+}  // namespace egress

@@ -1,0 +1,107 @@
+// EgressClient: a small C++ client for the egress service.
+//
+// One channel is created when the client is constructed and reused by every
+// call; calls are independent, so one client may be shared by many threads.
+// Errors keep the service's gRPC code and message in an absl::Status
+// (INVALID_ARGUMENT, PERMISSION_DENIED, UNAVAILABLE, ...); any HTTP status the
+// upstream answers with is a successful Response.
+//
+// Usage:
+//   egress::EgressClient client("dns:///egress.platform:50051");  // Kubernetes
+//   egress::EgressClient local("127.0.0.1:50051");
+//   absl::StatusOr<egress::Response> r =
+//   client.Get("https://api.example.com/x"); if (r.ok() && r->status == 200)
+//   Use(r->body);
+//
+//   client.Stream(request, [](const egress::Response& head) { ... },
+//                 [](absl::string_view bytes) { Write(bytes); return true; });
+//
+// Thread safety: thread-safe.
+#pragma once
+
+#include <grpcpp/grpcpp.h>
+
+#include <chrono>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "proto/egress/v1/egress.grpc.pb.h"
+
+namespace egress {
+
+struct ClientOptions {
+  // nullptr: plaintext. For TLS: grpc::SslCredentials({root_pem, key, cert}).
+  std::shared_ptr<grpc::ChannelCredentials> credentials;
+  // Sent as "authorization: Bearer <token>" with every call when not empty.
+  std::string bearer_token;
+  // How calls spread over the addresses a "dns:///" target resolves to. gRPC
+  // keeps one HTTP/2 connection per address, so "round_robin" is what spreads
+  // load over a headless Kubernetes Service's pods.
+  std::string load_balancing = "round_robin";
+  // Deadline of a call that gives none.
+  std::chrono::milliseconds default_deadline = std::chrono::seconds(30);
+  // Name checked in the server's certificate, when it differs from the target.
+  std::string tls_server_name;
+};
+
+struct Request {
+  std::string method = "GET";
+  std::string url;
+  std::vector<std::pair<std::string, std::string>> headers;
+  std::string body;
+  // The upstream timeout (0: the call's deadline bounds it).
+  std::chrono::milliseconds timeout{0};
+  // The call's deadline (0: ClientOptions::default_deadline).
+  std::chrono::milliseconds deadline{0};
+};
+
+struct Response {
+  int status = 0;
+  std::vector<std::pair<std::string, std::string>> headers;  // names may repeat
+  std::string body;  // empty for Stream's head
+  egress::v1::Timing timing;
+
+  // The first value of header `name` (case-insensitive), or "".
+  std::string Header(absl::string_view name) const;
+};
+
+class EgressClient {
+ public:
+  explicit EgressClient(const std::string& target, ClientOptions options = {});
+
+  absl::StatusOr<Response> Do(const Request& request) const;
+  absl::StatusOr<Response> Get(
+      const std::string& url,
+      std::vector<std::pair<std::string, std::string>> headers = {}) const;
+  absl::StatusOr<Response> Post(
+      const std::string& url, std::string body,
+      std::vector<std::pair<std::string, std::string>> headers = {}) const;
+
+  // DoStream: `on_head` gets the status and headers, then `on_body` each piece
+  // of the body as it arrives; returning false from it cancels the call.
+  // Returns OK only when the whole body arrived.
+  absl::Status Stream(
+      const Request& request,
+      const std::function<void(const Response& head)>& on_head,
+      const std::function<bool(absl::string_view bytes)>& on_body) const;
+
+  egress::v1::Egress::Stub& stub() const { return *stub_; }
+
+ private:
+  void Prepare(grpc::ClientContext& context, const Request& request) const;
+  static egress::v1::EgressRequest ToProto(const Request& request);
+
+  const ClientOptions options_;
+  std::shared_ptr<grpc::Channel> channel_;
+  std::unique_ptr<egress::v1::Egress::Stub> stub_;
+};
+
+// The absl::Status of a gRPC status, code and message kept.
+absl::Status FromGrpc(const grpc::Status& status);
+
+}  // namespace egress

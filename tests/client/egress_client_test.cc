@@ -1,0 +1,141 @@
+// EgressClient against an in-process egressd and a loopback upstream.
+#include "client/egress_client.h"
+
+#include <atomic>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/fakes/fake_upstream.h"
+#include "tests/integration/egress_harness.h"
+
+namespace egress {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+class EgressClientTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    egress_.Start();
+    client_ = std::make_unique<EgressClient>(
+        absl::StrCat("127.0.0.1:", egress_.server().grpc_port()));
+  }
+
+  FakeUpstream upstream_;
+  EgressHarness egress_;
+  std::unique_ptr<EgressClient> client_;
+};
+
+TEST_F(EgressClientTest, GetReturnsStatusHeadersAndBody) {
+  absl::StatusOr<Response> r = client_->Get(upstream_.Url("/status/404"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 404);
+  EXPECT_EQ(r->body, "status 404");
+  EXPECT_EQ(r->Header("content-type"), "text/plain");
+  EXPECT_EQ(r->timing.attempts(), 1);
+}
+
+TEST_F(EgressClientTest, PostCarriesABinaryBody) {
+  const std::string body("\0\x01\x02\xff\xfe binary", 12);
+  absl::StatusOr<Response> r =
+      client_->Post(upstream_.Url("/echo"), body, {{"X-Trace", "abc"}});
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->body, body);
+  EXPECT_EQ(r->Header("X-Method"), "POST");
+}
+
+TEST_F(EgressClientTest, RepeatedResponseHeadersKeepTheirOrder) {
+  absl::StatusOr<Response> r = client_->Get(upstream_.Url("/repeat"));
+  ASSERT_TRUE(r.ok()) << r.status();
+  std::vector<std::string> cookies;
+  for (const auto& [name, value] : r->headers) {
+    if (name == "Set-Cookie") cookies.push_back(value);
+  }
+  EXPECT_THAT(cookies, ElementsAre("a=1", "b=2", "c=3"));
+}
+
+TEST_F(EgressClientTest, StreamDeliversHeadThenBody) {
+  Request request;
+  request.url = upstream_.Url("/sse/3/20");
+  int status = 0;
+  std::string body;
+  absl::Status done = client_->Stream(
+      request, [&](const Response& head) { status = head.status; },
+      [&](absl::string_view bytes) {
+        body.append(bytes.data(), bytes.size());
+        return true;
+      });
+  ASSERT_TRUE(done.ok()) << done;
+  EXPECT_EQ(status, 200);
+  EXPECT_EQ(body, "data: 0\n\ndata: 1\n\ndata: 2\n\n");
+}
+
+TEST_F(EgressClientTest, StoppingAStreamCancelsIt) {
+  Request request;
+  request.url = upstream_.Url("/stream/100000000");
+  size_t seen = 0;
+  absl::Status done =
+      client_->Stream(request, nullptr, [&](absl::string_view b) {
+        seen += b.size();
+        return seen < (1 << 20);
+      });
+  EXPECT_EQ(done.code(), absl::StatusCode::kCancelled);
+}
+
+TEST_F(EgressClientTest, DeadlineIsPerCall) {
+  Request request;
+  request.url = upstream_.Url("/slow/1500");
+  request.deadline = std::chrono::milliseconds(200);
+  absl::StatusOr<Response> r = client_->Do(request);
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded);
+}
+
+TEST_F(EgressClientTest, ServiceErrorsKeepCodeAndMessage) {
+  absl::StatusOr<Response> r = client_->Get("ftp://example.com/");
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr("unsupported scheme"));
+  r = client_->Get("http://10.0.0.1/");
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("private address"));
+}
+
+TEST_F(EgressClientTest, OneClientServesManyThreads) {
+  std::atomic<int> failures{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 8; ++t) {
+    threads.emplace_back([&] {
+      for (int i = 0; i < 25; ++i) {
+        absl::StatusOr<Response> r = client_->Get(upstream_.Url("/echo"));
+        if (!r.ok() || r->status != 200) ++failures;
+      }
+    });
+  }
+  for (auto& t : threads) t.join();
+  EXPECT_EQ(failures.load(), 0);
+  EXPECT_EQ(upstream_.requests(), 200);
+}
+
+TEST_F(EgressClientTest, BearerTokenTravelsWithEveryCall) {
+  const std::string tokens =
+      absl::StrCat(::testing::TempDir(), "/client_tokens");
+  FILE* f = fopen(tokens.c_str(), "w");
+  fputs("client-test-token-0001 tester\n", f);
+  fclose(f);
+  egress_.Start([&](Config& c) { c.auth_tokens_file = tokens; });
+  const std::string target =
+      absl::StrCat("127.0.0.1:", egress_.server().grpc_port());
+  EXPECT_EQ(EgressClient(target).Get(upstream_.Url("/echo")).status().code(),
+            absl::StatusCode::kUnauthenticated);
+  ClientOptions options;
+  options.bearer_token = "client-test-token-0001";
+  EXPECT_TRUE(EgressClient(target, options).Get(upstream_.Url("/echo")).ok());
+}
+
+}  // namespace
+}  // namespace egress

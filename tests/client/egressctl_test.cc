@@ -1,0 +1,110 @@
+// egressctl, the binary, run as a user would: output, exit codes and errors.
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/fakes/fake_upstream.h"
+#include "tests/integration/egress_harness.h"
+
+namespace egress {
+namespace {
+
+using ::testing::HasSubstr;
+using ::testing::StartsWith;
+
+struct CtlRun {
+  int exit_code = -1;
+  std::string out;  // stdout
+  std::string err;  // stderr
+};
+
+class EgressctlTest : public ::testing::Test {
+ protected:
+  void SetUp() override { egress_.Start(); }
+
+  // Runs client/egressctl (from the test's runfiles) with `args`.
+  CtlRun Egressctl(const std::string& args) {
+    const std::string err_file = absl::StrCat(::testing::TempDir(), "/stderr");
+    const std::string command = absl::StrCat(
+        "client/egressctl --server=127.0.0.1:", egress_.server().grpc_port(),
+        " ", args, " 2>", err_file);
+    CtlRun run;
+    FILE* pipe = popen(command.c_str(), "r");
+    char buffer[4096];
+    size_t n;
+    while ((n = fread(buffer, 1, sizeof(buffer), pipe)) > 0)
+      run.out.append(buffer, n);
+    const int status = pclose(pipe);
+    run.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    std::ifstream err(err_file);
+    run.err.assign(std::istreambuf_iterator<char>(err), {});
+    return run;
+  }
+
+  FakeUpstream upstream_;
+  EgressHarness egress_;
+};
+
+TEST_F(EgressctlTest, PrintsTheBodyAndWithIncludeTheHead) {
+  CtlRun run = Egressctl(upstream_.Url("/status/404"));
+  EXPECT_EQ(run.exit_code, 0);  // an HTTP error is still an answer
+  EXPECT_EQ(run.out, "status 404");
+  run = Egressctl("-i " + upstream_.Url("/repeat"));
+  EXPECT_THAT(run.out, StartsWith("HTTP/1.1 200\r\n"));
+  EXPECT_THAT(
+      run.out,
+      HasSubstr("Set-Cookie: a=1\r\nSet-Cookie: b=2\r\nSet-Cookie: c=3"));
+  EXPECT_THAT(run.out, HasSubstr("\r\n\r\nok"));
+}
+
+TEST_F(EgressctlTest, SendsMethodHeadersAndBinaryData) {
+  const std::string file = absl::StrCat(::testing::TempDir(), "/body.bin");
+  const std::string bytes("\0\x01\xff binary\n", 10);
+  std::ofstream(file, std::ios::binary) << bytes;
+  CtlRun run = Egressctl(absl::StrCat("-X PUT -H 'X-A: 1' --data-binary @",
+                                      file, " ", upstream_.Url("/echo")));
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, bytes);
+  run = Egressctl("-d hello -i " + upstream_.Url("/echo"));
+  EXPECT_THAT(run.out, HasSubstr("X-Method: POST"));  // -d implies POST
+}
+
+TEST_F(EgressctlTest, StreamsAndPrintsJson) {
+  CtlRun run = Egressctl("--stream " + upstream_.Url("/sse/3/10"));
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, "data: 0\n\ndata: 1\n\ndata: 2\n\n");
+  run = Egressctl("--json " + upstream_.Url("/echo"));
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_THAT(run.out, HasSubstr("\"status\": 200"));
+  EXPECT_THAT(run.out, HasSubstr("\"timing\""));
+  EXPECT_THAT(run.out, HasSubstr("\"attempts\": 1"));
+}
+
+TEST_F(EgressctlTest, FailedCallsExitOneWithCodeAndMessage) {
+  CtlRun run = Egressctl("http://10.0.0.1/");
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_THAT(run.err,
+              StartsWith("egressctl: PERMISSION_DENIED: connect to 10.0.0.1"));
+  run = Egressctl("--timeout 200ms " + upstream_.Url("/slow/1500"));
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_THAT(run.err, StartsWith("egressctl: DEADLINE_EXCEEDED:"));
+}
+
+TEST_F(EgressctlTest, BadUsageExitsTwo) {
+  EXPECT_EQ(Egressctl("").exit_code, 2);
+  CtlRun run = Egressctl("--bogus http://x/");
+  EXPECT_EQ(run.exit_code, 2);
+  EXPECT_THAT(run.err, HasSubstr("unknown option --bogus"));
+  EXPECT_EQ(Egressctl("--timeout soon http://x/").exit_code, 2);
+  run = Egressctl("--help");
+  EXPECT_EQ(run.exit_code, 0);
+  EXPECT_THAT(run.out, HasSubstr("usage: egressctl"));
+}
+
+}  // namespace
+}  // namespace egress
