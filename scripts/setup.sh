@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Installs the Debian packages egress needs to build, run and test, only when missing.
+# Installs what egress needs to build, run and test, only when missing: Debian
+# packages, and the Node client's npm dependencies (from its lockfile).
 # Idempotent: with everything present it runs no apt command and returns in well under
 # a second. Usage: scripts/setup.sh
 set -euo pipefail
+cd "$(dirname "$0")/.."
 
 packages=(
   bazel-bootstrap bazel-rules-java
@@ -12,6 +14,7 @@ packages=(
   libcpp-httplib-dev libssl-dev
   prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
+  python3-grpcio python3-grpc-tools
   openssl ca-certificates
 )
 
@@ -27,4 +30,20 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   "${sudo_cmd[@]}" apt-get update -qq
   "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+# Node.js for the Node client: the machine's own if it has one, else Debian's.
+if ! command -v npm >/dev/null 2>&1; then
+  echo "setup: installing nodejs npm" >&2
+  sudo_cmd=()
+  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
+fi
+# The Node client's dependencies, exactly as its lockfile says; only when they
+# are missing or the lockfile changed.
+if [ ! -f client/node/node_modules/.package-lock.json ] ||
+   [ client/node/package-lock.json -nt client/node/node_modules/.package-lock.json ]; then
+  echo "setup: npm ci in client/node" >&2
+  (cd client/node && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi

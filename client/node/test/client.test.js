@@ -1,0 +1,117 @@
+'use strict';
+// The Node client against a real egressd ($EGRESSD, started here on 127.0.0.1
+// with an ephemeral port) and a loopback upstream. Run: node --test test/
+const test = require('node:test');
+const assert = require('node:assert');
+const http = require('node:http');
+const { spawn } = require('node:child_process');
+const { EgressClient, grpc } = require('../index.js');
+
+let upstream;
+let base;
+let egressd;
+let client;
+
+function startEgressd() {
+  return new Promise((resolve, reject) => {
+    const binary = process.env.EGRESSD;
+    if (!binary) return reject(new Error('set EGRESSD to the egressd binary'));
+    egressd = spawn(binary, ['--listen=127.0.0.1:0', '--metrics_listen=',
+      '--allow_cidrs=127.0.0.0/8,::1/128'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let log = '';
+    const timer = setTimeout(() => reject(new Error(`egressd did not start: ${log}`)), 30000);
+    egressd.stderr.on('data', (data) => {
+      log += data;
+      const match = /serving gRPC on port (\d+)/.exec(log);
+      if (match) {
+        clearTimeout(timer);
+        resolve(`127.0.0.1:${match[1]}`);
+      }
+    });
+    egressd.on('exit', () => reject(new Error(`egressd exited: ${log}`)));
+  });
+}
+
+test.before(async () => {
+  upstream = http.createServer((req, res) => {
+    if (req.url === '/repeat') {
+      res.setHeader('Set-Cookie', ['a=1', 'b=2']);
+      res.end('ok');
+    } else if (req.url === '/slow') {
+      setTimeout(() => res.end('late'), 2000);
+    } else if (req.url === '/sse') {
+      res.writeHead(200, { 'Content-Type': 'text/event-stream' });
+      let i = 0;
+      const timer = setInterval(() => {
+        res.write(`data: ${i}\n\n`);
+        if (++i === 3) {
+          clearInterval(timer);
+          res.end();
+        }
+      }, 50);
+    } else if (req.method === 'POST') {
+      const parts = [];
+      req.on('data', (d) => parts.push(d));
+      req.on('end', () => {
+        res.setHeader('X-Method', 'POST');
+        res.end(Buffer.concat(parts));
+      });
+    } else {
+      res.statusCode = 404;
+      res.end('not found');
+    }
+  });
+  await new Promise((resolve) => upstream.listen(0, '127.0.0.1', resolve));
+  base = `http://127.0.0.1:${upstream.address().port}`;
+  client = new EgressClient(await startEgressd());
+});
+
+test.after(() => {
+  client.close();
+  egressd.kill('SIGTERM');
+  upstream.close();
+  upstream.closeAllConnections();
+});
+
+test('GET returns the upstream status', async () => {
+  const r = await client.get(`${base}/missing`);
+  assert.strictEqual(r.status, 404);
+  assert.strictEqual(r.body.toString(), 'not found');
+});
+
+test('POST carries a binary body', async () => {
+  const body = Buffer.from([...Array(256).keys()]);
+  const r = await client.post(`${base}/echo`, body);
+  assert.strictEqual(r.status, 200);
+  assert.deepStrictEqual(r.body, body);
+  assert.strictEqual(r.header('x-method'), 'POST');
+});
+
+test('repeated response headers keep their order', async () => {
+  const r = await client.get(`${base}/repeat`);
+  assert.deepStrictEqual(
+    r.headers.filter(([n]) => n.toLowerCase() === 'set-cookie').map(([, v]) => v),
+    ['a=1', 'b=2']);
+});
+
+test('a streamed response arrives head first, then the body', async () => {
+  let status;
+  const pieces = [];
+  for await (const piece of client.stream('GET', `${base}/sse`, {
+    onHead: (s) => { status = s; },
+  })) pieces.push(piece);
+  assert.strictEqual(status, 200);
+  assert.strictEqual(Buffer.concat(pieces).toString(), 'data: 0\n\ndata: 1\n\ndata: 2\n\n');
+});
+
+test('a deadline ends the call', async () => {
+  await assert.rejects(client.get(`${base}/slow`, { deadlineMs: 300 }),
+    (err) => err.code === grpc.status.DEADLINE_EXCEEDED);
+});
+
+test('refused destinations and bad URLs keep their codes', async () => {
+  await assert.rejects(client.get('http://10.0.0.1/'), (err) =>
+    err.code === grpc.status.PERMISSION_DENIED && /private address/.test(err.details));
+  await assert.rejects(client.get('ftp://example.com/'),
+    (err) => err.code === grpc.status.INVALID_ARGUMENT);
+});

@@ -1,0 +1,150 @@
+"""The Python client against a real egressd and a loopback upstream.
+
+Run by Bazel (sh_test python_client_test) with Debian's /usr/bin/python3; writes
+JUnit XML to $XML_OUTPUT_FILE so that CI counts each case.
+"""
+import http.server
+import os
+import sys
+import threading
+import time
+import unittest
+import xml.etree.ElementTree as ET
+
+import grpc
+from egress_client import EgressClient
+
+sys.path.insert(0, os.path.dirname(__file__))
+from egress_process import EgressProcess  # noqa: E402
+
+
+class Upstream(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, *args):
+        pass
+
+    def _send(self, status, body, headers=()):
+        self.send_response(status)
+        for name, value in headers:
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        if self.path == "/repeat":
+            self._send(200, b"ok", [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")])
+        elif self.path == "/slow":
+            time.sleep(2)
+            self._send(200, b"late")
+        elif self.path == "/sse":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/event-stream")
+            self.send_header("Connection", "close")
+            self.end_headers()
+            for i in range(3):
+                self.wfile.write(f"data: {i}\n\n".encode())
+                self.wfile.flush()
+                time.sleep(0.05)
+            self.close_connection = True
+        else:
+            self._send(404, b"not found")
+
+    def do_POST(self):
+        body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        self._send(200, body, [("X-Method", "POST")])
+
+
+class PythonClientTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.http = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Upstream)
+        threading.Thread(target=cls.http.serve_forever, daemon=True).start()
+        cls.base = f"http://127.0.0.1:{cls.http.server_address[1]}"
+        cls.egress = EgressProcess().__enter__()
+        cls.client = EgressClient(cls.egress.target)
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.client.close()
+        cls.egress.__exit__(None, None, None)
+        cls.http.shutdown()
+
+    def test_get_returns_the_upstream_status(self):
+        r = self.client.get(self.base + "/missing")
+        self.assertEqual(r.status, 404)
+        self.assertEqual(r.body, b"not found")
+
+    def test_post_with_a_binary_body(self):
+        body = bytes(range(256))
+        r = self.client.post(self.base + "/echo", body)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.body, body)
+        self.assertEqual(r.header("x-method"), "POST")
+
+    def test_repeated_response_header(self):
+        r = self.client.get(self.base + "/repeat")
+        self.assertEqual([v for n, v in r.headers if n == "Set-Cookie"],
+                         ["a=1", "b=2"])
+
+    def test_streamed_response(self):
+        head = []
+        body = b"".join(self.client.stream("GET", self.base + "/sse", head=head))
+        self.assertEqual(head[0][0], 200)
+        self.assertEqual(body, b"data: 0\n\ndata: 1\n\ndata: 2\n\n")
+
+    def test_deadline(self):
+        with self.assertRaises(grpc.RpcError) as caught:
+            self.client.get(self.base + "/slow", deadline=0.3)
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+
+    def test_refused_destination_and_bad_url(self):
+        with self.assertRaises(grpc.RpcError) as caught:
+            self.client.get("http://10.0.0.1/")
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
+        self.assertIn("private address", caught.exception.details())
+        with self.assertRaises(grpc.RpcError) as caught:
+            self.client.get("ftp://example.com/")
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+
+
+class JUnitResult(unittest.TextTestResult):
+    """Also records each case for a JUnit XML file."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.cases = []
+
+    def addSuccess(self, test):
+        super().addSuccess(test)
+        self.cases.append((test.id(), None))
+
+    def addFailure(self, test, err):
+        super().addFailure(test, err)
+        self.cases.append((test.id(), self._exc_info_to_string(err, test)))
+
+    def addError(self, test, err):
+        super().addError(test, err)
+        self.cases.append((test.id(), self._exc_info_to_string(err, test)))
+
+
+def main() -> int:
+    suite = unittest.defaultTestLoader.loadTestsFromTestCase(PythonClientTest)
+    result = unittest.TextTestRunner(resultclass=JUnitResult, verbosity=2).run(suite)
+    out = os.environ.get("XML_OUTPUT_FILE")
+    if out:
+        root = ET.Element("testsuites")
+        suite_el = ET.SubElement(root, "testsuite", name="PythonClientTest",
+                                 tests=str(len(result.cases)))
+        for name, failure in result.cases:
+            case = ET.SubElement(suite_el, "testcase", name=name.split(".")[-1],
+                                 classname="PythonClientTest", status="run")
+            if failure:
+                ET.SubElement(case, "failure", message="failed").text = failure
+        ET.ElementTree(root).write(out, encoding="unicode")
+    return 0 if result.wasSuccessful() else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
