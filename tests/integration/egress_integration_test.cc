@@ -18,6 +18,7 @@
 #include "tests/fakes/fake_upstream.h"
 #include "tests/integration/egress_harness.h"
 #include "tests/integration/health.grpc.pb.h"
+#include "tests/integration/reflection.pb.h"
 
 namespace egress {
 namespace {
@@ -320,6 +321,44 @@ TEST_F(EgressIntegrationTest, HealthIsServing) {
   grpc::health::v1::HealthCheckResponse response;
   ASSERT_TRUE(health->Check(&context, request, &response).ok());
   EXPECT_EQ(response.status(), grpc::health::v1::HealthCheckResponse::SERVING);
+}
+
+TEST_F(EgressIntegrationTest, ReflectionDescribesTheEgressService) {
+  // What grpcurl does: list the services, then fetch the API's descriptor.
+  namespace reflection = egress::test::reflection;
+  grpc::ClientContext context;
+  const grpc::internal::RpcMethod method(
+      "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+      grpc::internal::RpcMethod::BIDI_STREAMING, egress_.channel());
+  std::unique_ptr<
+      grpc::ClientReaderWriter<reflection::ServerReflectionRequest,
+                               reflection::ServerReflectionResponse>>
+      stream(grpc::internal::ClientReaderWriterFactory<
+             reflection::ServerReflectionRequest,
+             reflection::ServerReflectionResponse>::Create(egress_.channel()
+                                                               .get(),
+                                                           method, &context));
+  reflection::ServerReflectionRequest request;
+  request.set_list_services("");
+  ASSERT_TRUE(stream->Write(request));
+  reflection::ServerReflectionResponse response;
+  ASSERT_TRUE(stream->Read(&response));
+  std::vector<std::string> services;
+  for (const auto& s : response.list_services_response().service()) {
+    services.push_back(s.name());
+  }
+  EXPECT_THAT(services, testing::IsSupersetOf(
+                            {"egress.v1.Egress", "grpc.health.v1.Health"}));
+
+  request.set_file_containing_symbol("egress.v1.Egress");
+  ASSERT_TRUE(stream->Write(request));
+  ASSERT_TRUE(stream->Read(&response));
+  ASSERT_GT(response.file_descriptor_response().file_descriptor_proto_size(),
+            0);
+  EXPECT_THAT(response.file_descriptor_response().file_descriptor_proto(0),
+              HasSubstr("egress/v1/egress.proto"));
+  stream->WritesDone();
+  EXPECT_TRUE(stream->Finish().ok());
 }
 
 }  // namespace
