@@ -46,9 +46,11 @@ absl::Status ForEachLine(const std::string& path, F line_fn) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CallerAuth>> CallerAuth::Create(
-    std::string tokens_file, std::string identity_hosts_file) {
+    std::string tokens_file, std::string identity_hosts_file,
+    std::map<std::string, std::vector<std::string>> identity_hosts) {
   std::unique_ptr<CallerAuth> auth(
-      new CallerAuth(std::move(tokens_file), std::move(identity_hosts_file)));
+      new CallerAuth(std::move(tokens_file), std::move(identity_hosts_file),
+                     std::move(identity_hosts)));
   absl::StatusOr<std::shared_ptr<const Snapshot>> loaded = auth->Load();
   if (!loaded.ok()) return loaded.status();
   auth->snapshot_ = *std::move(loaded);
@@ -58,6 +60,12 @@ absl::StatusOr<std::unique_ptr<CallerAuth>> CallerAuth::Create(
 absl::StatusOr<std::shared_ptr<const CallerAuth::Snapshot>> CallerAuth::Load()
     const {
   auto snapshot = std::make_shared<Snapshot>();
+  for (const auto& [identity, hosts] : static_hosts_) {
+    auto list = std::make_shared<std::vector<std::string>>();
+    for (const std::string& h : hosts)
+      list->push_back(absl::AsciiStrToLower(h));
+    snapshot->hosts[identity] = std::move(list);
+  }
   if (!tokens_file_.empty()) {
     absl::Status status = ForEachLine(
         tokens_file_, [&](int, const std::vector<absl::string_view>& f) {

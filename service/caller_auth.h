@@ -42,8 +42,11 @@ class CallerAuth {
  public:
   // Loads the files (either may be empty: not configured). Errors name the file
   // and the line.
+  // `identity_hosts` (from the config file) is the base that
+  // `identity_hosts_file` extends and overrides per identity.
   static absl::StatusOr<std::unique_ptr<CallerAuth>> Create(
-      std::string tokens_file, std::string identity_hosts_file);
+      std::string tokens_file, std::string identity_hosts_file,
+      std::map<std::string, std::vector<std::string>> identity_hosts = {});
 
   absl::StatusOr<Caller> Authenticate(
       const grpc::CallbackServerContext& context) const;
@@ -64,14 +67,17 @@ class CallerAuth {
         hosts;
   };
 
-  CallerAuth(std::string tokens_file, std::string identity_hosts_file)
+  CallerAuth(std::string tokens_file, std::string identity_hosts_file,
+             std::map<std::string, std::vector<std::string>> identity_hosts)
       : tokens_file_(std::move(tokens_file)),
-        identity_hosts_file_(std::move(identity_hosts_file)) {}
+        identity_hosts_file_(std::move(identity_hosts_file)),
+        static_hosts_(std::move(identity_hosts)) {}
   absl::StatusOr<std::shared_ptr<const Snapshot>> Load() const;
   std::shared_ptr<const Snapshot> snapshot() const;
 
   const std::string tokens_file_;
   const std::string identity_hosts_file_;
+  const std::map<std::string, std::vector<std::string>> static_hosts_;
   mutable std::mutex mu_;
   std::shared_ptr<const Snapshot> snapshot_;  // guarded by mu_
 };

@@ -1,12 +1,32 @@
 #include "service/config.h"
 
+#include <google/protobuf/io/tokenizer.h>
+#include <google/protobuf/text_format.h>
+#include <google/protobuf/util/json_util.h>
+
 #include <cstdint>
+#include <fstream>
+#include <set>
+#include <sstream>
 #include <string>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "service/config.pb.h"
 
+ABSL_FLAG(std::string, config, "",
+          "Configuration file (egress.config.v1.EgressConfig): protobuf text "
+          "format, or JSON when the name ends in .json. Flags given on the "
+          "command line override it.");
+ABSL_FLAG(bool, print_config, false,
+          "Print the effective configuration (defaults, --config, flags) and "
+          "exit.");
+ABSL_FLAG(bool, access_log, true,
+          "Log one line per call (caller, method, host, "
+          "status, duration, attempts, connection reuse).");
 ABSL_FLAG(std::string, listen, "0.0.0.0:50051",
           "gRPC listen address (host:port).");
 ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9464",
@@ -87,10 +107,6 @@ absl::Status Bad(const char* flag, const std::string& problem) {
   return absl::InvalidArgumentError(absl::StrCat("--", flag, ": ", problem));
 }
 
-std::chrono::nanoseconds ToChrono(absl::Duration d) {
-  return absl::ToChronoNanoseconds(d);
-}
-
 }  // namespace
 
 absl::Status Config::Validate() const {
@@ -144,39 +160,141 @@ absl::Status Config::Validate() const {
   return absl::OkStatus();
 }
 
-Config ConfigFromFlags() {
+// The settings, by kind; each is a Config member, a flag and a config.proto
+// field of the same name.
+#define EGRESS_SCALAR_SETTINGS(X)                                             \
+  X(listen)                                                                   \
+  X(metrics_listen) X(workers) X(max_queue) X(max_session_errors)             \
+      X(max_sessions_per_worker) X(max_requests_per_session)                  \
+          X(max_request_bytes) X(max_response_bytes) X(max_stream_bytes)      \
+              X(ca_file) X(insecure_skip_verify) X(allow_cidrs) X(deny_cidrs) \
+                  X(allow_hosts) X(deny_hosts) X(tls_cert) X(tls_key)         \
+                      X(client_ca) X(auth_tokens_file) X(identity_hosts_file) \
+                          X(dns_cache_size) X(access_log)
+#define EGRESS_DURATION_SETTINGS(X)                                           \
+  X(keepalive_timeout)                                                        \
+  X(default_timeout) X(max_timeout) X(connect_timeout) X(stream_idle_timeout) \
+      X(drain_timeout) X(dns_ttl) X(dns_negative_ttl)
+
+namespace {
+
+template <typename T, typename U>
+void Assign(T& out, const U& in) {
+  out = static_cast<T>(in);
+}
+void Assign(std::string& out, const std::string& in) { out = in; }
+void Assign(std::chrono::nanoseconds& out, absl::Duration in) {
+  out = absl::ToChronoNanoseconds(in);
+}
+void Assign(std::chrono::nanoseconds& out,
+            const google::protobuf::Duration& in) {
+  out =
+      std::chrono::seconds(in.seconds()) + std::chrono::nanoseconds(in.nanos());
+}
+
+// Names of the flags given in `argv` ("--name=v", "--name v", "-name",
+// "--noname"), up to a "--" that ends the flags. absl 20220623 keeps its own
+// record of this private.
+std::set<std::string> GivenFlags(int argc, char** argv) {
+  std::set<std::string> given;
+  for (int i = 1; i < argc; ++i) {
+    absl::string_view arg = argv[i];
+    if (arg == "--") break;
+    if (!absl::ConsumePrefix(&arg, "-")) continue;
+    absl::ConsumePrefix(&arg, "-");
+    const std::string name(arg.substr(0, arg.find('=')));
+    given.insert(name);
+    if (absl::StartsWith(name, "no")) given.insert(name.substr(2));
+  }
+  return given;
+}
+
+class ParseErrors final : public google::protobuf::io::ErrorCollector {
+ public:
+  void AddError(int line, int column, const std::string& message) override {
+    if (first_.empty())
+      first_ = absl::StrCat(line + 1, ":", column + 1, ": ", message);
+  }
+  const std::string& first() const { return first_; }
+
+ private:
+  std::string first_;
+};
+
+absl::Status ApplyFile(const std::string& path, Config& c) {
+  std::ifstream in(path);
+  std::stringstream text;
+  if (!in || !(text << in.rdbuf())) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--config: cannot read ", path));
+  }
+  egress::config::v1::EgressConfig file;
+  if (absl::EndsWith(path, ".json")) {
+    google::protobuf::util::JsonParseOptions options;
+    options.ignore_unknown_fields = false;
+    auto status =
+        google::protobuf::util::JsonStringToMessage(text.str(), &file, options);
+    if (!status.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--config: ", path, ": ", status.message().as_string()));
+    }
+  } else {
+    google::protobuf::TextFormat::Parser parser;
+    ParseErrors errors;
+    parser.RecordErrorsTo(&errors);
+    if (!parser.ParseFromString(text.str(), &file)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--config: ", path, ":", errors.first()));
+    }
+  }
+#define EGRESS_FROM_FILE(f) \
+  if (file.has_##f()) Assign(c.f, file.f());
+  EGRESS_SCALAR_SETTINGS(EGRESS_FROM_FILE)
+  EGRESS_DURATION_SETTINGS(EGRESS_FROM_FILE)
+#undef EGRESS_FROM_FILE
+  for (const auto& [identity, list] : file.identity_hosts()) {
+    c.identity_hosts[identity].assign(list.hosts().begin(), list.hosts().end());
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+absl::StatusOr<Config> ConfigFromFlags(int argc, char** argv) {
+  const std::set<std::string> given = GivenFlags(argc, argv);
   Config c;
-  c.listen = absl::GetFlag(FLAGS_listen);
-  c.metrics_listen = absl::GetFlag(FLAGS_metrics_listen);
-  c.workers = absl::GetFlag(FLAGS_workers);
-  c.max_queue = absl::GetFlag(FLAGS_max_queue);
-  c.max_session_errors = absl::GetFlag(FLAGS_max_session_errors);
-  c.keepalive_timeout = ToChrono(absl::GetFlag(FLAGS_keepalive_timeout));
-  c.max_sessions_per_worker = absl::GetFlag(FLAGS_max_sessions_per_worker);
-  c.max_requests_per_session = absl::GetFlag(FLAGS_max_requests_per_session);
-  c.default_timeout = ToChrono(absl::GetFlag(FLAGS_default_timeout));
-  c.max_timeout = ToChrono(absl::GetFlag(FLAGS_max_timeout));
-  c.connect_timeout = ToChrono(absl::GetFlag(FLAGS_connect_timeout));
-  c.max_request_bytes = absl::GetFlag(FLAGS_max_request_bytes);
-  c.max_response_bytes = absl::GetFlag(FLAGS_max_response_bytes);
-  c.max_stream_bytes = absl::GetFlag(FLAGS_max_stream_bytes);
-  c.stream_idle_timeout = ToChrono(absl::GetFlag(FLAGS_stream_idle_timeout));
-  c.drain_timeout = ToChrono(absl::GetFlag(FLAGS_drain_timeout));
-  c.ca_file = absl::GetFlag(FLAGS_ca_file);
-  c.insecure_skip_verify = absl::GetFlag(FLAGS_insecure_skip_verify);
-  c.allow_cidrs = absl::GetFlag(FLAGS_allow_cidrs);
-  c.deny_cidrs = absl::GetFlag(FLAGS_deny_cidrs);
-  c.allow_hosts = absl::GetFlag(FLAGS_allow_hosts);
-  c.deny_hosts = absl::GetFlag(FLAGS_deny_hosts);
-  c.tls_cert = absl::GetFlag(FLAGS_tls_cert);
-  c.tls_key = absl::GetFlag(FLAGS_tls_key);
-  c.client_ca = absl::GetFlag(FLAGS_client_ca);
-  c.auth_tokens_file = absl::GetFlag(FLAGS_auth_tokens_file);
-  c.identity_hosts_file = absl::GetFlag(FLAGS_identity_hosts_file);
-  c.dns_ttl = ToChrono(absl::GetFlag(FLAGS_dns_ttl));
-  c.dns_negative_ttl = ToChrono(absl::GetFlag(FLAGS_dns_negative_ttl));
-  c.dns_cache_size = absl::GetFlag(FLAGS_dns_cache_size);
+  const std::string file = absl::GetFlag(FLAGS_config);
+  if (!file.empty()) {
+    absl::Status applied = ApplyFile(file, c);
+    if (!applied.ok()) return applied;
+  }
+#define EGRESS_FROM_FLAG(f) \
+  if (given.count(#f) > 0) Assign(c.f, absl::GetFlag(FLAGS_##f));
+  EGRESS_SCALAR_SETTINGS(EGRESS_FROM_FLAG)
+  EGRESS_DURATION_SETTINGS(EGRESS_FROM_FLAG)
+#undef EGRESS_FROM_FLAG
   return c;
 }
+
+std::string ConfigToText(const Config& c) {
+  egress::config::v1::EgressConfig out;
+#define EGRESS_TO_PROTO(f) out.set_##f(c.f);
+  EGRESS_SCALAR_SETTINGS(EGRESS_TO_PROTO)
+#undef EGRESS_TO_PROTO
+#define EGRESS_TO_PROTO(f)                                  \
+  out.mutable_##f()->set_seconds(c.f.count() / 1000000000); \
+  out.mutable_##f()->set_nanos(static_cast<int32_t>(c.f.count() % 1000000000));
+  EGRESS_DURATION_SETTINGS(EGRESS_TO_PROTO)
+#undef EGRESS_TO_PROTO
+  for (const auto& [identity, hosts] : c.identity_hosts) {
+    auto& list = (*out.mutable_identity_hosts())[identity];
+    for (const auto& h : hosts) list.add_hosts(h);
+  }
+  std::string text;
+  google::protobuf::TextFormat::PrintToString(out, &text);
+  return text;
+}
+
+bool PrintConfigRequested() { return absl::GetFlag(FLAGS_print_config); }
 
 }  // namespace egress

@@ -1,8 +1,11 @@
 // Config: every setting of egressd, with its embedded default.
 //
-// ConfigFromFlags() reads the absl flags defined in config.cc (`egressd --help`
-// lists them); tests build a Config directly. Validate() refuses values the
-// service cannot run with, naming the flag.
+// Settings come from, in increasing precedence: the embedded defaults below,
+// the file named by --config (config.proto: text format, or JSON for *.json;
+// unknown keys are errors), and flags given on the command line.
+// ConfigFromFlags() assembles them (`egressd --help` lists the flags,
+// `--print_config` shows the result); tests build a Config directly. Validate()
+// refuses values the service cannot run with, naming the setting.
 //
 // Thread safety: a plain value, read-only once the server starts.
 #pragma once
@@ -10,9 +13,12 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
+#include "absl/status/statusor.h"
 
 namespace egress {
 
@@ -59,11 +65,22 @@ struct Config {
   std::chrono::nanoseconds dns_negative_ttl = std::chrono::seconds(5);
   size_t dns_cache_size = 10000;
 
+  bool access_log = true;  // one line per call
+  // identity -> hosts it may reach (config file only; see caller_auth.h).
+  std::map<std::string, std::vector<std::string>> identity_hosts;
+
   absl::Status Validate() const;
 };
 
-// The configuration given by the command-line flags (after
-// absl::ParseCommandLine).
-Config ConfigFromFlags();
+// Defaults, then --config, then the flags given in `argv` (call after
+// absl::ParseCommandLine, with the same argv). Errors name the file, line or
+// key.
+absl::StatusOr<Config> ConfigFromFlags(int argc, char** argv);
+
+// The effective configuration as config.proto text format (--print_config).
+std::string ConfigToText(const Config& config);
+
+// True when --print_config was given.
+bool PrintConfigRequested();
 
 }  // namespace egress

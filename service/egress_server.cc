@@ -131,7 +131,8 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
   s->policy_ = *std::move(policy);
 
   absl::StatusOr<std::unique_ptr<CallerAuth>> auth =
-      CallerAuth::Create(config.auth_tokens_file, config.identity_hosts_file);
+      CallerAuth::Create(config.auth_tokens_file, config.identity_hosts_file,
+                         config.identity_hosts);
   if (!auth.ok()) return auth.status();
   s->auth_ = *std::move(auth);
 
@@ -169,6 +170,7 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
   service_options.stream_idle_timeout = config.stream_idle_timeout;
   service_options.max_stream_bytes = config.max_stream_bytes;
   service_options.auth = s->auth_.get();
+  service_options.access_log = config.access_log;
   service_options.policy = s->policy_.get();
   s->service_ = std::make_unique<EgressService>(service_options, *s->pool_,
                                                 *s->metrics_, clock);

@@ -11,6 +11,7 @@
 #include <utility>
 
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "service/log.h"
@@ -49,28 +50,21 @@ class EgressService::Call {
       : service_(service),
         context_(context),
         response_(response),
-        reactor_(context.DefaultReactor()),
-        start_(start) {
-    service_.metrics_.requests_in_flight().Increment();
+        reactor_(context.DefaultReactor()) {
+    service_.Begin(context, start, record_);
   }
 
   grpc::ServerUnaryReactor* reactor() { return reactor_; }
-  std::string& identity() { return identity_; }
-  void set_url(const std::string& url) { url_ = url; }
-  grpc::CallbackServerContext& context() { return context_; }
-  MonoTime start() const { return start_; }
-  void set_method(std::string method) { method_ = std::move(method); }
+  CallRecord& record() { return record_; }
 
   // Answers the call with `status` (the response as filled so far when OK),
   // records it, and deletes this Call.
   void Finish(const absl::Status& status, int http_status) {
-    service_.NoteRefusal(status, identity_, url_);
-    const nanoseconds total = service_.clock_.Now() - start_;
-    if (status.ok())
+    record_.http_status = http_status;
+    const nanoseconds total = service_.Complete(record_, status);
+    if (status.ok()) {
       SetDuration(total, *response_.mutable_timing()->mutable_total());
-    service_.metrics_.RecordCall(method_, http_status, status.code(),
-                                 Seconds(total));
-    service_.metrics_.requests_in_flight().Decrement();
+    }
     grpc::ServerUnaryReactor* reactor = reactor_;
     grpc::Status grpc_status = ToGrpcStatus(status);
     delete this;
@@ -83,13 +77,17 @@ class EgressService::Call {
   // Runs on a worker: performs the exchange and answers.
   void Run(EgressWorker& worker, const UpstreamRequest& request,
            MonoTime deadline) {
-    const nanoseconds queued = service_.clock_.Now() - start_;
+    const nanoseconds queued = service_.clock_.Now() - record_.start;
     absl::Status taken = service_.CheckTaken(context_, queued, deadline);
     if (!taken.ok()) {
       Finish(taken, 0);
       return;
     }
     absl::StatusOr<UpstreamResponse> result = worker.Perform(request, deadline);
+    if (result.ok()) {
+      record_.attempts = result->attempts;
+      record_.reused = result->connection_reused;
+    }
     if (!result.ok()) {
       Finish(result.status(), 0);
       return;
@@ -117,10 +115,7 @@ class EgressService::Call {
   grpc::CallbackServerContext& context_;
   egress::v1::EgressResponse& response_;
   grpc::ServerUnaryReactor* const reactor_;
-  const MonoTime start_;
-  std::string method_;
-  std::string identity_ = "anonymous";
-  std::string url_;
+  CallRecord record_;
 };
 
 // One DoStream call: a write reactor that is also the ResponseSink of the
@@ -144,19 +139,16 @@ class EgressService::StreamCall final
 
   StreamCall(EgressService& service, grpc::CallbackServerContext& context,
              MonoTime start)
-      : service_(service), context_(context), start_(start) {
-    service_.metrics_.requests_in_flight().Increment();
+      : service_(service), context_(context) {
+    service_.Begin(context, start, record_);
   }
 
-  MonoTime start() const { return start_; }
-  void set_method(std::string method) { method_ = std::move(method); }
-  std::string& identity() { return identity_; }
-  void set_url(const std::string& url) { url_ = url; }
+  CallRecord& record() { return record_; }
 
   // Runs on a worker: performs the exchange, streaming, then finishes.
   void Run(EgressWorker& worker, const UpstreamRequest& request,
            MonoTime deadline) {
-    queued_ = service_.clock_.Now() - start_;
+    queued_ = service_.clock_.Now() - record_.start;
     absl::Status taken = service_.CheckTaken(context_, queued_, deadline);
     if (!taken.ok()) {
       FinishWhenDrained(taken);
@@ -178,9 +170,8 @@ class EgressService::StreamCall final
   // Answers with `status` once every pending byte is written (at once when the
   // call failed before streaming). Called once, by the worker or by Do.
   void FinishWhenDrained(const absl::Status& status) {
-    service_.NoteRefusal(status, identity_, url_);
     std::unique_lock<std::mutex> lock(mu_);
-    code_ = status.code();
+    status_ = status;
     final_status_ = ToGrpcStatus(status);
     if (cancelled_) pending_.clear();
     if (write_in_flight_) {
@@ -210,7 +201,9 @@ class EgressService::StreamCall final
   bool OnHead(UpstreamResponse head) override {
     std::unique_lock<std::mutex> lock(mu_);
     if (cancelled_) return Abandon(Cancelled(), "cancelled");
-    http_status_ = head.status;
+    record_.http_status = head.status;
+    record_.attempts = head.attempts;
+    record_.reused = head.connection_reused;
     egress::v1::EgressResponseHead& out = *out_.mutable_head();
     out.set_status(head.status);
     for (auto& [name, value] : head.headers) {
@@ -223,7 +216,7 @@ class EgressService::StreamCall final
     timing.set_attempts(head.attempts);
     SetDuration(queued_, *timing.mutable_queued());
     SetDuration(head.upstream_time, *timing.mutable_upstream());
-    SetDuration(service_.clock_.Now() - start_, *timing.mutable_total());
+    SetDuration(service_.clock_.Now() - record_.start, *timing.mutable_total());
     write_in_flight_ = true;  // nothing was written before the head
     lock.unlock();
     StartWrite(&out_);
@@ -302,9 +295,7 @@ class EgressService::StreamCall final
   }
 
   void OnDone() override {
-    service_.metrics_.RecordCall(method_, http_status_, code_,
-                                 Seconds(service_.clock_.Now() - start_));
-    service_.metrics_.requests_in_flight().Decrement();
+    service_.Complete(record_, status_);
     delete this;
   }
 
@@ -349,10 +340,7 @@ class EgressService::StreamCall final
 
   EgressService& service_;
   grpc::CallbackServerContext& context_;
-  const MonoTime start_;
-  std::string method_;
-  std::string identity_ = "anonymous";
-  std::string url_;
+  CallRecord record_;      // head fields written under mu_
   nanoseconds queued_{0};  // written by the worker before streaming starts
   std::chrono::steady_clock::time_point real_deadline_;
 
@@ -367,9 +355,8 @@ class EgressService::StreamCall final
   size_t streamed_ = 0;                  // guarded by mu_
   absl::Status abort_status_;            // guarded by mu_
   const char* abort_reason_ = nullptr;   // guarded by mu_
-  int http_status_ = 0;                  // guarded by mu_
-  absl::StatusCode code_ = absl::StatusCode::kUnknown;  // guarded by mu_
-  grpc::Status final_status_;                           // guarded by mu_
+  absl::Status status_ = absl::UnknownError("not finished");  // guarded by mu_
+  grpc::Status final_status_;                                 // guarded by mu_
 
   std::mutex session_mu_;
   HttpSession* session_ =
@@ -398,18 +385,29 @@ absl::Status EgressService::CheckTaken(
 
 absl::StatusOr<EgressService::Admission> EgressService::Admit(
     const egress::v1::EgressRequest& request,
-    const grpc::CallbackServerContext& context, MonoTime start,
-    nanoseconds default_timeout, std::string& identity) const {
+    const grpc::CallbackServerContext& context, nanoseconds default_timeout,
+    CallRecord& record) const {
+  // Labels only: Metrics folds anything but the standard methods into "OTHER".
+  record.method = request.method().empty() ? "GET" : request.method();
+  record.url = request.url();
   Caller caller{"anonymous", nullptr};
   if (options_.auth != nullptr) {
     absl::StatusOr<Caller> authenticated = options_.auth->Authenticate(context);
     if (!authenticated.ok()) return authenticated.status();
     caller = *std::move(authenticated);
   }
-  identity = caller.identity;
+  record.identity = caller.identity;
   absl::StatusOr<UpstreamRequest> upstream =
       ValidateRequest(request, options_.limits);
   if (!upstream.ok()) return upstream.status();
+  record.origin = upstream->origin.Key();
+  // The request id travels upstream too, unless the caller set its own.
+  if (std::none_of(upstream->headers.begin(), upstream->headers.end(),
+                   [](const auto& h) {
+                     return absl::EqualsIgnoreCase(h.first, "X-Request-Id");
+                   })) {
+    upstream->headers.emplace_back("X-Request-Id", record.request_id);
+  }
   if (options_.policy != nullptr) {
     absl::Status allowed = options_.policy->CheckHost(
         upstream->origin.host, caller.allowed_hosts.get());
@@ -428,21 +426,49 @@ absl::StatusOr<EgressService::Admission> EgressService::Admit(
         "deadline expired before the call reached the service");
   }
   return Admission{std::make_shared<UpstreamRequest>(std::move(*upstream)),
-                   start + timeout};
+                   record.start + timeout};
 }
 
-void EgressService::NoteRefusal(const absl::Status& status,
-                                const std::string& identity,
-                                const std::string& url) const {
+void EgressService::Begin(const grpc::CallbackServerContext& context,
+                          MonoTime start, CallRecord& record) {
+  record.start = start;
+  const auto& metadata = context.client_metadata();
+  auto it = metadata.find("x-request-id");
+  if (it != metadata.end() && it->second.size() <= 128) {
+    record.request_id = absl::CHexEscape(
+        absl::string_view(it->second.data(), it->second.size()));
+  } else {
+    record.request_id =
+        absl::StrFormat("%016x", request_ids_.fetch_add(1) ^ id_salt_);
+  }
+  metrics_.requests_in_flight().Increment();
+}
+
+nanoseconds EgressService::Complete(const CallRecord& r,
+                                    const absl::Status& status) const {
+  const nanoseconds total = clock_.Now() - r.start;
+  metrics_.RecordCall(r.method, r.http_status, status.code(), Seconds(total));
+  metrics_.requests_in_flight().Decrement();
+  const std::string id = absl::StrCat("[", r.request_id, "] ");
   if (absl::IsPermissionDenied(status)) {
     metrics_.RecordPolicyDenied(PolicyReason(status));
-    LogWarning(absl::StrCat("policy: caller ", identity, " url ",
-                            absl::CHexEscape(url.substr(0, 200)), ": ",
+    LogWarning(absl::StrCat(id, "policy: caller ", r.identity, " url ",
+                            absl::CHexEscape(r.url.substr(0, 200)), ": ",
                             status.message()));
   } else if (absl::IsUnauthenticated(status)) {
-    LogWarning(absl::StrCat("auth: refused a call from ", identity, ": ",
+    LogWarning(absl::StrCat(id, "auth: refused a call from ", r.identity, ": ",
                             status.message()));
   }
+  if (options_.access_log) {
+    LogInfo(absl::StrFormat(
+        "%saccess caller=%s method=%s origin=%s outcome=%s status=%d "
+        "duration_ms=%.3f attempts=%d reused=%s",
+        id, r.identity, absl::CHexEscape(r.method.substr(0, 32)),
+        r.origin.empty() ? "-" : r.origin, StatusCodeName(status.code()),
+        r.http_status, Seconds(total) * 1000, r.attempts,
+        r.reused ? "true" : "false"));
+  }
+  return total;
 }
 
 absl::Status EgressService::Submit(std::function<void(EgressWorker&)> task) {
@@ -459,13 +485,8 @@ grpc::ServerUnaryReactor* EgressService::Do(
     egress::v1::EgressResponse* response) {
   auto* call = new Call(*this, *context, *response, clock_.Now());
   grpc::ServerUnaryReactor* reactor = call->reactor();
-  // Labels only: Metrics folds anything but the standard methods into "OTHER".
-  call->set_method(request->method().empty() ? "GET" : request->method());
-
-  call->set_url(request->url());
   absl::StatusOr<Admission> admitted =
-      Admit(*request, *context, call->start(), options_.default_timeout,
-            call->identity());
+      Admit(*request, *context, options_.default_timeout, call->record());
   if (!admitted.ok()) {
     call->Finish(admitted.status(), 0);
     return reactor;
@@ -482,13 +503,10 @@ grpc::ServerWriteReactor<egress::v1::EgressResponseChunk>*
 EgressService::DoStream(grpc::CallbackServerContext* context,
                         const egress::v1::EgressRequest* request) {
   auto* call = new StreamCall(*this, *context, clock_.Now());
-  call->set_method(request->method().empty() ? "GET" : request->method());
   // A stream's total time is bounded by --max_timeout when the caller gives
   // neither a timeout nor a deadline: long event streams are its normal case.
-  call->set_url(request->url());
   absl::StatusOr<Admission> admitted =
-      Admit(*request, *context, call->start(), options_.max_timeout,
-            call->identity());
+      Admit(*request, *context, options_.max_timeout, call->record());
   if (!admitted.ok()) {
     call->FinishWhenDrained(admitted.status());
     return call;

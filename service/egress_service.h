@@ -8,9 +8,12 @@
 // Thread safety: thread-safe; one instance serves every call.
 #pragma once
 
+#include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <memory>
+#include <string>
 
 #include "absl/status/status.h"
 #include "proto/egress/v1/egress.grpc.pb.h"
@@ -33,6 +36,8 @@ struct ServiceOptions {
   std::chrono::nanoseconds stream_idle_timeout = std::chrono::minutes(5);
   // DoStream: bytes after which the stream fails; 0 is unlimited.
   size_t max_stream_bytes = 0;
+  // One log line per call (--access_log).
+  bool access_log = true;
   // Who may call; nullptr lets everyone in as "anonymous".
   const CallerAuth* auth = nullptr;
   // Which hosts may be reached (addresses are checked by the sessions);
@@ -58,24 +63,40 @@ class EgressService final : public egress::v1::Egress::CallbackService {
   class Call;
   class StreamCall;
 
+  // What is known of one call, for its metrics and its access log line.
+  struct CallRecord {
+    MonoTime start;
+    std::string request_id;  // x-request-id metadata, or generated
+    std::string method = "GET";
+    std::string identity = "anonymous";
+    std::string url;
+    std::string origin;  // once validated
+    int http_status = 0;
+    int attempts = 0;
+    bool reused = false;
+  };
+
   // A validated request and the deadline of its upstream exchange.
   struct Admission {
     std::shared_ptr<const UpstreamRequest> request;
     MonoTime deadline;
   };
 
-  // Authenticates the caller (setting `identity`), validates the request,
-  // checks its host against the policy, and computes the deadline of the
-  // upstream exchange.
+  // Authenticates the caller (filling `record` as it goes), validates the
+  // request, checks its host against the policy, and computes the deadline of
+  // the upstream exchange.
   absl::StatusOr<Admission> Admit(const egress::v1::EgressRequest& request,
                                   const grpc::CallbackServerContext& context,
-                                  MonoTime start,
                                   std::chrono::nanoseconds default_timeout,
-                                  std::string& identity) const;
-  // Counts and logs a refusal by the policy or by authentication, naming the
-  // caller; does nothing for other statuses.
-  void NoteRefusal(const absl::Status& status, const std::string& identity,
-                   const std::string& url) const;
+                                  CallRecord& record) const;
+  // A call arrives: its request id, and the in-flight gauge.
+  void Begin(const grpc::CallbackServerContext& context, MonoTime start,
+             CallRecord& record);
+  // A call ends: metrics, a log line for a refusal by the policy or by
+  // authentication (naming the caller), the access log line. Returns the
+  // call's total time.
+  std::chrono::nanoseconds Complete(const CallRecord& record,
+                                    const absl::Status& status) const;
   // RESOURCE_EXHAUSTED when the queue is full.
   absl::Status Submit(std::function<void(EgressWorker&)> task);
   // On the worker that took a call: may it still go ahead?
@@ -87,6 +108,10 @@ class EgressService final : public egress::v1::Egress::CallbackService {
   WorkerPool<EgressWorker>& pool_;
   Metrics& metrics_;
   const Clock& clock_;
+  std::atomic<uint64_t> request_ids_{1};
+  // Makes generated request ids differ between processes.
+  const uint64_t id_salt_ = static_cast<uint64_t>(
+      std::chrono::system_clock::now().time_since_epoch().count());
 };
 
 }  // namespace egress

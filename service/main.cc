@@ -40,7 +40,18 @@ int main(int argc, char** argv) {
   signal(SIGPIPE,
          SIG_IGN);  // a peer closing a socket is an error code, not death
 
-  const egress::Config config = egress::ConfigFromFlags();
+  absl::StatusOr<egress::Config> loaded = egress::ConfigFromFlags(argc, argv);
+  if (!loaded.ok()) {
+    egress::LogError(std::string(loaded.status().message()));
+    return 2;
+  }
+  const egress::Config& config = *loaded;
+  if (egress::PrintConfigRequested()) {
+    absl::Status valid = config.Validate();
+    std::fputs(egress::ConfigToText(config).c_str(), stdout);
+    if (!valid.ok()) egress::LogError(std::string(valid.message()));
+    return valid.ok() ? 0 : 2;
+  }
   absl::StatusOr<std::unique_ptr<egress::EgressServer>> server =
       egress::EgressServer::Start(config);
   if (!server.ok()) {

@@ -18,6 +18,7 @@ _LIBS = {
         "absl_flags_parse",
         "absl_flags_usage",
         "absl_flags_config",
+        "absl_flags_reflection",
         "absl_flags_marshalling",
         "absl_time",
         "absl_synchronization",

@@ -52,7 +52,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     egress::v1::Header* header = request.add_headers();
     const size_t colon = lines[i].find(':');
     header->set_name(lines[i].substr(0, colon));
-    if (colon != std::string::npos) header->set_value(lines[i].substr(colon + 1));
+    if (colon != std::string::npos)
+      header->set_value(lines[i].substr(colon + 1));
   }
 
   egress::ValidationLimits limits;
@@ -66,7 +67,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // Accepted: nothing that could split or smuggle a request.
   Require(egress::IsHttpToken(result->method));
   Require(!result->target.empty() && result->target[0] == '/');
-  Require(!HasControl(result->target) && result->target.find(' ') == std::string::npos);
+  Require(!HasControl(result->target) &&
+          result->target.find(' ') == std::string::npos);
   Require(result->origin.port != 0);
   Require(!result->origin.host.empty() && !HasControl(result->origin.host));
   Require(result->origin.scheme == "http" || result->origin.scheme == "https");

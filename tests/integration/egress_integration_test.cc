@@ -361,5 +361,36 @@ TEST_F(EgressIntegrationTest, ReflectionDescribesTheEgressService) {
   EXPECT_TRUE(stream->Finish().ok());
 }
 
+TEST_F(EgressIntegrationTest, RequestIdIsForwardedAndEveryCallIsLogged) {
+  ::testing::internal::CaptureStderr();
+  grpc::ClientContext context;
+  context.AddMetadata("x-request-id", "req-42");
+  EgressResponse response;
+  grpc::Status status =
+      egress_.stub().Do(&context, Request("GET", "/headers"), &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  // Without one, the service makes an id up and still forwards it.
+  EgressResponse second;
+  ASSERT_TRUE(Get("/headers", &second).ok());
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_THAT(response.body(), HasSubstr("X-Request-Id: req-42"));
+  EXPECT_THAT(second.body(), HasSubstr("X-Request-Id: "));
+  EXPECT_THAT(log,
+              HasSubstr(absl::StrCat(
+                  "[req-42] access caller=anonymous method=GET origin=http://"
+                  "127.0.0.1:",
+                  upstream_.port(), " outcome=OK status=200")));
+  EXPECT_THAT(log, HasSubstr("attempts=1 reused="));
+}
+
+TEST_F(EgressIntegrationTest, AccessLogCanBeTurnedOff) {
+  Restart([](Config& c) { c.access_log = false; });
+  ::testing::internal::CaptureStderr();
+  EgressResponse response;
+  ASSERT_TRUE(Get("/echo", &response).ok());
+  EXPECT_THAT(::testing::internal::GetCapturedStderr(),
+              testing::Not(HasSubstr("access caller=")));
+}
+
 }  // namespace
 }  // namespace egress

@@ -1,0 +1,113 @@
+// Config: defaults, then the --config file (text or JSON), then the flags given
+// on the command line; errors name the file, line or key.
+#include "service/config.h"
+
+#include <fstream>
+#include <string>
+
+#include "absl/flags/declare.h"
+#include "absl/flags/flag.h"
+#include "absl/time/time.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+ABSL_DECLARE_FLAG(std::string, config);
+ABSL_DECLARE_FLAG(uint32_t, workers);
+
+namespace egress {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+class ConfigTest : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    absl::SetFlag(&FLAGS_config, "");
+    absl::SetFlag(&FLAGS_workers, 64);
+  }
+  std::string Write(const std::string& name, const std::string& text) {
+    const std::string path = ::testing::TempDir() + "/" + name;
+    std::ofstream(path) << text;
+    return path;
+  }
+  // As if egressd ran with `args` (flags already parsed into FLAGS_*).
+  absl::StatusOr<Config> Load(std::vector<std::string> args) {
+    args.insert(args.begin(), "egressd");
+    std::vector<char*> argv;
+    for (std::string& a : args) argv.push_back(a.data());
+    return ConfigFromFlags(static_cast<int>(argv.size()), argv.data());
+  }
+};
+
+TEST_F(ConfigTest, DefaultsWithoutFileOrFlags) {
+  absl::StatusOr<Config> c = Load({});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->workers, 64u);
+  EXPECT_EQ(c->keepalive_timeout, std::chrono::seconds(30));
+  EXPECT_TRUE(c->Validate().ok());
+}
+
+TEST_F(ConfigTest, TextFileOverridesDefaultsAndFlagsOverrideTheFile) {
+  absl::SetFlag(
+      &FLAGS_config,
+      Write("c.textproto",
+            "workers: 8\nmax_queue: 10\nkeepalive_timeout { seconds: 45 }\n"
+            "identity_hosts { key: \"billing\" value { hosts: "
+            "\"api.stripe.com\" } }\n"));
+  absl::SetFlag(&FLAGS_workers, 16);
+  absl::StatusOr<Config> c = Load({"--config=x", "--workers=16"});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->workers, 16u);  // the flag wins
+  EXPECT_EQ(c->max_queue, 10u);
+  EXPECT_EQ(c->keepalive_timeout, std::chrono::seconds(45));
+  EXPECT_THAT(c->identity_hosts["billing"], ElementsAre("api.stripe.com"));
+  EXPECT_THAT(ConfigToText(*c), HasSubstr("workers: 16"));
+}
+
+TEST_F(ConfigTest, JsonFileUsesProtoJsonNames) {
+  absl::SetFlag(
+      &FLAGS_config,
+      Write("c.json",
+            R"({"workers": 4, "dnsTtl": "60s", "accessLog": false})"));
+  absl::StatusOr<Config> c = Load({});
+  ASSERT_TRUE(c.ok()) << c.status();
+  EXPECT_EQ(c->workers, 4u);
+  EXPECT_EQ(c->dns_ttl, std::chrono::seconds(60));
+  EXPECT_FALSE(c->access_log);
+}
+
+TEST_F(ConfigTest, UnknownKeysAreErrorsNamingThem) {
+  absl::SetFlag(&FLAGS_config,
+                Write("bad.json", R"({"workers": 4, "wrokers": 5})"));
+  absl::StatusOr<Config> c = Load({});
+  EXPECT_EQ(c.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("wrokers"));
+  absl::SetFlag(&FLAGS_config, Write("bad.textproto", "workers: 4\nnope: 1\n"));
+  c = Load({});
+  EXPECT_THAT(std::string(c.status().message()), HasSubstr("bad.textproto:2:"));
+  EXPECT_THAT(std::string(c.status().message()),
+              HasSubstr("no field named \"nope\""));
+}
+
+TEST_F(ConfigTest, UnreadableFileIsAnError) {
+  absl::SetFlag(&FLAGS_config, "/nonexistent/egressd.textproto");
+  EXPECT_THAT(
+      std::string(Load({}).status().message()),
+      HasSubstr("--config: cannot read /nonexistent/egressd.textproto"));
+}
+
+TEST_F(ConfigTest, InvalidValuesNameTheKey) {
+  Config c;
+  c.workers = 0;
+  EXPECT_THAT(std::string(c.Validate().message()), HasSubstr("--workers"));
+  c = Config();
+  c.tls_cert = "cert.pem";
+  EXPECT_THAT(std::string(c.Validate().message()), HasSubstr("--tls_key"));
+  c = Config();
+  c.client_ca = "ca.pem";
+  EXPECT_THAT(std::string(c.Validate().message()), HasSubstr("mutual TLS"));
+}
+
+}  // namespace
+}  // namespace egress
