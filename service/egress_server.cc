@@ -79,8 +79,9 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
   s->metrics_ = std::make_unique<Metrics>();
 
   if (!config.metrics_listen.empty()) {
-    auto metrics_server =
-        MetricsServer::Start(config.metrics_listen, s->metrics_->registry());
+    Metrics* m = s->metrics_.get();
+    auto metrics_server = MetricsServer::Start(config.metrics_listen,
+                                               [m] { return m->Collect(); });
     if (!metrics_server.ok()) {
       return absl::Status(metrics_server.status().code(),
                           absl::StrCat("--metrics_listen: ",

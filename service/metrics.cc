@@ -2,6 +2,7 @@
 
 #include <string>
 
+#include "service/process_metrics.h"
 #include "service/status_mapping.h"
 
 namespace egress {
@@ -118,6 +119,12 @@ Metrics::Metrics()
                                 .Register(*registry_)) {
   // Every reason is present from the start, so a dashboard shows zeros, not
   // gaps.
+  prometheus::BuildGauge()
+      .Name("egress_build_info")
+      .Help("Always 1; the version of egressd in a label.")
+      .Register(*registry_)
+      .Add({{"version", kEgressVersion}})
+      .Set(1);
   for (const char* reason :
        {"loopback", "private", "link_local", "cgnat", "unspecified",
         "multicast", "broadcast", "reserved", "unique_local", "deny_cidrs",
@@ -133,6 +140,14 @@ Metrics::Metrics()
     recreations_[i] = &recreations_family_.Add(
         {{"reason", DropReasonName(static_cast<DropReason>(i))}});
   }
+}
+
+std::vector<prometheus::MetricFamily> Metrics::Collect() const {
+  std::vector<prometheus::MetricFamily> families = registry_->Collect();
+  for (prometheus::MetricFamily& f : CollectProcessMetrics()) {
+    families.push_back(std::move(f));
+  }
+  return families;
 }
 
 void Metrics::RecordStreamAbort(const std::string& reason) {

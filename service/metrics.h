@@ -37,14 +37,17 @@
 
 namespace egress {
 
+inline constexpr char kEgressVersion[] = "0.1.0";
+
 class Metrics final : public SessionObserver {
  public:
   Metrics();
   Metrics(const Metrics&) = delete;
   Metrics& operator=(const Metrics&) = delete;
 
-  // The registry that MetricsServer serves.
-  std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
+  // Every series to expose: the registry's, the process_* ones, and
+  // egress_build_info{version}. Thread-safe.
+  std::vector<prometheus::MetricFamily> Collect() const;
 
   // Counts one finished call. `http_status` is 0 when no upstream answer came.
   // Methods outside the standard set are labelled "OTHER" to bound the labels.

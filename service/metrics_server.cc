@@ -1,7 +1,6 @@
 #include "service/metrics_server.h"
 
 #include <httplib.h>
-#include <prometheus/registry.h>
 #include <prometheus/text_serializer.h>
 
 #include <sstream>
@@ -31,22 +30,21 @@ absl::Status SplitHostPort(const std::string& address, std::string& host,
 }
 
 absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
-    const std::string& address,
-    std::shared_ptr<prometheus::Registry> registry) {
+    const std::string& address, Collect collect) {
   std::string host;
   int port = 0;
   absl::Status split = SplitHostPort(address, host, port);
   if (!split.ok()) return split;
 
   std::unique_ptr<MetricsServer> s(new MetricsServer());
-  s->registry_ = std::move(registry);
+  s->collect_ = std::move(collect);
   s->server_ = std::make_unique<httplib::Server>();
   s->server_->new_task_queue = [] { return new httplib::ThreadPool(2); };
-  prometheus::Registry* reg = s->registry_.get();
+  const Collect* collector = &s->collect_;
   s->server_->Get(
-      "/metrics", [reg](const httplib::Request&, httplib::Response& res) {
+      "/metrics", [collector](const httplib::Request&, httplib::Response& res) {
         std::ostringstream out;
-        prometheus::TextSerializer().Serialize(out, reg->Collect());
+        prometheus::TextSerializer().Serialize(out, (*collector)());
         res.set_content(out.str(), "text/plain; version=0.0.4; charset=utf-8");
       });
   s->port_ = port == 0 ? s->server_->bind_to_any_port(host)

@@ -1,4 +1,4 @@
-// MetricsServer: serves the Prometheus text format of a registry on
+// MetricsServer: serves the Prometheus text format of what `collect` returns on
 // http://<address>/metrics, from its own thread.
 //
 // It uses cpp-httplib (already the service's HTTP library) rather than
@@ -6,24 +6,25 @@
 // holds every shutdown for up to 2 s.
 //
 // Usage:
-//   auto server = MetricsServer::Start("0.0.0.0:9464", metrics.registry());
-//   int port = (*server)->port();
+//   auto server = MetricsServer::Start("0.0.0.0:9464", [&] { return
+//   metrics.Collect(); }); int port = (*server)->port();
 //
 // Thread safety: Start and the destructor from one thread; scrapes are served
-// concurrently (Registry::Collect is thread-safe).
+// concurrently, so `collect` must be thread-safe.
 #pragma once
 
+#include <prometheus/metric_family.h>
+
+#include <functional>
 #include <memory>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "absl/status/statusor.h"
 
 namespace httplib {
 class Server;
-}
-namespace prometheus {
-class Registry;
 }
 
 namespace egress {
@@ -31,9 +32,9 @@ namespace egress {
 class MetricsServer {
  public:
   // Binds `address` ("host:port", "[::]:port"; port 0 picks one) and serves.
+  using Collect = std::function<std::vector<prometheus::MetricFamily>()>;
   static absl::StatusOr<std::unique_ptr<MetricsServer>> Start(
-      const std::string& address,
-      std::shared_ptr<prometheus::Registry> registry);
+      const std::string& address, Collect collect);
   ~MetricsServer();  // stops serving and joins the thread
 
   int port() const { return port_; }
@@ -41,7 +42,7 @@ class MetricsServer {
  private:
   MetricsServer() = default;
 
-  std::shared_ptr<prometheus::Registry> registry_;
+  Collect collect_;
   std::unique_ptr<httplib::Server> server_;
   std::thread thread_;
   int port_ = 0;

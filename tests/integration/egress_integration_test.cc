@@ -145,6 +145,12 @@ TEST_F(EgressIntegrationTest, MetricsShowRequestsReuseAndRecreationReasons) {
   EXPECT_THAT(text, HasSubstr("egress_request_duration_seconds_count 8"));
   EXPECT_THAT(text, HasSubstr("egress_upstream_duration_seconds_count 5"));
   EXPECT_EQ(Metric("egress_requests_in_flight"), 0);
+  // What dashboards expect from any exporter.
+  EXPECT_GT(Metric("process_resident_memory_bytes"), 1e6);
+  EXPECT_GT(Metric("process_cpu_seconds_total"), 0);
+  EXPECT_GT(Metric("process_open_fds"), 3);
+  EXPECT_GT(Metric("process_start_time_seconds"), 1.7e9);
+  EXPECT_EQ(Metric("egress_build_info{version=\"0.1.0\"}"), 1);
 }
 
 TEST_F(EgressIntegrationTest, NoPoolingBaselineRecreatesEverySession) {
