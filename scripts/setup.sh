@@ -15,6 +15,7 @@ packages=(
   prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-grpcio python3-grpc-tools
+  kubectl prometheus
   openssl ca-certificates
 )
 
@@ -46,4 +47,9 @@ if [ ! -f client/node/node_modules/.package-lock.json ] ||
    [ client/node/package-lock.json -nt client/node/node_modules/.package-lock.json ]; then
   echo "setup: npm ci in client/node" >&2
   (cd client/node && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+fi
+if [ ! -f k8s/validate/node_modules/.package-lock.json ] ||
+   [ k8s/validate/package-lock.json -nt k8s/validate/node_modules/.package-lock.json ]; then
+  echo "setup: npm ci in k8s/validate" >&2
+  (cd k8s/validate && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi

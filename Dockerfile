@@ -1,0 +1,26 @@
+# egressd container image: built with the same setup script and Bazel command
+# that CI runs (scripts/setup.sh, bazel build -c opt), run as non-root from a
+# slim Debian 12 image with only the runtime libraries.
+#   docker build -t egress:0.1.0 .
+FROM debian:12 AS build
+WORKDIR /src
+COPY . .
+RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends sudo \
+ && scripts/setup.sh \
+ && bazel build -c opt //service:egressd //client:egressctl \
+ && install -D -m 0755 bazel-bin/service/egressd /out/egressd \
+ && install -D -m 0755 bazel-bin/client/egressctl /out/egressctl \
+ && bazel shutdown
+
+FROM debian:12-slim
+RUN apt-get update -qq \
+ && apt-get install -y -qq --no-install-recommends ca-certificates \
+      libgrpc++1.51 libprotobuf32 libcpp-httplib0.11 libprometheus-cpp-core1.0 \
+      libabsl20220623 libssl3 \
+ && rm -rf /var/lib/apt/lists/*
+COPY --from=build /out/egressd /out/egressctl /usr/local/bin/
+COPY k8s/config/egressd.textproto /etc/egress/egressd.textproto
+USER 65532:65532
+EXPOSE 50051 9464
+ENTRYPOINT ["/usr/local/bin/egressd"]
+CMD ["--config=/etc/egress/egressd.textproto"]
