@@ -6,8 +6,11 @@
 #include <grpcpp/server_builder.h>
 
 #include <algorithm>
+#include <condition_variable>
 #include <fstream>
+#include <mutex>
 #include <sstream>
+#include <thread>
 #include <tuple>
 
 #include "absl/strings/match.h"
@@ -218,11 +221,32 @@ void EgressServer::Shutdown(std::chrono::nanoseconds drain) {
   shut_down_ = true;
   LogInfo("egressd shutting down: NOT_SERVING, draining calls in flight");
   server_->GetHealthCheckService()->SetServingStatus(false);
+  const auto drain_end = std::chrono::steady_clock::now() + drain;
+  // gRPC's Shutdown waits for every call to be answered, even after it has
+  // cancelled them at the deadline; a worker still on a slow upstream would
+  // hold it. At the deadline, abandon the exchanges still running.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool drained = false;
+  std::thread watchdog([&] {
+    std::unique_lock<std::mutex> lock(mu);
+    if (!cv.wait_until(lock, drain_end, [&] { return drained; })) {
+      LogWarning(
+          "drain time is over: abandoning the upstream exchanges in flight");
+      pool_->ForEachLocal([](EgressWorker& worker) { worker.AbortCurrent(); });
+    }
+  });
   // Refuses new calls at once; waits up to `drain` for calls in flight, then
   // cancels the rest. The workers still answer every call they hold.
   server_->Shutdown(
       std::chrono::system_clock::now() +
       std::chrono::duration_cast<std::chrono::system_clock::duration>(drain));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    drained = true;
+  }
+  cv.notify_all();
+  watchdog.join();
   pool_->Shutdown();  // runs what is queued, closes every session
   server_->Wait();
   LogInfo("egressd stopped");

@@ -12,7 +12,9 @@ EgressWorker::EgressWorker(size_t index, const SessionCacheOptions& options,
 absl::StatusOr<UpstreamResponse> EgressWorker::Perform(
     const UpstreamRequest& request, MonoTime deadline) {
   HttpSession& session = sessions_.Acquire(request.origin);
+  SetCurrent(&session);
   absl::StatusOr<UpstreamResponse> response = session.Send(request, deadline);
+  SetCurrent(nullptr);
   if (session.Broken()) NoteBroken(session, response.status());
   sessions_.Release(session);
   return response;
@@ -23,12 +25,24 @@ absl::StatusOr<UpstreamResponse> EgressWorker::Stream(
     std::chrono::nanoseconds idle_timeout, AbortableSink& sink) {
   HttpSession& session = sessions_.Acquire(request.origin);
   sink.Attach(&session);
+  SetCurrent(&session);
   absl::StatusOr<UpstreamResponse> response =
       session.Stream(request, deadline, idle_timeout, sink);
+  SetCurrent(nullptr);
   sink.Attach(nullptr);  // before Release may drop the session
   if (session.Broken()) NoteBroken(session, response.status());
   sessions_.Release(session);
   return response;
+}
+
+void EgressWorker::SetCurrent(HttpSession* session) {
+  std::lock_guard<std::mutex> lock(current_mu_);
+  current_ = session;
+}
+
+void EgressWorker::AbortCurrent() {
+  std::lock_guard<std::mutex> lock(current_mu_);
+  if (current_ != nullptr) current_->Abort();
 }
 
 void EgressWorker::NoteBroken(const HttpSession& session,

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <chrono>
+#include <mutex>
 
 #include "absl/status/statusor.h"
 #include "service/clock.h"
@@ -45,6 +46,10 @@ class EgressWorker {
                                           std::chrono::nanoseconds idle_timeout,
                                           AbortableSink& sink);
 
+  // Abandons the exchange this worker is in, if any (the drain time is over).
+  // Thread-safe.
+  void AbortCurrent();
+
   // Called by WorkerPool while the worker is idle: closes idle sessions.
   void Maintain() { sessions_.DropIdle(); }
 
@@ -52,11 +57,15 @@ class EgressWorker {
   const SessionCache& sessions() const { return sessions_; }
 
  private:
+  // Publishes the session in use, for AbortCurrent.
+  void SetCurrent(HttpSession* session);
   // Logs a session that is about to be dropped for errors.
   void NoteBroken(const HttpSession& session, const absl::Status& last);
 
   const size_t index_;
   SessionCache sessions_;
+  std::mutex current_mu_;
+  HttpSession* current_ = nullptr;  // guarded by current_mu_
 };
 
 }  // namespace egress

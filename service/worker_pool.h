@@ -59,6 +59,7 @@ class WorkerPool {
   // make_local(index) on its own thread. REQUIRES: options.workers >= 1.
   WorkerPool(WorkerPoolOptions options, LocalFactory make_local)
       : options_(std::move(options)), make_local_(std::move(make_local)) {
+    locals_.assign(options_.workers, nullptr);
     slots_.reserve(options_.workers);
     for (size_t i = 0; i < options_.workers; ++i) {
       slots_.push_back(std::make_unique<Slot>());
@@ -129,6 +130,16 @@ class WorkerPool {
     current.slot->on_stack = true;
   }
 
+  // Calls `fn` with every worker's Local, under the pool's lock, from the
+  // calling thread. `fn` must be safe to run concurrently with the Local's own
+  // worker (the service uses it to abort exchanges when a drain times out).
+  void ForEachLocal(const std::function<void(Local&)>& fn) {
+    std::lock_guard<std::mutex> lock(mu_);
+    for (Local* local : locals_) {
+      if (local != nullptr) fn(*local);
+    }
+  }
+
   size_t QueueDepth() const {
     std::lock_guard<std::mutex> lock(mu_);
     return queue_.size();
@@ -159,6 +170,7 @@ class WorkerPool {
     Slot& slot = *slots_[index];
     current_ = {this, &slot};
     std::unique_lock<std::mutex> lock(mu_);
+    locals_[index] = local.get();
     while (true) {
       std::optional<Task> task;
       if (slot.task.has_value()) {
@@ -199,6 +211,7 @@ class WorkerPool {
       (*task)(*local);
       lock.lock();
     }
+    locals_[index] = nullptr;
     lock.unlock();
     current_ = {};
     local.reset();
@@ -210,6 +223,7 @@ class WorkerPool {
   std::deque<Task> queue_ ABSL_GUARDED_BY(mu_);
   std::vector<Slot*> idle_ ABSL_GUARDED_BY(mu_);  // most recently idle at back
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<Local*> locals_ ABSL_GUARDED_BY(mu_);  // by worker index
   std::vector<std::unique_ptr<Slot>>
       slots_;  // one per worker; fixed after start
   std::vector<std::thread> threads_;

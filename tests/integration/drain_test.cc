@@ -123,5 +123,25 @@ TEST(DrainTest, SigtermDuringFiftySlowCallsLosesNone) {
   EXPECT_NE(log.find("egressd stopped"), std::string::npos);
 }
 
+TEST(DrainTest, CallsLongerThanTheDrainTimeAreAbandonedAndTheProcessExits) {
+  FakeUpstream upstream;
+  EgressdProcess egressd({"--drain_timeout=1s"});
+  ASSERT_GT(egressd.port(), 0) << egressd.Log();
+  EgressClient client(absl::StrCat("127.0.0.1:", egressd.port()));
+  std::thread slow([&] {
+    absl::StatusOr<Response> r = client.Get(upstream.Url("/slow/4000"));
+    EXPECT_FALSE(r.ok());  // cut off at the end of the drain, not answered
+  });
+  for (int i = 0; i < 500 && upstream.requests() < 1; ++i) {
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  const auto start = std::chrono::steady_clock::now();
+  egressd.Signal(SIGTERM);
+  // Exits 0 soon after the 1 s drain, not after the 4 s upstream.
+  EXPECT_EQ(egressd.Wait(std::chrono::seconds(3)), 0) << egressd.Log();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(3));
+  slow.join();
+}
+
 }  // namespace
 }  // namespace egress
