@@ -37,6 +37,13 @@ class TlsSessionTest : public ::testing::Test {
     request.target = "/echo";
     return session.Send(request, clock_.Now() + std::chrono::seconds(5));
   }
+  // The status of one call to "localhost" on an upstream serving `leaf`.
+  absl::Status CallLocalhostServing(const CertFiles& leaf) {
+    FakeUpstream upstream(leaf.cert, leaf.key);
+    auto session = SessionTo("localhost", upstream.port());
+    return Call(*session, upstream.port(), "localhost").status();
+  }
+
   std::unique_ptr<HttpSession> SessionTo(const std::string& host, int port) {
     return std::make_unique<HttpSession>(
         Origin{"https", host, static_cast<uint16_t>(port)}, options_, clock_,
@@ -90,37 +97,27 @@ TEST_F(TlsSessionTest, ExpiredCertificateIsRefused) {
   CertSpec spec{"expired", {"localhost"}, {}};
   spec.not_before = std::chrono::hours(-48);
   spec.not_after = std::chrono::hours(-24);
-  CertFiles leaf = ca_.Issue(spec);
-  FakeUpstream upstream(leaf.cert, leaf.key);
-  auto session = SessionTo("localhost", upstream.port());
-  auto r = Call(*session, upstream.port(), "localhost");
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
-  EXPECT_THAT(std::string(r.status().message()),
+  absl::Status status = CallLocalhostServing(ca_.Issue(spec));
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(status.message()),
               HasSubstr("certificate verify failed: certificate has expired"));
 }
 
 TEST_F(TlsSessionTest, CertificateForAnotherNameIsRefused) {
-  CertFiles leaf = ca_.Issue({"other", {"other.example"}, {}});
-  FakeUpstream upstream(leaf.cert, leaf.key);
-  auto session = SessionTo("localhost", upstream.port());
-  auto r = Call(*session, upstream.port(), "localhost");
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
-  EXPECT_THAT(std::string(r.status().message()),
+  absl::Status status =
+      CallLocalhostServing(ca_.Issue({"other", {"other.example"}, {}}));
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(status.message()),
               HasSubstr("does not match host name \"localhost\""));
 }
 
 TEST_F(TlsSessionTest, UntrustedRootIsRefusedWithoutTheCaFile) {
-  CertFiles leaf = ca_.Issue({"good2", {"localhost"}, {}});
-  FakeUpstream upstream(leaf.cert, leaf.key);
   auto system_only = TrustStore::Load("");
   ASSERT_TRUE(system_only.ok());
   options_.trust_store = (*system_only)->get();
-  auto session = SessionTo("localhost", upstream.port());
-  auto r = Call(*session, upstream.port(), "localhost");
-  ASSERT_FALSE(r.ok());
-  EXPECT_THAT(std::string(r.status().message()),
+  absl::Status status =
+      CallLocalhostServing(ca_.Issue({"good2", {"localhost"}, {}}));
+  EXPECT_THAT(std::string(status.message()),
               HasSubstr("unable to get local issuer certificate"));
 }
 
