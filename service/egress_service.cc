@@ -42,6 +42,23 @@ nanoseconds RemainingGrpcTime(const grpc::CallbackServerContext& context) {
 
 }  // namespace
 
+void ToResponseProto(UpstreamResponse&& from, nanoseconds queued,
+                     egress::v1::EgressResponse& to) {
+  to.set_status(from.status);
+  to.mutable_headers()->Reserve(static_cast<int>(from.headers.size()));
+  for (auto& [name, value] : from.headers) {
+    egress::v1::Header* header = to.add_headers();
+    header->set_name(std::move(name));
+    header->set_value(std::move(value));
+  }
+  to.set_body(std::move(from.body));
+  egress::v1::Timing& timing = *to.mutable_timing();
+  timing.set_connection_reused(from.connection_reused);
+  timing.set_attempts(from.attempts);
+  SetDuration(queued, *timing.mutable_queued());
+  SetDuration(from.upstream_time, *timing.mutable_upstream());
+}
+
 // One call in flight: what is needed to answer it, from whichever thread.
 class EgressService::Call {
  public:
@@ -93,21 +110,9 @@ class EgressService::Call {
       return;
     }
     service_.metrics_.RecordUpstreamSeconds(Seconds(result->upstream_time));
-    response_.set_status(result->status);
-    response_.mutable_headers()->Reserve(
-        static_cast<int>(result->headers.size()));
-    for (auto& [name, value] : result->headers) {
-      egress::v1::Header* header = response_.add_headers();
-      header->set_name(std::move(name));
-      header->set_value(std::move(value));
-    }
-    response_.set_body(std::move(result->body));
-    egress::v1::Timing& timing = *response_.mutable_timing();
-    timing.set_connection_reused(result->connection_reused);
-    timing.set_attempts(result->attempts);
-    SetDuration(queued, *timing.mutable_queued());
-    SetDuration(result->upstream_time, *timing.mutable_upstream());
-    Finish(absl::OkStatus(), result->status);
+    const int http_status = result->status;
+    ToResponseProto(*std::move(result), queued, response_);
+    Finish(absl::OkStatus(), http_status);
   }
 
  private:

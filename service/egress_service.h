@@ -45,6 +45,10 @@ struct ServiceOptions {
   const DestinationPolicy* policy = nullptr;
 };
 
+// Moves an upstream response into the Do answer (everything but timing.total).
+void ToResponseProto(UpstreamResponse&& from, std::chrono::nanoseconds queued,
+                     egress::v1::EgressResponse& to);
+
 class EgressService final : public egress::v1::Egress::CallbackService {
  public:
   // REQUIRES: pool, metrics and clock outlive the service.

@@ -1,0 +1,336 @@
+// egress_bench: a load generator for the Egress API, in the spirit of ghz.
+//
+//   egress_bench --server=127.0.0.1:50051 --url=http://127.0.0.1:8080/ \
+//       --concurrency=64 --duration=10s [--rps=5000] [--stream] [--json]
+//
+// Closed loop (default): --concurrency callers, each sending its next call when
+// the previous one is answered, for --requests calls or --duration. Open loop
+// (--rps): calls are scheduled at a fixed rate and latency is measured from the
+// scheduled time, so a stalled service cannot hide its queueing (no coordinated
+// omission). Reports throughput, latency p50/p90/p99/p99.9/max from a
+// log-linear histogram, errors by gRPC code, and with --pid the service's CPU
+// time per call. Every run is bounded by --requests or --duration.
+#include <grpcpp/grpcpp.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <map>
+#include <mutex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/strip.h"
+#include "absl/time/time.h"
+#include "proto/egress/v1/egress.grpc.pb.h"
+
+ABSL_FLAG(std::string, server, "127.0.0.1:50051", "egressd address.");
+ABSL_FLAG(std::string, url, "", "URL each call requests (required).");
+ABSL_FLAG(std::string, method, "GET", "HTTP method.");
+ABSL_FLAG(std::vector<std::string>, header, {},
+          "Headers, \"Name: value\", comma-separated.");
+ABSL_FLAG(uint64_t, body_size, 0, "Request body size in bytes.");
+ABSL_FLAG(uint32_t, concurrency, 1,
+          "Callers (closed loop) or senders (open loop).");
+ABSL_FLAG(uint64_t, requests, 0, "Calls to make; 0: until --duration.");
+ABSL_FLAG(absl::Duration, duration, absl::Seconds(10),
+          "Longest run (always bounded).");
+ABSL_FLAG(double, rps, 0, "Open loop at this rate (calls/s); 0: closed loop.");
+ABSL_FLAG(bool, stream, false, "Use DoStream instead of Do.");
+ABSL_FLAG(absl::Duration, timeout, absl::Seconds(30), "Deadline of each call.");
+ABSL_FLAG(absl::Duration, warmup, absl::ZeroDuration(),
+          "Unrecorded calls first, for this long.");
+ABSL_FLAG(int32_t, pid, 0, "egressd's PID: report its CPU time per call.");
+ABSL_FLAG(uint32_t, channels, 4, "gRPC channels to spread the callers over.");
+ABSL_FLAG(bool, json, false, "Print the report as JSON.");
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+// Log-linear histogram of microseconds: 64 sub-buckets per power of two, from
+// 1 us to about 2^37 us; relative error below 1.6%.
+class Histogram {
+ public:
+  void Record(double us) {
+    const uint64_t v = static_cast<uint64_t>(std::max(1.0, us));
+    const int exp = 63 - __builtin_clzll(v);
+    const int shift = std::max(0, exp - 6);
+    const size_t index = static_cast<size_t>(exp) * 64 + ((v >> shift) & 63);
+    if (index >= counts_.size()) counts_.resize(index + 1);
+    ++counts_[index];
+    ++count_;
+    max_ = std::max(max_, us);
+  }
+  void Merge(const Histogram& other) {
+    if (other.counts_.size() > counts_.size())
+      counts_.resize(other.counts_.size());
+    for (size_t i = 0; i < other.counts_.size(); ++i)
+      counts_[i] += other.counts_[i];
+    count_ += other.count_;
+    max_ = std::max(max_, other.max_);
+  }
+  double Percentile(double p) const {
+    if (count_ == 0) return 0;
+    const uint64_t rank = static_cast<uint64_t>(std::ceil(p / 100 * count_));
+    uint64_t seen = 0;
+    for (size_t i = 0; i < counts_.size(); ++i) {
+      seen += counts_[i];
+      if (seen >= rank) {
+        const int exp = static_cast<int>(i / 64);
+        const int shift = std::max(0, exp - 6);
+        const uint64_t low =
+            exp < 6 ? (i % 64) : ((uint64_t{1} << exp) | ((i % 64) << shift));
+        return std::min(max_,
+                        static_cast<double>(low + (uint64_t{1} << shift) / 2));
+      }
+    }
+    return max_;
+  }
+  uint64_t count() const { return count_; }
+  double max() const { return max_; }
+
+ private:
+  std::vector<uint64_t> counts_;
+  uint64_t count_ = 0;
+  double max_ = 0;
+};
+
+double CpuSeconds(int pid) {
+  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
+  std::string line;
+  std::getline(in, line);
+  const size_t close = line.rfind(')');
+  if (close == std::string::npos) return -1;
+  std::istringstream rest(line.substr(close + 2));
+  std::vector<std::string> f;
+  for (std::string x; rest >> x;) f.push_back(x);
+  if (f.size() < 13) return -1;
+  return (std::stod(f[11]) + std::stod(f[12])) / sysconf(_SC_CLK_TCK);
+}
+
+const char* CodeName(int code) {
+  static const char* const kNames[] = {"OK",
+                                       "CANCELLED",
+                                       "UNKNOWN",
+                                       "INVALID_ARGUMENT",
+                                       "DEADLINE_EXCEEDED",
+                                       "NOT_FOUND",
+                                       "ALREADY_EXISTS",
+                                       "PERMISSION_DENIED",
+                                       "RESOURCE_EXHAUSTED",
+                                       "FAILED_PRECONDITION",
+                                       "ABORTED",
+                                       "OUT_OF_RANGE",
+                                       "UNIMPLEMENTED",
+                                       "INTERNAL",
+                                       "UNAVAILABLE",
+                                       "DATA_LOSS",
+                                       "UNAUTHENTICATED"};
+  return code >= 0 && code <= 16 ? kNames[code] : "UNKNOWN";
+}
+
+struct Worker {
+  Histogram latency;
+  std::map<int, uint64_t> codes;  // gRPC code -> calls
+  uint64_t http_errors = 0;       // answered, with status >= 500
+};
+
+// One call; returns the gRPC code.
+int Call(egress::v1::Egress::Stub& stub,
+         const egress::v1::EgressRequest& request, bool stream, Worker& w) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() +
+                       absl::ToChronoNanoseconds(absl::GetFlag(FLAGS_timeout)));
+  grpc::Status status;
+  int http = 0;
+  if (stream) {
+    auto reader = stub.DoStream(&context, request);
+    egress::v1::EgressResponseChunk chunk;
+    while (reader->Read(&chunk)) {
+      if (chunk.has_head()) http = chunk.head().status();
+    }
+    status = reader->Finish();
+  } else {
+    egress::v1::EgressResponse response;
+    status = stub.Do(&context, request, &response);
+    http = response.status();
+  }
+  if (status.ok() && http >= 500) ++w.http_errors;
+  return status.error_code();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "Load generator for egress.v1.Egress (see the file's header).");
+  absl::ParseCommandLine(argc, argv);
+  if (absl::GetFlag(FLAGS_url).empty()) {
+    std::fprintf(stderr, "egress_bench: --url is required\n");
+    return 2;
+  }
+  egress::v1::EgressRequest request;
+  request.set_method(absl::GetFlag(FLAGS_method));
+  request.set_url(absl::GetFlag(FLAGS_url));
+  request.set_body(std::string(absl::GetFlag(FLAGS_body_size), 'x'));
+  for (const std::string& h : absl::GetFlag(FLAGS_header)) {
+    const size_t colon = h.find(':');
+    if (colon == std::string::npos) continue;
+    auto* header = request.add_headers();
+    header->set_name(h.substr(0, colon));
+    header->set_value(
+        std::string(absl::StripLeadingAsciiWhitespace(h.substr(colon + 1))));
+  }
+
+  const uint32_t concurrency =
+      std::max<uint32_t>(1, absl::GetFlag(FLAGS_concurrency));
+  const uint32_t channel_count =
+      std::max<uint32_t>(1, absl::GetFlag(FLAGS_channels));
+  std::vector<std::unique_ptr<egress::v1::Egress::Stub>> stubs;
+  for (uint32_t i = 0; i < channel_count; ++i) {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(-1);
+    args.SetInt("egress_bench.channel",
+                static_cast<int>(i));  // distinct channels
+    stubs.push_back(egress::v1::Egress::NewStub(
+        grpc::CreateCustomChannel(absl::GetFlag(FLAGS_server),
+                                  grpc::InsecureChannelCredentials(), args)));
+  }
+  const bool stream = absl::GetFlag(FLAGS_stream);
+
+  // Warm-up: unrecorded calls from every caller.
+  const auto warmup = absl::ToChronoNanoseconds(absl::GetFlag(FLAGS_warmup));
+  if (warmup.count() > 0) {
+    std::vector<std::thread> threads;
+    const auto end = Clock::now() + warmup;
+    for (uint32_t t = 0; t < concurrency; ++t) {
+      threads.emplace_back([&, t] {
+        Worker scratch;
+        while (Clock::now() < end)
+          Call(*stubs[t % channel_count], request, stream, scratch);
+      });
+    }
+    for (auto& th : threads) th.join();
+  }
+
+  const int pid = absl::GetFlag(FLAGS_pid);
+  const double cpu_before = pid > 0 ? CpuSeconds(pid) : 0;
+  const uint64_t limit = absl::GetFlag(FLAGS_requests);
+  const auto duration =
+      absl::ToChronoNanoseconds(absl::GetFlag(FLAGS_duration));
+  const double rps = absl::GetFlag(FLAGS_rps);
+  std::atomic<uint64_t> issued{0};
+  std::atomic<uint64_t> done{0};
+  std::vector<Worker> workers(concurrency);
+  const auto start = Clock::now();
+  const auto end = start + duration;
+  const bool progress = isatty(STDERR_FILENO) && !absl::GetFlag(FLAGS_json);
+
+  std::vector<std::thread> threads;
+  for (uint32_t t = 0; t < concurrency; ++t) {
+    threads.emplace_back([&, t] {
+      Worker& w = workers[t];
+      egress::v1::Egress::Stub& stub = *stubs[t % channel_count];
+      // Open loop: this sender's share of the rate, phase-shifted per sender.
+      const double interval = rps > 0 ? concurrency / rps : 0;
+      auto intended =
+          start +
+          std::chrono::duration_cast<Clock::duration>(
+              std::chrono::duration<double>(interval * t / concurrency));
+      while (true) {
+        if (limit > 0 && issued.fetch_add(1) >= limit) break;
+        if (rps > 0) {
+          if (intended >= end) break;
+          std::this_thread::sleep_until(intended);
+        } else if (Clock::now() >= end) {
+          break;
+        }
+        const auto sent = rps > 0 ? intended : Clock::now();
+        const int code = Call(stub, request, stream, w);
+        w.latency.Record(
+            std::chrono::duration<double, std::micro>(Clock::now() - sent)
+                .count());
+        ++w.codes[code];
+        ++done;
+        if (rps > 0) {
+          intended += std::chrono::duration_cast<Clock::duration>(
+              std::chrono::duration<double>(interval));
+        }
+      }
+    });
+  }
+  std::atomic<bool> finished{false};
+  std::thread reporter([&] {
+    while (progress && !finished) {
+      std::this_thread::sleep_for(std::chrono::seconds(1));
+      const double s =
+          std::chrono::duration<double>(Clock::now() - start).count();
+      std::fprintf(stderr, "\r%8.1fs %10llu calls %10.0f calls/s", s,
+                   static_cast<unsigned long long>(done.load()),
+                   done.load() / s);
+    }
+  });
+  for (auto& th : threads) th.join();
+  finished = true;
+  reporter.join();
+  if (progress) std::fprintf(stderr, "\n");
+  const double seconds =
+      std::chrono::duration<double>(Clock::now() - start).count();
+  const double cpu_after = pid > 0 ? CpuSeconds(pid) : 0;
+
+  Histogram all;
+  std::map<int, uint64_t> codes;
+  uint64_t http_errors = 0;
+  for (const Worker& w : workers) {
+    all.Merge(w.latency);
+    for (const auto& [code, n] : w.codes) codes[code] += n;
+    http_errors += w.http_errors;
+  }
+  const uint64_t calls = all.count();
+  const double throughput = calls / seconds;
+  const double cpu_per_call_us =
+      pid > 0 && calls > 0 ? (cpu_after - cpu_before) / calls * 1e6 : 0;
+  std::vector<std::string> code_parts;
+  for (const auto& [code, n] : codes) {
+    code_parts.push_back(absl::StrFormat("\"%s\": %d", CodeName(code), n));
+  }
+  if (absl::GetFlag(FLAGS_json)) {
+    std::printf(
+        "{\"calls\": %llu, \"seconds\": %.3f, \"throughput\": %.1f, "
+        "\"latency_us\": {\"p50\": %.1f, \"p90\": %.1f, \"p99\": %.1f, "
+        "\"p999\": %.1f, "
+        "\"max\": %.1f}, \"codes\": {%s}, \"http_5xx\": %llu, "
+        "\"cpu_per_call_us\": %.2f}\n",
+        static_cast<unsigned long long>(calls), seconds, throughput,
+        all.Percentile(50), all.Percentile(90), all.Percentile(99),
+        all.Percentile(99.9), all.max(),
+        absl::StrJoin(code_parts, ", ").c_str(),
+        static_cast<unsigned long long>(http_errors), cpu_per_call_us);
+  } else {
+    std::printf("calls %llu in %.2f s: %.0f calls/s\n",
+                static_cast<unsigned long long>(calls), seconds, throughput);
+    std::printf(
+        "latency us: p50 %.0f  p90 %.0f  p99 %.0f  p99.9 %.0f  max %.0f\n",
+        all.Percentile(50), all.Percentile(90), all.Percentile(99),
+        all.Percentile(99.9), all.max());
+    std::printf("codes: {%s}  http 5xx: %llu\n",
+                absl::StrJoin(code_parts, ", ").c_str(),
+                static_cast<unsigned long long>(http_errors));
+    if (pid > 0)
+      std::printf("egressd CPU per call: %.1f us\n", cpu_per_call_us);
+  }
+  return codes.size() == 1 && codes.count(0) == 1 ? 0 : 1;
+}
