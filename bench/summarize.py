@@ -21,7 +21,7 @@ for line in open(path):
 
 
 def med(name, c, i):
-    values = [r[i] for r in rows.get((name, c), []) if r[i] is not None]
+    values = [r[i] for r in rows.get((name, c), []) if r[i] is not None and r[i] == r[i]]
     return statistics.median(values) if values else float("nan")
 
 
