@@ -29,6 +29,7 @@
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
+#include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -119,27 +120,6 @@ double CpuSeconds(int pid) {
   for (std::string x; rest >> x;) f.push_back(x);
   if (f.size() < 13) return -1;
   return (std::stod(f[11]) + std::stod(f[12])) / sysconf(_SC_CLK_TCK);
-}
-
-const char* CodeName(int code) {
-  static const char* const kNames[] = {"OK",
-                                       "CANCELLED",
-                                       "UNKNOWN",
-                                       "INVALID_ARGUMENT",
-                                       "DEADLINE_EXCEEDED",
-                                       "NOT_FOUND",
-                                       "ALREADY_EXISTS",
-                                       "PERMISSION_DENIED",
-                                       "RESOURCE_EXHAUSTED",
-                                       "FAILED_PRECONDITION",
-                                       "ABORTED",
-                                       "OUT_OF_RANGE",
-                                       "UNIMPLEMENTED",
-                                       "INTERNAL",
-                                       "UNAVAILABLE",
-                                       "DATA_LOSS",
-                                       "UNAUTHENTICATED"};
-  return code >= 0 && code <= 16 ? kNames[code] : "UNKNOWN";
 }
 
 struct Worker {
@@ -307,7 +287,10 @@ int main(int argc, char** argv) {
       pid > 0 && calls > 0 ? (cpu_after - cpu_before) / calls * 1e6 : 0;
   std::vector<std::string> code_parts;
   for (const auto& [code, n] : codes) {
-    code_parts.push_back(absl::StrFormat("\"%s\": %d", CodeName(code), n));
+    code_parts.push_back(absl::StrFormat(
+        "\"%s\": %d",
+        absl::StatusCodeToString(static_cast<absl::StatusCode>(code)).c_str(),
+        n));
   }
   if (absl::GetFlag(FLAGS_json)) {
     std::printf(
@@ -317,9 +300,9 @@ int main(int argc, char** argv) {
         "\"p999\": %.1f, "
         "\"max\": %.1f}, \"codes\": {%s}, \"http_5xx\": %llu, "
         "\"cpu_per_call_us\": %.2f}\n",
-        static_cast<unsigned long long>(calls), seconds, throughput, ok_throughput,
-        all.Percentile(50), all.Percentile(90), all.Percentile(99),
-        all.Percentile(99.9), all.max(),
+        static_cast<unsigned long long>(calls), seconds, throughput,
+        ok_throughput, all.Percentile(50), all.Percentile(90),
+        all.Percentile(99), all.Percentile(99.9), all.max(),
         absl::StrJoin(code_parts, ", ").c_str(),
         static_cast<unsigned long long>(http_errors), cpu_per_call_us);
   } else {
