@@ -162,24 +162,19 @@ absl::Status Config::Validate() const {
 
 // The settings, by kind; each is a Config member, a flag and a config.proto
 // field of the same name.
+// clang-format off
 #define EGRESS_SCALAR_SETTINGS(X)                                           \
-  X(listen)                                                                 \
-  X(metrics_listen)                                                         \
-  X(workers)                                                                \
-  X(max_queue)                                                              \
-  X(max_session_errors)                                                     \
-  X(max_sessions_per_worker)                                                \
-  X(max_requests_per_session) X(max_request_bytes) X(max_response_bytes)    \
-      X(max_stream_bytes) X(ca_file) X(insecure_skip_verify) X(allow_cidrs) \
-          X(deny_cidrs) X(allow_hosts) X(deny_hosts) X(tls_cert) X(tls_key) \
-              X(client_ca) X(auth_tokens_file) X(identity_hosts_file)       \
-                  X(dns_cache_size) X(access_log)
-#define EGRESS_DURATION_SETTINGS(X) \
-  X(keepalive_timeout)              \
-  X(default_timeout)                \
-  X(max_timeout)                    \
-  X(connect_timeout)                \
+  X(listen) X(metrics_listen) X(workers) X(max_queue) X(max_session_errors) \
+  X(max_sessions_per_worker) X(max_requests_per_session)                    \
+  X(max_request_bytes) X(max_response_bytes) X(max_stream_bytes)            \
+  X(ca_file) X(insecure_skip_verify) X(allow_cidrs) X(deny_cidrs)           \
+  X(allow_hosts) X(deny_hosts) X(tls_cert) X(tls_key) X(client_ca)          \
+  X(auth_tokens_file) X(identity_hosts_file) X(dns_cache_size)              \
+  X(access_log)
+#define EGRESS_DURATION_SETTINGS(X)                                          \
+  X(keepalive_timeout) X(default_timeout) X(max_timeout) X(connect_timeout) \
   X(stream_idle_timeout) X(drain_timeout) X(dns_ttl) X(dns_negative_ttl)
+// clang-format on
 
 namespace {
 
