@@ -68,6 +68,11 @@ class WorkerPool {
     for (size_t i = 0; i < options_.workers; ++i) {
       threads_.emplace_back([this, i] { Run(i); });
     }
+    // Ready only when every worker is on the idle stack: a worker whose thread
+    // started late would otherwise land on top of the warm one that just
+    // answered, and the first calls would each open a connection.
+    std::unique_lock<std::mutex> lock(mu_);
+    started_cv_.wait(lock, [&] { return started_ == options_.workers; });
   }
 
   // Runs every task already accepted, then stops and joins the workers.
@@ -171,6 +176,9 @@ class WorkerPool {
     current_ = {this, &slot};
     std::unique_lock<std::mutex> lock(mu_);
     locals_[index] = local.get();
+    // The first pass of the loop below puts this worker on the idle stack
+    // before the lock is released.
+    if (++started_ == options_.workers) started_cv_.notify_one();
     while (true) {
       std::optional<Task> task;
       if (slot.task.has_value()) {
@@ -223,6 +231,8 @@ class WorkerPool {
   std::deque<Task> queue_ ABSL_GUARDED_BY(mu_);
   std::vector<Slot*> idle_ ABSL_GUARDED_BY(mu_);  // most recently idle at back
   bool shutdown_ ABSL_GUARDED_BY(mu_) = false;
+  size_t started_ ABSL_GUARDED_BY(mu_) = 0;  // workers that reached their loop
+  std::condition_variable started_cv_;
   std::vector<Local*> locals_ ABSL_GUARDED_BY(mu_);  // by worker index
   std::vector<std::unique_ptr<Slot>>
       slots_;  // one per worker; fixed after start

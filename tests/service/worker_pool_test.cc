@@ -85,8 +85,6 @@ TEST_F(WorkerPoolTest, EachTaskRunsOnItsWorkersOwnThreadWithItsLocal) {
 
 TEST_F(WorkerPoolTest, MostRecentlyIdleWorkerTakesTheNextTask) {
   auto pool = MakePool(8, 100);
-  // Let every worker reach the idle stack first.
-  std::this_thread::sleep_for(milliseconds(50));
   const size_t first = RunOne(*pool);
   // Sequential light traffic stays on that one warm worker.
   for (int i = 0; i < 50; ++i) {
@@ -99,7 +97,6 @@ TEST_F(WorkerPoolTest, MostRecentlyIdleWorkerTakesTheNextTask) {
 
 TEST_F(WorkerPoolTest, ReleasedWorkerTakesTheNextTaskBeforeItsOwnReturns) {
   auto pool = MakePool(8, 100);
-  std::this_thread::sleep_for(milliseconds(50));  // all workers idle
   Gate gate;
   std::promise<size_t> first;
   ASSERT_TRUE(pool->TrySubmit([&](Local& l) {
@@ -117,6 +114,29 @@ TEST_F(WorkerPoolTest, ReleasedWorkerTakesTheNextTaskBeforeItsOwnReturns) {
             std::future_status::timeout);
   gate.Open();
   EXPECT_EQ(second_index.get(), first_index);
+}
+
+TEST_F(WorkerPoolTest, WorkersThatStartLateDoNotLandOnTopOfAWarmOne) {
+  // Half the workers take a while to build their Local, as a loaded machine
+  // would make them. The pool is not ready until all of them are idle, so the
+  // first warm worker stays on top of the stack from the very first task.
+  WorkerPoolOptions options;
+  options.workers = 8;
+  options.max_queue = 10;
+  WorkerPool<Local> pool(options, [](size_t i) {
+    if (i % 2 == 1) std::this_thread::sleep_for(milliseconds(5 * i));
+    return std::make_unique<Local>(i);
+  });
+  auto run_released = [&] {
+    std::promise<size_t> done;
+    EXPECT_TRUE(pool.TrySubmit([&](Local& l) {
+      WorkerPool<Local>::ReleaseCurrentWorker();
+      done.set_value(l.index);
+    }));
+    return done.get_future().get();
+  };
+  const size_t first = run_released();
+  for (int i = 0; i < 20; ++i) EXPECT_EQ(run_released(), first) << i;
 }
 
 TEST_F(WorkerPoolTest, ReleaseOffAWorkerThreadDoesNothing) {
