@@ -23,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "proto/egress/v1/egress.grpc.pb.h"
+#include "tests/fakes/child_process.h"
 #include "tests/fakes/fake_upstream.h"
 
 ABSL_FLAG(uint64_t, bytes, 1ull << 30, "Body size to stream.");
@@ -53,14 +54,13 @@ int main(int argc, char** argv) {
   const int port = egress::UnusedLoopbackPort();
   const std::string listen = absl::StrCat("127.0.0.1:", port);
 
-  const pid_t child = fork();
-  if (child == 0) {
-    const std::string binary = absl::GetFlag(FLAGS_egressd);
-    const std::string listen_flag = "--listen=" + listen;
-    execl(binary.c_str(), binary.c_str(), listen_flag.c_str(),
-          "--metrics_listen=", "--workers=4", static_cast<char*>(nullptr));
-    std::perror("exec egressd");
-    _exit(127);
+  const pid_t child =
+      egress::SpawnChild({absl::GetFlag(FLAGS_egressd), "--listen=" + listen,
+                          "--metrics_listen=", "--workers=4"},
+                         /*stderr_path=*/"");
+  if (child < 0) {
+    std::perror("spawn egressd");
+    return 1;
   }
   auto channel =
       grpc::CreateChannel(listen, grpc::InsecureChannelCredentials());

@@ -16,6 +16,7 @@
 #include "absl/strings/str_cat.h"
 #include "client/egress_client.h"
 #include "gtest/gtest.h"
+#include "tests/fakes/child_process.h"
 #include "tests/fakes/fake_upstream.h"
 
 namespace egress {
@@ -28,19 +29,11 @@ class EgressdProcess {
  public:
   explicit EgressdProcess(std::vector<std::string> flags) {
     log_ = absl::StrCat(::testing::TempDir(), "/egressd-", getpid(), ".log");
-    pid_ = fork();
-    if (pid_ == 0) {
-      freopen(log_.c_str(), "w", stderr);
-      std::vector<std::string> args = {
-          "service/egressd", "--listen=127.0.0.1:0",
-          "--metrics_listen=", "--allow_cidrs=127.0.0.0/8"};
-      args.insert(args.end(), flags.begin(), flags.end());
-      std::vector<char*> argv;
-      for (std::string& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
+    std::vector<std::string> args = {
+        "service/egressd", "--listen=127.0.0.1:0",
+        "--metrics_listen=", "--allow_cidrs=127.0.0.0/8"};
+    args.insert(args.end(), flags.begin(), flags.end());
+    pid_ = SpawnChild(args, log_);
     // Bounded wait for the "serving gRPC on port N" line.
     const std::regex serving("serving gRPC on port (\\d+)");
     for (int i = 0; i < 300 && port_ == 0; ++i) {

@@ -1,0 +1,22 @@
+// Starts a program as a child process of a multithreaded test.
+#ifndef EGRESS_TESTS_FAKES_CHILD_PROCESS_H_
+#define EGRESS_TESTS_FAKES_CHILD_PROCESS_H_
+
+#include <sys/types.h>
+
+#include <string>
+#include <vector>
+
+namespace egress {
+
+// Runs argv[0] with `argv`, its stderr written to `stderr_path` (inherited when
+// empty; stdout goes there too when `stdout_too`), and returns its pid, or -1
+// with errno set. Uses posix_spawn: between fork and exec a child of a
+// multithreaded process may only make async-signal-safe calls, and a malloc
+// there can deadlock on a lock another thread held at the fork.
+pid_t SpawnChild(const std::vector<std::string>& argv,
+                 const std::string& stderr_path, bool stdout_too = false);
+
+}  // namespace egress
+
+#endif  // EGRESS_TESTS_FAKES_CHILD_PROCESS_H_
