@@ -1,6 +1,7 @@
 #include "service/http_session.h"
 
 #include <httplib.h>
+#include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
 
@@ -48,6 +49,28 @@ class BufferSink final : public ResponseSink {
   UpstreamResponse response_;
 };
 
+// SSL_CTX ex_data slot holding the owning session's `long` verify result.
+int VerifyResultIndex() {
+  static const int index =
+      SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+// Records the first verification failure of a handshake where
+// TransportError can read it, and lets OpenSSL fail the handshake.
+int RecordVerifyResult(int ok, X509_STORE_CTX* store_ctx) {
+  if (ok == 0) {
+    SSL* ssl = static_cast<SSL*>(X509_STORE_CTX_get_ex_data(
+        store_ctx, SSL_get_ex_data_X509_STORE_CTX_idx()));
+    auto* result = static_cast<long*>(
+        SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), VerifyResultIndex()));
+    if (result != nullptr && *result == X509_V_OK) {
+      *result = X509_STORE_CTX_get_error(store_ctx);
+    }
+  }
+  return ok;
+}
+
 }  // namespace
 
 // What one call to httplib observed, beyond its Error code.
@@ -69,12 +92,12 @@ HttpSession::HttpSession(Origin origin, const SessionOptions& options,
       last_used_(clock.Now()) {
   if (origin_.scheme == "https") {
     auto ssl = std::make_unique<httplib::SSLClient>(origin_.host, origin_.port);
-    ssl->enable_server_certificate_verification(options_.verify_tls);
-    if (options_.trust_store != nullptr) {
-      // The SSL_CTX takes ownership of one reference.
-      X509_STORE_up_ref(options_.trust_store);
-      ssl->set_ca_cert_store(options_.trust_store);
-    }
+    // OpenSSL verifies the chain and the host name during the handshake, not
+    // httplib after it: httplib's verification reloads the system roots into
+    // the context on every new client (tens of ms of CPU per session, and a
+    // write to the shared store from several workers at once).
+    ssl->enable_server_certificate_verification(false);
+    if (options_.verify_tls) ConfigureVerification(ssl->ssl_context());
     ssl_ = ssl.get();
     client_ = std::move(ssl);
   } else {
@@ -94,6 +117,24 @@ HttpSession::HttpSession(Origin origin, const SessionOptions& options,
 }
 
 HttpSession::~HttpSession() = default;
+
+void HttpSession::ConfigureVerification(SSL_CTX* ctx) {
+  if (options_.trust_store != nullptr) {
+    X509_STORE_up_ref(options_.trust_store);  // the context owns a reference
+    SSL_CTX_set_cert_store(ctx, options_.trust_store);
+  } else {
+    SSL_CTX_set_default_verify_paths(ctx);
+  }
+  X509_VERIFY_PARAM* param = SSL_CTX_get0_param(ctx);
+  X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+  if (IsIpLiteral(origin_.host)) {
+    X509_VERIFY_PARAM_set1_ip_asc(param, origin_.host.c_str());
+  } else {
+    X509_VERIFY_PARAM_set1_host(param, origin_.host.c_str(), 0);
+  }
+  SSL_CTX_set_ex_data(ctx, VerifyResultIndex(), &verify_result_);
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, RecordVerifyResult);
+}
 
 absl::StatusOr<UpstreamResponse> HttpSession::Send(
     const UpstreamRequest& request, MonoTime deadline) {
@@ -221,24 +262,20 @@ absl::Status HttpSession::TransportError(httplib::Error error,
           Describe(),
           got_response ? "in the middle of the body" : "before any response"));
     case httplib::Error::SSLConnection:
-      return absl::UnavailableError(
-          absl::StrFormat("%s: TLS handshake failed", Describe()));
-    case httplib::Error::SSLLoadingCerts:
-      return absl::UnavailableError(absl::StrFormat(
-          "%s: TLS: cannot load the trusted CA certificates", Describe()));
-    case httplib::Error::SSLServerVerification: {
-      const long result =
-          ssl_ != nullptr ? ssl_->get_openssl_verify_result() : X509_V_OK;
-      if (result != X509_V_OK) {
+      if (verify_result_ == X509_V_ERR_HOSTNAME_MISMATCH ||
+          verify_result_ == X509_V_ERR_IP_ADDRESS_MISMATCH) {
+        return absl::UnavailableError(absl::StrFormat(
+            "%s: certificate verify failed: the certificate does not match "
+            "host name \"%s\"",
+            Describe(), origin_.host));
+      }
+      if (verify_result_ != X509_V_OK) {
         return absl::UnavailableError(
             absl::StrFormat("%s: certificate verify failed: %s", Describe(),
-                            X509_verify_cert_error_string(result)));
+                            X509_verify_cert_error_string(verify_result_)));
       }
-      return absl::UnavailableError(absl::StrFormat(
-          "%s: certificate verify failed: the certificate does not match host "
-          "name \"%s\"",
-          Describe(), origin_.host));
-    }
+      return absl::UnavailableError(
+          absl::StrFormat("%s: TLS handshake failed", Describe()));
     default:
       return absl::UnavailableError(
           absl::StrFormat("%s: upstream exchange failed: %s", Describe(),
@@ -280,6 +317,7 @@ absl::Status HttpSession::SendOnce(const UpstreamRequest& request,
         "%s: deadline passed before the request was sent", Describe()));
   }
   if (aborted_) return absl::CancelledError("exchange abandoned");
+  verify_result_ = X509_V_OK;
   // httplib's timeouts are per connect and per read/write; the receiver below
   // enforces the overall deadline while the body streams in.
   const auto budget =

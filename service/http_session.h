@@ -132,6 +132,9 @@ class HttpSession {
       std::chrono::nanoseconds idle_timeout, ResponseSink& sink);
   // Resolves the host through the DnsCache when the pinned answer has expired.
   absl::Status Pin();
+  // https: makes OpenSSL verify the chain against the trust store and the
+  // certificate against the host name during the handshake.
+  void ConfigureVerification(SSL_CTX* ctx);
   // "http://host:80", plus the pinned address when it differs from the host.
   std::string Describe() const;
   absl::Status Timeout(std::chrono::nanoseconds budget) const;
@@ -147,6 +150,9 @@ class HttpSession {
   SessionObserver& observer_;
   std::unique_ptr<httplib::ClientImpl> client_;
   httplib::SSLClient* ssl_ = nullptr;  // client_ when the origin is https
+  // The first certificate verification failure of the last handshake (an
+  // X509_V_ERR_* code), written by OpenSSL's verify callback on this thread.
+  long verify_result_ = 0;
   std::string pinned_address_;
   MonoTime pinned_until_;  // re-resolve from then on
   // Sockets the client has opened; bumped from httplib's socket callback, which

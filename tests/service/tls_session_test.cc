@@ -1,5 +1,7 @@
 // HttpSession against real TLS upstreams whose certificates the test generates:
 // verification against a CA, reuse of one handshake, and each kind of refusal.
+#include <openssl/x509_vfy.h>
+
 #include <chrono>
 #include <string>
 
@@ -119,6 +121,25 @@ TEST_F(TlsSessionTest, UntrustedRootIsRefusedWithoutTheCaFile) {
       CallLocalhostServing(ca_.Issue({"good2", {"localhost"}, {}}));
   EXPECT_THAT(std::string(status.message()),
               HasSubstr("unable to get local issuer certificate"));
+}
+
+TEST_F(TlsSessionTest, SessionsTrustOnlyTheGivenRootsAndLeaveTheStoreAlone) {
+  // A store holding the test CA and nothing else, as --ca_file would add it.
+  X509_STORE* store = X509_STORE_new();
+  ASSERT_EQ(X509_STORE_load_file(store, ca_.cert_path().c_str()), 1);
+  options_.trust_store = store;
+  const int objects = sk_X509_OBJECT_num(X509_STORE_get0_objects(store));
+  CertFiles leaf = ca_.Issue({"only", {"localhost"}, {}});
+  FakeUpstream upstream(leaf.cert, leaf.key);
+  for (int i = 0; i < 3; ++i) {
+    // A fresh session each time: nothing is loaded into the shared store
+    // (such as the system roots), however many sessions are created.
+    auto session = SessionTo("localhost", upstream.port());
+    auto r = Call(*session, upstream.port(), "localhost");
+    EXPECT_TRUE(r.ok()) << r.status();
+  }
+  EXPECT_EQ(sk_X509_OBJECT_num(X509_STORE_get0_objects(store)), objects);
+  X509_STORE_free(store);
 }
 
 TEST_F(TlsSessionTest, InsecureSkipVerifyAcceptsAnything) {
