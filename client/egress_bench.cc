@@ -1,15 +1,18 @@
 // egress_bench: a load generator for the Egress API, in the spirit of ghz.
 //
-//   egress_bench --server=127.0.0.1:50051 --url=http://127.0.0.1:8080/ \
+//   egress_bench --server=127.0.0.1:50051 --url=http://127.0.0.1:8080/
 //       --concurrency=64 --duration=10s [--rps=5000] [--stream] [--json]
 //
-// Closed loop (default): --concurrency callers, each sending its next call when
-// the previous one is answered, for --requests calls or --duration. Open loop
-// (--rps): calls are scheduled at a fixed rate and latency is measured from the
-// scheduled time, so a stalled service cannot hide its queueing (no coordinated
-// omission). Reports throughput, latency p50/p90/p99/p99.9/max from a
-// log-linear histogram, errors by gRPC code, and with --pid the service's CPU
-// time per call. Every run is bounded by --requests or --duration.
+// Closed loop (default): --concurrency calls in flight, each followed by the
+// next as soon as it is answered, for --requests calls or --duration. Open loop
+// (--rps): calls are scheduled at a fixed rate (at most --concurrency in
+// flight) and latency is measured from the scheduled time, so a stalled service
+// cannot hide its queueing (no coordinated omission). Do calls go through
+// gRPC's callback API (a few threads drive every call in flight), DoStream
+// calls through a thread each. Reports throughput, latency
+// p50/p90/p99/p99.9/max from a log-linear histogram, errors by gRPC code, and
+// with --pid the service's CPU time per call. Every run is bounded by
+// --requests or --duration.
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
@@ -17,6 +20,7 @@
 #include <atomic>
 #include <chrono>
 #include <cmath>
+#include <condition_variable>
 #include <cstdio>
 #include <fstream>
 #include <map>
@@ -44,7 +48,7 @@ ABSL_FLAG(std::vector<std::string>, header, {},
           "Headers, \"Name: value\", comma-separated.");
 ABSL_FLAG(uint64_t, body_size, 0, "Request body size in bytes.");
 ABSL_FLAG(uint32_t, concurrency, 1,
-          "Callers (closed loop) or senders (open loop).");
+          "Calls in flight (closed loop), or at most in flight (open loop).");
 ABSL_FLAG(uint64_t, requests, 0, "Calls to make; 0: until --duration.");
 ABSL_FLAG(absl::Duration, duration, absl::Seconds(10),
           "Longest run (always bounded).");
@@ -60,6 +64,7 @@ ABSL_FLAG(bool, json, false, "Print the report as JSON.");
 namespace {
 
 using Clock = std::chrono::steady_clock;
+using Stub = std::unique_ptr<egress::v1::Egress::Stub>;
 
 // Log-linear histogram of microseconds: 64 sub-buckets per power of two, from
 // 1 us to about 2^37 us; relative error below 1.6%.
@@ -128,29 +133,219 @@ struct Worker {
   uint64_t http_errors = 0;       // answered, with status >= 500
 };
 
-// One call; returns the gRPC code.
-int Call(egress::v1::Egress::Stub& stub,
-         const egress::v1::EgressRequest& request, bool stream, Worker& w) {
+// What one phase of calls looks like: closed loop with `concurrency` calls in
+// flight, or open loop at `rps` with at most `concurrency` in flight; ends at
+// `end` or after `limit` calls (0: no limit).
+struct Phase {
+  uint32_t concurrency = 1;
+  double rps = 0;
+  uint64_t limit = 0;
+  Clock::time_point start;
+  Clock::time_point end;
+};
+
+// One streamed call (DoStream), blocking; returns the gRPC code.
+int CallStream(egress::v1::Egress::Stub& stub,
+               const egress::v1::EgressRequest& request, Worker& w) {
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() +
                        absl::ToChronoNanoseconds(absl::GetFlag(FLAGS_timeout)));
-  grpc::Status status;
   int http = 0;
-  if (stream) {
-    auto reader = stub.DoStream(&context, request);
-    egress::v1::EgressResponseChunk chunk;
-    while (reader->Read(&chunk)) {
-      if (chunk.has_head()) http = chunk.head().status();
-    }
-    status = reader->Finish();
-  } else {
-    egress::v1::EgressResponse response;
-    status = stub.Do(&context, request, &response);
-    http = response.status();
+  auto reader = stub.DoStream(&context, request);
+  egress::v1::EgressResponseChunk chunk;
+  while (reader->Read(&chunk)) {
+    if (chunk.has_head()) http = chunk.head().status();
   }
+  grpc::Status status = reader->Finish();
   if (status.ok() && http >= 500) ++w.http_errors;
   return status.error_code();
 }
+
+// DoStream: a thread per caller, each blocking on its stream.
+Worker RunStreams(const std::vector<Stub>& stubs,
+                  const egress::v1::EgressRequest& request, const Phase& phase,
+                  std::atomic<uint64_t>& done) {
+  std::atomic<uint64_t> issued{0};
+  std::vector<Worker> workers(phase.concurrency);
+  std::vector<std::thread> threads;
+  for (uint32_t t = 0; t < phase.concurrency; ++t) {
+    threads.emplace_back([&, t] {
+      Worker& w = workers[t];
+      egress::v1::Egress::Stub& stub = *stubs[t % stubs.size()];
+      // Open loop: this sender's share of the rate, phase-shifted per sender.
+      const double interval = phase.rps > 0 ? phase.concurrency / phase.rps : 0;
+      auto intended =
+          phase.start +
+          std::chrono::duration_cast<Clock::duration>(
+              std::chrono::duration<double>(interval * t / phase.concurrency));
+      while (true) {
+        if (phase.limit > 0 && issued.fetch_add(1) >= phase.limit) break;
+        if (phase.rps > 0) {
+          if (intended >= phase.end) break;
+          std::this_thread::sleep_until(intended);
+        } else if (Clock::now() >= phase.end) {
+          break;
+        }
+        const auto sent = phase.rps > 0 ? intended : Clock::now();
+        const int code = CallStream(stub, request, w);
+        w.latency.Record(
+            std::chrono::duration<double, std::micro>(Clock::now() - sent)
+                .count());
+        ++w.codes[code];
+        ++done;
+        if (phase.rps > 0) {
+          intended += std::chrono::duration_cast<Clock::duration>(
+              std::chrono::duration<double>(interval));
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  Worker all;
+  for (const Worker& w : workers) {
+    all.latency.Merge(w.latency);
+    for (const auto& [code, n] : w.codes) all.codes[code] += n;
+    all.http_errors += w.http_errors;
+  }
+  return all;
+}
+
+// Do: calls through gRPC's callback API, so that a few gRPC threads drive any
+// number of calls in flight (the way wrk drives nginx), instead of a blocked
+// thread per call whose wake-ups would cost more CPU than the calls measured.
+class UnaryRunner {
+ public:
+  UnaryRunner(const std::vector<Stub>& stubs,
+              const egress::v1::EgressRequest& request, const Phase& phase,
+              std::atomic<uint64_t>& done)
+      : stubs_(stubs), request_(request), phase_(phase), done_(done) {
+    slots_.resize(phase.concurrency);
+    for (size_t i = 0; i < slots_.size(); ++i) {
+      slots_[i].stub = stubs_[i % stubs_.size()].get();
+    }
+  }
+
+  Worker Run() {
+    if (phase_.rps > 0) {
+      RunOpenLoop();
+    } else {
+      for (Slot& slot : slots_) Kick(&slot);
+    }
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] {
+      return in_flight_ == 0 && (phase_.rps > 0 || closed_ == slots_.size());
+    });
+    return std::move(stats_);
+  }
+
+ private:
+  struct Slot {
+    egress::v1::Egress::Stub* stub = nullptr;
+    std::unique_ptr<grpc::ClientContext> context;
+    egress::v1::EgressResponse response;
+    Clock::time_point sent;
+  };
+
+  // Open loop: a pacer issues calls at their scheduled times; a call that
+  // finds every slot busy waits for one, and its latency still counts from
+  // its scheduled time.
+  void RunOpenLoop() {
+    for (Slot& slot : slots_) free_.push_back(&slot);
+    const auto interval = std::chrono::duration_cast<Clock::duration>(
+        std::chrono::duration<double>(1 / phase_.rps));
+    uint64_t issued = 0;
+    for (auto intended = phase_.start; intended < phase_.end;
+         intended += interval) {
+      if (phase_.limit > 0 && issued++ >= phase_.limit) break;
+      std::this_thread::sleep_until(intended);
+      Slot* slot = nullptr;
+      {
+        std::unique_lock<std::mutex> lock(mu_);
+        if (!cv_.wait_until(lock, phase_.end, [&] { return !free_.empty(); }))
+          break;
+        slot = free_.back();
+        free_.pop_back();
+      }
+      Issue(slot, intended);
+    }
+  }
+
+  // Closed loop: issues the slot's next call, or retires the slot when the
+  // phase is over. A call that fails at once may complete inline, inside
+  // Issue: such re-kicks are queued here instead of recursing.
+  void Kick(Slot* slot) {
+    thread_local std::vector<Slot*>* pending = nullptr;
+    if (pending != nullptr) {
+      pending->push_back(slot);
+      return;
+    }
+    std::vector<Slot*> local{slot};
+    pending = &local;
+    while (!local.empty()) {
+      Slot* next = local.back();
+      local.pop_back();
+      const bool over =
+          (phase_.limit > 0 && issued_.fetch_add(1) >= phase_.limit) ||
+          Clock::now() >= phase_.end;
+      if (over) {
+        std::lock_guard<std::mutex> lock(mu_);
+        ++closed_;
+        cv_.notify_all();
+        continue;
+      }
+      Issue(next, Clock::now());
+    }
+    pending = nullptr;
+  }
+
+  void Issue(Slot* slot, Clock::time_point sent) {
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      ++in_flight_;
+    }
+    slot->context = std::make_unique<grpc::ClientContext>();
+    slot->context->set_deadline(
+        std::chrono::system_clock::now() +
+        absl::ToChronoNanoseconds(absl::GetFlag(FLAGS_timeout)));
+    slot->response.Clear();
+    slot->sent = sent;
+    slot->stub->async()->Do(
+        slot->context.get(), &request_, &slot->response,
+        [this, slot](grpc::Status status) { OnDone(slot, status); });
+  }
+
+  void OnDone(Slot* slot, const grpc::Status& status) {
+    const double us =
+        std::chrono::duration<double, std::micro>(Clock::now() - slot->sent)
+            .count();
+    const bool http_error = status.ok() && slot->response.status() >= 500;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      stats_.latency.Record(us);
+      ++stats_.codes[status.error_code()];
+      if (http_error) ++stats_.http_errors;
+      --in_flight_;
+      if (phase_.rps > 0) free_.push_back(slot);
+      cv_.notify_all();
+    }
+    ++done_;
+    if (phase_.rps <= 0) Kick(slot);
+  }
+
+  const std::vector<Stub>& stubs_;
+  const egress::v1::EgressRequest& request_;
+  const Phase phase_;
+  std::atomic<uint64_t>& done_;
+  std::vector<Slot> slots_;
+  std::atomic<uint64_t> issued_{0};
+
+  std::mutex mu_;
+  std::condition_variable cv_;
+  Worker stats_;             // guarded by mu_
+  size_t in_flight_ = 0;     // guarded by mu_
+  size_t closed_ = 0;        // slots retired (closed loop); guarded by mu_
+  std::vector<Slot*> free_;  // idle slots (open loop); guarded by mu_
+};
 
 }  // namespace
 
@@ -191,67 +386,35 @@ int main(int argc, char** argv) {
   }
   const bool stream = absl::GetFlag(FLAGS_stream);
 
-  // Warm-up: unrecorded calls from every caller.
+  const double rps = absl::GetFlag(FLAGS_rps);
+  std::atomic<uint64_t> done{0};
+  auto run = [&](Phase phase) {
+    return stream ? RunStreams(stubs, request, phase, done)
+                  : UnaryRunner(stubs, request, phase, done).Run();
+  };
+
+  // Warm-up: unrecorded calls, closed loop.
   const auto warmup = absl::ToChronoNanoseconds(absl::GetFlag(FLAGS_warmup));
   if (warmup.count() > 0) {
-    std::vector<std::thread> threads;
-    const auto end = Clock::now() + warmup;
-    for (uint32_t t = 0; t < concurrency; ++t) {
-      threads.emplace_back([&, t] {
-        Worker scratch;
-        while (Clock::now() < end)
-          Call(*stubs[t % channel_count], request, stream, scratch);
-      });
-    }
-    for (auto& th : threads) th.join();
+    Phase phase;
+    phase.concurrency = concurrency;
+    phase.start = Clock::now();
+    phase.end = phase.start + warmup;
+    run(phase);
+    done = 0;
   }
 
   const int pid = absl::GetFlag(FLAGS_pid);
   const double cpu_before = pid > 0 ? CpuSeconds(pid) : 0;
-  const uint64_t limit = absl::GetFlag(FLAGS_requests);
-  const auto duration =
-      absl::ToChronoNanoseconds(absl::GetFlag(FLAGS_duration));
-  const double rps = absl::GetFlag(FLAGS_rps);
-  std::atomic<uint64_t> issued{0};
-  std::atomic<uint64_t> done{0};
-  std::vector<Worker> workers(concurrency);
-  const auto start = Clock::now();
-  const auto end = start + duration;
+  Phase phase;
+  phase.concurrency = concurrency;
+  phase.rps = rps;
+  phase.limit = absl::GetFlag(FLAGS_requests);
+  phase.start = Clock::now();
+  phase.end =
+      phase.start + absl::ToChronoNanoseconds(absl::GetFlag(FLAGS_duration));
+  const auto start = phase.start;
   const bool progress = isatty(STDERR_FILENO) && !absl::GetFlag(FLAGS_json);
-
-  std::vector<std::thread> threads;
-  for (uint32_t t = 0; t < concurrency; ++t) {
-    threads.emplace_back([&, t] {
-      Worker& w = workers[t];
-      egress::v1::Egress::Stub& stub = *stubs[t % channel_count];
-      // Open loop: this sender's share of the rate, phase-shifted per sender.
-      const double interval = rps > 0 ? concurrency / rps : 0;
-      auto intended =
-          start +
-          std::chrono::duration_cast<Clock::duration>(
-              std::chrono::duration<double>(interval * t / concurrency));
-      while (true) {
-        if (limit > 0 && issued.fetch_add(1) >= limit) break;
-        if (rps > 0) {
-          if (intended >= end) break;
-          std::this_thread::sleep_until(intended);
-        } else if (Clock::now() >= end) {
-          break;
-        }
-        const auto sent = rps > 0 ? intended : Clock::now();
-        const int code = Call(stub, request, stream, w);
-        w.latency.Record(
-            std::chrono::duration<double, std::micro>(Clock::now() - sent)
-                .count());
-        ++w.codes[code];
-        ++done;
-        if (rps > 0) {
-          intended += std::chrono::duration_cast<Clock::duration>(
-              std::chrono::duration<double>(interval));
-        }
-      }
-    });
-  }
   std::atomic<bool> finished{false};
   std::thread reporter([&] {
     while (progress && !finished) {
@@ -263,7 +426,7 @@ int main(int argc, char** argv) {
                    done.load() / s);
     }
   });
-  for (auto& th : threads) th.join();
+  Worker result = run(phase);
   finished = true;
   reporter.join();
   if (progress) std::fprintf(stderr, "\n");
@@ -271,14 +434,9 @@ int main(int argc, char** argv) {
       std::chrono::duration<double>(Clock::now() - start).count();
   const double cpu_after = pid > 0 ? CpuSeconds(pid) : 0;
 
-  Histogram all;
-  std::map<int, uint64_t> codes;
-  uint64_t http_errors = 0;
-  for (const Worker& w : workers) {
-    all.Merge(w.latency);
-    for (const auto& [code, n] : w.codes) codes[code] += n;
-    http_errors += w.http_errors;
-  }
+  const Histogram& all = result.latency;
+  std::map<int, uint64_t>& codes = result.codes;
+  const uint64_t http_errors = result.http_errors;
   const uint64_t calls = all.count();
   const double throughput = calls / seconds;
   // Answered calls only: a service that fails fast must not look fast.
