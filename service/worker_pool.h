@@ -24,6 +24,8 @@
 // it).
 #pragma once
 
+#include <pthread.h>
+
 #include <algorithm>
 #include <chrono>
 #include <condition_variable>
@@ -33,6 +35,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -171,6 +174,9 @@ class WorkerPool {
   }
 
   void Run(size_t index) {
+    // "egress-w12" in top -H, perf and gdb.
+    const std::string name = "egress-w" + std::to_string(index);
+    pthread_setname_np(pthread_self(), name.substr(0, 15).c_str());
     std::unique_ptr<Local> local = make_local_(index);
     Slot& slot = *slots_[index];
     current_ = {this, &slot};
