@@ -131,6 +131,25 @@ struct Worker {
   Histogram latency;
   std::map<int, uint64_t> codes;  // gRPC code -> calls
   uint64_t http_errors = 0;       // answered, with status >= 500
+  // Completed by the end of --duration (calls still in flight then complete
+  // and count for latency, not for throughput, as with wrk).
+  uint64_t in_window = 0;
+  uint64_t ok_in_window = 0;
+
+  void Count(int code, Clock::time_point now, Clock::time_point end) {
+    ++codes[code];
+    if (now <= end) {
+      ++in_window;
+      if (code == 0) ++ok_in_window;
+    }
+  }
+  void Merge(const Worker& other) {
+    latency.Merge(other.latency);
+    for (const auto& [code, n] : other.codes) codes[code] += n;
+    http_errors += other.http_errors;
+    in_window += other.in_window;
+    ok_in_window += other.ok_in_window;
+  }
 };
 
 // What one phase of calls looks like: closed loop with `concurrency` calls in
@@ -188,10 +207,10 @@ Worker RunStreams(const std::vector<Stub>& stubs,
         }
         const auto sent = phase.rps > 0 ? intended : Clock::now();
         const int code = CallStream(stub, request, w);
+        const auto now = Clock::now();
         w.latency.Record(
-            std::chrono::duration<double, std::micro>(Clock::now() - sent)
-                .count());
-        ++w.codes[code];
+            std::chrono::duration<double, std::micro>(now - sent).count());
+        w.Count(code, now, phase.end);
         ++done;
         if (phase.rps > 0) {
           intended += std::chrono::duration_cast<Clock::duration>(
@@ -202,11 +221,7 @@ Worker RunStreams(const std::vector<Stub>& stubs,
   }
   for (auto& th : threads) th.join();
   Worker all;
-  for (const Worker& w : workers) {
-    all.latency.Merge(w.latency);
-    for (const auto& [code, n] : w.codes) all.codes[code] += n;
-    all.http_errors += w.http_errors;
-  }
+  for (const Worker& w : workers) all.Merge(w);
   return all;
 }
 
@@ -315,14 +330,14 @@ class UnaryRunner {
   }
 
   void OnDone(Slot* slot, const grpc::Status& status) {
+    const auto now = Clock::now();
     const double us =
-        std::chrono::duration<double, std::micro>(Clock::now() - slot->sent)
-            .count();
+        std::chrono::duration<double, std::micro>(now - slot->sent).count();
     const bool http_error = status.ok() && slot->response.status() >= 500;
     {
       std::lock_guard<std::mutex> lock(mu_);
       stats_.latency.Record(us);
-      ++stats_.codes[status.error_code()];
+      stats_.Count(status.error_code(), now, phase_.end);
       if (http_error) ++stats_.http_errors;
       --in_flight_;
       if (phase_.rps > 0) free_.push_back(slot);
@@ -430,17 +445,20 @@ int main(int argc, char** argv) {
   finished = true;
   reporter.join();
   if (progress) std::fprintf(stderr, "\n");
+  // Throughput over the run's window: --duration, or less when --requests
+  // ended it sooner.
   const double seconds =
-      std::chrono::duration<double>(Clock::now() - start).count();
+      std::min(std::chrono::duration<double>(Clock::now() - start).count(),
+               std::chrono::duration<double>(phase.end - start).count());
   const double cpu_after = pid > 0 ? CpuSeconds(pid) : 0;
 
   const Histogram& all = result.latency;
   std::map<int, uint64_t>& codes = result.codes;
   const uint64_t http_errors = result.http_errors;
   const uint64_t calls = all.count();
-  const double throughput = calls / seconds;
+  const double throughput = result.in_window / seconds;
   // Answered calls only: a service that fails fast must not look fast.
-  const double ok_throughput = (codes.count(0) ? codes[0] : 0) / seconds;
+  const double ok_throughput = result.ok_in_window / seconds;
   const double cpu_per_call_us =
       pid > 0 && calls > 0 ? (cpu_after - cpu_before) / calls * 1e6 : 0;
   std::vector<std::string> code_parts;
