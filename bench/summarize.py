@@ -33,7 +33,7 @@ names = sorted({n for n, _ in rows}, key=lambda n: [
     "direct-http", "proxy-http", "egress-http", "nopool-http", "proxy-ecdsa",
     "egress-ecdsa", "nopool-ecdsa", "proxy-rsa", "egress-rsa", "nopool-rsa",
     "empty-grpc"].index(n))
-out = [f"bench/compare, {date}, {machine}; medians of {len(next(iter(rows.values())))} "
+out = [f"bench/compare, {date}, {machine}; medians of {max(len(r) for r in rows.values())} "
        f"runs of {duration:g} s each, cases alternating.", "",
        "| case | c=1 calls/s | c=1 p50 us | c=1 p99 us | "
        f"c={sat} calls/s | c={sat} p50 us | c={sat} p99 us | c={sat} CPU us/call |",
@@ -43,6 +43,10 @@ for n in names:
     out.append(f"| {n} | {med(n, 1, 0):.0f} | {med(n, 1, 1):.0f} | {med(n, 1, 2):.0f} | "
                f"{med(n, sat, 0):.0f} | {med(n, sat, 1):.0f} | {med(n, sat, 2):.0f} | "
                + ("" if cpu != cpu else f"{cpu:.0f}") + " |")
+
+
+def div(a, b):
+    return a / b if b else float("nan")
 
 
 def ratio(label, value, bar, better_high=True):
@@ -55,13 +59,13 @@ out += ["", "| ratio | value | bar | |", "| --- | ---: | ---: | --- |"]
 for proto, bar in (("http", 2.0), ("ecdsa", 12.0), ("rsa", 12.0)):
     if ("egress-" + proto, sat) in rows and ("nopool-" + proto, sat) in rows:
         out.append(ratio(f"1. pooled / no pooling, {proto}, c={sat}",
-                         med("egress-" + proto, sat, 0) / med("nopool-" + proto, sat, 0), bar))
+                         div(med("egress-" + proto, sat, 0), med("nopool-" + proto, sat, 0)), bar))
 if ("proxy-http", sat) in rows:
     out.append(ratio(f"2. egress / nginx keep-alive proxy, http, c={sat}",
-                     med("egress-http", sat, 0) / med("proxy-http", sat, 0), 0.5))
+                     div(med("egress-http", sat, 0), med("proxy-http", sat, 0)), 0.5))
 if ("empty-grpc", 1) in rows:
     out.append(ratio("3. egress p50 / (direct p50 + empty gRPC p50), c=1",
-                     med("egress-http", 1, 1) / (med("direct-http", 1, 1) + med("empty-grpc", 1, 1)),
+                     div(med("egress-http", 1, 1), med("direct-http", 1, 1) + med("empty-grpc", 1, 1)),
                      1.0, better_high=False))
 out.append(ratio(f"4. egressd CPU per call (us), http, c={sat}", med("egress-http", sat, 3), 60,
                  better_high=False))

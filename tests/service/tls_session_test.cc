@@ -2,8 +2,11 @@
 // verification against a CA, reuse of one handshake, and each kind of refusal.
 #include <openssl/x509_vfy.h>
 
+#include <atomic>
 #include <chrono>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "gmock/gmock.h"
@@ -140,6 +143,30 @@ TEST_F(TlsSessionTest, SessionsTrustOnlyTheGivenRootsAndLeaveTheStoreAlone) {
   }
   EXPECT_EQ(sk_X509_OBJECT_num(X509_STORE_get0_objects(store)), objects);
   X509_STORE_free(store);
+}
+
+TEST_F(TlsSessionTest, WorkersCreateSessionsConcurrentlyOnTheSharedStore) {
+  // Every worker builds its own sessions on the one shared X509_STORE; under
+  // load they do so at the same moment. Nothing may write to the store then
+  // (httplib's own verification loaded the system roots into it each time; at
+  // 64 workers on HTTPS that corrupted the heap in bench/compare).
+  CertFiles leaf = ca_.Issue({"busy", {"localhost"}, {}});
+  FakeUpstream upstream(leaf.cert, leaf.key);
+  std::atomic<int> ok{0};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < 8; ++t) {
+    workers.emplace_back([&] {
+      CountingObserver observer;
+      for (int i = 0; i < 10; ++i) {
+        HttpSession session(Origin{"https", "localhost",
+                                   static_cast<uint16_t>(upstream.port())},
+                            options_, clock_, observer);
+        if (Call(session, upstream.port(), "localhost").ok()) ++ok;
+      }
+    });
+  }
+  for (auto& t : workers) t.join();
+  EXPECT_EQ(ok.load(), 80);
 }
 
 TEST_F(TlsSessionTest, InsecureSkipVerifyAcceptsAnything) {
