@@ -32,7 +32,7 @@ def med(name, c, i):
 names = sorted({n for n, _ in rows}, key=lambda n: [
     "direct-http", "proxy-http", "egress-http", "nopool-http", "proxy-ecdsa",
     "egress-ecdsa", "nopool-ecdsa", "proxy-rsa", "egress-rsa", "nopool-rsa",
-    "empty-grpc"].index(n))
+    "empty-grpc", "base-http"].index(n))
 out = [f"bench/compare, {date}, {machine}; medians of {max(len(r) for r in rows.values())} "
        f"runs of {duration:g} s each, cases alternating.", "",
        "| case | c=1 calls/s | c=1 p50 us | c=1 p99 us | "
@@ -74,6 +74,13 @@ if calls and opened_before and opened_after:
     per10k = (float(opened_after) - float(opened_before)) / calls * 10000
     out.append(f"| 5. new upstream connections per 10,000 pooled calls | {per10k:.2f} | "
                f"<= workers that served them (64 max) | {'met' if per10k <= 64 else 'MISSED'} |")
+if ("base-http", sat) in rows:
+    out.append(f"| before/after: egress-http / base-http (baseline build), c={sat} calls/s | "
+               f"{div(med('egress-http', sat, 0), med('base-http', sat, 0)):.2f} | | |")
+    out.append(f"| before/after: egress-http / base-http, c=1 p50 | "
+               f"{div(med('egress-http', 1, 1), med('base-http', 1, 1)):.2f} | | |")
+    out.append(f"| before/after: egress-http / base-http, CPU per call, c={sat} | "
+               f"{div(med('egress-http', sat, 3), med('base-http', sat, 3)):.2f} | | |")
 slow = []
 if slow_path:
     for line in open(slow_path):
