@@ -31,7 +31,7 @@ int main(int argc, char** argv) {
   absl::SetFlagsUsageConfig(usage);
   absl::ParseCommandLine(argc, argv);
   // Debian builds Abseil without NDEBUG, so every absl::Mutex (gRPC's included)
-  // would feed a global lock-order graph: about 3% of the CPU per call, for a
+  // would feed a global lock-order graph: about 2% of the CPU per call, for a
   // check the sanitizer builds make anyway.
   absl::SetMutexDeadlockDetectionMode(absl::OnDeadlockCycle::kIgnore);
 
