@@ -233,10 +233,10 @@ class UnaryRunner {
   UnaryRunner(const std::vector<Stub>& stubs,
               const egress::v1::EgressRequest& request, const Phase& phase,
               std::atomic<uint64_t>& done)
-      : stubs_(stubs), request_(request), phase_(phase), done_(done) {
+      : request_(request), phase_(phase), done_(done) {
     slots_.resize(phase.concurrency);
     for (size_t i = 0; i < slots_.size(); ++i) {
-      slots_[i].stub = stubs_[i % stubs_.size()].get();
+      slots_[i].stub = stubs[i % stubs.size()].get();
     }
   }
 
@@ -347,7 +347,6 @@ class UnaryRunner {
     if (phase_.rps <= 0) Kick(slot);
   }
 
-  const std::vector<Stub>& stubs_;
   const egress::v1::EgressRequest& request_;
   const Phase phase_;
   std::atomic<uint64_t>& done_;

@@ -98,7 +98,6 @@ HttpSession::HttpSession(Origin origin, const SessionOptions& options,
     // write to the shared store from several workers at once).
     ssl->enable_server_certificate_verification(false);
     if (options_.verify_tls) ConfigureVerification(ssl->ssl_context());
-    ssl_ = ssl.get();
     client_ = std::move(ssl);
   } else {
     client_ = std::make_unique<httplib::ClientImpl>(origin_.host, origin_.port);
@@ -383,7 +382,7 @@ absl::Status HttpSession::SendOnce(const UpstreamRequest& request,
       std::chrono::steady_clock::now() - real_start;
   const bool opened = connections_opened_ != opened_before;
   attempt.reused = !opened && requests_served_ > 0;
-  if (opened) observer_.OnConnectionOpened(ssl_ != nullptr);
+  if (opened) observer_.OnConnectionOpened(origin_.scheme == "https");
   if (attempt.reused) observer_.OnConnectionReused();
 
   if (attempt.sink_aborted) return sink.AbortStatus();

@@ -37,7 +37,6 @@
 
 namespace httplib {
 class ClientImpl;
-class SSLClient;
 enum class Error;
 }  // namespace httplib
 
@@ -149,7 +148,6 @@ class HttpSession {
   const Clock& clock_;
   SessionObserver& observer_;
   std::unique_ptr<httplib::ClientImpl> client_;
-  httplib::SSLClient* ssl_ = nullptr;  // client_ when the origin is https
   // The first certificate verification failure of the last handshake (an
   // X509_V_ERR_* code), written by OpenSSL's verify callback on this thread.
   long verify_result_ = 0;
