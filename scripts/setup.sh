@@ -11,11 +11,12 @@ packages=(
   g++ pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
   libabsl-dev
-  libcpp-httplib-dev libssl-dev
+  libssl-dev dpkg-dev patch xz-utils debian-archive-keyring
   prometheus-cpp-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   python3-grpcio python3-grpc-tools
   kubectl prometheus
+  python3-httpbin gunicorn nginx
   openssl ca-certificates
 )
 
@@ -32,6 +33,9 @@ if [ ${#missing[@]} -gt 0 ]; then
   "${sudo_cmd[@]}" apt-get update -qq
   "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+# cpp-httplib 0.18.7 from Debian 13's source package, once.
+scripts/fetch-httplib.sh
 
 # Node.js for the Node client: the machine's own if it has one, else Debian's.
 if ! command -v npm >/dev/null 2>&1; then

@@ -58,6 +58,14 @@ ABSL_FLAG(uint64_t, max_response_bytes, 64 << 20,
           "Largest upstream response body returned by Do (bytes).");
 ABSL_FLAG(uint64_t, max_stream_bytes, 0,
           "Largest body DoStream passes through (bytes); 0 is unlimited.");
+ABSL_FLAG(uint64_t, max_response_line_bytes, 16 << 10,
+          "Longest status line or header line accepted from an upstream "
+          "(bytes); a longer one fails the call with UNAVAILABLE.");
+ABSL_FLAG(uint32_t, max_response_headers, 200,
+          "Most header fields accepted in an upstream's response.");
+ABSL_FLAG(uint64_t, max_response_head_bytes, 64 << 10,
+          "Largest upstream response head (status line and headers, interim "
+          "1xx responses included), in bytes.");
 ABSL_FLAG(absl::Duration, stream_idle_timeout, absl::Minutes(5),
           "DoStream: longest wait for the upstream's next bytes, or for the "
           "caller to read the previous ones.");
@@ -70,6 +78,8 @@ ABSL_FLAG(std::string, ca_file, "",
 ABSL_FLAG(bool, insecure_skip_verify, false,
           "DANGER: do not verify https upstreams' certificates or host names. "
           "Logs a warning and sets egress_tls_insecure_skip_verify to 1.");
+ABSL_FLAG(std::string, upstream_tls_min_version, "1.2",
+          "Oldest TLS version accepted from https upstreams: 1.2 or 1.3.");
 ABSL_FLAG(std::string, allow_cidrs, "",
           "Comma-separated CIDRs the service may connect to even though they "
           "are not public (e.g. 127.0.0.0/8,::1/128 for local tests).");
@@ -157,6 +167,20 @@ absl::Status Config::Validate() const {
   if (drain_timeout < nanoseconds::zero()) {
     return Bad("drain_timeout", "must not be negative");
   }
+  if (max_response_line_bytes < 64 || max_response_line_bytes > (1 << 20)) {
+    return Bad("max_response_line_bytes", "must be 64 bytes to 1 MiB");
+  }
+  if (max_response_headers < 1 || max_response_headers > 10000) {
+    return Bad("max_response_headers", "must be 1-10000");
+  }
+  if (max_response_head_bytes < max_response_line_bytes ||
+      max_response_head_bytes > (16 << 20)) {
+    return Bad("max_response_head_bytes",
+               "must be at least --max_response_line_bytes and at most 16 MiB");
+  }
+  if (upstream_tls_min_version != "1.2" && upstream_tls_min_version != "1.3") {
+    return Bad("upstream_tls_min_version", "must be 1.2 or 1.3");
+  }
   return absl::OkStatus();
 }
 
@@ -170,7 +194,8 @@ absl::Status Config::Validate() const {
   X(ca_file) X(insecure_skip_verify) X(allow_cidrs) X(deny_cidrs)           \
   X(allow_hosts) X(deny_hosts) X(tls_cert) X(tls_key) X(client_ca)          \
   X(auth_tokens_file) X(identity_hosts_file) X(dns_cache_size)              \
-  X(access_log)
+  X(access_log) X(max_response_line_bytes) X(max_response_headers)          \
+  X(max_response_head_bytes) X(upstream_tls_min_version)
 #define EGRESS_DURATION_SETTINGS(X)                                          \
   X(keepalive_timeout) X(default_timeout) X(max_timeout) X(connect_timeout) \
   X(stream_idle_timeout) X(drain_timeout) X(dns_ttl) X(dns_negative_ttl)

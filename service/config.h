@@ -42,11 +42,16 @@ struct Config {
   size_t max_response_bytes = 64 << 20;
   size_t max_stream_bytes = 0;  // DoStream; 0: unlimited
   std::chrono::nanoseconds stream_idle_timeout = std::chrono::minutes(5);
+  // Bounds on an upstream's response head (see response_head.h).
+  size_t max_response_line_bytes = 16 << 10;
+  size_t max_response_headers = 200;
+  size_t max_response_head_bytes = 64 << 10;
 
   std::chrono::nanoseconds drain_timeout = std::chrono::seconds(20);
 
   std::string ca_file;                // extra PEM roots for https upstreams
   bool insecure_skip_verify = false;  // never verify upstream certificates
+  std::string upstream_tls_min_version = "1.2";  // "1.2" or "1.3"
 
   // Destination policy (comma-separated lists).
   std::string allow_cidrs;

@@ -4,6 +4,7 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
+#include <openssl/ssl.h>
 
 #include <algorithm>
 #include <condition_variable>
@@ -147,6 +148,14 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
   cache_options.session.max_errors = config.max_session_errors;
   cache_options.session.max_requests = config.max_requests_per_session;
   cache_options.session.max_response_bytes = config.max_response_bytes;
+  cache_options.session.head_limits.max_line_bytes =
+      config.max_response_line_bytes;
+  cache_options.session.head_limits.max_headers = config.max_response_headers;
+  cache_options.session.head_limits.max_head_bytes =
+      config.max_response_head_bytes;
+  cache_options.session.tls_min_version =
+      config.upstream_tls_min_version == "1.3" ? TLS1_3_VERSION
+                                               : TLS1_2_VERSION;
   cache_options.session.verify_tls = !config.insecure_skip_verify;
   cache_options.session.trust_store = s->trust_->get();
   cache_options.session.dns = s->dns_.get();

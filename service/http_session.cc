@@ -1,15 +1,21 @@
 #include "service/http_session.h"
 
+#include <fcntl.h>
 #include <httplib.h>
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <utility>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 
 namespace egress {
@@ -71,15 +77,40 @@ int RecordVerifyResult(int ok, X509_STORE_CTX* store_ctx) {
   return ok;
 }
 
+// An httplib client, plain (ClientImpl) or TLS (SSLClient), whose every
+// exchange runs over an UpstreamStream bound to the session's exchange.
+template <class Base>
+class GuardedClient final : public Base {
+ public:
+  template <class... Args>
+  explicit GuardedClient(UpstreamExchange& exchange, Args&&... args)
+      : Base(std::forward<Args>(args)...), exchange_(exchange) {}
+
+ private:
+  bool process_socket(const typename Base::Socket& socket,
+                      std::function<bool(httplib::Stream&)> callback) override {
+    return Base::process_socket(socket, [&](httplib::Stream& inner) {
+      UpstreamStream stream(inner, socket.sock, socket.ssl, exchange_);
+      const bool ok = callback(stream);
+      // More than the response framed (or bytes nobody asked for): whatever
+      // they are, they must not be read as the next response.
+      if (ok && stream.HasUnreadBytes()) exchange_.leftover = true;
+      return ok;
+    });
+  }
+
+  UpstreamExchange& exchange_;
+};
+
 }  // namespace
 
 // What one call to httplib observed, beyond its Error code.
 struct HttpSession::Attempt {
   int number = 1;
   bool reused = false;
-  bool got_response = false;  // the status line and headers arrived
-  bool sink_aborted = false;  // the sink said stop
-  bool timed_out = false;     // we stopped reading: deadline passed
+  bool got_response = false;      // the final response head arrived
+  bool sink_aborted = false;      // the sink said stop
+  bool failed_in_stream = false;  // deadline, idle timeout or a bad head
 };
 
 HttpSession::HttpSession(Origin origin, const SessionOptions& options,
@@ -91,16 +122,19 @@ HttpSession::HttpSession(Origin origin, const SessionOptions& options,
       pinned_until_(clock.Now()),
       last_used_(clock.Now()) {
   if (origin_.scheme == "https") {
-    auto ssl = std::make_unique<httplib::SSLClient>(origin_.host, origin_.port);
+    auto ssl = std::make_unique<GuardedClient<httplib::SSLClient>>(
+        exchange_, origin_.host, origin_.port);
     // OpenSSL verifies the chain and the host name during the handshake, not
     // httplib after it: httplib's verification reloads the system roots into
     // the context on every new client (tens of ms of CPU per session, and a
     // write to the shared store from several workers at once).
     ssl->enable_server_certificate_verification(false);
+    SSL_CTX_set_min_proto_version(ssl->ssl_context(), options_.tls_min_version);
     if (options_.verify_tls) ConfigureVerification(ssl->ssl_context());
     client_ = std::move(ssl);
   } else {
-    client_ = std::make_unique<httplib::ClientImpl>(origin_.host, origin_.port);
+    client_ = std::make_unique<GuardedClient<httplib::ClientImpl>>(
+        exchange_, origin_.host, origin_.port);
   }
   client_->set_keep_alive(true);
   client_->set_tcp_nodelay(true);
@@ -111,11 +145,52 @@ HttpSession::HttpSession(Origin origin, const SessionOptions& options,
   client_->set_socket_options([this](socket_t sock) {
     httplib::default_socket_options(sock);
     ++connections_opened_;
+    OnSocket(sock);
   });
   observer_.OnSessionCreated();
 }
 
-HttpSession::~HttpSession() = default;
+HttpSession::~HttpSession() {
+  client_.reset();
+  if (abort_fd_ >= 0) close(abort_fd_);
+}
+
+void HttpSession::OnSocket(int fd) {
+  std::lock_guard<std::mutex> lock(abort_mu_);
+  if (abort_fd_ >= 0) close(abort_fd_);
+  abort_fd_ = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+  if (abort_requested_ && abort_fd_ >= 0) shutdown(abort_fd_, SHUT_RDWR);
+}
+
+void HttpSession::BeginExchange() {
+  std::lock_guard<std::mutex> lock(abort_mu_);
+  in_exchange_ = true;
+  abort_requested_ = false;
+}
+
+void HttpSession::EndExchange() {
+  const bool open = client_->is_socket_open();
+  std::lock_guard<std::mutex> lock(abort_mu_);
+  in_exchange_ = false;
+  abort_requested_ = false;
+  // httplib closed the connection: let the socket go.
+  if (!open && abort_fd_ >= 0) {
+    close(abort_fd_);
+    abort_fd_ = -1;
+  }
+}
+
+bool HttpSession::AbortRequested() {
+  std::lock_guard<std::mutex> lock(abort_mu_);
+  return abort_requested_;
+}
+
+void HttpSession::Abort() {
+  std::lock_guard<std::mutex> lock(abort_mu_);
+  if (!in_exchange_) return;
+  abort_requested_ = true;
+  if (abort_fd_ >= 0) shutdown(abort_fd_, SHUT_RDWR);
+}
 
 void HttpSession::ConfigureVerification(SSL_CTX* ctx) {
   if (options_.trust_store != nullptr) {
@@ -153,15 +228,12 @@ absl::StatusOr<UpstreamResponse> HttpSession::Stream(
   return Exchange(request, deadline, idle_timeout, sink);
 }
 
-void HttpSession::Abort() {
-  aborted_ = true;
-  client_->stop();  // httplib: shuts the socket down under its own lock
-}
-
 absl::StatusOr<UpstreamResponse> HttpSession::Exchange(
     const UpstreamRequest& request, MonoTime deadline,
     std::chrono::nanoseconds idle_timeout, ResponseSink& sink) {
   const MonoTime start = clock_.Now();
+  BeginExchange();
+  absl::Cleanup end_exchange = [this] { EndExchange(); };
   absl::Status pinned = Pin();
   if (!pinned.ok()) {
     last_used_ = start;
@@ -177,7 +249,7 @@ absl::StatusOr<UpstreamResponse> HttpSession::Exchange(
   // A keep-alive connection the upstream closed while it sat idle fails before
   // any response byte; resending is safe only when the request is idempotent.
   const bool stale = !status.ok() && first.reused && !first.got_response &&
-                     !first.timed_out && !first.sink_aborted &&
+                     !first.failed_in_stream && !first.sink_aborted &&
                      absl::IsUnavailable(status);
   if (stale) {
     const bool safe =
@@ -186,7 +258,7 @@ absl::StatusOr<UpstreamResponse> HttpSession::Exchange(
                     [](const auto& h) {
                       return absl::EqualsIgnoreCase(h.first, "Idempotency-Key");
                     });
-    if (safe && clock_.Now() < deadline && !aborted_) {
+    if (safe && clock_.Now() < deadline && !AbortRequested()) {
       observer_.OnStaleRetry();
       status = SendOnce(request, deadline, idle_timeout, sink, second);
       last = &second;
@@ -198,7 +270,7 @@ absl::StatusOr<UpstreamResponse> HttpSession::Exchange(
     }
   }
   last_used_ = clock_.Now();
-  const bool aborted = aborted_.exchange(false);
+  const bool aborted = AbortRequested();
   if (status.ok()) {
     consecutive_errors_ = 0;
     ++requests_served_;
@@ -256,10 +328,14 @@ absl::Status HttpSession::TransportError(httplib::Error error,
           "%s: connection closed or reset while sending the request",
           Describe()));
     case httplib::Error::Read:
+      if (got_response) {
+        return absl::UnavailableError(absl::StrFormat(
+            "%s: response body incomplete: the connection closed or was reset, "
+            "or the body's framing was broken (Content-Length or chunks)",
+            Describe()));
+      }
       return absl::UnavailableError(absl::StrFormat(
-          "%s: connection closed or reset, or a malformed response, %s",
-          Describe(),
-          got_response ? "in the middle of the body" : "before any response"));
+          "%s: connection closed or reset before any response", Describe()));
     case httplib::Error::SSLConnection:
       if (verify_result_ == X509_V_ERR_HOSTNAME_MISMATCH ||
           verify_result_ == X509_V_ERR_IP_ADDRESS_MISMATCH) {
@@ -273,8 +349,14 @@ absl::Status HttpSession::TransportError(httplib::Error error,
             absl::StrFormat("%s: certificate verify failed: %s", Describe(),
                             X509_verify_cert_error_string(verify_result_)));
       }
-      return absl::UnavailableError(
-          absl::StrFormat("%s: TLS handshake failed", Describe()));
+      {
+        const unsigned long tls_error = ERR_peek_last_error();
+        const char* reason =
+            tls_error != 0 ? ERR_reason_error_string(tls_error) : nullptr;
+        return absl::UnavailableError(absl::StrFormat(
+            "%s: TLS handshake failed%s%s", Describe(),
+            reason != nullptr ? ": " : "", reason != nullptr ? reason : ""));
+      }
     default:
       return absl::UnavailableError(
           absl::StrFormat("%s: upstream exchange failed: %s", Describe(),
@@ -315,38 +397,33 @@ absl::Status HttpSession::SendOnce(const UpstreamRequest& request,
     return absl::DeadlineExceededError(absl::StrFormat(
         "%s: deadline passed before the request was sent", Describe()));
   }
-  if (aborted_) return absl::CancelledError("exchange abandoned");
+  if (AbortRequested()) return absl::CancelledError("exchange abandoned");
   verify_result_ = X509_V_OK;
-  // httplib's timeouts are per connect and per read/write; the receiver below
-  // enforces the overall deadline while the body streams in.
+  ERR_clear_error();
   const auto budget =
       std::max(duration_cast<microseconds>(remaining), microseconds(1));
   const microseconds connect_budget =
       std::min(budget, duration_cast<microseconds>(options_.connect_timeout));
-  const microseconds read_budget =
-      idle_timeout < remaining
-          ? std::max(duration_cast<microseconds>(idle_timeout), microseconds(1))
-          : budget;
   client_->set_connection_timeout(connect_budget);
-  client_->set_read_timeout(read_budget);
+  // UpstreamStream enforces the deadline (and the idle timeout) before every
+  // read and write; httplib's own per-operation timeouts are only a backstop,
+  // for the TLS handshake and a TLS record that arrives in pieces.
+  client_->set_read_timeout(budget);
   client_->set_write_timeout(budget);
 
-  httplib::Request req;
-  req.method = request.method;
-  req.path = request.target;
-  for (const auto& [name, value] : request.headers) {
-    req.headers.emplace(name, value);
-  }
-  req.headers.emplace("Host", request.origin.HostHeader());
-  req.body = request.body;
-
   const int64_t opened_before = connections_opened_;
-  req.response_handler = [&](const httplib::Response& res) {
+  exchange_ = UpstreamExchange{};
+  exchange_.clock = &clock_;
+  exchange_.deadline = deadline;
+  exchange_.idle_timeout = idle_timeout;
+  exchange_.limits = options_.head_limits;
+  exchange_.head_request = request.method == "HEAD";
+  exchange_.on_head = [&](const ResponseHead& received) {
     attempt.got_response = true;
     UpstreamResponse head;
-    head.status = res.status;
-    head.headers.reserve(res.headers.size());
-    for (const auto& [name, value] : res.headers) {
+    head.status = received.status;
+    head.headers.reserve(received.headers.size());
+    for (const auto& [name, value] : received.headers) {
       if (!IsServiceOwnedHeader(name)) head.headers.emplace_back(name, value);
     }
     head.connection_reused =
@@ -359,12 +436,17 @@ absl::Status HttpSession::SendOnce(const UpstreamRequest& request,
     }
     return true;
   };
+
+  httplib::Request req;
+  req.method = request.method;
+  req.path = request.target;
+  for (const auto& [name, value] : request.headers) {
+    req.headers.emplace(name, value);
+  }
+  req.headers.emplace("Host", request.origin.HostHeader());
+  req.body = request.body;
   req.content_receiver = [&](const char* data, size_t length, uint64_t,
                              uint64_t) {
-    if (clock_.Now() >= deadline) {
-      attempt.timed_out = true;
-      return false;
-    }
     if (!sink.OnBody(data, length)) {
       attempt.sink_aborted = true;
       return false;
@@ -374,42 +456,41 @@ absl::Status HttpSession::SendOnce(const UpstreamRequest& request,
 
   httplib::Response res;
   httplib::Error error = httplib::Error::Success;
-  // Socket timeouts run on real time whatever clock_ is, so the time httplib
-  // spent is measured on the steady clock to tell a timeout from a reset.
-  const auto real_start = std::chrono::steady_clock::now();
   const bool ok = client_->send(req, res, error);
-  const nanoseconds real_elapsed =
-      std::chrono::steady_clock::now() - real_start;
   const bool opened = connections_opened_ != opened_before;
   attempt.reused = !opened && requests_served_ > 0;
   if (opened) observer_.OnConnectionOpened(origin_.scheme == "https");
   if (attempt.reused) observer_.OnConnectionReused();
+  // Bytes beyond the response: never read them as the next one.
+  if (exchange_.leftover) client_->stop();
 
   if (attempt.sink_aborted) return sink.AbortStatus();
-  if (attempt.timed_out) return Timeout(remaining);
   if (ok) return absl::OkStatus();
-  // A socket timeout fires at its budget, give or take the kernel's timer
-  // slack; a reset in the last 2% of a budget reads as a timeout, harmlessly.
-  const auto near = [&](microseconds limit) {
-    return real_elapsed + std::max<nanoseconds>(limit / 50,
-                                                std::chrono::milliseconds(2)) >=
-           limit;
-  };
+  attempt.failed_in_stream =
+      exchange_.failure != UpstreamExchange::Failure::kNone;
+  switch (exchange_.failure) {
+    case UpstreamExchange::Failure::kDeadline:
+      return Timeout(remaining);
+    case UpstreamExchange::Failure::kIdle:
+      return absl::DeadlineExceededError(absl::StrFormat(
+          "%s: no data from the upstream for %.3fs (--stream_idle_timeout)",
+          Describe(), Seconds(idle_timeout)));
+    case UpstreamExchange::Failure::kHead:
+      return absl::UnavailableError(
+          absl::StrCat(Describe(), ": ", exchange_.head_error.message()));
+    case UpstreamExchange::Failure::kRejected:
+      return sink.AbortStatus();
+    case UpstreamExchange::Failure::kNone:
+      break;
+  }
   switch (error) {
     case httplib::Error::ConnectionTimeout:
       return ConnectTimeout(connect_budget);
     case httplib::Error::Connection:
-      if (near(connect_budget)) return ConnectTimeout(connect_budget);
       return absl::UnavailableError(absl::StrFormat(
           "connect to %s failed: connection refused or unreachable",
           Describe()));
     default:
-      if (clock_.Now() >= deadline || near(budget)) return Timeout(remaining);
-      if (read_budget < budget && near(read_budget)) {
-        return absl::DeadlineExceededError(absl::StrFormat(
-            "%s: no data from the upstream for %.3fs (--stream_idle_timeout)",
-            Describe(), Seconds(duration_cast<nanoseconds>(read_budget))));
-      }
       return TransportError(error, attempt.got_response);
   }
 }

@@ -7,6 +7,10 @@
 // protocol error); any upstream answer resets the count. SessionCache drops the
 // session when Broken() or Exhausted(), or when it has been idle too long.
 //
+// Every exchange runs over an UpstreamStream: one deadline covers the upload,
+// the response head and the body; the head is read under HeadLimits; why an
+// exchange failed is recorded, not guessed.
+//
 // A request that fails on a reused connection before any response arrived is
 // sent once more on a fresh connection when that is safe (idempotent method or
 // an Idempotency-Key header): an upstream may close an idle connection at any
@@ -22,10 +26,10 @@
 
 #include <openssl/types.h>
 
-#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -33,7 +37,9 @@
 #include "service/destination_policy.h"
 #include "service/dns_cache.h"
 #include "service/http_types.h"
+#include "service/response_head.h"
 #include "service/session_observer.h"
+#include "service/upstream_stream.h"
 
 namespace httplib {
 class ClientImpl;
@@ -50,6 +56,11 @@ struct SessionOptions {
   int64_t max_requests = 0;
   // Larger response bodies fail with RESOURCE_EXHAUSTED.
   size_t max_response_bytes = 64 << 20;
+  // Bounds on each response head (--max_response_*).
+  HeadLimits head_limits;
+  // https: the oldest TLS version accepted (--upstream_tls_min_version), as
+  // OpenSSL's TLS1_2_VERSION or TLS1_3_VERSION.
+  int tls_min_version = 0x0303;
   // https: verify the upstream's certificate and host name.
   bool verify_tls = true;
   // https: the roots to verify against (each session takes a reference);
@@ -103,9 +114,11 @@ class HttpSession {
                                           std::chrono::nanoseconds idle_timeout,
                                           ResponseSink& sink);
 
-  // Abandons the exchange in progress from another thread (the caller went
-  // away): closes the socket, and Stream or Send returns CANCELLED.
-  // Thread-safe; valid only while the owning thread is inside Send or Stream.
+  // Abandons the exchange in progress, if any, from another thread (the caller
+  // went away, or the drain is over): shuts its socket down, so that any wait
+  // on the upstream ends at once, and Stream or Send returns CANCELLED. Never
+  // waits on httplib's locks. Between exchanges it does nothing: a late cancel
+  // cannot fail the next caller's exchange. Thread-safe.
   void Abort();
 
   const Origin& origin() const { return origin_; }
@@ -142,11 +155,19 @@ class HttpSession {
   absl::Status SendOnce(const UpstreamRequest& request, MonoTime deadline,
                         std::chrono::nanoseconds idle_timeout,
                         ResponseSink& sink, Attempt& attempt);
+  // A new socket: keeps a duplicate of it for Abort.
+  void OnSocket(int fd);
+  // Marks the start and end of an exchange for Abort.
+  void BeginExchange();
+  void EndExchange();
+  bool AbortRequested();
 
   const Origin origin_;
   const SessionOptions options_;
   const Clock& clock_;
   SessionObserver& observer_;
+  // The exchange in progress, read by client_'s UpstreamStream.
+  UpstreamExchange exchange_;
   std::unique_ptr<httplib::ClientImpl> client_;
   // The first certificate verification failure of the last handshake (an
   // X509_V_ERR_* code), written by OpenSSL's verify callback on this thread.
@@ -159,7 +180,16 @@ class HttpSession {
   int consecutive_errors_ = 0;
   int64_t requests_served_ = 0;
   MonoTime last_used_;
-  std::atomic<bool> aborted_{false};  // set by Abort from another thread
+
+  // Abort's view of the session; touched by the owner only when a connection
+  // opens and at the start and end of an exchange.
+  std::mutex abort_mu_;
+  // A duplicate of the connection's socket: shutting it down ends every wait
+  // on the connection, and the number cannot be reused by another socket while
+  // it is open, as httplib's own could be.
+  int abort_fd_ = -1;             // guarded by abort_mu_
+  bool in_exchange_ = false;      // guarded by abort_mu_
+  bool abort_requested_ = false;  // guarded by abort_mu_
 };
 
 }  // namespace egress

@@ -29,10 +29,7 @@ _LIBS = {
     "protobuf": (["protobuf"], []),
     "grpc": (["grpc++", "protobuf"], []),
     "grpc_reflection": (["grpc++"], ["-Wl,--no-as-needed", "-lgrpc++_reflection", "-Wl,--as-needed"]),
-    # cpp-httplib's Cflags carry CPPHTTPLIB_{OPENSSL,ZLIB,BROTLI}_SUPPORT: the shared
-    # library was built with them and class layouts depend on them, so every file
-    # that includes httplib.h must see them. They travel as `defines`.
-    "httplib": (["cpp-httplib", "openssl"], []),
+    # cpp-httplib is not here: //third_party/httplib builds 0.18.7 in-tree.
     "openssl": (["openssl"], []),
     "prometheus": (["prometheus-cpp-core"], []),
     "gtest": (["gtest", "gmock"], []),

@@ -67,9 +67,12 @@ void FakeUpstream::Serve() {
           res.set_content(absl::StrCat("status ", res.status), "text/plain");
         }));
   s.Get("/repeat", counted([](const httplib::Request&, httplib::Response& res) {
-          res.headers.emplace("Set-Cookie", "a=1");
-          res.headers.emplace("Set-Cookie", "b=2");
+          // httplib 0.18.7 keeps headers in an unordered_multimap, which
+          // writes equal names last-inserted first: inserting c, b, a puts
+          // a=1, b=2, c=3 on the wire (the order the tests expect back).
           res.headers.emplace("Set-Cookie", "c=3");
+          res.headers.emplace("Set-Cookie", "b=2");
+          res.headers.emplace("Set-Cookie", "a=1");
           res.set_content("ok", "text/plain");
         }));
   s.Get(R"(/bytes/(\d+))",

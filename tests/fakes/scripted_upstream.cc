@@ -21,15 +21,6 @@ namespace {
 
 constexpr int kPollMs = 20;
 
-bool SendAll(int fd, absl::string_view data) {
-  while (!data.empty()) {
-    ssize_t n = send(fd, data.data(), data.size(), MSG_NOSIGNAL);
-    if (n <= 0) return false;
-    data.remove_prefix(static_cast<size_t>(n));
-  }
-  return true;
-}
-
 size_t ContentLength(absl::string_view head) {
   std::string lower = absl::AsciiStrToLower(head);
   size_t at = lower.find("\r\ncontent-length:");
@@ -54,7 +45,30 @@ ScriptedUpstream::ScriptedUpstream(Script script,
   Start();
 }
 
+ScriptedUpstream::ScriptedUpstream(Responder responder, bool wait_for_body)
+    : script_(Script::kCustom),
+      responder_(std::move(responder)),
+      wait_for_body_(wait_for_body),
+      idle_close_(std::chrono::milliseconds(100)),
+      address_("127.0.0.1") {
+  Start();
+}
+
 ScriptedUpstream::~ScriptedUpstream() { Stop(); }
+
+bool ScriptedUpstream::Send(int fd, absl::string_view data) {
+  while (!data.empty()) {
+    ssize_t n = send(fd, data.data(), data.size(), MSG_NOSIGNAL);
+    if (n <= 0) return false;
+    data.remove_prefix(static_cast<size_t>(n));
+  }
+  return true;
+}
+
+std::string ScriptedUpstream::last_request_head() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return last_request_head_;
+}
 
 std::string ScriptedUpstream::Url(absl::string_view path) const {
   return absl::StrCat("http://", address_, ":", port_, path);
@@ -114,6 +128,14 @@ bool ScriptedUpstream::ReadRequest(int fd, std::string& buffer) {
   while (!stopping_) {
     size_t head_end = buffer.find("\r\n\r\n");
     if (head_end != std::string::npos) {
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        last_request_head_ = buffer.substr(0, head_end + 4);
+      }
+      if (!wait_for_body_) {
+        buffer.clear();
+        return true;
+      }
       size_t total =
           head_end + 4 + ContentLength(buffer.substr(0, head_end + 2));
       if (buffer.size() >= total) {
@@ -148,6 +170,10 @@ void ScriptedUpstream::Serve(int fd) {
   while (ReadRequest(fd, buffer)) {
     ++requests_;
     ++served;
+    if (script_ == Script::kCustom) {
+      if (!responder_(fd, served)) break;
+      continue;
+    }
     if (script_ == Script::kDropReused && served > 1) break;
     if (script_ == Script::kStall) {
       while (!stopping_)
@@ -155,16 +181,16 @@ void ScriptedUpstream::Serve(int fd) {
       break;
     }
     if (script_ == Script::kGarbage) {
-      SendAll(fd, "this is not HTTP at all\r\n\r\n");
+      Send(fd, "this is not HTTP at all\r\n\r\n");
       break;
     }
     if (script_ == Script::kResetMidBody) {
-      SendAll(fd, "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
-      SendAll(fd, std::string(100, 'x'));
+      Send(fd, "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
+      Send(fd, std::string(100, 'x'));
       reset = true;
       break;
     }
-    if (!SendAll(fd, kOk)) break;
+    if (!Send(fd, kOk)) break;
   }
   if (reset) {
     // SO_LINGER with a zero timeout makes close() send RST, not FIN.

@@ -10,6 +10,9 @@
 //   kResetMidBody    send headers for 1000 bytes, 100 bytes, then reset (RST)
 //   kStall           read the request and never answer
 //   kGarbage         answer with bytes that are not HTTP, then close
+//   kCustom          call the test's Responder with the socket after each
+//                    request: it writes any bytes, in any pieces, at any pace
+//                    (hostile-upstream tests)
 //
 // Stop() closes the listener and every connection; Start() listens again on the
 // same port, so a test can take an upstream down and bring it back.
@@ -19,6 +22,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -35,6 +39,7 @@ enum class Script {
   kResetMidBody,
   kStall,
   kGarbage,
+  kCustom,
 };
 
 class ScriptedUpstream {
@@ -44,7 +49,18 @@ class ScriptedUpstream {
       Script script,
       std::chrono::milliseconds idle_close = std::chrono::milliseconds(100),
       std::string address = "127.0.0.1", int port = 0);
+  // kCustom: `responder(fd, n)` runs after the n-th request (from 1) on a
+  // connection and answers on `fd`; returning false closes the connection.
+  // With `wait_for_body` false it runs as soon as the request head is in, so
+  // that it can answer before the body was read.
+  using Responder = std::function<bool(int fd, int n)>;
+  explicit ScriptedUpstream(Responder responder, bool wait_for_body = true);
   ~ScriptedUpstream();
+
+  // Writes all of `bytes` to `fd`; false when the peer is gone.
+  static bool Send(int fd, absl::string_view bytes);
+  // The last request head read (through its blank line).
+  std::string last_request_head() const;
   ScriptedUpstream(const ScriptedUpstream&) = delete;
   ScriptedUpstream& operator=(const ScriptedUpstream&) = delete;
 
@@ -64,6 +80,8 @@ class ScriptedUpstream {
   bool ReadRequest(int fd, std::string& buffer);
 
   const Script script_;
+  const Responder responder_;
+  const bool wait_for_body_ = true;
   const std::chrono::milliseconds idle_close_;
   const std::string address_;
   int port_ = 0;
@@ -72,7 +90,8 @@ class ScriptedUpstream {
   std::atomic<int> connections_{0};
   std::atomic<int> requests_{0};
   std::thread acceptor_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
+  std::string last_request_head_;      // guarded by mu_
   std::vector<std::thread> handlers_;  // guarded by mu_
   std::vector<int> open_fds_;          // guarded by mu_
 };

@@ -96,7 +96,7 @@ TEST_F(ResilienceIntegrationTest,
   grpc::Status status =
       egress_.Do(MakeRequest("GET", upstream.Url("/")), &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
-  EXPECT_THAT(status.error_message(), HasSubstr("in the middle of the body"));
+  EXPECT_THAT(status.error_message(), HasSubstr("response body incomplete"));
 }
 
 TEST_F(ResilienceIntegrationTest, GarbageThreeTimesRecreatesTheSession) {

@@ -120,7 +120,7 @@ TEST_F(HttpSessionFaultsTest,
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(std::string(r.status().message()),
-              HasSubstr("in the middle of the body"));
+              HasSubstr("response body incomplete"));
   EXPECT_EQ(upstream.requests(), 1);
   EXPECT_EQ(session->consecutive_errors(), 1);
 }

@@ -11,6 +11,7 @@
 #include "tests/fakes/counting_observer.h"
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/fake_upstream.h"
+#include "tests/fakes/scripted_upstream.h"
 
 namespace egress {
 namespace {
@@ -84,15 +85,25 @@ TEST_F(HttpSessionTest, SendsHostHeaderAndNoAcceptEncodingOfItsOwn) {
   EXPECT_THAT(response->body, testing::Not(HasSubstr("Accept-Encoding")));
 }
 
-TEST_F(HttpSessionTest, KeepsRepeatedResponseHeadersInOrder) {
-  auto session = NewSession(upstream_.port());
-  auto response = session->Send(Get("/repeat"), Deadline());
+TEST_F(HttpSessionTest, KeepsResponseHeadersInWireOrder) {
+  // A raw upstream, so that the order on the wire is known: repeated names
+  // and the fields between them arrive exactly as sent.
+  ScriptedUpstream upstream([](int fd, int) {
+    return ScriptedUpstream::Send(
+        fd,
+        "HTTP/1.1 200 OK\r\nSet-Cookie: a=1\r\nX-Between: 1\r\n"
+        "Set-Cookie: b=2\r\nset-cookie: c=3\r\nContent-Length: 0\r\n\r\n");
+  });
+  auto session = NewSession(upstream.port());
+  auto response = session->Send(Get("/"), Deadline());
   ASSERT_TRUE(response.ok()) << response.status();
-  std::vector<std::string> cookies;
+  std::vector<std::string> fields;
   for (const auto& [name, value] : response->headers) {
-    if (name == "Set-Cookie") cookies.push_back(value);
+    fields.push_back(name + ": " + value);
   }
-  EXPECT_THAT(cookies, ElementsAre("a=1", "b=2", "c=3"));
+  EXPECT_THAT(fields,
+              ElementsAre("Set-Cookie: a=1", "X-Between: 1", "Set-Cookie: b=2",
+                          "set-cookie: c=3", "Content-Length: 0"));
 }
 
 TEST_F(HttpSessionTest, RemovesHopByHopResponseHeaders) {
