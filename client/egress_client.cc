@@ -4,6 +4,14 @@
 #include "absl/strings/str_cat.h"
 
 namespace egress {
+namespace {
+
+// A header's value: its exact bytes, whichever field carried them.
+std::string HeaderValue(const egress::v1::Header& header) {
+  return header.raw_value().empty() ? header.value() : header.raw_value();
+}
+
+}  // namespace
 
 std::string Response::Header(absl::string_view name) const {
   for (const auto& [n, v] : headers) {
@@ -75,7 +83,7 @@ absl::StatusOr<Response> EgressClient::Do(const Request& request) const {
   Response response;
   response.status = proto.status();
   for (const auto& h : proto.headers())
-    response.headers.emplace_back(h.name(), h.value());
+    response.headers.emplace_back(h.name(), HeaderValue(h));
   response.body = std::move(*proto.mutable_body());
   response.timing = proto.timing();
   return response;
@@ -115,7 +123,7 @@ absl::Status EgressClient::Stream(
       Response head;
       head.status = chunk.head().status();
       for (const auto& h : chunk.head().headers()) {
-        head.headers.emplace_back(h.name(), h.value());
+        head.headers.emplace_back(h.name(), HeaderValue(h));
       }
       head.timing = chunk.head().timing();
       if (on_head) on_head(head);

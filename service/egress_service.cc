@@ -42,14 +42,23 @@ nanoseconds RemainingGrpcTime(const grpc::CallbackServerContext& context) {
 
 }  // namespace
 
+void AddHeader(std::string&& name, std::string&& value,
+               google::protobuf::RepeatedPtrField<egress::v1::Header>& to) {
+  egress::v1::Header* header = to.Add();
+  header->set_name(std::move(name));
+  if (IsValidUtf8(value)) {
+    header->set_value(std::move(value));
+  } else {
+    header->set_raw_value(std::move(value));
+  }
+}
+
 void ToResponseProto(UpstreamResponse&& from, nanoseconds queued,
                      egress::v1::EgressResponse& to) {
   to.set_status(from.status);
   to.mutable_headers()->Reserve(static_cast<int>(from.headers.size()));
   for (auto& [name, value] : from.headers) {
-    egress::v1::Header* header = to.add_headers();
-    header->set_name(std::move(name));
-    header->set_value(std::move(value));
+    AddHeader(std::move(name), std::move(value), *to.mutable_headers());
   }
   to.set_body(std::move(from.body));
   egress::v1::Timing& timing = *to.mutable_timing();
@@ -212,9 +221,7 @@ class EgressService::StreamCall final
     egress::v1::EgressResponseHead& out = *out_.mutable_head();
     out.set_status(head.status);
     for (auto& [name, value] : head.headers) {
-      egress::v1::Header* header = out.add_headers();
-      header->set_name(std::move(name));
-      header->set_value(std::move(value));
+      AddHeader(std::move(name), std::move(value), *out.mutable_headers());
     }
     egress::v1::Timing& timing = *out.mutable_timing();
     timing.set_connection_reused(head.connection_reused);

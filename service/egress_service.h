@@ -46,6 +46,11 @@ struct ServiceOptions {
 };
 
 // Moves an upstream response into the Do answer (everything but timing.total).
+// Appends one header to `to`: in `value` when it is UTF-8, else in
+// `raw_value` (see Header in egress.proto).
+void AddHeader(std::string&& name, std::string&& value,
+               google::protobuf::RepeatedPtrField<egress::v1::Header>& to);
+
 void ToResponseProto(UpstreamResponse&& from, std::chrono::nanoseconds queued,
                      egress::v1::EgressResponse& to);
 

@@ -53,6 +53,10 @@ struct UpstreamResponse {
   std::chrono::nanoseconds upstream_time{0};
 };
 
+// True when `s` is well-formed UTF-8 (no overlong forms, surrogates or code
+// points past U+10FFFF): what a proto3 string field may carry.
+bool IsValidUtf8(const std::string& s);
+
 // True for the methods HTTP defines as idempotent (RFC 9110, 9.2.2).
 bool IsIdempotentMethod(const std::string& method);
 

@@ -15,6 +15,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/strip.h"
 
 namespace egress {
 namespace {
@@ -150,6 +151,10 @@ absl::Status ParseAuthority(absl::string_view authority, Origin& origin) {
     if (host.empty()) return Invalid("url", "has no host");
     absl::Status status = ValidateRegName(host);
     if (!status.ok()) return status;
+    // One spelling per host, decided once here: "Example.COM." is
+    // "example.com" for the policy, the session cache, DNS, the Host header,
+    // SNI and the certificate check alike.
+    absl::ConsumeSuffix(&host, ".");
     origin.host = CanonicalIpv4(host).value_or(absl::AsciiStrToLower(host));
   }
   if (rest.empty()) {
@@ -253,8 +258,10 @@ absl::StatusOr<UpstreamRequest> ValidateRequest(
                                 "name \"%s\" is not an HTTP token",
                                 absl::CHexEscape(header.name().substr(0, 64))));
     }
-    if (header.value().find_first_of(std::string("\r\n\0", 3)) !=
-        std::string::npos) {
+    // raw_value, when set, is the value: bytes that are not UTF-8.
+    const std::string& value =
+        header.raw_value().empty() ? header.value() : header.raw_value();
+    if (value.find_first_of(std::string("\r\n\0", 3)) != std::string::npos) {
       return Invalid(field,
                      absl::StrFormat("value of \"%s\" contains CR, LF or NUL",
                                      header.name()));
@@ -265,7 +272,7 @@ absl::StatusOr<UpstreamRequest> ValidateRequest(
                                      "the service",
                                      header.name()));
     }
-    header_bytes += header.name().size() + header.value().size();
+    header_bytes += header.name().size() + value.size();
     if (header_bytes > limits.max_header_bytes) {
       return Invalid("headers",
                      absl::StrFormat("total size is over the limit of %d bytes",
@@ -275,16 +282,16 @@ absl::StatusOr<UpstreamRequest> ValidateRequest(
       // The service frames the body itself; a matching value is harmless, a
       // different one would desynchronise the connection.
       uint64_t length = 0;
-      if (!absl::SimpleAtoi(header.value(), &length) ||
-          length != proto.body().size()) {
+      if (!absl::SimpleAtoi(value, &length) || length != proto.body().size()) {
         return Invalid(
-            field, absl::StrFormat("Content-Length \"%s\" does not match the "
-                                   "body's %d bytes",
-                                   header.value(), proto.body().size()));
+            field,
+            absl::StrFormat("Content-Length \"%s\" does not match the "
+                            "body's %d bytes",
+                            absl::CHexEscape(value), proto.body().size()));
       }
       continue;
     }
-    request->headers.emplace_back(header.name(), header.value());
+    request->headers.emplace_back(header.name(), value);
   }
 
   if (proto.body().size() > limits.max_request_bytes) {

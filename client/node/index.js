@@ -24,6 +24,13 @@ const definition = protoLoader.loadSync(PROTO, {
 });
 const { egress } = grpc.loadPackageDefinition(definition);
 
+// A header's value as a string. Bytes that are not UTF-8 arrive in raw_value
+// and are decoded as latin1, as Node's http module does, so that every byte
+// survives: Buffer.from(value, 'latin1') gives them back.
+function headerValue(h) {
+  return h.raw_value && h.raw_value.length > 0 ? Buffer.from(h.raw_value).toString('latin1') : h.value;
+}
+
 class Response {
   constructor(status, headers, body, timing) {
     this.status = status;
@@ -88,7 +95,7 @@ class EgressClient {
     return new Promise((resolve, reject) => {
       this._client.Do(request, this._metadata(), { deadline }, (err, reply) => {
         if (err) return reject(err);
-        resolve(new Response(reply.status, reply.headers.map((h) => [h.name, h.value]),
+        resolve(new Response(reply.status, reply.headers.map((h) => [h.name, headerValue(h)]),
           reply.body, reply.timing));
       });
     });
@@ -111,7 +118,7 @@ class EgressClient {
     for await (const chunk of call) {
       if (chunk.part === 'head') {
         if (onHead) {
-          onHead(chunk.head.status, chunk.head.headers.map((h) => [h.name, h.value]));
+          onHead(chunk.head.status, chunk.head.headers.map((h) => [h.name, headerValue(h)]));
         }
       } else {
         yield chunk.body;

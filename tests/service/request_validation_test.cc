@@ -254,6 +254,25 @@ TEST(RequestValidationDetailTest, ParsesOriginAndTarget) {
   EXPECT_EQ(request->origin.HostHeader(), "example.com:8080");
 }
 
+TEST(RequestValidationDetailTest, TrailingDotAndCaseAreOneSpelling) {
+  // The policy, the session cache, the Host header, SNI and the certificate
+  // check all see the host as written here.
+  for (const char* url : {"https://Example.COM./x", "https://example.com/x",
+                          "https://EXAMPLE.com.:443/x"}) {
+    egress::v1::EgressRequest proto;
+    proto.set_url(url);
+    auto request = ValidateRequest(proto, ValidationLimits());
+    ASSERT_TRUE(request.ok()) << url << ": " << request.status();
+    EXPECT_EQ(request->origin.host, "example.com") << url;
+    EXPECT_EQ(request->origin.Key(), "https://example.com:443") << url;
+    EXPECT_EQ(request->origin.HostHeader(), "example.com") << url;
+  }
+  egress::v1::EgressRequest two_dots;
+  two_dots.set_url("http://example.com../");
+  EXPECT_TRUE(absl::IsInvalidArgument(
+      ValidateRequest(two_dots, ValidationLimits()).status()));
+}
+
 TEST(RequestValidationDetailTest, DefaultPortAndIpv6HostHeader) {
   egress::v1::EgressRequest proto;
   proto.set_url("http://[::1]?q");

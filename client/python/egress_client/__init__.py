@@ -24,6 +24,15 @@ from egress.v1 import egress_pb2, egress_pb2_grpc
 Headers = Sequence[Tuple[str, str]]
 
 
+def _value(header: "egress_pb2.Header") -> str:
+    """A header's value as str. Bytes that are not UTF-8 arrive in raw_value
+    and are decoded as ISO-8859-1, as Python's http.client does, so that every
+    byte survives: value.encode("latin-1") gives them back."""
+    if header.raw_value:
+        return header.raw_value.decode("latin-1")
+    return header.value
+
+
 @dataclasses.dataclass
 class Response:
     status: int
@@ -74,7 +83,7 @@ class EgressClient:
         reply = self._stub.Do(self._request(method, url, headers, body, timeout),
                               timeout=deadline or self._deadline,
                               metadata=self._metadata)
-        return Response(reply.status, [(h.name, h.value) for h in reply.headers],
+        return Response(reply.status, [(h.name, _value(h)) for h in reply.headers],
                         reply.body, reply.timing)
 
     def get(self, url: str, headers: Headers = (), **kwargs) -> Response:
@@ -98,6 +107,6 @@ class EgressClient:
             if chunk.HasField("head"):
                 if head is not None:
                     head.append((chunk.head.status,
-                                 [(h.name, h.value) for h in chunk.head.headers]))
+                                 [(h.name, _value(h)) for h in chunk.head.headers]))
             else:
                 yield chunk.body
