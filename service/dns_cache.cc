@@ -4,6 +4,8 @@
 #include <netdb.h>
 #include <sys/socket.h>
 
+#include <thread>
+
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 
@@ -46,29 +48,66 @@ DnsCache::DnsCache(Resolver& resolver, const Clock& clock,
                    const DnsCacheOptions& options)
     : resolver_(resolver), clock_(clock), options_(options) {}
 
-absl::StatusOr<DnsCache::Answer> DnsCache::Lookup(const std::string& host) {
-  const MonoTime now = clock_.Now();
+DnsCache::~DnsCache() {
+  std::unique_lock<std::mutex> lock(mu_);
+  done_.wait(lock, [this] { return threads_ == 0; });
+}
+
+absl::StatusOr<DnsCache::Answer> DnsCache::Lookup(const std::string& host,
+                                                  MonoTime deadline) {
   if (IsIpLiteral(host)) return Answer{host, MonoTime::max()};
-  {
-    std::lock_guard<std::mutex> lock(mu_);
+  std::unique_lock<std::mutex> lock(mu_);
+  const auto cached = [&]() -> const Entry* {
     auto it = entries_.find(host);
-    if (it != entries_.end() && it->second.expires > now) {
-      if (!it->second.result.ok()) return it->second.result.status();
-      return Answer{*it->second.result, it->second.expires};
+    return it != entries_.end() && it->second.expires > clock_.Now()
+               ? &it->second
+               : nullptr;
+  };
+  if (const Entry* entry = cached()) {
+    if (!entry->result.ok()) return entry->result.status();
+    return Answer{*entry->result, entry->expires};
+  }
+  std::shared_ptr<Inflight>& slot = inflight_[host];
+  if (slot == nullptr) {
+    if (threads_ >= options_.max_inflight) {
+      inflight_.erase(host);
+      return absl::UnavailableError(absl::StrCat(
+          "dns: cannot resolve host \"", host, "\": ", options_.max_inflight,
+          " lookups already in flight"));
     }
+    slot = std::make_shared<Inflight>();
+    ++threads_;
+    std::thread(&DnsCache::Resolve, this, host, slot).detach();
   }
-  // Two workers may resolve the same name at once; both answers are valid and
-  // the later one wins. That is cheaper than making one wait for the other.
+  const std::shared_ptr<Inflight> inflight = slot;
+  const auto answered = [&] { return inflight->done; };
+  if (deadline == MonoTime::max()) {
+    done_.wait(lock, answered);
+  } else if (!done_.wait_for(lock, deadline - clock_.Now(), answered)) {
+    return absl::DeadlineExceededError(absl::StrCat(
+        "dns: no answer for host \"", host, "\" before the deadline"));
+  }
+  if (!inflight->result.ok()) return inflight->result.status();
+  const Entry* entry = cached();
+  return Answer{*inflight->result,
+                entry != nullptr ? entry->expires : clock_.Now()};
+}
+
+void DnsCache::Resolve(std::string host, std::shared_ptr<Inflight> inflight) {
   absl::StatusOr<std::string> result = resolver_.Resolve(host);
-  const MonoTime expires =
-      now + (result.ok() ? options_.ttl : options_.negative_ttl);
-  {
-    std::lock_guard<std::mutex> lock(mu_);
-    EvictIfFull(now);
-    entries_.insert_or_assign(host, Entry{result, expires});
-  }
-  if (!result.ok()) return result.status();
-  return Answer{*std::move(result), expires};
+  std::lock_guard<std::mutex> lock(mu_);
+  const MonoTime now = clock_.Now();
+  EvictIfFull(now);
+  entries_.insert_or_assign(
+      host, Entry{result,
+                  now + (result.ok() ? options_.ttl : options_.negative_ttl)});
+  inflight->result = std::move(result);
+  inflight->done = true;
+  inflight_.erase(host);
+  --threads_;
+  // Under the lock: once it is released, this thread touches nothing of the
+  // cache, which the destructor may then destroy.
+  done_.notify_all();
 }
 
 void DnsCache::Invalidate(const std::string& host) {

@@ -12,6 +12,11 @@
 //
 // IP literals are answered as themselves without a lookup.
 //
+// A lookup runs on a thread of its own, so that a caller stops waiting at its
+// deadline (DEADLINE_EXCEEDED) while getaddrinfo, which cannot be interrupted,
+// finishes in the background and still fills the cache. Callers that want the
+// same name at once share one lookup; at most `max_inflight` run at a time.
+//
 // Usage:
 //   DnsCache dns(SystemResolver(), RealClock::Get(), {});
 //   absl::StatusOr<DnsCache::Answer> a = dns.Lookup("example.com");
@@ -22,6 +27,7 @@
 #pragma once
 
 #include <chrono>
+#include <condition_variable>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -51,6 +57,9 @@ struct DnsCacheOptions {
   std::chrono::nanoseconds ttl = std::chrono::seconds(600);
   std::chrono::nanoseconds negative_ttl = std::chrono::seconds(5);
   size_t max_entries = 10000;
+  // Lookups running at once; more are refused (UNAVAILABLE) rather than
+  // starting ever more threads for a flood of distinct names.
+  size_t max_inflight = 256;
 };
 
 class DnsCache {
@@ -63,10 +72,14 @@ class DnsCache {
   // REQUIRES: resolver and clock outlive the cache.
   DnsCache(Resolver& resolver, const Clock& clock,
            const DnsCacheOptions& options);
+  // Waits for the lookups still running.
+  ~DnsCache();
 
   // The cached answer for `host`, or a fresh lookup. Errors are UNAVAILABLE,
-  // naming the host; they are cached for negative_ttl.
-  absl::StatusOr<Answer> Lookup(const std::string& host);
+  // naming the host; they are cached for negative_ttl. DEADLINE_EXCEEDED when
+  // no answer came before `deadline`.
+  absl::StatusOr<Answer> Lookup(const std::string& host,
+                                MonoTime deadline = MonoTime::max());
 
   // Forgets `host`: the next Lookup asks the resolver.
   void Invalidate(const std::string& host);
@@ -78,13 +91,24 @@ class DnsCache {
     absl::StatusOr<std::string> result;
     MonoTime expires;
   };
+  // One lookup in progress, shared by every caller that wants its name.
+  struct Inflight {
+    bool done = false;                   // guarded by mu_
+    absl::StatusOr<std::string> result;  // guarded by mu_, set with done
+  };
   void EvictIfFull(MonoTime now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Runs on a lookup's own thread.
+  void Resolve(std::string host, std::shared_ptr<Inflight> inflight);
 
   Resolver& resolver_;
   const Clock& clock_;
   const DnsCacheOptions options_;
   mutable std::mutex mu_;
   absl::flat_hash_map<std::string, Entry> entries_ ABSL_GUARDED_BY(mu_);
+  absl::flat_hash_map<std::string, std::shared_ptr<Inflight>> inflight_
+      ABSL_GUARDED_BY(mu_);
+  size_t threads_ ABSL_GUARDED_BY(mu_) = 0;  // lookup threads still running
+  std::condition_variable done_;             // a lookup finished
 };
 
 // True when `host` is a numeric IPv4 or IPv6 address (no brackets).

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <string>
@@ -26,10 +27,22 @@ class FakeResolver final : public Resolver {
     answers_.erase(host);
   }
   int calls() const { return calls_.load(); }
+  // Lookups block from now on until Release(), like a name server that does
+  // not answer.
+  void Hold() {
+    std::lock_guard<std::mutex> lock(mu_);
+    held_ = true;
+  }
+  void Release() {
+    std::lock_guard<std::mutex> lock(mu_);
+    held_ = false;
+    released_.notify_all();
+  }
 
   absl::StatusOr<std::string> Resolve(const std::string& host) override {
     ++calls_;
-    std::lock_guard<std::mutex> lock(mu_);
+    std::unique_lock<std::mutex> lock(mu_);
+    released_.wait(lock, [this] { return !held_; });
     auto it = answers_.find(host);
     if (it == answers_.end()) {
       return absl::UnavailableError(
@@ -43,6 +56,8 @@ class FakeResolver final : public Resolver {
   std::atomic<int> calls_{0};
   std::mutex mu_;
   std::map<std::string, std::string> answers_;  // guarded by mu_
+  bool held_ = false;                           // guarded by mu_
+  std::condition_variable released_;
 };
 
 }  // namespace egress

@@ -2,7 +2,10 @@
 // invalidation, the size bound, and IP literals that need no lookup.
 #include "service/dns_cache.h"
 
+#include <atomic>
 #include <chrono>
+#include <thread>
+#include <vector>
 
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -101,6 +104,59 @@ TEST(SystemResolverTest, ResolvesLocalhostFromEtcHosts) {
   auto address = resolver.Resolve("localhost");
   ASSERT_TRUE(address.ok()) << address.status();
   EXPECT_TRUE(*address == "127.0.0.1" || *address == "::1") << *address;
+}
+
+TEST_F(DnsCacheTest, SlowLookupEndsAtTheDeadlineAndStillFillsTheCache) {
+  resolver_.Hold();  // the name server does not answer
+  const auto start = std::chrono::steady_clock::now();
+  auto slow =
+      cache().Lookup("a.test", clock_.Now() + std::chrono::milliseconds(100));
+  const auto waited = std::chrono::steady_clock::now() - start;
+  EXPECT_TRUE(absl::IsDeadlineExceeded(slow.status())) << slow.status();
+  EXPECT_THAT(slow.status().message(), HasSubstr("a.test"));
+  EXPECT_GE(waited, std::chrono::milliseconds(90));
+  EXPECT_LT(waited, std::chrono::seconds(2));
+  resolver_.Release();
+  // The lookup went on in the background; the next caller gets its answer.
+  auto later = cache().Lookup("a.test");
+  ASSERT_TRUE(later.ok()) << later.status();
+  EXPECT_EQ(later->address, "10.0.0.1");
+  EXPECT_EQ(resolver_.calls(), 1);
+}
+
+TEST_F(DnsCacheTest, CallersOfTheSameNameShareOneLookup) {
+  DnsCache& dns = cache();
+  resolver_.Hold();
+  std::vector<std::thread> callers;
+  std::atomic<int> answered{0};
+  for (int i = 0; i < 8; ++i) {
+    callers.emplace_back([&] {
+      if (dns.Lookup("a.test").ok()) ++answered;
+    });
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  resolver_.Release();
+  for (auto& t : callers) t.join();
+  EXPECT_EQ(answered.load(), 8);
+  EXPECT_EQ(resolver_.calls(), 1);
+}
+
+TEST_F(DnsCacheTest, TooManyLookupsInFlightAreRefused) {
+  options_.max_inflight = 2;
+  DnsCache& dns = cache();
+  resolver_.Hold();
+  std::vector<std::thread> callers;
+  for (const char* host : {"x.test", "y.test"}) {
+    callers.emplace_back([&dns, host] { (void)dns.Lookup(host); });
+  }
+  while (resolver_.calls() < 2)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  auto third = cache().Lookup("z.test");
+  EXPECT_TRUE(absl::IsUnavailable(third.status())) << third.status();
+  EXPECT_THAT(third.status().message(),
+              HasSubstr("2 lookups already in flight"));
+  resolver_.Release();
+  for (auto& t : callers) t.join();
 }
 
 }  // namespace
