@@ -68,37 +68,37 @@ void ToResponseProto(UpstreamResponse&& from, nanoseconds queued,
   SetDuration(from.upstream_time, *timing.mutable_upstream());
 }
 
-// One call in flight: what is needed to answer it, from whichever thread.
-class EgressService::Call {
+// One Do call in flight: what is needed to answer it, from whichever thread.
+// A caller that cancels (or whose deadline passes) aborts the upstream
+// exchange at once, so the worker is free for the next call.
+//
+// Lifetime: deletes itself in OnDone, after Finish.
+class EgressService::Call final : public grpc::ServerUnaryReactor {
  public:
   Call(EgressService& service, grpc::CallbackServerContext& context,
        egress::v1::EgressResponse& response, MonoTime start)
-      : service_(service),
-        context_(context),
-        response_(response),
-        reactor_(context.DefaultReactor()) {
+      : service_(service), context_(context), response_(response) {
     service_.Begin(context, start, record_);
   }
 
-  grpc::ServerUnaryReactor* reactor() { return reactor_; }
   CallRecord& record() { return record_; }
 
-  // Answers the call with `status` (the response as filled so far when OK),
-  // records it, and deletes this Call.
+  // Answers the call with `status` (the response as filled so far when OK)
+  // and records it. Called once; the Call must not be touched afterwards.
   void Finish(const absl::Status& status, int http_status) {
     record_.http_status = http_status;
     const nanoseconds total = service_.Complete(record_, status);
     if (status.ok()) {
       SetDuration(total, *response_.mutable_timing()->mutable_total());
     }
-    grpc::ServerUnaryReactor* reactor = reactor_;
-    grpc::Status grpc_status = ToGrpcStatus(status);
-    delete this;
     // On a worker, all that is left is to answer: become idle first, so that
     // the caller's next call finds this warm worker (no-op elsewhere).
     WorkerPool<EgressWorker>::ReleaseCurrentWorker();
-    reactor->Finish(std::move(grpc_status));
+    ServerUnaryReactor::Finish(ToGrpcStatus(status));
   }
+
+  void OnCancel() override { canceller_.Cancel(); }
+  void OnDone() override { delete this; }
 
   // Runs on a worker: performs the exchange and answers.
   void Run(EgressWorker& worker, const UpstreamRequest& request,
@@ -109,7 +109,8 @@ class EgressService::Call {
       Finish(taken, 0);
       return;
     }
-    absl::StatusOr<UpstreamResponse> result = worker.Perform(request, deadline);
+    absl::StatusOr<UpstreamResponse> result =
+        worker.Perform(request, deadline, canceller_);
     if (result.ok()) {
       record_.attempts = result->attempts;
       record_.reused = result->connection_reused;
@@ -128,8 +129,8 @@ class EgressService::Call {
   EgressService& service_;
   grpc::CallbackServerContext& context_;
   egress::v1::EgressResponse& response_;
-  grpc::ServerUnaryReactor* const reactor_;
   CallRecord record_;
+  ExchangeCanceller canceller_;
 };
 
 // One DoStream call: a write reactor that is also the ResponseSink of the
@@ -206,11 +207,7 @@ class EgressService::StreamCall final
   }
 
   // AbortableSink.
-  void Attach(HttpSession* session) override {
-    std::lock_guard<std::mutex> lock(session_mu_);
-    session_ = session;
-    if (session_ != nullptr && cancelled_.load()) session_->Abort();
-  }
+  ExchangeCanceller& canceller() override { return canceller_; }
 
   bool OnHead(UpstreamResponse head) override {
     std::unique_lock<std::mutex> lock(mu_);
@@ -302,8 +299,7 @@ class EgressService::StreamCall final
       cv_.notify_all();
     }
     // Wakes a worker blocked on the upstream socket, not only one waiting here.
-    std::lock_guard<std::mutex> lock(session_mu_);
-    if (session_ != nullptr) session_->Abort();
+    canceller_.Cancel();
   }
 
   void OnDone() override {
@@ -370,9 +366,7 @@ class EgressService::StreamCall final
   absl::Status status_ = absl::UnknownError("not finished");  // guarded by mu_
   grpc::Status final_status_;                                 // guarded by mu_
 
-  std::mutex session_mu_;
-  HttpSession* session_ =
-      nullptr;  // during the exchange; guarded by session_mu_
+  ExchangeCanceller canceller_;
 };
 
 EgressService::EgressService(const ServiceOptions& options,
@@ -496,19 +490,18 @@ grpc::ServerUnaryReactor* EgressService::Do(
     const egress::v1::EgressRequest* request,
     egress::v1::EgressResponse* response) {
   auto* call = new Call(*this, *context, *response, clock_.Now());
-  grpc::ServerUnaryReactor* reactor = call->reactor();
   absl::StatusOr<Admission> admitted =
       Admit(*request, *context, options_.default_timeout, call->record());
   if (!admitted.ok()) {
     call->Finish(admitted.status(), 0);
-    return reactor;
+    return call;
   }
   absl::Status submitted =
       Submit([call, admitted = *std::move(admitted)](EgressWorker& worker) {
         call->Run(worker, *admitted.request, admitted.deadline);
       });
   if (!submitted.ok()) call->Finish(submitted, 0);
-  return reactor;
+  return call;
 }
 
 grpc::ServerWriteReactor<egress::v1::EgressResponseChunk>*

@@ -9,12 +9,28 @@ EgressWorker::EgressWorker(size_t index, const SessionCacheOptions& options,
                            const Clock& clock, SessionObserver& observer)
     : index_(index), sessions_(options, clock, observer) {}
 
+void ExchangeCanceller::Attach(HttpSession* session) {
+  std::lock_guard<std::mutex> lock(mu_);
+  session_ = session;
+  if (session_ != nullptr && cancelled_) session_->Abort();
+}
+
+void ExchangeCanceller::Cancel() {
+  std::lock_guard<std::mutex> lock(mu_);
+  cancelled_ = true;
+  // HttpSession::Abort never blocks: it only shuts the socket down.
+  if (session_ != nullptr) session_->Abort();
+}
+
 absl::StatusOr<UpstreamResponse> EgressWorker::Perform(
-    const UpstreamRequest& request, MonoTime deadline) {
+    const UpstreamRequest& request, MonoTime deadline,
+    ExchangeCanceller& canceller) {
   HttpSession& session = sessions_.Acquire(request.origin);
+  canceller.Attach(&session);
   SetCurrent(&session);
   absl::StatusOr<UpstreamResponse> response = session.Send(request, deadline);
   SetCurrent(nullptr);
+  canceller.Attach(nullptr);  // before Release may drop the session
   if (session.Broken()) NoteBroken(session, response.status());
   sessions_.Release(session);
   return response;
@@ -24,12 +40,12 @@ absl::StatusOr<UpstreamResponse> EgressWorker::Stream(
     const UpstreamRequest& request, MonoTime deadline,
     std::chrono::nanoseconds idle_timeout, AbortableSink& sink) {
   HttpSession& session = sessions_.Acquire(request.origin);
-  sink.Attach(&session);
+  sink.canceller().Attach(&session);
   SetCurrent(&session);
   absl::StatusOr<UpstreamResponse> response =
       session.Stream(request, deadline, idle_timeout, sink);
   SetCurrent(nullptr);
-  sink.Attach(nullptr);  // before Release may drop the session
+  sink.canceller().Attach(nullptr);  // before Release may drop the session
   if (session.Broken()) NoteBroken(session, response.status());
   sessions_.Release(session);
   return response;

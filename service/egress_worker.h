@@ -20,13 +20,28 @@
 
 namespace egress {
 
-// A ResponseSink that may abandon the exchange from another thread (the
-// caller went away): the worker attaches the session for the exchange's
-// duration, so that the sink can call HttpSession::Abort.
+// Links a call's cancellation to the upstream exchange that serves it: the
+// worker attaches the session for the exchange's duration, and Cancel, from
+// any thread, aborts that exchange at once (or the next one attached).
+// Thread-safe.
+class ExchangeCanceller {
+ public:
+  // Called by the worker with the session before the exchange and with
+  // nullptr after it.
+  void Attach(HttpSession* session);
+  // The caller went away: abort the exchange, now or when it starts.
+  void Cancel();
+
+ private:
+  std::mutex mu_;
+  HttpSession* session_ = nullptr;  // guarded by mu_
+  bool cancelled_ = false;          // guarded by mu_
+};
+
+// A ResponseSink whose exchange may be abandoned from another thread.
 class AbortableSink : public ResponseSink {
  public:
-  // Called with the session before the exchange and with nullptr after it.
-  virtual void Attach(HttpSession* session) = 0;
+  virtual ExchangeCanceller& canceller() = 0;
 };
 
 class EgressWorker {
@@ -36,9 +51,11 @@ class EgressWorker {
                const Clock& clock, SessionObserver& observer);
 
   // Sends `request` over this worker's session for its origin and returns the
-  // upstream's whole response; `deadline` bounds the exchange.
+  // upstream's whole response; `deadline` bounds the exchange, and
+  // `canceller` (which must outlive the call) may abort it.
   absl::StatusOr<UpstreamResponse> Perform(const UpstreamRequest& request,
-                                           MonoTime deadline);
+                                           MonoTime deadline,
+                                           ExchangeCanceller& canceller);
 
   // Like Perform, but the response goes to `sink` as it arrives.
   absl::StatusOr<UpstreamResponse> Stream(const UpstreamRequest& request,
