@@ -15,7 +15,7 @@ RUN apt-get update -qq && apt-get install -y -qq --no-install-recommends sudo \
 FROM debian:12-slim
 RUN apt-get update -qq \
  && apt-get install -y -qq --no-install-recommends ca-certificates \
-      libgrpc++1.51 libprotobuf32 libcpp-httplib0.11 libprometheus-cpp-core1.0 \
+      libgrpc++1.51 libprotobuf32 libprometheus-cpp-core1.0 \
       libabsl20220623 libssl3 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/egressd /out/egressctl /usr/local/bin/

@@ -1,14 +1,25 @@
 #!/usr/bin/env bash
-# Builds the libFuzzer target for URL parsing, request validation and policy
-# decisions with clang (ASan + UBSan + libFuzzer) and runs it for a bounded time.
-#   scripts/fuzz.sh [SECONDS] [--keep]   (default 60 s)
-# With --keep, inputs that reach new code are merged into tests/fuzz/corpus.
-# Not part of every CI run. Installs clang-14 and libclang-rt-14-dev when missing.
-# A crash leaves its input (crash-*) in the work directory and fails the script.
+# Builds egress's libFuzzer targets with clang (ASan + UBSan + libFuzzer) and runs
+# each for a bounded time:
+#   request   URL parsing, request validation and policy decisions
+#             (tests/fuzz/request_fuzzer.cc, seeds in tests/fuzz/corpus)
+#   response  arbitrary bytes from an upstream into an HttpSession
+#             (tests/fuzz/response_fuzzer.cc, seeds in tests/fuzz/response_corpus)
+# Usage: scripts/fuzz.sh [request|response|all] [SECONDS] [--keep]
+#   (default: all, 60 s each). .ci/run runs `scripts/fuzz.sh all 30`.
+# With --keep, inputs that reach new code are merged into the seed corpus.
+# Installs clang-14 and libclang-rt-14-dev when missing. A crash leaves its input
+# (crash-*) in the work directory, prints it, and fails the script.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-seconds=${1:-60}
-keep=${2:-}
+target=${1:-all}
+seconds=${2:-60}
+keep=${3:-}
+case "$target" in
+  request | response) targets=("$target") ;;
+  all) targets=(request response) ;;
+  *) echo "usage: scripts/fuzz.sh [request|response|all] [SECONDS] [--keep]" >&2; exit 2 ;;
+esac
 
 scripts/setup.sh
 missing=()
@@ -20,27 +31,53 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 work=$(mktemp -d /tmp/egress-fuzz.XXXXXX)
-mkdir -p "$work/gen" "$work/corpus"
-protoc -I. -I/usr/include --cpp_out="$work/gen" proto/egress/v1/egress.proto
-# shellcheck disable=SC2046
-clang++-14 -std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined \
-  -fno-sanitize-recover=undefined \
-  $(pkg-config --cflags protobuf absl_status absl_statusor absl_strings) \
-  -I. -I"$work/gen" \
-  tests/fuzz/request_fuzzer.cc service/request_validation.cc \
-  service/destination_policy.cc service/http_types.cc \
-  "$work/gen/proto/egress/v1/egress.pb.cc" \
-  $(pkg-config --libs protobuf absl_status absl_statusor absl_strings \
-      absl_str_format absl_cord) \
-  -o "$work/request_fuzzer"
+flags=(-std=c++17 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined -I.)
+absl_modules=(absl_status absl_statusor absl_strings absl_str_format absl_cord)
 
-echo "fuzzing for ${seconds}s in $work"
-cp tests/fuzz/corpus/* "$work/corpus/"
-(cd "$work" && ./request_fuzzer -max_total_time="$seconds" -max_len=4096 \
-   -print_final_stats=1 corpus 2>&1 | grep -E "^(Done|stat::|==|SUMMARY)|ERROR")
-if [ "$keep" = "--keep" ]; then
-  # Only inputs that add coverage: the corpus stays small.
-  (cd "$work" && ./request_fuzzer -merge=1 "$OLDPWD/tests/fuzz/corpus" corpus) \
-    >/dev/null 2>&1
-fi
-echo "corpus: $(ls tests/fuzz/corpus | wc -l) inputs in tests/fuzz/corpus"
+build_request() {
+  mkdir -p "$work/gen"
+  protoc -I. -I/usr/include --cpp_out="$work/gen" proto/egress/v1/egress.proto
+  # shellcheck disable=SC2046
+  clang++-14 "${flags[@]}" -I"$work/gen" $(pkg-config --cflags protobuf "${absl_modules[@]}") \
+    tests/fuzz/request_fuzzer.cc service/request_validation.cc \
+    service/destination_policy.cc service/http_types.cc \
+    "$work/gen/proto/egress/v1/egress.pb.cc" \
+    $(pkg-config --libs protobuf "${absl_modules[@]}") \
+    -o "$work/request_fuzzer"
+}
+
+build_response() {
+  # The same defines as //third_party/httplib.
+  # shellcheck disable=SC2046
+  clang++-14 "${flags[@]}" -Ithird_party/httplib/src \
+    -DCPPHTTPLIB_OPENSSL_SUPPORT -DCPPHTTPLIB_SEND_FLAGS=MSG_NOSIGNAL \
+    $(pkg-config --cflags openssl "${absl_modules[@]}") \
+    tests/fuzz/response_fuzzer.cc service/http_session.cc service/response_head.cc \
+    service/upstream_stream.cc service/http_types.cc service/dns_cache.cc \
+    service/destination_policy.cc service/session_observer.cc \
+    $(pkg-config --libs openssl "${absl_modules[@]}" absl_flat_hash_map \
+        absl_synchronization absl_time) -lpthread \
+    -o "$work/response_fuzzer"
+}
+
+status=0
+for t in "${targets[@]}"; do
+  corpus=tests/fuzz/corpus
+  [ "$t" = response ] && corpus=tests/fuzz/response_corpus
+  "build_$t"
+  mkdir -p "$work/$t-corpus"
+  cp "$corpus"/* "$work/$t-corpus/"
+  echo "fuzz $t: ${seconds}s in $work"
+  if ! (cd "$work" && "./${t}_fuzzer" -max_total_time="$seconds" -max_len=4096 \
+          -timeout=10 -print_final_stats=1 "$t-corpus" >"$t.log" 2>&1); then
+    status=1
+    grep -E "^(==|SUMMARY)|ERROR|crash-|timeout-" "$work/$t.log" | head -40
+  fi
+  grep -E "^(Done|stat::number_of_executed_units|stat::peak_rss_mb)" "$work/$t.log" || true
+  if [ "$keep" = "--keep" ]; then
+    # Only inputs that add coverage: the corpus stays small.
+    (cd "$work" && "./${t}_fuzzer" -merge=1 "$OLDPWD/$corpus" "$t-corpus") >/dev/null 2>&1
+    echo "corpus: $(ls "$corpus" | wc -l) inputs in $corpus"
+  fi
+done
+exit "$status"

@@ -6,6 +6,8 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
+#include <pthread.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -77,6 +79,20 @@ int RecordVerifyResult(int ok, X509_STORE_CTX* store_ctx) {
   return ok;
 }
 
+// OpenSSL writes to its socket with write(2), which raises SIGPIPE when the
+// upstream has closed the connection (httplib's own writes use MSG_NOSIGNAL).
+// The signal is blocked, once, on each thread that sends through a session, so
+// that such a write fails with EPIPE instead of ending the process.
+void BlockSigpipeOnThisThread() {
+  static thread_local const bool blocked = [] {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGPIPE);
+    return pthread_sigmask(SIG_BLOCK, &set, nullptr) == 0;
+  }();
+  (void)blocked;
+}
+
 // An httplib client, plain (ClientImpl) or TLS (SSLClient), whose every
 // exchange runs over an UpstreamStream bound to the session's exchange.
 template <class Base>
@@ -90,16 +106,21 @@ class GuardedClient final : public Base {
   bool process_socket(const typename Base::Socket& socket,
                       std::function<bool(httplib::Stream&)> callback) override {
     return Base::process_socket(socket, [&](httplib::Stream& inner) {
-      UpstreamStream stream(inner, socket.sock, socket.ssl, exchange_);
+      UpstreamStream stream(inner, socket.sock, socket.ssl, exchange_, buffer_);
       const bool ok = callback(stream);
       // More than the response framed (or bytes nobody asked for): whatever
-      // they are, they must not be read as the next response.
-      if (ok && stream.HasUnreadBytes()) exchange_.leftover = true;
+      // they are, they must not be read as the next response. (`socket` is
+      // the client's own: httplib may have closed it already, for
+      // "Connection: close" or HTTP/1.0, and then there is nothing to keep.)
+      if (ok && socket.is_open() && stream.HasUnreadBytes()) {
+        exchange_.leftover = true;
+      }
       return ok;
     });
   }
 
   UpstreamExchange& exchange_;
+  std::string buffer_;  // UpstreamStream's, kept between exchanges
 };
 
 }  // namespace
@@ -232,9 +253,10 @@ absl::StatusOr<UpstreamResponse> HttpSession::Exchange(
     const UpstreamRequest& request, MonoTime deadline,
     std::chrono::nanoseconds idle_timeout, ResponseSink& sink) {
   const MonoTime start = clock_.Now();
+  BlockSigpipeOnThisThread();
   BeginExchange();
   absl::Cleanup end_exchange = [this] { EndExchange(); };
-  absl::Status pinned = Pin();
+  absl::Status pinned = Pin(deadline);
   if (!pinned.ok()) {
     last_used_ = start;
     // A refusal by policy says nothing about the upstream's health.
@@ -350,7 +372,8 @@ absl::Status HttpSession::TransportError(httplib::Error error,
                             X509_verify_cert_error_string(verify_result_)));
       }
       {
-        const unsigned long tls_error = ERR_peek_last_error();
+        const unsigned long tls_error =
+            ERR_peek_error();  // the first: the cause
         const char* reason =
             tls_error != 0 ? ERR_reason_error_string(tls_error) : nullptr;
         return absl::UnavailableError(absl::StrFormat(
@@ -364,11 +387,12 @@ absl::Status HttpSession::TransportError(httplib::Error error,
   }
 }
 
-absl::Status HttpSession::Pin() {
+absl::Status HttpSession::Pin(MonoTime deadline) {
   if (options_.dns == nullptr || clock_.Now() < pinned_until_) {
     return absl::OkStatus();
   }
-  absl::StatusOr<DnsCache::Answer> answer = options_.dns->Lookup(origin_.host);
+  absl::StatusOr<DnsCache::Answer> answer =
+      options_.dns->Lookup(origin_.host, deadline);
   if (!answer.ok()) return answer.status();
   // The address checked is the address pinned, and so the one connected to: a
   // later DNS answer cannot slip past (no re-resolution in between).

@@ -22,6 +22,9 @@
 //
 // Thread safety: not thread-safe. One worker thread owns a session and is the
 // only one to call it (httplib::Client must be used by one thread at a time).
+// The first Send or Stream on a thread blocks SIGPIPE on that thread: a TLS
+// write to a closed connection then fails with EPIPE instead of killing the
+// process.
 #pragma once
 
 #include <openssl/types.h>
@@ -143,7 +146,7 @@ class HttpSession {
       const UpstreamRequest& request, MonoTime deadline,
       std::chrono::nanoseconds idle_timeout, ResponseSink& sink);
   // Resolves the host through the DnsCache when the pinned answer has expired.
-  absl::Status Pin();
+  absl::Status Pin(MonoTime deadline);
   // https: makes OpenSSL verify the chain against the trust store and the
   // certificate against the host name during the handshake.
   void ConfigureVerification(SSL_CTX* ctx);

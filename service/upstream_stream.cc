@@ -26,12 +26,10 @@ int CeilMillis(nanoseconds d) {
 }  // namespace
 
 UpstreamStream::UpstreamStream(httplib::Stream& inner, int fd, SSL* ssl,
-                               UpstreamExchange& exchange)
-    : inner_(inner),
-      fd_(fd),
-      ssl_(ssl),
-      exchange_(exchange),
-      buffer_(kBlock, '\0') {}
+                               UpstreamExchange& exchange, std::string& buffer)
+    : inner_(inner), fd_(fd), ssl_(ssl), exchange_(exchange), buffer_(buffer) {
+  if (buffer_.size() != kBlock) buffer_.resize(kBlock);
+}
 
 bool UpstreamStream::Wait(bool for_write) {
   if (!for_write && ssl_ != nullptr && SSL_pending(ssl_) > 0) return true;

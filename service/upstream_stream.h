@@ -65,9 +65,10 @@ struct UpstreamExchange {
 class UpstreamStream final : public httplib::Stream {
  public:
   // `inner` is httplib's stream over `fd` (and `ssl`, or nullptr for plain
-  // TCP). REQUIRES: all three and `exchange` outlive this object.
+  // TCP). `buffer` is scratch space the caller keeps from one exchange to the
+  // next, so that none allocates. REQUIRES: all of them outlive this object.
   UpstreamStream(httplib::Stream& inner, int fd, SSL* ssl,
-                 UpstreamExchange& exchange);
+                 UpstreamExchange& exchange, std::string& buffer);
 
   bool is_readable() const override;
   bool is_writable() const override;
@@ -100,7 +101,7 @@ class UpstreamStream final : public httplib::Stream {
   bool head_done_ = false;
   std::string canonical_;  // the head httplib parses
   size_t canonical_offset_ = 0;
-  std::string buffer_;  // one block; [buffer_offset_, buffer_end_) unserved
+  std::string& buffer_;  // one block; [buffer_offset_, buffer_end_) unserved
   size_t buffer_offset_ = 0;
   size_t buffer_end_ = 0;
 };

@@ -35,6 +35,10 @@ class Upstream(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/repeat":
             self._send(200, b"ok", [("Set-Cookie", "a=1"), ("Set-Cookie", "b=2")])
+        elif self.path == "/latin1":
+            # http.server writes header values as ISO-8859-1: byte 0xE9.
+            self._send(200, b"ok", [("Content-Disposition",
+                                     'attachment; filename="caf\xe9.txt"')])
         elif self.path == "/slow":
             time.sleep(2)
             self._send(200, b"late")
@@ -87,6 +91,14 @@ class PythonClientTest(unittest.TestCase):
         r = self.client.get(self.base + "/repeat")
         self.assertEqual([v for n, v in r.headers if n == "Set-Cookie"],
                          ["a=1", "b=2"])
+
+    def test_header_bytes_that_are_not_utf8(self):
+        # 0xE9 alone is not UTF-8: egressd sends it in raw_value, and the
+        # client gives it back decoded as ISO-8859-1, like http.client.
+        r = self.client.get(self.base + "/latin1")
+        value = r.header("content-disposition")
+        self.assertEqual(value, 'attachment; filename="caf\xe9.txt"')
+        self.assertEqual(value.encode("latin-1"), b'attachment; filename="caf\xe9.txt"')
 
     def test_streamed_response(self):
         head = []

@@ -4,6 +4,7 @@
 
 #include <sys/types.h>
 
+#include <chrono>
 #include <string>
 #include <vector>
 
@@ -16,6 +17,16 @@ namespace egress {
 // there can deadlock on a lock another thread held at the fork.
 pid_t SpawnChild(const std::vector<std::string>& argv,
                  const std::string& stderr_path, bool stdout_too = false);
+
+// A loopback TCP port that nothing listened on a moment ago, for a server
+// program that cannot be told to pick its own.
+int FreeLoopbackPort();
+
+// Waits until 127.0.0.1:`port` accepts connections; false after `limit`.
+bool WaitForLoopbackPort(int port, std::chrono::milliseconds limit);
+
+// Stops a child with SIGTERM and reaps it.
+void StopChild(pid_t pid);
 
 }  // namespace egress
 

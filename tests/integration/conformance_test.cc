@@ -3,13 +3,7 @@
 // (keep-alive) and nginx (static files: ETag and 304, HEAD, keep-alive). Our
 // own fakes inject faults; these prove that ordinary HTTP comes back right
 // through Do and DoStream.
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <signal.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -34,44 +28,12 @@ using std::chrono::milliseconds;
 using std::chrono::seconds;
 using ::testing::HasSubstr;
 
-// A port nothing listens on now.
-int FreePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  close(fd);
-  return ntohs(addr.sin_port);
-}
-
-bool WaitForPort(int port, std::chrono::seconds limit) {
-  const auto until = std::chrono::steady_clock::now() + limit;
-  while (std::chrono::steady_clock::now() < until) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    const bool up =
-        connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) == 0;
-    close(fd);
-    if (up) return true;
-    std::this_thread::sleep_for(milliseconds(50));
-  }
-  return false;
-}
-
 // A server process for the whole suite, stopped by pid.
 struct Server {
   pid_t pid = -1;
   int port = 0;
   void Stop() {
-    if (pid <= 0) return;
-    kill(pid, SIGTERM);
-    waitpid(pid, nullptr, 0);
+    StopChild(pid);
     pid = -1;
   }
 };
@@ -85,13 +47,13 @@ class ConformanceTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     const std::string tmp = TempDir();
-    httpbin_.port = FreePort();
+    httpbin_.port = FreeLoopbackPort();
     httpbin_.pid =
         SpawnChild({"/usr/bin/gunicorn", "-k", "gthread", "--threads", "8",
                     "-w", "1", "--keep-alive", "30", "-b",
                     absl::StrCat("127.0.0.1:", httpbin_.port), "httpbin:app"},
                    tmp + "/gunicorn.log", /*stdout_too=*/true);
-    nginx_.port = FreePort();
+    nginx_.port = FreeLoopbackPort();
     const std::string root = tmp + "/www";
     mkdir(root.c_str(), 0755);
     std::ofstream(root + "/file.txt") << "static file from nginx\n";
@@ -119,11 +81,11 @@ class ConformanceTest : public ::testing::Test {
     nginx_.pid =
         SpawnChild({"/usr/sbin/nginx", "-c", tmp + "/nginx.conf", "-p", tmp},
                    tmp + "/nginx.log", /*stdout_too=*/true);
-    ASSERT_TRUE(WaitForPort(httpbin_.port, seconds(20)))
+    ASSERT_TRUE(WaitForLoopbackPort(httpbin_.port, seconds(20)))
         << "gunicorn did not start (scripts/setup.sh installs gunicorn and "
            "python3-httpbin); see "
         << tmp << "/gunicorn.log";
-    ASSERT_TRUE(WaitForPort(nginx_.port, seconds(10)))
+    ASSERT_TRUE(WaitForLoopbackPort(nginx_.port, seconds(10)))
         << "nginx did not start; see " << tmp << "/nginx.log";
   }
   static void TearDownTestSuite() {

@@ -99,6 +99,34 @@ TEST_F(ResilienceIntegrationTest,
   EXPECT_THAT(status.error_message(), HasSubstr("response body incomplete"));
 }
 
+TEST_F(ResilienceIntegrationTest, CancelledDoFreesItsWorkerAtOnce) {
+  // One worker, an upstream that never answers, and a call with a 30 s
+  // timeout that its caller cancels after 200 ms: the worker must be free for
+  // the next call at once, not when the 30 s are over.
+  ScriptedUpstream stall(Script::kStall);
+  ScriptedUpstream fine(Script::kNormal);
+  egress_.Start([](Config& c) { c.workers = 1; });
+  grpc::ClientContext context;
+  egress::v1::EgressRequest slow = MakeRequest("GET", stall.Url("/"));
+  slow.mutable_timeout()->set_seconds(30);
+  egress::v1::EgressResponse ignored;
+  std::thread caller([&] {
+    grpc::Status status = egress_.stub().Do(&context, slow, &ignored);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED);
+  });
+  while (stall.requests() == 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  context.TryCancel();
+  caller.join();
+  const auto start = std::chrono::steady_clock::now();
+  egress::v1::EgressResponse response;
+  grpc::Status next = egress_.Do(MakeRequest("GET", fine.Url("/")), &response);
+  EXPECT_TRUE(next.ok()) << next.error_message();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
+}
+
 TEST_F(ResilienceIntegrationTest, GarbageThreeTimesRecreatesTheSession) {
   ScriptedUpstream upstream(Script::kGarbage);
   egress_.Start([](Config& c) { c.workers = 1; });
@@ -157,6 +185,28 @@ TEST_F(HttpsIntegrationTest, ThousandSequentialCallsCostAHandfulOfHandshakes) {
   EXPECT_LE(handshakes, 3);
   EXPECT_GE(handshakes, 1);
   EXPECT_EQ(egress_.Metric("egress_tls_insecure_skip_verify"), 0);
+}
+
+TEST_F(HttpsIntegrationTest, TrailingDotHostVerifiesAndSendsTheNormalName) {
+  // https://localhost./ is https://localhost/: one session, SNI and the
+  // certificate check on "localhost", and Host: localhost:PORT upstream.
+  CertFiles leaf = ca_.Issue({"leaf", {"localhost"}, {}});
+  upstream_ = std::make_unique<FakeUpstream>(leaf.cert, leaf.key);
+  FakeUpstream& upstream = *upstream_;
+  egress_.Start([&](Config& c) {
+    c.ca_file = ca_.cert_path();
+    c.workers = 1;
+  });
+  for (const char* host : {"localhost.", "LOCALHOST", "localhost"}) {
+    EgressResponse response;
+    grpc::Status status = egress_.Do(
+        MakeRequest("GET", upstream.Url("/headers", host)), &response);
+    ASSERT_TRUE(status.ok()) << host << ": " << status.error_message();
+    EXPECT_THAT(response.body(),
+                HasSubstr("Host: localhost:" + std::to_string(upstream.port())))
+        << host;
+  }
+  EXPECT_EQ(egress_.Metric("egress_tls_handshakes_total"), 1);
 }
 
 TEST_F(HttpsIntegrationTest, SelfSignedUpstreamIsUnavailableSayingWhy) {

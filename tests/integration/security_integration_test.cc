@@ -124,6 +124,14 @@ TEST_F(SecurityIntegrationTest, HostLists) {
       egress_.Do(MakeRequest("GET", "http://bad.allowed.test/"), &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
   EXPECT_THAT(status.error_message(), HasSubstr("--deny_hosts"));
+  // Other spellings of the same host meet the same rule.
+  for (const char* url :
+       {"http://bad.allowed.test./", "http://BAD.Allowed.TEST/",
+        "http://Bad.Allowed.Test.:8080/"}) {
+    status = egress_.Do(MakeRequest("GET", url), &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED) << url;
+    EXPECT_THAT(status.error_message(), HasSubstr("--deny_hosts")) << url;
+  }
 }
 
 TEST_F(SecurityIntegrationTest, BearerTokensAreRequiredAndReloaded) {

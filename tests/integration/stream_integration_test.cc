@@ -303,6 +303,42 @@ TEST_F(StreamIntegrationTest, BadRequestIsRefusedBeforeAnyMessage) {
   EXPECT_EQ(got.messages, 0u);
 }
 
+TEST_F(StreamIntegrationTest, HeaderBytesThatAreNotUtf8ArriveInRawValue) {
+  // A Latin-1 filename, as servers in the wild send it: the response must
+  // still parse in every language, and the bytes must survive.
+  ScriptedUpstream upstream([](int fd, int) {
+    return ScriptedUpstream::Send(
+        fd,
+        "HTTP/1.1 200 OK\r\nContent-Disposition: attachment; "
+        "filename=\"caf\xe9.txt\"\r\nX-Plain: ok\r\nContent-Length: 2\r\n"
+        "\r\nok");
+  });
+  egress_.Start();
+  auto check = [](const google::protobuf::RepeatedPtrField<egress::v1::Header>&
+                      headers) {
+    ASSERT_GE(headers.size(), 2);
+    EXPECT_EQ(headers[0].name(), "Content-Disposition");
+    EXPECT_EQ(headers[0].value(), "");
+    EXPECT_EQ(headers[0].raw_value(), "attachment; filename=\"caf\xe9.txt\"");
+    EXPECT_EQ(headers[1].value(), "ok");  // UTF-8 values stay in value
+    EXPECT_EQ(headers[1].raw_value(), "");
+  };
+  egress::v1::EgressResponse response;
+  grpc::Status status =
+      egress_.Do(MakeRequest("GET", upstream.Url("/")), &response);
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  check(response.headers());
+  grpc::ClientContext context;
+  auto reader =
+      egress_.stub().DoStream(&context, MakeRequest("GET", upstream.Url("/")));
+  egress::v1::EgressResponseChunk chunk;
+  ASSERT_TRUE(reader->Read(&chunk));
+  check(chunk.head().headers());
+  while (reader->Read(&chunk)) {
+  }
+  EXPECT_TRUE(reader->Finish().ok());
+}
+
 TEST_F(StreamIntegrationTest, DoAndDoStreamAgree) {
   egress_.Start();
   for (const char* path :

@@ -155,7 +155,14 @@ TEST_F(HostileUpstreamTest, HeaderFloodOf150MegabytesIsRefusedEarly) {
     return false;
   });
   auto session = SessionTo(*upstream);
+  const int64_t before = ProcStatusKib("VmRSS");
   ExpectUnavailable(Call(*session), "over --max_response_headers=200");
+  std::printf(
+      "150 MB header flood: RSS %lld KiB before, %lld KiB after, "
+      "process peak %lld KiB\n",
+      static_cast<long long>(before),
+      static_cast<long long>(ProcStatusKib("VmRSS")),
+      static_cast<long long>(ProcStatusKib("VmHWM")));
   ExpectRecovers(*session);
 }
 

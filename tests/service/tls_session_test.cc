@@ -1,5 +1,6 @@
 // HttpSession against real TLS upstreams whose certificates the test generates:
 // verification against a CA, reuse of one handshake, and each kind of refusal.
+#include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
 
 #include <atomic>
@@ -9,10 +10,12 @@
 #include <vector>
 
 #include "absl/status/status.h"
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "service/http_session.h"
 #include "service/tls_trust.h"
+#include "tests/fakes/child_process.h"
 #include "tests/fakes/counting_observer.h"
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/fake_upstream.h"
@@ -195,6 +198,43 @@ TEST(TrustStoreTest, UnreadableCaFileNamesTheFlagAndTheFile) {
   EXPECT_THAT(std::string(trust.status().message()),
               HasSubstr("--ca_file: cannot load PEM certificates from "
                         "/nonexistent/ca.pem"));
+}
+
+// `openssl s_server` (a TLS server nobody here wrote) limited to TLS 1.2,
+// answering GET with its status page over HTTP/1.0.
+class TlsVersionTest : public TlsSessionTest {
+ protected:
+  void SetUp() override {
+    CertFiles leaf = ca_.Issue({"s_server", {"localhost"}, {"127.0.0.1"}});
+    port_ = FreeLoopbackPort();
+    pid_ = SpawnChild({"/usr/bin/openssl", "s_server", "-accept",
+                       absl::StrCat("127.0.0.1:", port_), "-cert", leaf.cert,
+                       "-key", leaf.key, "-tls1_2", "-www", "-quiet"},
+                      ::testing::TempDir() + "/s_server.log",
+                      /*stdout_too=*/true);
+    ASSERT_TRUE(WaitForLoopbackPort(port_, std::chrono::seconds(10)));
+  }
+  void TearDown() override { StopChild(pid_); }
+
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+
+TEST_F(TlsVersionTest, TlsOnePointTwoIsTheDefaultMinimum) {
+  auto session = SessionTo("localhost", port_);
+  auto r = Call(*session, port_, "localhost");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 200);  // s_server's HTTP/1.0 status page
+}
+
+TEST_F(TlsVersionTest, RequiringTlsOnePointThreeRefusesAnOlderUpstream) {
+  options_.tls_min_version = TLS1_3_VERSION;  // --upstream_tls_min_version=1.3
+  auto session = SessionTo("localhost", port_);
+  auto r = Call(*session, port_, "localhost");
+  ASSERT_FALSE(r.ok());
+  EXPECT_TRUE(absl::IsUnavailable(r.status())) << r.status();
+  EXPECT_THAT(r.status().message(), HasSubstr("TLS handshake failed"));
+  EXPECT_THAT(std::string(r.status().message()), HasSubstr("protocol version"));
 }
 
 }  // namespace

@@ -4,10 +4,12 @@
 const test = require('node:test');
 const assert = require('node:assert');
 const http = require('node:http');
+const net = require('node:net');
 const { spawn } = require('node:child_process');
 const { EgressClient, grpc } = require('../index.js');
 
 let upstream;
+let rawUpstream;
 let base;
 let egressd;
 let client;
@@ -63,6 +65,15 @@ test.before(async () => {
   });
   await new Promise((resolve) => upstream.listen(0, '127.0.0.1', resolve));
   base = `http://127.0.0.1:${upstream.address().port}`;
+  // Node's http module will not put the byte 0xE9 alone in a header, so this
+  // upstream writes its answer by hand: a Latin-1 filename, as servers in the
+  // wild send it.
+  rawUpstream = net.createServer((socket) => {
+    socket.once('data', () => socket.end(Buffer.from(
+      'HTTP/1.1 200 OK\r\nContent-Disposition: attachment; filename="caf\xe9.txt"\r\n' +
+      'Content-Length: 2\r\nConnection: close\r\n\r\nok', 'latin1')));
+  });
+  await new Promise((resolve) => rawUpstream.listen(0, '127.0.0.1', resolve));
   client = new EgressClient(await startEgressd());
 });
 
@@ -71,6 +82,7 @@ test.after(() => {
   egressd.kill('SIGTERM');
   upstream.close();
   upstream.closeAllConnections();
+  rawUpstream.close();
 });
 
 test('GET returns the upstream status', async () => {
@@ -92,6 +104,14 @@ test('repeated response headers keep their order', async () => {
   assert.deepStrictEqual(
     r.headers.filter(([n]) => n.toLowerCase() === 'set-cookie').map(([, v]) => v),
     ['a=1', 'b=2']);
+});
+
+test('header bytes that are not UTF-8 survive as latin1', async () => {
+  const r = await client.get(`http://127.0.0.1:${rawUpstream.address().port}/`);
+  const value = r.header('content-disposition');
+  assert.strictEqual(value, 'attachment; filename="caf\u00e9.txt"');
+  assert.deepStrictEqual(Buffer.from(value, 'latin1'),
+    Buffer.from('attachment; filename="caf\xe9.txt"', 'latin1'));
 });
 
 test('a streamed response arrives head first, then the body', async () => {
