@@ -20,12 +20,15 @@ void Sha256(absl::string_view data, unsigned char out[32]) {
   EVP_Digest(data.data(), data.size(), out, &length, EVP_sha256(), nullptr);
 }
 
-// Calls `line_fn(number, fields)` for each non-empty, non-comment line.
+// Calls `line_fn(number, fields)` for each non-empty, non-comment line of the
+// file that `flag` names; errors name the flag, the file and the line.
 template <typename F>
-absl::Status ForEachLine(const std::string& path, F line_fn) {
+absl::Status ForEachLine(const char* flag, const std::string& path, F line_fn) {
   std::ifstream in(path);
-  if (!in)
-    return absl::InvalidArgumentError(absl::StrCat("cannot read ", path));
+  if (!in) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--", flag, ": cannot read ", path));
+  }
   std::string line;
   for (int number = 1; std::getline(in, line); ++number) {
     absl::string_view text = line;
@@ -36,8 +39,8 @@ absl::Status ForEachLine(const std::string& path, F line_fn) {
         absl::StrSplit(text, absl::ByAnyChar(" \t"), absl::SkipEmpty());
     absl::Status status = line_fn(number, fields);
     if (!status.ok()) {
-      return absl::InvalidArgumentError(
-          absl::StrCat(path, ":", number, ": ", status.message()));
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--", flag, ": ", path, ":", number, ": ", status.message()));
     }
   }
   return absl::OkStatus();
@@ -68,7 +71,8 @@ absl::StatusOr<std::shared_ptr<const CallerAuth::Snapshot>> CallerAuth::Load()
   }
   if (!tokens_file_.empty()) {
     absl::Status status = ForEachLine(
-        tokens_file_, [&](int, const std::vector<absl::string_view>& f) {
+        "auth_tokens_file", tokens_file_,
+        [&](int, const std::vector<absl::string_view>& f) {
           if (f.size() != 2) {
             return absl::InvalidArgumentError(
                 "expected \"TOKEN IDENTITY\"");  // never echo the token
@@ -85,13 +89,14 @@ absl::StatusOr<std::shared_ptr<const CallerAuth::Snapshot>> CallerAuth::Load()
         });
     if (!status.ok()) return status;
     if (snapshot->tokens.empty()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          tokens_file_, ": no tokens; every call would be refused"));
+      return absl::InvalidArgumentError(
+          absl::StrCat("--auth_tokens_file: ", tokens_file_,
+                       ": no tokens; every call would be refused"));
     }
   }
   if (!identity_hosts_file_.empty()) {
     absl::Status status =
-        ForEachLine(identity_hosts_file_,
+        ForEachLine("identity_hosts_file", identity_hosts_file_,
                     [&](int, const std::vector<absl::string_view>& f) {
                       if (f.size() != 2) {
                         return absl::InvalidArgumentError(

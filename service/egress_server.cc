@@ -4,7 +4,10 @@
 #include <grpcpp/health_check_service_interface.h>
 #include <grpcpp/security/server_credentials.h>
 #include <grpcpp/server_builder.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/ssl.h>
+#include <openssl/x509.h>
 
 #include <algorithm>
 #include <condition_variable>
@@ -41,6 +44,47 @@ absl::StatusOr<std::string> ReadFile(const std::string& path,
   return text.str();
 }
 
+using X509Ptr = std::unique_ptr<X509, decltype(&X509_free)>;
+
+// The first PEM certificate in `pem`, or nullptr.
+X509Ptr FirstCertificate(const std::string& pem) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(
+      BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), BIO_free);
+  X509Ptr x509(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr),
+               X509_free);
+  ERR_clear_error();
+  return x509;
+}
+
+// That `cert` is a PEM certificate (chain), `key` a PEM private key, and that
+// they belong together: gRPC would only fail later, saying "cannot listen".
+absl::Status CheckCertAndKey(const Config& config, const std::string& cert,
+                             const std::string& key) {
+  X509Ptr x509 = FirstCertificate(cert);
+  if (x509 == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--tls_cert: ", config.tls_cert, " holds no PEM certificate"));
+  }
+  std::unique_ptr<BIO, decltype(&BIO_free)> key_bio(
+      BIO_new_mem_buf(key.data(), static_cast<int>(key.size())), BIO_free);
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> pkey(
+      PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr),
+      EVP_PKEY_free);
+  ERR_clear_error();
+  if (pkey == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--tls_key: ", config.tls_key,
+        " holds no PEM private key (or one protected by a passphrase)"));
+  }
+  if (X509_check_private_key(x509.get(), pkey.get()) != 1) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError(
+        absl::StrCat("--tls_key: ", config.tls_key,
+                     " is not the key of --tls_cert ", config.tls_cert));
+  }
+  return absl::OkStatus();
+}
+
 // TLS (and mutual TLS) on the listener when configured, else plaintext.
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenerCredentials(
     const Config& config) {
@@ -49,6 +93,8 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenerCredentials(
   if (!cert.ok()) return cert.status();
   absl::StatusOr<std::string> key = ReadFile(config.tls_key, "tls_key");
   if (!key.ok()) return key.status();
+  absl::Status pair = CheckCertAndKey(config, *cert, *key);
+  if (!pair.ok()) return pair;
   grpc::SslServerCredentialsOptions options(
       config.client_ca.empty()
           ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
@@ -57,6 +103,10 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenerCredentials(
   if (!config.client_ca.empty()) {
     absl::StatusOr<std::string> ca = ReadFile(config.client_ca, "client_ca");
     if (!ca.ok()) return ca.status();
+    if (FirstCertificate(*ca) == nullptr) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--client_ca: ", config.client_ca, " holds no PEM certificate"));
+    }
     options.pem_root_certs = *ca;
   }
   return grpc::SslServerCredentials(options);
@@ -228,6 +278,11 @@ EgressServer::~EgressServer() { Shutdown(config_.drain_timeout); }
 void EgressServer::Shutdown(std::chrono::nanoseconds drain) {
   if (shut_down_) return;
   shut_down_ = true;
+  if (server_ == nullptr) {
+    // Start failed before the gRPC server existed: undo only what it built.
+    if (pool_ != nullptr) pool_->Shutdown();
+    return;
+  }
   LogInfo("egressd shutting down: NOT_SERVING, draining calls in flight");
   server_->GetHealthCheckService()->SetServingStatus(false);
   const auto drain_end = std::chrono::steady_clock::now() + drain;
