@@ -4,6 +4,7 @@
 #include <netdb.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <thread>
 
 #include "absl/status/status.h"
@@ -18,7 +19,8 @@ bool IsIpLiteral(const std::string& host) {
          inet_pton(AF_INET6, host.c_str(), &v6) == 1;
 }
 
-absl::StatusOr<std::string> SystemResolver::Resolve(const std::string& host) {
+absl::StatusOr<std::vector<std::string>> SystemResolver::Resolve(
+    const std::string& host) {
   addrinfo hints{};
   hints.ai_family = AF_UNSPEC;
   hints.ai_socktype = SOCK_STREAM;
@@ -29,19 +31,27 @@ absl::StatusOr<std::string> SystemResolver::Resolve(const std::string& host) {
     return absl::UnavailableError(absl::StrCat("dns: cannot resolve host \"",
                                                host, "\": ", gai_strerror(rc)));
   }
-  char text[INET6_ADDRSTRLEN] = {};
-  const addrinfo* first = result;
-  const void* addr =
-      first->ai_family == AF_INET6
-          ? static_cast<const void*>(
-                &reinterpret_cast<const sockaddr_in6*>(first->ai_addr)
-                     ->sin6_addr)
-          : static_cast<const void*>(
-                &reinterpret_cast<const sockaddr_in*>(first->ai_addr)
-                     ->sin_addr);
-  inet_ntop(first->ai_family, addr, text, sizeof(text));
+  std::vector<std::string> addresses;
+  for (const addrinfo* a = result; a != nullptr; a = a->ai_next) {
+    char text[INET6_ADDRSTRLEN] = {};
+    const void* addr =
+        a->ai_family == AF_INET6
+            ? static_cast<const void*>(
+                  &reinterpret_cast<const sockaddr_in6*>(a->ai_addr)->sin6_addr)
+            : static_cast<const void*>(
+                  &reinterpret_cast<const sockaddr_in*>(a->ai_addr)->sin_addr);
+    if (inet_ntop(a->ai_family, addr, text, sizeof(text)) == nullptr) continue;
+    if (std::find(addresses.begin(), addresses.end(), text) ==
+        addresses.end()) {
+      addresses.emplace_back(text);
+    }
+  }
   freeaddrinfo(result);
-  return std::string(text);
+  if (addresses.empty()) {
+    return absl::UnavailableError(
+        absl::StrCat("dns: cannot resolve host \"", host, "\": no address"));
+  }
+  return addresses;
 }
 
 DnsCache::DnsCache(Resolver& resolver, const Clock& clock,
@@ -55,7 +65,7 @@ DnsCache::~DnsCache() {
 
 absl::StatusOr<DnsCache::Answer> DnsCache::Lookup(const std::string& host,
                                                   MonoTime deadline) {
-  if (IsIpLiteral(host)) return Answer{host, MonoTime::max()};
+  if (IsIpLiteral(host)) return Answer{{host}, MonoTime::max()};
   std::unique_lock<std::mutex> lock(mu_);
   const auto cached = [&]() -> const Entry* {
     auto it = entries_.find(host);
@@ -94,7 +104,7 @@ absl::StatusOr<DnsCache::Answer> DnsCache::Lookup(const std::string& host,
 }
 
 void DnsCache::Resolve(std::string host, std::shared_ptr<Inflight> inflight) {
-  absl::StatusOr<std::string> result = resolver_.Resolve(host);
+  absl::StatusOr<std::vector<std::string>> result = resolver_.Resolve(host);
   std::lock_guard<std::mutex> lock(mu_);
   const MonoTime now = clock_.Now();
   EvictIfFull(now);

@@ -1,6 +1,7 @@
-// DnsCache: host name → address, resolved by the service and cached, so that
-// the address a session connects to is one the service chose (and, later,
-// checked).
+// DnsCache: host name → addresses, resolved by the service and cached, so that
+// the address a session connects to is one the service chose and checked.
+// Every address of an answer is kept, in the resolver's order (getaddrinfo's
+// RFC 6724 order): a session tries the next when one does not connect.
 //
 // Answers are kept for `ttl` (default 600 s), failures for `negative_ttl` (a
 // few seconds) so a dead name does not hammer the resolver. The cache is
@@ -31,6 +32,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/container/flat_hash_map.h"
@@ -43,14 +45,17 @@ namespace egress {
 class Resolver {
  public:
   virtual ~Resolver() = default;
-  // UNAVAILABLE naming the host when the name does not resolve.
-  virtual absl::StatusOr<std::string> Resolve(const std::string& host) = 0;
+  // Every address of the name, in order of preference, none twice; at least
+  // one. UNAVAILABLE naming the host when the name does not resolve.
+  virtual absl::StatusOr<std::vector<std::string>> Resolve(
+      const std::string& host) = 0;
 };
 
 // getaddrinfo(3): /etc/hosts, then the configured name servers.
 class SystemResolver final : public Resolver {
  public:
-  absl::StatusOr<std::string> Resolve(const std::string& host) override;
+  absl::StatusOr<std::vector<std::string>> Resolve(
+      const std::string& host) override;
 };
 
 struct DnsCacheOptions {
@@ -65,8 +70,9 @@ struct DnsCacheOptions {
 class DnsCache {
  public:
   struct Answer {
-    std::string address;  // numeric: "93.184.216.34", "2606:2800::1"
-    MonoTime expires;     // pin it until then
+    // Numeric ("93.184.216.34", "2606:2800::1"), in the resolver's order.
+    std::vector<std::string> addresses;
+    MonoTime expires;  // use them until then
   };
 
   // REQUIRES: resolver and clock outlive the cache.
@@ -88,13 +94,13 @@ class DnsCache {
 
  private:
   struct Entry {
-    absl::StatusOr<std::string> result;
+    absl::StatusOr<std::vector<std::string>> result;
     MonoTime expires;
   };
   // One lookup in progress, shared by every caller that wants its name.
   struct Inflight {
-    bool done = false;                   // guarded by mu_
-    absl::StatusOr<std::string> result;  // guarded by mu_, set with done
+    bool done = false;                                // guarded by mu_
+    absl::StatusOr<std::vector<std::string>> result;  // guarded by mu_
   };
   void EvictIfFull(MonoTime now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Runs on a lookup's own thread.

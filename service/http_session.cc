@@ -19,6 +19,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 
 namespace egress {
 namespace {
@@ -93,6 +94,30 @@ void BlockSigpipeOnThisThread() {
   (void)blocked;
 }
 
+bool IsIpv6(const std::string& address) {
+  return address.find(':') != std::string::npos;
+}
+
+// RFC 8305, section 4: the first address's family first, then the families
+// alternate, each keeping the resolver's order.
+std::vector<std::string> HappyEyeballsOrder(
+    const std::vector<std::string>& addresses) {
+  std::vector<std::string> first_family;
+  std::vector<std::string> other_family;
+  for (const std::string& a : addresses) {
+    (IsIpv6(a) == IsIpv6(addresses.front()) ? first_family : other_family)
+        .push_back(a);
+  }
+  std::vector<std::string> ordered;
+  ordered.reserve(addresses.size());
+  for (size_t i = 0; i < std::max(first_family.size(), other_family.size());
+       ++i) {
+    if (i < first_family.size()) ordered.push_back(first_family[i]);
+    if (i < other_family.size()) ordered.push_back(other_family[i]);
+  }
+  return ordered;
+}
+
 // An httplib client, plain (ClientImpl) or TLS (SSLClient), whose every
 // exchange runs over an UpstreamStream bound to the session's exchange.
 template <class Base>
@@ -132,6 +157,7 @@ struct HttpSession::Attempt {
   bool got_response = false;      // the final response head arrived
   bool sink_aborted = false;      // the sink said stop
   bool failed_in_stream = false;  // deadline, idle timeout or a bad head
+  bool connect_failed = false;    // a new connection could not be made
 };
 
 HttpSession::HttpSession(Origin origin, const SessionOptions& options,
@@ -264,7 +290,8 @@ absl::StatusOr<UpstreamResponse> HttpSession::Exchange(
     return pinned;
   }
   Attempt first;
-  absl::Status status = SendOnce(request, deadline, idle_timeout, sink, first);
+  absl::Status status =
+      SendTryingAddresses(request, deadline, idle_timeout, sink, first);
   Attempt* last = &first;
   Attempt second;
   second.number = 2;
@@ -282,7 +309,8 @@ absl::StatusOr<UpstreamResponse> HttpSession::Exchange(
                     });
     if (safe && clock_.Now() < deadline && !AbortRequested()) {
       observer_.OnStaleRetry();
-      status = SendOnce(request, deadline, idle_timeout, sink, second);
+      status =
+          SendTryingAddresses(request, deadline, idle_timeout, sink, second);
       last = &second;
     } else if (!safe) {
       status = absl::UnavailableError(absl::StrFormat(
@@ -329,16 +357,15 @@ absl::Status HttpSession::Timeout(nanoseconds budget) const {
       "%s: no complete response within %.3fs", Describe(), Seconds(budget)));
 }
 
-absl::Status HttpSession::ConnectTimeout(microseconds budget) const {
+absl::Status HttpSession::ConnectTimeout(microseconds budget,
+                                         bool cut_by_deadline) const {
   const std::string message =
       absl::StrFormat("connect to %s timed out after %.3fs", Describe(),
                       Seconds(duration_cast<nanoseconds>(budget)));
   // The upstream did not answer within --connect_timeout: it is unreachable,
   // and the caller, whose deadline has time left, may try again. Only when the
   // call's own deadline cut the connect short is it DEADLINE_EXCEEDED.
-  if (budget < duration_cast<microseconds>(options_.connect_timeout)) {
-    return absl::DeadlineExceededError(message);
-  }
+  if (cut_by_deadline) return absl::DeadlineExceededError(message);
   return absl::UnavailableError(message);
 }
 
@@ -394,26 +421,84 @@ absl::Status HttpSession::Pin(MonoTime deadline) {
   absl::StatusOr<DnsCache::Answer> answer =
       options_.dns->Lookup(origin_.host, deadline);
   if (!answer.ok()) return answer.status();
-  // The address checked is the address pinned, and so the one connected to: a
-  // later DNS answer cannot slip past (no re-resolution in between).
-  if (options_.policy != nullptr) {
-    absl::Status allowed = options_.policy->CheckAddress(answer->address);
-    if (!allowed.ok()) return allowed;
+  // Each address checked is one the session may connect to, and it connects
+  // to no other: a later DNS answer cannot slip past (no re-resolution in
+  // between). A refused address is never tried.
+  std::vector<std::string> allowed;
+  absl::Status refusal;
+  for (const std::string& address : answer->addresses) {
+    absl::Status checked = options_.policy != nullptr
+                               ? options_.policy->CheckAddress(address)
+                               : absl::OkStatus();
+    if (checked.ok()) {
+      allowed.push_back(address);
+    } else if (refusal.ok()) {
+      refusal = std::move(checked);
+    }
   }
-  if (answer->address != pinned_address_) {
-    const bool moved = !pinned_address_.empty();
-    pinned_address_ = answer->address;
-    client_->set_hostname_addr_map({{origin_.host, pinned_address_}});
-    // An open connection still goes to the old address: close it.
-    if (moved) client_->stop();
+  if (allowed.empty()) return refusal;
+  std::vector<std::string> ordered = HappyEyeballsOrder(allowed);
+  // The address that worked stays first.
+  auto working = std::find(ordered.begin(), ordered.end(), pinned_address_);
+  if (working != ordered.end()) {
+    std::rotate(ordered.begin(), working, working + 1);
   }
+  const bool moved =
+      !pinned_address_.empty() && ordered.front() != pinned_address_;
+  candidates_ = std::move(ordered);
+  UseAddress(0);
+  // An open connection still goes to the old address: close it.
+  if (moved) client_->stop();
   pinned_until_ = answer->expires;
   return absl::OkStatus();
+}
+
+void HttpSession::UseAddress(size_t i) {
+  if (candidates_[i] == pinned_address_) return;
+  pinned_address_ = candidates_[i];
+  client_->set_hostname_addr_map({{origin_.host, pinned_address_}});
+}
+
+absl::Status HttpSession::SendTryingAddresses(
+    const UpstreamRequest& request, MonoTime deadline,
+    std::chrono::nanoseconds idle_timeout, ResponseSink& sink,
+    Attempt& attempt) {
+  const size_t count = std::max<size_t>(candidates_.size(), 1);
+  if (!candidates_.empty()) UseAddress(0);
+  absl::Status status;
+  size_t i = 0;
+  for (;; ++i) {
+    const bool last = i + 1 == count;
+    const nanoseconds connect =
+        last ? options_.connect_timeout
+             : std::min<nanoseconds>(options_.connect_timeout,
+                                     kConnectHeadStart);
+    attempt.connect_failed = false;
+    status = SendOnce(request, deadline, idle_timeout, connect, sink, attempt);
+    if (!attempt.connect_failed || last || clock_.Now() >= deadline ||
+        AbortRequested()) {
+      break;
+    }
+    UseAddress(i + 1);
+  }
+  if (status.ok() && i > 0) {
+    // Remember the address that worked: it is tried first from now on.
+    std::rotate(candidates_.begin(), candidates_.begin() + i,
+                candidates_.begin() + i + 1);
+  } else if (!status.ok() && attempt.connect_failed && count > 1) {
+    status = absl::Status(
+        status.code(),
+        absl::StrCat(status.message(), " (tried every address of \"",
+                     origin_.host, "\": ", absl::StrJoin(candidates_, ", "),
+                     ")"));
+  }
+  return status;
 }
 
 absl::Status HttpSession::SendOnce(const UpstreamRequest& request,
                                    MonoTime deadline,
                                    std::chrono::nanoseconds idle_timeout,
+                                   std::chrono::nanoseconds connect_timeout,
                                    ResponseSink& sink, Attempt& attempt) {
   const MonoTime start = clock_.Now();
   const nanoseconds remaining = deadline - start;
@@ -426,8 +511,10 @@ absl::Status HttpSession::SendOnce(const UpstreamRequest& request,
   ERR_clear_error();
   const auto budget =
       std::max(duration_cast<microseconds>(remaining), microseconds(1));
+  const bool connect_cut_by_deadline =
+      budget < duration_cast<microseconds>(connect_timeout);
   const microseconds connect_budget =
-      std::min(budget, duration_cast<microseconds>(options_.connect_timeout));
+      std::min(budget, duration_cast<microseconds>(connect_timeout));
   client_->set_connection_timeout(connect_budget);
   // UpstreamStream enforces the deadline (and the idle timeout) before every
   // read and write; httplib's own per-operation timeouts are only a backstop,
@@ -507,9 +594,11 @@ absl::Status HttpSession::SendOnce(const UpstreamRequest& request,
     case UpstreamExchange::Failure::kNone:
       break;
   }
+  attempt.connect_failed = error == httplib::Error::ConnectionTimeout ||
+                           error == httplib::Error::Connection;
   switch (error) {
     case httplib::Error::ConnectionTimeout:
-      return ConnectTimeout(connect_budget);
+      return ConnectTimeout(connect_budget, connect_cut_by_deadline);
     case httplib::Error::Connection:
       return absl::UnavailableError(absl::StrFormat(
           "connect to %s failed: connection refused or unreachable",

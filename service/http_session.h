@@ -11,6 +11,13 @@
 // the response head and the body; the head is read under HeadLimits; why an
 // exchange failed is recorded, not guessed.
 //
+// With a DnsCache, the session knows every address of its host that the policy
+// allows, in Happy-Eyeballs order (RFC 8305: the resolver's first family first,
+// then alternating). A new connection that cannot be made moves on to the next
+// address (each but the last gets a short head start, kConnectHeadStart),
+// within the deadline; nothing was sent, so this is safe for any method. The
+// address that worked is tried first from then on.
+//
 // A request that fails on a reused connection before any response arrived is
 // sent once more on a fresh connection when that is safe (idempotent method or
 // an Idempotency-Key header): an upstream may close an idle connection at any
@@ -34,6 +41,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "absl/status/statusor.h"
 #include "service/clock.h"
@@ -50,6 +58,10 @@ enum class Error;
 }  // namespace httplib
 
 namespace egress {
+
+// How long a connect to one of several addresses may take before the next
+// address is tried (sequential Happy Eyeballs; RFC 8305 races at 250 ms).
+inline constexpr std::chrono::milliseconds kConnectHeadStart{300};
 
 struct SessionOptions {
   std::chrono::nanoseconds connect_timeout = std::chrono::seconds(5);
@@ -128,6 +140,8 @@ class HttpSession {
   // The address this session connects to; empty before the first Send or
   // without a DnsCache.
   const std::string& pinned_address() const { return pinned_address_; }
+  // Every allowed address of the host, in the order they are tried.
+  const std::vector<std::string>& addresses() const { return candidates_; }
   int consecutive_errors() const { return consecutive_errors_; }
   int64_t requests_served() const { return requests_served_; }
   MonoTime last_used() const { return last_used_; }
@@ -153,11 +167,21 @@ class HttpSession {
   // "http://host:80", plus the pinned address when it differs from the host.
   std::string Describe() const;
   absl::Status Timeout(std::chrono::nanoseconds budget) const;
-  absl::Status ConnectTimeout(std::chrono::microseconds budget) const;
+  absl::Status ConnectTimeout(std::chrono::microseconds budget,
+                              bool cut_by_deadline) const;
   absl::Status TransportError(httplib::Error error, bool got_response) const;
   absl::Status SendOnce(const UpstreamRequest& request, MonoTime deadline,
                         std::chrono::nanoseconds idle_timeout,
+                        std::chrono::nanoseconds connect_timeout,
                         ResponseSink& sink, Attempt& attempt);
+  // SendOnce, moving on to the host's next address when a new connection
+  // cannot be made.
+  absl::Status SendTryingAddresses(const UpstreamRequest& request,
+                                   MonoTime deadline,
+                                   std::chrono::nanoseconds idle_timeout,
+                                   ResponseSink& sink, Attempt& attempt);
+  // Connects to candidates_[i] from now on.
+  void UseAddress(size_t i);
   // A new socket: keeps a duplicate of it for Abort.
   void OnSocket(int fd);
   // Marks the start and end of an exchange for Abort.
@@ -176,7 +200,8 @@ class HttpSession {
   // X509_V_ERR_* code), written by OpenSSL's verify callback on this thread.
   long verify_result_ = 0;
   std::string pinned_address_;
-  MonoTime pinned_until_;  // re-resolve from then on
+  std::vector<std::string> candidates_;  // policy-checked; [0] is tried first
+  MonoTime pinned_until_;                // re-resolve from then on
   // Sockets the client has opened; bumped from httplib's socket callback, which
   // runs on the thread that calls Send.
   int64_t connections_opened_ = 0;

@@ -9,6 +9,7 @@
 #include <map>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
@@ -19,8 +20,12 @@ namespace egress {
 class FakeResolver final : public Resolver {
  public:
   void Set(const std::string& host, const std::string& address) {
+    Set(host, std::vector<std::string>{address});
+  }
+  // Several addresses, in the order a resolver would prefer them.
+  void Set(const std::string& host, std::vector<std::string> addresses) {
     std::lock_guard<std::mutex> lock(mu_);
-    answers_[host] = address;
+    answers_[host] = std::move(addresses);
   }
   void Remove(const std::string& host) {
     std::lock_guard<std::mutex> lock(mu_);
@@ -39,7 +44,8 @@ class FakeResolver final : public Resolver {
     released_.notify_all();
   }
 
-  absl::StatusOr<std::string> Resolve(const std::string& host) override {
+  absl::StatusOr<std::vector<std::string>> Resolve(
+      const std::string& host) override {
     ++calls_;
     std::unique_lock<std::mutex> lock(mu_);
     released_.wait(lock, [this] { return !held_; });
@@ -55,8 +61,8 @@ class FakeResolver final : public Resolver {
  private:
   std::atomic<int> calls_{0};
   std::mutex mu_;
-  std::map<std::string, std::string> answers_;  // guarded by mu_
-  bool held_ = false;                           // guarded by mu_
+  std::map<std::string, std::vector<std::string>> answers_;  // guarded by mu_
+  bool held_ = false;                                        // guarded by mu_
   std::condition_variable released_;
 };
 

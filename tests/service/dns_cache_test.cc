@@ -41,11 +41,11 @@ class DnsCacheTest : public ::testing::Test {
 TEST_F(DnsCacheTest, CachesAnAnswerForTheTtl) {
   auto first = cache().Lookup("a.test");
   ASSERT_TRUE(first.ok()) << first.status();
-  EXPECT_EQ(first->address, "10.0.0.1");
+  EXPECT_EQ(first->addresses[0], "10.0.0.1");
   EXPECT_EQ(first->expires, clock_.Now() + seconds(600));
   clock_.Advance(seconds(599));
   resolver_.Set("a.test", "10.0.0.2");
-  EXPECT_EQ(cache().Lookup("a.test")->address, "10.0.0.1");
+  EXPECT_EQ(cache().Lookup("a.test")->addresses[0], "10.0.0.1");
   EXPECT_EQ(resolver_.calls(), 1);
 }
 
@@ -53,7 +53,7 @@ TEST_F(DnsCacheTest, NewAnswerTakesEffectWhenTheTtlExpires) {
   ASSERT_TRUE(cache().Lookup("a.test").ok());
   resolver_.Set("a.test", "10.0.0.2");
   clock_.Advance(seconds(601));
-  EXPECT_EQ(cache().Lookup("a.test")->address, "10.0.0.2");
+  EXPECT_EQ(cache().Lookup("a.test")->addresses[0], "10.0.0.2");
   EXPECT_EQ(resolver_.calls(), 2);
 }
 
@@ -67,7 +67,7 @@ TEST_F(DnsCacheTest, FailureIsUnavailableNamingTheHostAndCachedBriefly) {
   EXPECT_EQ(resolver_.calls(), 1);
   resolver_.Set("nx.test", "10.0.0.9");
   clock_.Advance(seconds(6));
-  EXPECT_EQ(cache().Lookup("nx.test")->address, "10.0.0.9");
+  EXPECT_EQ(cache().Lookup("nx.test")->addresses[0], "10.0.0.9");
   EXPECT_EQ(resolver_.calls(), 2);
 }
 
@@ -75,12 +75,12 @@ TEST_F(DnsCacheTest, InvalidateForcesAFreshLookup) {
   ASSERT_TRUE(cache().Lookup("a.test").ok());
   resolver_.Set("a.test", "10.0.0.2");
   cache().Invalidate("a.test");
-  EXPECT_EQ(cache().Lookup("a.test")->address, "10.0.0.2");
+  EXPECT_EQ(cache().Lookup("a.test")->addresses[0], "10.0.0.2");
 }
 
 TEST_F(DnsCacheTest, IpLiteralsNeedNoLookup) {
-  EXPECT_EQ(cache().Lookup("127.0.0.1")->address, "127.0.0.1");
-  EXPECT_EQ(cache().Lookup("::1")->address, "::1");
+  EXPECT_EQ(cache().Lookup("127.0.0.1")->addresses[0], "127.0.0.1");
+  EXPECT_EQ(cache().Lookup("::1")->addresses[0], "::1");
   EXPECT_EQ(resolver_.calls(), 0);
   EXPECT_EQ(cache().size(), 0u);
 }
@@ -101,9 +101,14 @@ TEST_F(DnsCacheTest, StaysWithinItsBound) {
 
 TEST(SystemResolverTest, ResolvesLocalhostFromEtcHosts) {
   SystemResolver resolver;
-  auto address = resolver.Resolve("localhost");
-  ASSERT_TRUE(address.ok()) << address.status();
-  EXPECT_TRUE(*address == "127.0.0.1" || *address == "::1") << *address;
+  auto addresses = resolver.Resolve("localhost");
+  ASSERT_TRUE(addresses.ok()) << addresses.status();
+  // Every address /etc/hosts gives, each once: 127.0.0.1, and ::1 where the
+  // file lists it (as a Debian install writes it).
+  EXPECT_THAT(*addresses, ::testing::Contains("127.0.0.1"));
+  for (const std::string& a : *addresses) {
+    EXPECT_TRUE(a == "127.0.0.1" || a == "::1") << a;
+  }
 }
 
 TEST_F(DnsCacheTest, SlowLookupEndsAtTheDeadlineAndStillFillsTheCache) {
@@ -120,7 +125,7 @@ TEST_F(DnsCacheTest, SlowLookupEndsAtTheDeadlineAndStillFillsTheCache) {
   // The lookup went on in the background; the next caller gets its answer.
   auto later = cache().Lookup("a.test");
   ASSERT_TRUE(later.ok()) << later.status();
-  EXPECT_EQ(later->address, "10.0.0.1");
+  EXPECT_EQ(later->addresses[0], "10.0.0.1");
   EXPECT_EQ(resolver_.calls(), 1);
 }
 

@@ -1,6 +1,7 @@
 // HttpSession against upstreams that misbehave on purpose (ScriptedUpstream):
 // stale keep-alive connections, idle closes, resets, stalls, garbage, an
 // upstream that goes down and comes back, and DNS answers that change.
+#include <arpa/inet.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -13,6 +14,7 @@
 #include "absl/status/status.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "service/destination_policy.h"
 #include "service/dns_cache.h"
 #include "service/http_session.h"
 #include "service/session_cache.h"
@@ -27,6 +29,7 @@ namespace {
 
 using std::chrono::milliseconds;
 using std::chrono::seconds;
+using ::testing::ElementsAre;
 using ::testing::HasSubstr;
 
 class HttpSessionFaultsTest : public ::testing::Test {
@@ -183,13 +186,16 @@ TEST_F(HttpSessionFaultsTest,
 
 // A listening socket whose backlog is full and which never accepts: the kernel
 // drops further SYNs, so a connect to it hangs like one to a dead host.
+// A listener on a loopback address whose backlog is full: connects to it are
+// never answered (the SYN is dropped), like a black-holed route.
 class BlackHole {
  public:
-  BlackHole() {
+  explicit BlackHole(const char* address = "127.0.0.1", int port = 0) {
     fd_ = socket(AF_INET, SOCK_STREAM, 0);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    inet_pton(AF_INET, address, &addr.sin_addr);
+    addr.sin_port = htons(static_cast<uint16_t>(port));
     bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
     listen(fd_, 0);
     socklen_t len = sizeof(addr);
@@ -259,6 +265,95 @@ TEST_F(HttpSessionFaultsTest, ConnectsToTheAddressTheDnsCacheGave) {
               HasSubstr("Host: api.test:" + std::to_string(upstream.port())));
   EXPECT_EQ(session->pinned_address(), "127.0.0.1");
   EXPECT_EQ(resolver.calls(), 1);
+}
+
+TEST_F(HttpSessionFaultsTest, BlackHoledFirstAddressFallsBackAfterAHeadStart) {
+  // The name's first address never answers (an AAAA record with a broken
+  // IPv6 path, say); the second works. The call succeeds after the head start,
+  // not after --connect_timeout, and the working address is tried first after.
+  ScriptedUpstream upstream(Script::kNormal);  // 127.0.0.1:P
+  BlackHole hole("127.0.0.2", upstream.port());
+  FakeResolver resolver;
+  resolver.Set("dual.test", std::vector<std::string>{"127.0.0.2", "127.0.0.1"});
+  DnsCache dns(resolver, clock_, DnsCacheOptions());
+  options_.dns = &dns;
+  options_.connect_timeout = seconds(5);
+  auto session = SessionTo("dual.test", upstream.port());
+  const auto start = std::chrono::steady_clock::now();
+  auto r = session->Send(RequestTo("dual.test", upstream.port(), "POST"),
+                         Deadline());
+  const auto took = std::chrono::steady_clock::now() - start;
+  ASSERT_TRUE(r.ok()) << r.status();  // safe even for POST: nothing was sent
+  EXPECT_GE(took, kConnectHeadStart - milliseconds(20));
+  EXPECT_LT(took, seconds(2));
+  EXPECT_EQ(session->pinned_address(), "127.0.0.1");
+  EXPECT_THAT(session->addresses(), ElementsAre("127.0.0.1", "127.0.0.2"));
+  EXPECT_EQ(session->consecutive_errors(), 0);  // a fallback is no error
+  EXPECT_EQ(upstream.requests(), 1);
+}
+
+TEST_F(HttpSessionFaultsTest, RefusedIpv6LoopbackFallsBackToIpv4AtOnce) {
+  // localhost as a Debian install writes /etc/hosts: ::1 as well as
+  // 127.0.0.1, while the upstream listens on 127.0.0.1 only.
+  ScriptedUpstream upstream(Script::kNormal);
+  FakeResolver resolver;
+  resolver.Set("localhost.test", std::vector<std::string>{"::1", "127.0.0.1"});
+  DnsCache dns(resolver, clock_, DnsCacheOptions());
+  options_.dns = &dns;
+  auto session = SessionTo("localhost.test", upstream.port());
+  const auto start = std::chrono::steady_clock::now();
+  auto r =
+      session->Send(RequestTo("localhost.test", upstream.port()), Deadline());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, kConnectHeadStart);
+  EXPECT_EQ(session->pinned_address(), "127.0.0.1");
+}
+
+TEST_F(HttpSessionFaultsTest,
+       AddressesAlternateFamiliesAndAllAreNamedWhenAllFail) {
+  // Nothing listens on any of them: each is refused, in Happy-Eyeballs order
+  // (the first family, then alternating), and the error names them all.
+  FakeResolver resolver;
+  resolver.Set("none.test",
+               std::vector<std::string>{"127.0.0.3", "127.0.0.4", "::1"});
+  DnsCache dns(resolver, clock_, DnsCacheOptions());
+  options_.dns = &dns;
+  BlackHole unused;  // a port number nothing else listens on
+  const int port = unused.port();
+  auto session = SessionTo("none.test", port);
+  auto r = session->Send(RequestTo("none.test", port), Deadline());
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
+  EXPECT_THAT(std::string(r.status().message()),
+              HasSubstr("tried every address of \"none.test\": 127.0.0.3, "
+                        "::1, 127.0.0.4"));
+  EXPECT_EQ(session->consecutive_errors(), 1);
+}
+
+TEST_F(HttpSessionFaultsTest, AddressesThePolicyRefusesAreNeverTried) {
+  ScriptedUpstream upstream(Script::kNormal);
+  FakeResolver resolver;
+  resolver.Set("mixed.test", std::vector<std::string>{"10.1.2.3", "127.0.0.1"});
+  DnsCache dns(resolver, clock_, DnsCacheOptions());
+  PolicyOptions policy_options;
+  policy_options.allow_cidrs = *ParseCidrList("127.0.0.0/8", "allow_cidrs");
+  auto policy = DestinationPolicy::Create(std::move(policy_options));
+  ASSERT_TRUE(policy.ok()) << policy.status();
+  options_.dns = &dns;
+  options_.policy = policy->get();
+  auto session = SessionTo("mixed.test", upstream.port());
+  auto r = session->Send(RequestTo("mixed.test", upstream.port()), Deadline());
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_THAT(session->addresses(), ElementsAre("127.0.0.1"));
+  // Only refused addresses: the refusal, and no connection at all.
+  resolver.Set("private.test",
+               std::vector<std::string>{"10.1.2.3", "192.168.1.1"});
+  auto refused_session = SessionTo("private.test", upstream.port());
+  auto refused = refused_session->Send(
+      RequestTo("private.test", upstream.port()), Deadline());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied)
+      << refused.status();
+  EXPECT_EQ(upstream.connections(), 1);
 }
 
 TEST_F(HttpSessionFaultsTest, DnsFailureIsUnavailableNamingTheHost) {
