@@ -19,7 +19,7 @@ RUN apt-get update -qq \
       libabsl20220623 libssl3 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/egressd /out/egressctl /usr/local/bin/
-COPY k8s/config/egressd.textproto /etc/egress/egressd.textproto
+COPY k8s/base/config/egressd.textproto /etc/egress/egressd.textproto
 USER 65532:65532
 EXPOSE 50051 9464
 ENTRYPOINT ["/usr/local/bin/egressd"]

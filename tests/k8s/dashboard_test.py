@@ -27,7 +27,7 @@ from egress_client import EgressClient
 sys.path.insert(0, os.path.join(os.getcwd(), "tests/client"))
 from egress_process import EgressProcess  # noqa: E402
 
-DASHBOARD = "k8s/grafana/egress-dashboard.json"
+DASHBOARD = "k8s/monitoring/egress-dashboard.json"
 
 
 def free_port() -> int:

@@ -1,22 +1,48 @@
 #!/usr/bin/env bash
-# k8s/ renders with kustomize and every object validates against its schema
-# (kubernetes-models, offline); a deliberately broken Deployment must not.
+# k8s/ as a cluster would get it: the default deployment, the monitoring kustomization and the
+# example overlay are rendered with kubectl kustomize; every object validates
+# against its schema (kubernetes-models, offline), and the base and the overlay
+# mean what they must (k8s/validate/check.js: selectors, NetworkPolicy reach,
+# limits, probes, spread, PDB, namespaces). Broken inputs must be caught, or
+# an "ok" would mean nothing.
 set -euo pipefail
-k8s_dir=$(dirname "$(readlink -f k8s/kustomization.yaml)")
+k8s_dir=$(dirname "$(dirname "$(readlink -f k8s/base/kustomization.yaml)")")
 validate="$k8s_dir/validate/validate.js"
+check="$k8s_dir/validate/check.js"
 if [ ! -d "$k8s_dir/validate/node_modules/kubernetes-models" ]; then
   echo "k8s/validate/node_modules is missing: run scripts/setup.sh" >&2
   exit 1
 fi
-rendered=$(kubectl kustomize "$k8s_dir")
-echo "$rendered" | node "$validate"
-for kind in Deployment Service HorizontalPodAutoscaler PodDisruptionBudget \
-            NetworkPolicy ServiceMonitor ConfigMap; do
-  grep -q "^kind: $kind$" <<<"$rendered" || { echo "missing $kind" >&2; exit 1; }
+echo "kubectl: $(kubectl version --client 2>/dev/null | head -1)"
+
+for target in default overlays/example; do
+  echo "=== k8s/$target"
+  rendered=$(kubectl kustomize "$k8s_dir/$target" 2>/dev/null)
+  echo "$rendered" | node "$validate"
+  echo "$rendered" | node "$check"
 done
-# The validator must catch a bad object, or its "ok" means nothing.
+echo "=== k8s/monitoring"
+dashboards=$(kubectl kustomize "$k8s_dir/monitoring" 2>/dev/null)
+echo "$dashboards" | node "$validate"
+grep -q 'grafana_dashboard: "1"' <<<"$dashboards" || { echo "dashboard lacks its label" >&2; exit 1; }
+grep -q 'namespace: monitoring' <<<"$dashboards" || { echo "dashboard not in monitoring" >&2; exit 1; }
+grep -q 'name: egress-grafana-dashboard$' <<<"$dashboards" || { echo "dashboard name is hashed" >&2; exit 1; }
+
+rendered=$(kubectl kustomize "$k8s_dir/default" 2>/dev/null)
+# The checks must catch what they guard against.
 if sed 's/replicas: 2/replicas: two/' <<<"$rendered" | node "$validate" >/dev/null; then
   echo "validator accepted replicas: two" >&2
   exit 1
 fi
-echo "manifests: rendered and valid"
+# A label of egress's added to the kube-dns selector (what kustomize's
+# includeSelectors did): DNS would be blocked in a real cluster.
+if sed 's/^\(\s*\)k8s-app: kube-dns/\1k8s-app: kube-dns\n\1app.kubernetes.io\/name: egress/' <<<"$rendered" |
+   node "$check" >/dev/null; then
+  echo "meaning check accepted a polluted kube-dns selector" >&2
+  exit 1
+fi
+if sed 's/- 169.254.0.0\/16/- 169.254.0.0\/24/' <<<"$rendered" | node "$check" >/dev/null; then
+  echo "meaning check accepted egress to the metadata address" >&2
+  exit 1
+fi
+echo "manifests: rendered, valid and meaning what they must"

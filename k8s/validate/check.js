@@ -1,0 +1,176 @@
+'use strict';
+// Reads rendered manifests (kubectl kustomize k8s/ or an overlay) on stdin and
+// checks what they mean in a cluster, beyond their schema:
+//   - the NetworkPolicy selects egress's own pods; its DNS rule selects
+//     kube-dns alone and its caller rule the caller label alone (no label of
+//     egress's leaks into someone else's selector); egress reaches public
+//     addresses but no private range and no cloud metadata address;
+//   - every selector (Services, PDB, ServiceMonitor, spread) matches the pods;
+//   - every container has requests and limits; probes use the gRPC health
+//     service on the gRPC port; the grace period outlasts --drain_timeout;
+//   - pods spread over zones and nodes; the PDB lets one pod go at a time;
+//   - the ServiceMonitor and PrometheusRule carry the release label;
+//   - every object is in the one Namespace the manifests create.
+// Prints each failed check and exits 1 if there is any.
+const yaml = require('js-yaml');
+
+const failures = [];
+function check(ok, what) {
+  if (!ok) failures.push(what);
+}
+function equal(a, b) {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+// CIDR membership for IPv4 and IPv6, with BigInt.
+function parseIp(text) {
+  if (text.includes(':')) {
+    const [head, tail] = text.split('::');
+    const part = (s) => (s ? s.split(':') : []);
+    const h = part(head);
+    const t = tail === undefined ? [] : part(tail);
+    const groups = [...h, ...Array(8 - h.length - t.length).fill('0'), ...t];
+    return { v6: true, value: groups.reduce((acc, g) => (acc << 16n) | BigInt(parseInt(g, 16)), 0n) };
+  }
+  return { v6: false, value: text.split('.').reduce((acc, o) => (acc << 8n) | BigInt(Number(o)), 0n) };
+}
+function inCidr(ip, cidr) {
+  const [base, bits] = cidr.split('/');
+  const a = parseIp(ip);
+  const b = parseIp(base);
+  if (a.v6 !== b.v6) return false;
+  const width = a.v6 ? 128n : 32n;
+  const shift = width - BigInt(Number(bits));
+  return (a.value >> shift) === (b.value >> shift);
+}
+// Whether the policy's egress rules let pods reach `ip` on TCP 443.
+function egressAllows(policy, ip) {
+  return (policy.spec.egress || []).some((rule) => {
+    const ports = rule.ports || [];
+    const portOk = ports.length === 0 || ports.some((p) => p.port === 443);
+    return portOk && (rule.to || []).some((peer) =>
+      peer.ipBlock && inCidr(ip, peer.ipBlock.cidr) &&
+      !(peer.ipBlock.except || []).some((c) => inCidr(ip, c)));
+  });
+}
+function selects(selector, labels) {
+  const want = (selector && (selector.matchLabels || selector)) || {};
+  return Object.keys(want).length > 0 &&
+    Object.entries(want).every(([k, v]) => labels[k] === v);
+}
+
+const docs = yaml.loadAll(require('node:fs').readFileSync(0, 'utf8')).filter(Boolean);
+const all = (kind) => docs.filter((d) => d.kind === kind);
+const one = (kind) => {
+  const found = all(kind);
+  check(found.length === 1, `exactly one ${kind} (found ${found.length})`);
+  return found[0];
+};
+
+const deployment = one('Deployment');
+const podLabels = deployment.spec.template.metadata.labels;
+check(selects(deployment.spec.selector, podLabels), 'Deployment selector matches its pods');
+
+// Containers: resources and probes.
+for (const c of deployment.spec.template.spec.containers) {
+  const r = c.resources || {};
+  check(r.limits && r.limits.cpu && r.limits.memory, `container ${c.name} has cpu and memory limits`);
+  check(r.requests && r.requests.cpu && r.requests.memory, `container ${c.name} has requests`);
+  for (const probe of ['readinessProbe', 'livenessProbe']) {
+    const p = c[probe];
+    check(p && p.grpc && p.grpc.port === 50051,
+      `container ${c.name} ${probe} uses the gRPC health service on 50051`);
+  }
+}
+
+// The grace period outlasts the drain (read from the generated config file).
+const configMap = all('ConfigMap').find((m) => m.data && m.data['egressd.textproto']);
+check(configMap, 'a ConfigMap carries egressd.textproto');
+if (configMap) {
+  const m = /drain_timeout\s*\{\s*seconds:\s*(\d+)/.exec(configMap.data['egressd.textproto']);
+  const drain = m ? Number(m[1]) : 20;
+  check(deployment.spec.template.spec.terminationGracePeriodSeconds > drain,
+    `terminationGracePeriodSeconds > drain_timeout (${drain} s)`);
+  const mounted = deployment.spec.template.spec.volumes.some(
+    (v) => v.configMap && v.configMap.name === configMap.metadata.name);
+  check(mounted, 'the Deployment mounts the generated config ConfigMap by its hashed name');
+}
+
+// Spread over zones and nodes.
+const spread = deployment.spec.template.spec.topologySpreadConstraints || [];
+for (const key of ['topology.kubernetes.io/zone', 'kubernetes.io/hostname']) {
+  const c = spread.find((s) => s.topologyKey === key);
+  check(c && selects(c.labelSelector, podLabels), `pods spread over ${key}`);
+}
+
+// Everything that selects egress's pods selects them.
+for (const svc of all('Service')) {
+  check(selects(svc.spec.selector, podLabels), `Service ${svc.metadata.name} selects the pods`);
+}
+const pdb = one('PodDisruptionBudget');
+check(pdb && selects(pdb.spec.selector, podLabels), 'PDB selects the pods');
+check(pdb && pdb.spec.maxUnavailable === 1 && pdb.spec.minAvailable === undefined,
+  'PDB lets one pod go at a time (maxUnavailable: 1)');
+const hpa = one('HorizontalPodAutoscaler');
+check(hpa && hpa.spec.scaleTargetRef.kind === 'Deployment' &&
+  hpa.spec.scaleTargetRef.name === deployment.metadata.name, 'HPA scales the Deployment');
+
+for (const kind of ['ServiceMonitor', 'PrometheusRule']) {
+  const m = one(kind);
+  check(m && m.metadata.labels && m.metadata.labels.release,
+    `${kind} carries the release label kube-prometheus-stack selects by`);
+}
+const monitor = all('ServiceMonitor')[0];
+if (monitor) {
+  check(all('Service').some((s) => selects(monitor.spec.selector, s.metadata.labels || {})),
+    'ServiceMonitor selects a Service');
+}
+
+// The NetworkPolicy.
+const policy = one('NetworkPolicy');
+if (policy) {
+  check(selects(policy.spec.podSelector, podLabels), 'NetworkPolicy applies to the egress pods');
+  const grpcRule = policy.spec.ingress.find((r) => (r.ports || []).some((p) => p.port === 50051));
+  check(grpcRule, 'an ingress rule for gRPC (50051)');
+  if (grpcRule) {
+    for (const peer of grpcRule.from) {
+      check(equal(peer.podSelector.matchLabels, { 'egress.example.com/client': 'true' }),
+        'the gRPC rule selects callers by the client label alone: ' + JSON.stringify(peer.podSelector));
+    }
+  }
+  const dnsRule = policy.spec.egress.find((r) => (r.ports || []).some((p) => p.port === 53));
+  check(dnsRule, 'an egress rule for DNS (53)');
+  if (dnsRule) {
+    check(equal(dnsRule.ports.map((p) => p.protocol).sort(), ['TCP', 'UDP']), 'DNS over UDP and TCP');
+    for (const peer of dnsRule.to) {
+      check(equal(peer.podSelector.matchLabels, { 'k8s-app': 'kube-dns' }),
+        'the DNS rule selects kube-dns alone: ' + JSON.stringify(peer.podSelector));
+      check(equal(peer.namespaceSelector.matchLabels, { 'kubernetes.io/metadata.name': 'kube-system' }),
+        'the DNS rule looks in kube-system');
+    }
+  }
+  for (const ip of ['93.184.216.34', '2606:2800:220:1:248:1893:25c8:1946']) {
+    check(egressAllows(policy, ip), `egress reaches the public address ${ip}`);
+  }
+  for (const ip of ['10.1.2.3', '172.20.0.1', '192.168.1.1', '100.64.0.1', '127.0.0.1',
+    '169.254.169.254', 'fd00:ec2::254', 'fe80::1', '::1']) {
+    check(!egressAllows(policy, ip), `egress does not reach the private or metadata address ${ip}`);
+  }
+}
+
+// Every object lands in a namespace that the same manifests create.
+const namespaces = all('Namespace').map((n) => n.metadata.name);
+check(namespaces.length === 1, `one Namespace object (found ${namespaces.join(', ') || 'none'})`);
+for (const d of docs) {
+  if (d.kind !== 'Namespace') {
+    check(namespaces.includes(d.metadata.namespace),
+      `${d.kind} ${d.metadata.name} is in a namespace the manifests create (${d.metadata.namespace})`);
+  }
+}
+
+if (failures.length > 0) {
+  for (const f of failures) console.log(`FAIL ${f}`);
+  process.exitCode = 1;
+} else {
+  console.log(`meaning: ${docs.length} objects, every check passed`);
+}
