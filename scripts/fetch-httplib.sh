@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Puts cpp-httplib 0.18.7 (Debian 13's source package, Debian's security patches
-# applied, then egress's own patch) at third_party/httplib/src/httplib.h, where
-# Bazel's offline build finds it. Runs once: does nothing when the header is there
-# and carries the expected version and patch marker.
+# applied, then egress's own patch) in third_party/httplib/src/, where Bazel's
+# offline build finds it, split into httplib.h and httplib.cc the way upstream's
+# split.py does, so that its implementation is compiled once rather than in every
+# file that includes it. Runs once: does nothing when both files are there and
+# the header carries the expected version and patch marker.
 #
 # The source comes from the Debian mirror this machine's apt already uses (read from
 # apt's own configuration, so no host is written here), with the suite trixie,
@@ -17,7 +19,7 @@ readonly debian_version=0.18.7-1+deb13u1
 readonly dest=third_party/httplib/src
 readonly patch_file=third_party/httplib/egress.patch
 
-if [ -f "$dest/httplib.h" ] &&
+if [ -f "$dest/httplib.h" ] && [ -f "$dest/httplib.cc" ] &&
    grep -q "CPPHTTPLIB_VERSION \"$version\"" "$dest/httplib.h" &&
    grep -q "EGRESS_HTTPLIB_PATCH" "$dest/httplib.h"; then
   exit 0
@@ -31,13 +33,7 @@ for tool in apt-get dpkg-source patch; do
 done
 
 # The machine's Debian archive: the URI apt uses for this release's main component.
-codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-}")
-mirror=$(apt-get indextargets --format '$(REPO_URI) $(CODENAME) $(COMPONENT) $(IDENTIFIER)' |
-  awk -v c="$codename" '$2 == c && $3 == "main" && $4 == "Packages" {print $1; exit}')
-if [ -z "$mirror" ]; then
-  echo "fetch-httplib: no Debian mirror for '$codename' main in apt's configuration" >&2
-  exit 1
-fi
+mirror=$(scripts/debian-mirror)
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
@@ -59,7 +55,17 @@ apt-get "${apt_private[@]}" update >/dev/null
 patch --quiet --forward -p1 -d "$work/src/tree" <"$patch_file"
 
 mkdir -p "$dest"
-cp "$work/src/tree/httplib.h" "$dest/httplib.h.new"
+# What upstream's split.py does: the lines between the two border markers are
+# the implementation; they go to httplib.cc, without `inline`.
+awk -v h="$dest/httplib.h.new" -v cc="$dest/httplib.cc" '
+  BEGIN { impl = 0; print "#include \"httplib.h\"\nnamespace httplib {" > cc }
+  index($0, "// ----------------------------------------------------------------------------") == 1 {
+    impl = !impl; next
+  }
+  impl { gsub(/inline /, ""); print > cc; next }
+  { print > h }
+  END { print "} // namespace httplib" > cc }
+' "$work/src/tree/httplib.h"
 cp "$work/src/tree/LICENSE" "$dest/LICENSE"
 mv "$dest/httplib.h.new" "$dest/httplib.h"
 echo "fetch-httplib: $dest/httplib.h ($version, Debian's patches and $patch_file)" >&2

@@ -1,11 +1,22 @@
 #!/usr/bin/env bash
-# Installs what egress needs to build, run and test, only when missing: Debian
-# packages, and the Node client's npm dependencies (from its lockfile).
-# Idempotent: with everything present it runs no apt command and returns in well under
-# a second. Usage: scripts/setup.sh
+# Installs what egress needs, only when missing, from Debian's archive and the
+# npm registry (lockfiles) alone; nothing is assumed preinstalled.
+#   scripts/setup.sh           what building and running egressd need
+#   scripts/setup.sh --tests   that, plus what `bazel test //...` needs (test
+#                              libraries, real servers, kubectl, promtool, Node)
+# Idempotent: with everything present it runs no apt or npm command and returns
+# in well under a second. Runs apt as root, or through sudo.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+tests=false
+case "${1:-}" in
+  "") ;;
+  --tests) tests=true ;;
+  *) echo "usage: scripts/setup.sh [--tests]" >&2; exit 2 ;;
+esac
+
+# Build and run: Bazel, the C++ libraries, and what fetch-httplib.sh uses.
 packages=(
   bazel-bootstrap bazel-rules-java
   g++ pkg-config
@@ -13,47 +24,53 @@ packages=(
   libabsl-dev
   libssl-dev dpkg-dev patch xz-utils debian-archive-keyring
   prometheus-cpp-dev
-  libgtest-dev libgmock-dev libbenchmark-dev
-  python3-grpcio python3-grpc-tools
-  kubectl prometheus
-  python3-httpbin gunicorn nginx
   openssl ca-certificates
 )
+if $tests; then
+  packages+=(
+    libgtest-dev libgmock-dev libbenchmark-dev
+    python3 python3-grpcio python3-grpc-tools
+    # Real servers nobody here wrote, for the conformance tests.
+    python3-httpbin gunicorn nginx
+    # promtool and a real Prometheus for the dashboard and alert tests.
+    prometheus
+  )
+fi
+
+sudo_cmd=()
+[ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
+apt_install() {
+  echo "setup: installing $*" >&2
+  export DEBIAN_FRONTEND=noninteractive
+  "${sudo_cmd[@]}" apt-get update -qq
+  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "$@" >/dev/null
+}
 
 missing=()
 for p in "${packages[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
 done
-
-if [ ${#missing[@]} -gt 0 ]; then
-  echo "setup: installing ${missing[*]}" >&2
-  sudo_cmd=()
-  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
-  export DEBIAN_FRONTEND=noninteractive
-  "${sudo_cmd[@]}" apt-get update -qq
-  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+if $tests; then
+  # kubectl renders the manifests offline (kubectl kustomize). It is not a
+  # Debian package; Debian's kubernetes-client ships one (1.20). A kubectl
+  # already on the machine is used as it is.
+  command -v kubectl >/dev/null 2>&1 || missing+=(kubernetes-client)
+  # Node.js for the Node client and the manifest checks: the machine's own if it
+  # has one, else Debian's.
+  command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 fi
+[ ${#missing[@]} -eq 0 ] || apt_install "${missing[@]}"
 
 # cpp-httplib 0.18.7 from Debian 13's source package, once.
 scripts/fetch-httplib.sh
 
-# Node.js for the Node client: the machine's own if it has one, else Debian's.
-if ! command -v npm >/dev/null 2>&1; then
-  echo "setup: installing nodejs npm" >&2
-  sudo_cmd=()
-  [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
-  "${sudo_cmd[@]}" apt-get update -qq
-  "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends nodejs npm >/dev/null
-fi
-# The Node client's dependencies, exactly as its lockfile says; only when they
-# are missing or the lockfile changed.
-if [ ! -f client/node/node_modules/.package-lock.json ] ||
-   [ client/node/package-lock.json -nt client/node/node_modules/.package-lock.json ]; then
-  echo "setup: npm ci in client/node" >&2
-  (cd client/node && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-fi
-if [ ! -f k8s/validate/node_modules/.package-lock.json ] ||
-   [ k8s/validate/package-lock.json -nt k8s/validate/node_modules/.package-lock.json ]; then
-  echo "setup: npm ci in k8s/validate" >&2
-  (cd k8s/validate && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
-fi
+$tests || exit 0
+# npm dependencies exactly as their lockfiles say; only when they are missing or
+# the lockfile changed.
+for dir in client/node k8s/validate; do
+  if [ ! -f "$dir/node_modules/.package-lock.json" ] ||
+     [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
+    echo "setup: npm ci in $dir" >&2
+    (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
+  fi
+done
