@@ -69,6 +69,13 @@ ABSL_FLAG(uint64_t, max_response_head_bytes, 64 << 10,
 ABSL_FLAG(absl::Duration, stream_idle_timeout, absl::Minutes(5),
           "DoStream: longest wait for the upstream's next bytes, or for the "
           "caller to read the previous ones.");
+ABSL_FLAG(absl::Duration, max_connection_age, absl::Minutes(5),
+          "Callers' gRPC connections are closed (GOAWAY, with jitter) after "
+          "this long, so that they spread over new replicas after a "
+          "scale-up; 0 never closes them.");
+ABSL_FLAG(absl::Duration, max_connection_age_grace, absl::Minutes(5),
+          "After --max_connection_age, how long calls in flight on the old "
+          "connection may still take (keep it at least --max_timeout).");
 ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(20),
           "On SIGTERM, how long in-flight calls may take to finish.");
 
@@ -167,6 +174,12 @@ absl::Status Config::Validate() const {
   if (drain_timeout < nanoseconds::zero()) {
     return Bad("drain_timeout", "must not be negative");
   }
+  if (max_connection_age < nanoseconds::zero()) {
+    return Bad("max_connection_age", "must not be negative");
+  }
+  if (max_connection_age_grace < nanoseconds::zero()) {
+    return Bad("max_connection_age_grace", "must not be negative");
+  }
   if (max_response_line_bytes < 64 || max_response_line_bytes > (1 << 20)) {
     return Bad("max_response_line_bytes", "must be 64 bytes to 1 MiB");
   }
@@ -198,7 +211,8 @@ absl::Status Config::Validate() const {
   X(max_response_head_bytes) X(upstream_tls_min_version)
 #define EGRESS_DURATION_SETTINGS(X)                                          \
   X(keepalive_timeout) X(default_timeout) X(max_timeout) X(connect_timeout) \
-  X(stream_idle_timeout) X(drain_timeout) X(dns_ttl) X(dns_negative_ttl)
+  X(stream_idle_timeout) X(drain_timeout) X(dns_ttl) X(dns_negative_ttl)   \
+  X(max_connection_age) X(max_connection_age_grace)
 // clang-format on
 
 namespace {

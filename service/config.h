@@ -48,6 +48,11 @@ struct Config {
   size_t max_response_head_bytes = 64 << 10;
 
   std::chrono::nanoseconds drain_timeout = std::chrono::seconds(20);
+  // Callers' connections are closed (GOAWAY) after this long, so that they
+  // spread over new pods after a scale-up; calls in flight get the grace.
+  // Zero: never.
+  std::chrono::nanoseconds max_connection_age = std::chrono::minutes(5);
+  std::chrono::nanoseconds max_connection_age_grace = std::chrono::minutes(5);
 
   std::string ca_file;                // extra PEM roots for https upstreams
   bool insecure_skip_verify = false;  // never verify upstream certificates

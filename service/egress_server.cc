@@ -10,6 +10,7 @@
 #include <openssl/x509.h>
 
 #include <algorithm>
+#include <climits>
 #include <condition_variable>
 #include <fstream>
 #include <mutex>
@@ -249,6 +250,19 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
   builder.SetMaxReceiveMessageSize(static_cast<int>(
       std::min<size_t>(config.max_request_bytes + (1 << 20), INT32_MAX)));
   builder.SetMaxSendMessageSize(-1);
+  // A caller's connection lives at most --max_connection_age (gRPC adds +-10%
+  // jitter), so that callers spread over new replicas after a scale-up.
+  const auto millis = [](std::chrono::nanoseconds d) {
+    return static_cast<int>(std::min<int64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(d).count(),
+        INT_MAX));
+  };
+  if (config.max_connection_age > std::chrono::nanoseconds::zero()) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS,
+                               millis(config.max_connection_age));
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+                               millis(config.max_connection_age_grace));
+  }
   builder.RegisterService(s->service_.get());
   s->server_ = builder.BuildAndStart();
   if (s->server_ == nullptr || s->grpc_port_ == 0) {

@@ -70,6 +70,33 @@ TEST_F(EgressIntegrationTest, ReturnsUpstreamStatusHeadersAndBody) {
       0);
 }
 
+TEST_F(EgressIntegrationTest,
+       CallersConnectionsAreRecycledAfterMaxConnectionAge) {
+  // After --max_connection_age the server sends GOAWAY: the caller's channel
+  // drops to IDLE and its next call opens a new connection (to whichever
+  // replica is there now). Without the setting the channel stays READY.
+  Restart([](Config& c) {
+    c.max_connection_age = std::chrono::milliseconds(500);
+    c.max_connection_age_grace = std::chrono::milliseconds(500);
+  });
+  EgressResponse response;
+  ASSERT_TRUE(Get("/", &response).ok());
+  EXPECT_EQ(egress_.channel()->GetState(false), GRPC_CHANNEL_READY);
+  const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+  while (egress_.channel()->GetState(false) == GRPC_CHANNEL_READY &&
+         std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(milliseconds(50));
+  }
+  EXPECT_NE(egress_.channel()->GetState(false), GRPC_CHANNEL_READY);
+  EXPECT_TRUE(Get("/", &response).ok());  // reconnects by itself
+
+  Restart(
+      [](Config& c) { c.max_connection_age = std::chrono::nanoseconds(0); });
+  ASSERT_TRUE(Get("/", &response).ok());
+  std::this_thread::sleep_for(milliseconds(1500));
+  EXPECT_EQ(egress_.channel()->GetState(false), GRPC_CHANNEL_READY);
+}
+
 TEST_F(EgressIntegrationTest, UpstreamErrorStatusIsAnOkCall) {
   EgressResponse response;
   grpc::Status status = Get("/status/404", &response);
