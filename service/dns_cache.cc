@@ -74,8 +74,10 @@ absl::StatusOr<DnsCache::Answer> DnsCache::Lookup(const std::string& host,
                : nullptr;
   };
   if (const Entry* entry = cached()) {
-    if (!entry->result.ok()) return entry->result.status();
-    return Answer{*entry->result, entry->expires};
+    if (entry->result.code != absl::StatusCode::kOk) {
+      return entry->result.status();
+    }
+    return Answer{entry->result.addresses, entry->expires};
   }
   std::shared_ptr<Inflight>& slot = inflight_[host];
   if (slot == nullptr) {
@@ -97,20 +99,34 @@ absl::StatusOr<DnsCache::Answer> DnsCache::Lookup(const std::string& host,
     return absl::DeadlineExceededError(absl::StrCat(
         "dns: no answer for host \"", host, "\" before the deadline"));
   }
-  if (!inflight->result.ok()) return inflight->result.status();
+  if (inflight->result.code != absl::StatusCode::kOk) {
+    return inflight->result.status();
+  }
   const Entry* entry = cached();
-  return Answer{*inflight->result,
+  return Answer{inflight->result.addresses,
                 entry != nullptr ? entry->expires : clock_.Now()};
 }
 
+DnsCache::Result DnsCache::Result::From(
+    absl::StatusOr<std::vector<std::string>> resolved) {
+  Result result;
+  if (resolved.ok()) {
+    result.addresses = *std::move(resolved);
+  } else {
+    result.code = resolved.status().code();
+    result.error = std::string(resolved.status().message());
+  }
+  return result;
+}
+
 void DnsCache::Resolve(std::string host, std::shared_ptr<Inflight> inflight) {
-  absl::StatusOr<std::vector<std::string>> result = resolver_.Resolve(host);
+  Result result = Result::From(resolver_.Resolve(host));
   std::lock_guard<std::mutex> lock(mu_);
   const MonoTime now = clock_.Now();
   EvictIfFull(now);
+  const bool ok = result.code == absl::StatusCode::kOk;
   entries_.insert_or_assign(
-      host, Entry{result,
-                  now + (result.ok() ? options_.ttl : options_.negative_ttl)});
+      host, Entry{result, now + (ok ? options_.ttl : options_.negative_ttl)});
   inflight->result = std::move(result);
   inflight->done = true;
   inflight_.erase(host);

@@ -93,14 +93,24 @@ class DnsCache {
   size_t size() const;
 
  private:
+  // A lookup's outcome as plain values: every caller builds its own Status
+  // from it, so no reference-counted Status is shared between threads.
+  struct Result {
+    std::vector<std::string> addresses;  // empty on failure
+    absl::StatusCode code = absl::StatusCode::kOk;
+    std::string error;
+
+    static Result From(absl::StatusOr<std::vector<std::string>> resolved);
+    absl::Status status() const { return absl::Status(code, error); }
+  };
   struct Entry {
-    absl::StatusOr<std::vector<std::string>> result;
+    Result result;
     MonoTime expires;
   };
   // One lookup in progress, shared by every caller that wants its name.
   struct Inflight {
-    bool done = false;                                // guarded by mu_
-    absl::StatusOr<std::vector<std::string>> result;  // guarded by mu_
+    bool done = false;  // guarded by mu_
+    Result result;      // guarded by mu_, set with done
   };
   void EvictIfFull(MonoTime now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Runs on a lookup's own thread.

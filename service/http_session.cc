@@ -12,6 +12,9 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <condition_variable>
+#include <map>
+#include <thread>
 #include <utility>
 
 #include "absl/cleanup/cleanup.h"
@@ -150,6 +153,70 @@ class GuardedClient final : public Base {
 
 }  // namespace
 
+namespace internal {
+
+// Aborts connects and TLS handshakes that outlive their exchange's deadline.
+// httplib bounds each step of them, and each wait restarts when a byte
+// arrives, so an upstream that drips its handshake could hold a worker far
+// past the deadline; UpstreamStream enforces it only once the connection is
+// up. Only new connections are watched, so a reused one costs nothing here.
+//
+// Thread safety: thread-safe. Unwatch returns only when the entry can no
+// longer be acted on, so a session may be destroyed right after.
+class ConnectWatchdog {
+ public:
+  static ConnectWatchdog& Get() {
+    static ConnectWatchdog* const watchdog = new ConnectWatchdog();
+    return *watchdog;
+  }
+
+  uint64_t Watch(HttpSession* session,
+                 std::chrono::steady_clock::time_point deadline) {
+    std::lock_guard<std::mutex> lock(mu_);
+    const uint64_t id = ++last_id_;
+    entries_.emplace(std::make_pair(deadline, id), session);
+    wake_.notify_one();
+    return id;
+  }
+
+  void Unwatch(uint64_t id, std::chrono::steady_clock::time_point deadline) {
+    std::lock_guard<std::mutex> lock(mu_);
+    entries_.erase(std::make_pair(deadline, id));
+  }
+
+ private:
+  ConnectWatchdog() {
+    std::thread([this] { Run(); }).detach();
+  }
+
+  void Run() {
+    std::unique_lock<std::mutex> lock(mu_);
+    for (;;) {
+      if (entries_.empty()) {
+        wake_.wait(lock);
+        continue;
+      }
+      auto first = entries_.begin();
+      if (first->first.first > std::chrono::steady_clock::now()) {
+        wake_.wait_until(lock, first->first.first);
+        continue;
+      }
+      // Under mu_: Unwatch cannot return, nor the session go, meanwhile.
+      first->second->AbortAtDeadline();
+      entries_.erase(first);
+    }
+  }
+
+  std::mutex mu_;
+  std::condition_variable wake_;
+  uint64_t last_id_ = 0;  // guarded by mu_
+  std::map<std::pair<std::chrono::steady_clock::time_point, uint64_t>,
+           HttpSession*>
+      entries_;  // guarded by mu_
+};
+
+}  // namespace internal
+
 // What one call to httplib observed, beyond its Error code.
 struct HttpSession::Attempt {
   int number = 1;
@@ -203,16 +270,30 @@ HttpSession::~HttpSession() {
 }
 
 void HttpSession::OnSocket(int fd) {
+  {
+    std::lock_guard<std::mutex> lock(abort_mu_);
+    if (abort_fd_ >= 0) close(abort_fd_);
+    abort_fd_ = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (abort_requested_ && abort_fd_ >= 0) shutdown(abort_fd_, SHUT_RDWR);
+  }
+  // Not under abort_mu_: the watchdog takes its own lock, then abort_mu_.
+  if (watch_ == 0) {
+    watch_ = internal::ConnectWatchdog::Get().Watch(this, connect_deadline_);
+  }
+}
+
+void HttpSession::AbortAtDeadline() {
   std::lock_guard<std::mutex> lock(abort_mu_);
-  if (abort_fd_ >= 0) close(abort_fd_);
-  abort_fd_ = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-  if (abort_requested_ && abort_fd_ >= 0) shutdown(abort_fd_, SHUT_RDWR);
+  if (!in_exchange_) return;
+  deadline_abort_ = true;
+  if (abort_fd_ >= 0) shutdown(abort_fd_, SHUT_RDWR);
 }
 
 void HttpSession::BeginExchange() {
   std::lock_guard<std::mutex> lock(abort_mu_);
   in_exchange_ = true;
   abort_requested_ = false;
+  deadline_abort_ = false;
 }
 
 void HttpSession::EndExchange() {
@@ -220,6 +301,7 @@ void HttpSession::EndExchange() {
   std::lock_guard<std::mutex> lock(abort_mu_);
   in_exchange_ = false;
   abort_requested_ = false;
+  deadline_abort_ = false;
   // httplib closed the connection: let the socket go.
   if (!open && abort_fd_ >= 0) {
     close(abort_fd_);
@@ -567,7 +649,17 @@ absl::Status HttpSession::SendOnce(const UpstreamRequest& request,
 
   httplib::Response res;
   httplib::Error error = httplib::Error::Success;
+  connect_deadline_ = std::chrono::steady_clock::now() + remaining;
   const bool ok = client_->send(req, res, error);
+  if (watch_ != 0) {
+    internal::ConnectWatchdog::Get().Unwatch(watch_, connect_deadline_);
+    watch_ = 0;
+  }
+  bool deadline_abort;
+  {
+    std::lock_guard<std::mutex> lock(abort_mu_);
+    deadline_abort = deadline_abort_;
+  }
   const bool opened = connections_opened_ != opened_before;
   attempt.reused = !opened && requests_served_ > 0;
   if (opened) observer_.OnConnectionOpened(origin_.scheme == "https");
@@ -578,7 +670,8 @@ absl::Status HttpSession::SendOnce(const UpstreamRequest& request,
   if (attempt.sink_aborted) return sink.AbortStatus();
   if (ok) return absl::OkStatus();
   attempt.failed_in_stream =
-      exchange_.failure != UpstreamExchange::Failure::kNone;
+      exchange_.failure != UpstreamExchange::Failure::kNone || deadline_abort;
+  if (deadline_abort) return Timeout(remaining);
   switch (exchange_.failure) {
     case UpstreamExchange::Failure::kDeadline:
       return Timeout(remaining);

@@ -58,6 +58,9 @@ enum class Error;
 }  // namespace httplib
 
 namespace egress {
+namespace internal {
+class ConnectWatchdog;
+}  // namespace internal
 
 // How long a connect to one of several addresses may take before the next
 // address is tried (sequential Happy Eyeballs; RFC 8305 races at 250 ms).
@@ -182,8 +185,12 @@ class HttpSession {
                                    ResponseSink& sink, Attempt& attempt);
   // Connects to candidates_[i] from now on.
   void UseAddress(size_t i);
-  // A new socket: keeps a duplicate of it for Abort.
+  // A new socket: keeps a duplicate of it for Abort, and has the connect and
+  // TLS handshake watched against the exchange's deadline.
   void OnSocket(int fd);
+  // The watchdog's Abort: the exchange's deadline passed while connecting.
+  void AbortAtDeadline();
+  friend class internal::ConnectWatchdog;
   // Marks the start and end of an exchange for Abort.
   void BeginExchange();
   void EndExchange();
@@ -218,6 +225,11 @@ class HttpSession {
   int abort_fd_ = -1;             // guarded by abort_mu_
   bool in_exchange_ = false;      // guarded by abort_mu_
   bool abort_requested_ = false;  // guarded by abort_mu_
+  bool deadline_abort_ = false;   // guarded by abort_mu_: by the watchdog
+  // The exchange's deadline on the steady clock, for the watchdog; set by the
+  // owner before each send.
+  std::chrono::steady_clock::time_point connect_deadline_;
+  uint64_t watch_ = 0;  // the watchdog's entry for this connect; 0: none
 };
 
 }  // namespace egress

@@ -3,6 +3,12 @@
 // interim-response floods. Each case asserts the exact answer or error, that
 // it came promptly, and that the same session then serves a normal call; the
 // suite ends by checking the process's peak RSS stayed bounded.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
 #include <chrono>
 #include <fstream>
 #include <string>
@@ -478,6 +484,44 @@ TEST_F(HostileUpstreamTest, AnswerBeforeTheRequestBodyWasRead) {
   EXPECT_TRUE(absl::IsUnavailable(result.status())) << result.status();
   EXPECT_THAT(result.status().message(),
               HasSubstr("while sending the request"));
+}
+
+TEST_F(HostileUpstreamTest, DrippedTlsHandshakeEndsAtTheDeadline) {
+  // An https upstream that answers the ClientHello one byte every 100 ms,
+  // forever: each byte restarts httplib's handshake wait, so only the
+  // exchange's own deadline (the connect watchdog) can end it.
+  const int listener = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)),
+            0);
+  ASSERT_EQ(listen(listener, 4), 0);
+  socklen_t len = sizeof(addr);
+  getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  std::atomic<bool> stop{false};
+  std::thread dripper([&] {
+    const int fd = accept(listener, nullptr, nullptr);
+    if (fd < 0) return;
+    // A handshake record header announcing 16 KiB, then its body byte by byte.
+    const std::string drip =
+        std::string("\x16\x03\x03\x40\x00", 5) + std::string(16 << 10, 'A');
+    for (size_t i = 0; i < drip.size() && !stop; ++i) {
+      if (send(fd, &drip[i], 1, MSG_NOSIGNAL) != 1) break;
+      std::this_thread::sleep_for(milliseconds(100));
+    }
+    close(fd);
+  });
+  origin_ = Origin{"https", "127.0.0.1", ntohs(addr.sin_port)};
+  HttpSession session(origin_, options_, RealClock::Get(), observer_);
+  auto result = Call(session, milliseconds(1000));
+  stop = true;
+  dripper.join();
+  close(listener);
+  ASSERT_FALSE(result.ok());
+  EXPECT_TRUE(absl::IsDeadlineExceeded(result.status())) << result.status();
+  EXPECT_GE(took_, milliseconds(950));
+  EXPECT_LT(took_, milliseconds(1600));
 }
 
 TEST_F(HostileUpstreamTest, PeakRssStaysBounded) {

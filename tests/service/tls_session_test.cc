@@ -1,7 +1,11 @@
 // HttpSession against real TLS upstreams whose certificates the test generates:
 // verification against a CA, reuse of one handshake, and each kind of refusal.
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -182,9 +186,31 @@ TEST_F(TlsSessionTest, InsecureSkipVerifyAcceptsAnything) {
 }
 
 TEST_F(TlsSessionTest, PlainHttpServerOnAnHttpsUrlIsAHandshakeFailure) {
-  FakeUpstream plain;
-  auto session = SessionTo("127.0.0.1", plain.port());
-  auto r = Call(*session, plain.port(), "127.0.0.1");
+  // A plain HTTP server answers the ClientHello as nginx does: 400, close.
+  const int listener = socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)),
+            0);
+  ASSERT_EQ(listen(listener, 4), 0);
+  socklen_t len = sizeof(addr);
+  getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  const int port = ntohs(addr.sin_port);
+  std::thread plain([listener] {
+    const int fd = accept(listener, nullptr, nullptr);
+    if (fd < 0) return;
+    char hello[512];
+    (void)recv(fd, hello, sizeof(hello), 0);
+    const char answer[] =
+        "HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n";
+    (void)send(fd, answer, sizeof(answer) - 1, MSG_NOSIGNAL);
+    close(fd);
+  });
+  auto session = SessionTo("127.0.0.1", port);
+  auto r = Call(*session, port, "127.0.0.1");
+  plain.join();
+  close(listener);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(std::string(r.status().message()),
