@@ -17,7 +17,7 @@ case "${1:-}" in
 esac
 
 # Build and run: Bazel, the C++ libraries, and what fetch-httplib.sh uses.
-packages=(
+build_packages=(
   bazel-bootstrap bazel-rules-java
   g++ pkg-config
   libgrpc++-dev protobuf-compiler-grpc libprotobuf-dev protobuf-compiler
@@ -26,16 +26,16 @@ packages=(
   prometheus-cpp-dev
   openssl ca-certificates
 )
-if $tests; then
-  packages+=(
-    libgtest-dev libgmock-dev libbenchmark-dev
-    python3 python3-grpcio python3-grpc-tools
-    # Real servers nobody here wrote, for the conformance tests.
-    python3-httpbin gunicorn nginx
-    # promtool and a real Prometheus for the dashboard and alert tests.
-    prometheus
-  )
-fi
+test_packages=(
+  libgtest-dev libgmock-dev libbenchmark-dev
+  python3 python3-grpcio python3-grpc-tools
+  # Real servers nobody here wrote, for the conformance tests.
+  python3-httpbin gunicorn nginx
+  # promtool and a real Prometheus for the dashboard and alert tests.
+  prometheus
+)
+packages=("${build_packages[@]}")
+$tests && packages+=("${test_packages[@]}")
 
 sudo_cmd=()
 [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
@@ -63,6 +63,13 @@ fi
 
 # cpp-httplib 0.18.7 from Debian 13's source package, once.
 scripts/fetch-httplib.sh
+
+# What is installed now, for //third_party:system_libs.bzl: when this list
+# changes, Bazel looks for the libraries again (its repository is cached).
+list=third_party/installed-packages.txt
+dpkg-query -W -f='${Package} ${Version}\n' "${build_packages[@]}" "${test_packages[@]}" \
+  2>/dev/null | sort >"$list.new" || true
+if cmp -s "$list.new" "$list"; then rm -f "$list.new"; else mv "$list.new" "$list"; fi
 
 $tests || exit 0
 # npm dependencies exactly as their lockfiles say; only when they are missing or

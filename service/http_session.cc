@@ -197,8 +197,10 @@ class ConnectWatchdog {
         continue;
       }
       auto first = entries_.begin();
-      if (first->first.first > std::chrono::steady_clock::now()) {
-        wake_.wait_until(lock, first->first.first);
+      // A copy: the entry may be erased while this thread waits.
+      const std::chrono::steady_clock::time_point when = first->first.first;
+      if (when > std::chrono::steady_clock::now()) {
+        wake_.wait_until(lock, when);
         continue;
       }
       // Under mu_: Unwatch cannot return, nor the session go, meanwhile.

@@ -179,9 +179,9 @@ TEST_F(ResponseHeadTest, RefusesBadHeaderLines) {
               HasSubstr("header line without a colon"));
   EXPECT_THAT(ReadAll("HTTP/1.1 200 OK\r\nbad name: x\r\n\r\n").message(),
               HasSubstr("invalid header name"));
-  EXPECT_THAT(
-      ReadAll(std::string("HTTP/1.1 200 OK\r\nA: x\0y\r\n\r\n", 29)).message(),
-      HasSubstr("control character in header value"));
+  constexpr char kNul[] = "HTTP/1.1 200 OK\r\nA: x\0y\r\n\r\n";
+  EXPECT_THAT(ReadAll(std::string(kNul, sizeof(kNul) - 1)).message(),
+              HasSubstr("control character in header value"));
   EXPECT_THAT(ReadAll("HTTP/1.1 200 OK\r\nA: x\ry\r\n\r\n").message(),
               HasSubstr("bare CR"));
   EXPECT_THAT(ReadAll("HTTP/1.1 101 Switching Protocols\r\n\r\n").message(),
