@@ -334,17 +334,22 @@ class UnaryRunner {
     const double us =
         std::chrono::duration<double, std::micro>(now - slot->sent).count();
     const bool http_error = status.ok() && slot->response.status() >= 500;
+    bool closed_loop;
     {
       std::lock_guard<std::mutex> lock(mu_);
       stats_.latency.Record(us);
       stats_.Count(status.error_code(), now, phase_.end);
       if (http_error) ++stats_.http_errors;
+      // Everything that touches this runner happens before in_flight_ drops:
+      // an open loop's Run may return, and the runner go, as soon as it is 0.
+      ++done_;
+      closed_loop = phase_.rps <= 0;
       --in_flight_;
-      if (phase_.rps > 0) free_.push_back(slot);
+      if (!closed_loop) free_.push_back(slot);
       cv_.notify_all();
     }
-    ++done_;
-    if (phase_.rps <= 0) Kick(slot);
+    // A closed loop's Run waits for every slot to retire, which only Kick does.
+    if (closed_loop) Kick(slot);
   }
 
   const egress::v1::EgressRequest& request_;

@@ -662,8 +662,11 @@ absl::Status HttpSession::SendOnce(const UpstreamRequest& request,
     std::lock_guard<std::mutex> lock(abort_mu_);
     deadline_abort = deadline_abort_;
   }
-  const bool opened = connections_opened_ != opened_before;
-  attempt.reused = !opened && requests_served_ > 0;
+  // A socket counts as a connection (and, for https, a handshake) once it is
+  // up: connects that failed over to another address are not.
+  const bool new_socket = connections_opened_ != opened_before;
+  const bool opened = new_socket && exchange_.connected;
+  attempt.reused = !new_socket && requests_served_ > 0;
   if (opened) observer_.OnConnectionOpened(origin_.scheme == "https");
   if (attempt.reused) observer_.OnConnectionReused();
   // Bytes beyond the response: never read them as the next one.

@@ -29,6 +29,7 @@ UpstreamStream::UpstreamStream(httplib::Stream& inner, int fd, SSL* ssl,
                                UpstreamExchange& exchange, std::string& buffer)
     : inner_(inner), fd_(fd), ssl_(ssl), exchange_(exchange), buffer_(buffer) {
   if (buffer_.size() != kBlock) buffer_.resize(kBlock);
+  exchange_.connected = true;
 }
 
 bool UpstreamStream::Wait(bool for_write) {

@@ -54,6 +54,7 @@ struct UpstreamExchange {
   std::function<bool(const ResponseHead&)> on_head;
 
   // Results.
+  bool connected = false;  // the connection was made (and TLS set up)
   Failure failure = Failure::kNone;
   absl::Status head_error;
   bool head_received = false;
