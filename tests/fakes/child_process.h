@@ -22,6 +22,10 @@ pid_t SpawnChild(const std::vector<std::string>& argv,
 // program that cannot be told to pick its own.
 int FreeLoopbackPort();
 
+// A TCP socket listening on 127.0.0.1 on an ephemeral port, for a test's own
+// raw server; its port in `port`. The caller closes it. -1 on failure.
+int ListenOnLoopback(int& port);
+
 // Waits until 127.0.0.1:`port` accepts connections; false after `limit`.
 bool WaitForLoopbackPort(int port, std::chrono::milliseconds limit);
 

@@ -3,8 +3,6 @@
 // interim-response floods. Each case asserts the exact answer or error, that
 // it came promptly, and that the same session then serves a normal call; the
 // suite ends by checking the process's peak RSS stayed bounded.
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -20,6 +18,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "service/http_session.h"
+#include "tests/fakes/child_process.h"
 #include "tests/fakes/counting_observer.h"
 #include "tests/fakes/scripted_upstream.h"
 
@@ -490,15 +489,9 @@ TEST_F(HostileUpstreamTest, DrippedTlsHandshakeEndsAtTheDeadline) {
   // An https upstream that answers the ClientHello one byte every 100 ms,
   // forever: each byte restarts httplib's handshake wait, so only the
   // exchange's own deadline (the connect watchdog) can end it.
-  const int listener = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)),
-            0);
-  ASSERT_EQ(listen(listener, 4), 0);
-  socklen_t len = sizeof(addr);
-  getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
+  int port = 0;
+  const int listener = ListenOnLoopback(port);
+  ASSERT_GE(listener, 0);
   std::atomic<bool> stop{false};
   std::thread dripper([&] {
     const int fd = accept(listener, nullptr, nullptr);
@@ -512,7 +505,7 @@ TEST_F(HostileUpstreamTest, DrippedTlsHandshakeEndsAtTheDeadline) {
     }
     close(fd);
   });
-  origin_ = Origin{"https", "127.0.0.1", ntohs(addr.sin_port)};
+  origin_ = Origin{"https", "127.0.0.1", static_cast<uint16_t>(port)};
   HttpSession session(origin_, options_, RealClock::Get(), observer_);
   auto result = Call(session, milliseconds(1000));
   stop = true;

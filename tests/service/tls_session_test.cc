@@ -1,7 +1,5 @@
 // HttpSession against real TLS upstreams whose certificates the test generates:
 // verification against a CA, reuse of one handshake, and each kind of refusal.
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
 #include <sys/socket.h>
@@ -187,16 +185,9 @@ TEST_F(TlsSessionTest, InsecureSkipVerifyAcceptsAnything) {
 
 TEST_F(TlsSessionTest, PlainHttpServerOnAnHttpsUrlIsAHandshakeFailure) {
   // A plain HTTP server answers the ClientHello as nginx does: 400, close.
-  const int listener = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ASSERT_EQ(bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)),
-            0);
-  ASSERT_EQ(listen(listener, 4), 0);
-  socklen_t len = sizeof(addr);
-  getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &len);
-  const int port = ntohs(addr.sin_port);
+  int port = 0;
+  const int listener = ListenOnLoopback(port);
+  ASSERT_GE(listener, 0);
   std::thread plain([listener] {
     const int fd = accept(listener, nullptr, nullptr);
     if (fd < 0) return;
