@@ -6,7 +6,7 @@
 #   response  arbitrary bytes from an upstream into an HttpSession
 #             (tests/fuzz/response_fuzzer.cc, seeds in tests/fuzz/response_corpus)
 # Usage: scripts/fuzz.sh [request|response|all] [SECONDS] [--keep]
-#   (default: all, 60 s each). .ci/run runs `scripts/fuzz.sh all 30`.
+#   (default: all, 60 s each). .ci/run runs each target for 30 s.
 # With --keep, inputs that reach new code are merged into the seed corpus.
 # Installs clang-14 and libclang-rt-14-dev when missing. A crash leaves its input
 # (crash-*) in the work directory, prints it, and fails the script.
@@ -52,7 +52,8 @@ build_response() {
   clang++-14 "${flags[@]}" -Ithird_party/httplib/src \
     -DCPPHTTPLIB_OPENSSL_SUPPORT -DCPPHTTPLIB_SEND_FLAGS=MSG_NOSIGNAL \
     $(pkg-config --cflags openssl "${absl_modules[@]}") \
-    tests/fuzz/response_fuzzer.cc service/http_session.cc service/response_head.cc \
+    tests/fuzz/response_fuzzer.cc third_party/httplib/src/httplib.cc \
+    service/http_session.cc service/response_head.cc \
     service/upstream_stream.cc service/http_types.cc service/dns_cache.cc \
     service/destination_policy.cc service/session_observer.cc \
     $(pkg-config --libs openssl "${absl_modules[@]}" absl_flat_hash_map \
