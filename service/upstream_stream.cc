@@ -76,7 +76,6 @@ bool UpstreamStream::ReadHead() {
       return false;
     }
   }
-  exchange_.head_received = true;
   // The body's first bytes came in the head's last block: keep them.
   const absl::string_view rest = reader.rest();
   std::memcpy(buffer_.data(), rest.data(), rest.size());

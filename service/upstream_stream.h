@@ -57,7 +57,6 @@ struct UpstreamExchange {
   bool connected = false;  // the connection was made (and TLS set up)
   Failure failure = Failure::kNone;
   absl::Status head_error;
-  bool head_received = false;
   // Bytes were left unread after the response (more than it framed, or data
   // nobody asked for): the connection must not carry another exchange.
   bool leftover = false;
