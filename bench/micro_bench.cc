@@ -6,9 +6,9 @@
 #include <string>
 
 #include "proto/egress/v1/egress.pb.h"
-#include "service/egress_service.h"
 #include "service/metrics.h"
 #include "service/request_validation.h"
+#include "service/response_proto.h"
 #include "service/session_cache.h"
 
 namespace egress {
@@ -23,14 +23,13 @@ void BM_SessionCacheHit(benchmark::State& state) {
   const Origin origin{"https", "api.example.com", 443};
   // Warm the cache with a few other origins, as a busy worker would have.
   for (int i = 0; i < 16; ++i) {
-    cache.Acquire(
+    cache.Lease(
         Origin{"https", "host" + std::to_string(i) + ".example.com", 443});
   }
-  cache.Acquire(origin);
+  cache.Lease(origin);
   for (auto _ : state) {
-    HttpSession& session = cache.Acquire(origin);
-    benchmark::DoNotOptimize(&session);
-    cache.Release(session);
+    SessionLease session = cache.Lease(origin);
+    benchmark::DoNotOptimize(&*session);
   }
 }
 BENCHMARK(BM_SessionCacheHit);
@@ -77,7 +76,8 @@ void BM_ResponseConversion(benchmark::State& state) {
                         {"Server", "nginx"}};
     response.body = body;
     egress::v1::EgressResponse proto;
-    ToResponseProto(std::move(response), std::chrono::microseconds(5), proto);
+    ToResponseProto(std::move(response),
+                    CallTiming{std::chrono::microseconds(5)}, proto);
     benchmark::DoNotOptimize(proto);
   }
 }

@@ -17,6 +17,11 @@
 #include "absl/time/time.h"
 #include "service/config.pb.h"
 
+namespace {
+// The flags' defaults are Config's: written once, in defaults.h.
+const egress::Config kDefaults;
+}  // namespace
+
 ABSL_FLAG(std::string, config, "",
           "Configuration file (egress.config.v1.EgressConfig): protobuf text "
           "format, or JSON when the name ends in .json. Flags given on the "
@@ -24,59 +29,66 @@ ABSL_FLAG(std::string, config, "",
 ABSL_FLAG(bool, print_config, false,
           "Print the effective configuration (defaults, --config, flags) and "
           "exit.");
-ABSL_FLAG(bool, access_log, true,
+ABSL_FLAG(bool, access_log, kDefaults.access_log,
           "Log one line per call (caller, method, host, "
           "status, duration, attempts, connection reuse).");
-ABSL_FLAG(std::string, listen, "0.0.0.0:50051",
+ABSL_FLAG(std::string, listen, kDefaults.listen,
           "gRPC listen address (host:port).");
-ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9464",
+ABSL_FLAG(std::string, metrics_listen, kDefaults.metrics_listen,
           "Prometheus /metrics listen address (host:port); empty disables it.");
-ABSL_FLAG(uint32_t, workers, 64,
+ABSL_FLAG(uint32_t, workers, kDefaults.workers,
           "Worker threads; each owns its own cache of upstream sessions.");
-ABSL_FLAG(uint32_t, max_queue, 1024,
+ABSL_FLAG(uint32_t, max_queue, kDefaults.max_queue,
           "Calls that may wait for a worker; more are refused with "
           "RESOURCE_EXHAUSTED.");
-ABSL_FLAG(int32_t, max_session_errors, 3,
+ABSL_FLAG(int32_t, max_session_errors, kDefaults.max_session_errors,
           "Consecutive upstream failures after which a session is recreated.");
-ABSL_FLAG(absl::Duration, keepalive_timeout, absl::Seconds(30),
+ABSL_FLAG(absl::Duration, keepalive_timeout,
+          absl::FromChrono(kDefaults.keepalive_timeout),
           "Sessions idle longer than this are closed.");
-ABSL_FLAG(uint32_t, max_sessions_per_worker, 256,
+ABSL_FLAG(uint32_t, max_sessions_per_worker, kDefaults.max_sessions_per_worker,
           "Sessions one worker keeps (least recently used are evicted).");
-ABSL_FLAG(int64_t, max_requests_per_session, 0,
+ABSL_FLAG(int64_t, max_requests_per_session, kDefaults.max_requests_per_session,
           "Requests after which a session is recreated; 0 is unlimited, 1 "
           "disables connection reuse.");
 ABSL_FLAG(
-    absl::Duration, default_timeout, absl::Seconds(30),
+    absl::Duration, default_timeout,
+    absl::FromChrono(kDefaults.default_timeout),
     "Upstream timeout when the call gives neither a timeout nor a deadline.");
-ABSL_FLAG(absl::Duration, max_timeout, absl::Seconds(300),
+ABSL_FLAG(absl::Duration, max_timeout, absl::FromChrono(kDefaults.max_timeout),
           "Upper bound on any call's upstream timeout.");
-ABSL_FLAG(absl::Duration, connect_timeout, absl::Seconds(5),
+ABSL_FLAG(absl::Duration, connect_timeout,
+          absl::FromChrono(kDefaults.connect_timeout),
           "Timeout for opening a connection to an upstream.");
-ABSL_FLAG(uint64_t, max_request_bytes, 16 << 20,
+ABSL_FLAG(uint64_t, max_request_bytes, kDefaults.max_request_bytes,
           "Largest request body accepted (bytes).");
-ABSL_FLAG(uint64_t, max_response_bytes, 64 << 20,
+ABSL_FLAG(uint64_t, max_response_bytes, kDefaults.max_response_bytes,
           "Largest upstream response body returned by Do (bytes).");
-ABSL_FLAG(uint64_t, max_stream_bytes, 0,
+ABSL_FLAG(uint64_t, max_stream_bytes, kDefaults.max_stream_bytes,
           "Largest body DoStream passes through (bytes); 0 is unlimited.");
-ABSL_FLAG(uint64_t, max_response_line_bytes, 16 << 10,
+ABSL_FLAG(uint64_t, max_response_line_bytes, kDefaults.max_response_line_bytes,
           "Longest status line or header line accepted from an upstream "
           "(bytes); a longer one fails the call with UNAVAILABLE.");
-ABSL_FLAG(uint32_t, max_response_headers, 200,
+ABSL_FLAG(uint32_t, max_response_headers, kDefaults.max_response_headers,
           "Most header fields accepted in an upstream's response.");
-ABSL_FLAG(uint64_t, max_response_head_bytes, 64 << 10,
+ABSL_FLAG(uint64_t, max_response_head_bytes, kDefaults.max_response_head_bytes,
           "Largest upstream response head (status line and headers, interim "
           "1xx responses included), in bytes.");
-ABSL_FLAG(absl::Duration, stream_idle_timeout, absl::Minutes(5),
+ABSL_FLAG(absl::Duration, stream_idle_timeout,
+          absl::FromChrono(kDefaults.stream_idle_timeout),
           "DoStream: longest wait for the upstream's next bytes, or for the "
           "caller to read the previous ones.");
-ABSL_FLAG(absl::Duration, max_connection_age, absl::Minutes(5),
+ABSL_FLAG(absl::Duration, max_connection_age,
+          absl::FromChrono(kDefaults.max_connection_age),
           "Callers' gRPC connections are closed (GOAWAY, with jitter) after "
           "this long, so that they spread over new replicas after a "
           "scale-up; 0 never closes them.");
-ABSL_FLAG(absl::Duration, max_connection_age_grace, absl::Minutes(5),
+ABSL_FLAG(absl::Duration, max_connection_age_grace,
+          absl::FromChrono(kDefaults.max_connection_age_grace),
           "After --max_connection_age, how long calls in flight on the old "
           "connection may still take (keep it at least --max_timeout).");
-ABSL_FLAG(absl::Duration, drain_timeout, absl::Seconds(20),
+ABSL_FLAG(absl::Duration, drain_timeout,
+          absl::FromChrono(kDefaults.drain_timeout),
           "On SIGTERM, how long in-flight calls may take to finish.");
 
 ABSL_FLAG(std::string, ca_file, "",
@@ -85,7 +97,8 @@ ABSL_FLAG(std::string, ca_file, "",
 ABSL_FLAG(bool, insecure_skip_verify, false,
           "DANGER: do not verify https upstreams' certificates or host names. "
           "Logs a warning and sets egress_tls_insecure_skip_verify to 1.");
-ABSL_FLAG(std::string, upstream_tls_min_version, "1.2",
+ABSL_FLAG(std::string, upstream_tls_min_version,
+          kDefaults.upstream_tls_min_version,
           "Oldest TLS version accepted from https upstreams: 1.2 or 1.3.");
 ABSL_FLAG(std::string, allow_cidrs, "",
           "Comma-separated CIDRs the service may connect to even though they "
@@ -110,12 +123,14 @@ ABSL_FLAG(std::string, auth_tokens_file, "",
 ABSL_FLAG(std::string, identity_hosts_file, "",
           "File of \"IDENTITY host[,host...]\" lines limiting what each caller "
           "may reach. Reloaded on SIGHUP.");
-ABSL_FLAG(absl::Duration, dns_ttl, absl::Seconds(600),
+ABSL_FLAG(absl::Duration, dns_ttl, absl::FromChrono(kDefaults.dns_ttl),
           "How long a resolved address is used before the name is looked up "
           "again.");
-ABSL_FLAG(absl::Duration, dns_negative_ttl, absl::Seconds(5),
+ABSL_FLAG(absl::Duration, dns_negative_ttl,
+          absl::FromChrono(kDefaults.dns_negative_ttl),
           "How long a failed lookup is remembered.");
-ABSL_FLAG(uint32_t, dns_cache_size, 10000, "Host names the DNS cache keeps.");
+ABSL_FLAG(uint32_t, dns_cache_size, kDefaults.dns_cache_size,
+          "Host names the DNS cache keeps.");
 
 namespace egress {
 namespace {

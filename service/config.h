@@ -1,6 +1,7 @@
 // Config: every setting of egressd, with its embedded default.
 //
-// Settings come from, in increasing precedence: the embedded defaults below,
+// Settings come from, in increasing precedence: the embedded defaults
+// (defaults.h, the one place they are written),
 // the file named by --config (config.proto: text format, or JSON for *.json;
 // unknown keys are errors), and flags given on the command line.
 // ConfigFromFlags() assembles them (`egressd --help` lists the flags,
@@ -19,44 +20,50 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "service/defaults.h"
 
 namespace egress {
 
 struct Config {
-  std::string listen = "0.0.0.0:50051";
-  std::string metrics_listen = "0.0.0.0:9464";  // empty: no metrics endpoint
+  std::string listen = defaults::kListen;
+  std::string metrics_listen =
+      defaults::kMetricsListen;  // empty: no metrics endpoint
 
-  size_t workers = 64;
-  size_t max_queue = 1024;
+  size_t workers = defaults::kWorkers;
+  size_t max_queue = defaults::kMaxQueue;
 
-  int max_session_errors = 3;
-  std::chrono::nanoseconds keepalive_timeout = std::chrono::seconds(30);
-  size_t max_sessions_per_worker = 256;
-  int64_t max_requests_per_session = 0;  // 0: unlimited; 1: no reuse
+  int max_session_errors = defaults::kMaxSessionErrors;
+  std::chrono::nanoseconds keepalive_timeout = defaults::kKeepaliveTimeout;
+  size_t max_sessions_per_worker = defaults::kMaxSessionsPerWorker;
+  int64_t max_requests_per_session =
+      defaults::kMaxRequestsPerSession;  // 0: unlimited; 1: no reuse
 
-  std::chrono::nanoseconds default_timeout = std::chrono::seconds(30);
-  std::chrono::nanoseconds max_timeout = std::chrono::seconds(300);
-  std::chrono::nanoseconds connect_timeout = std::chrono::seconds(5);
+  std::chrono::nanoseconds default_timeout = defaults::kDefaultTimeout;
+  std::chrono::nanoseconds max_timeout = defaults::kMaxTimeout;
+  std::chrono::nanoseconds connect_timeout = defaults::kConnectTimeout;
 
-  size_t max_request_bytes = 16 << 20;
-  size_t max_response_bytes = 64 << 20;
-  size_t max_stream_bytes = 0;  // DoStream; 0: unlimited
-  std::chrono::nanoseconds stream_idle_timeout = std::chrono::minutes(5);
+  size_t max_request_bytes = defaults::kMaxRequestBytes;
+  size_t max_response_bytes = defaults::kMaxResponseBytes;
+  size_t max_stream_bytes =
+      defaults::kMaxStreamBytes;  // DoStream; 0: unlimited
+  std::chrono::nanoseconds stream_idle_timeout = defaults::kStreamIdleTimeout;
   // Bounds on an upstream's response head (see response_head.h).
-  size_t max_response_line_bytes = 16 << 10;
-  size_t max_response_headers = 200;
-  size_t max_response_head_bytes = 64 << 10;
+  size_t max_response_line_bytes = defaults::kMaxResponseLineBytes;
+  size_t max_response_headers = defaults::kMaxResponseHeaders;
+  size_t max_response_head_bytes = defaults::kMaxResponseHeadBytes;
 
-  std::chrono::nanoseconds drain_timeout = std::chrono::seconds(20);
+  std::chrono::nanoseconds drain_timeout = defaults::kDrainTimeout;
   // Callers' connections are closed (GOAWAY) after this long, so that they
   // spread over new pods after a scale-up; calls in flight get the grace.
   // Zero: never.
-  std::chrono::nanoseconds max_connection_age = std::chrono::minutes(5);
-  std::chrono::nanoseconds max_connection_age_grace = std::chrono::minutes(5);
+  std::chrono::nanoseconds max_connection_age = defaults::kMaxConnectionAge;
+  std::chrono::nanoseconds max_connection_age_grace =
+      defaults::kMaxConnectionAgeGrace;
 
   std::string ca_file;                // extra PEM roots for https upstreams
   bool insecure_skip_verify = false;  // never verify upstream certificates
-  std::string upstream_tls_min_version = "1.2";  // "1.2" or "1.3"
+  std::string upstream_tls_min_version =
+      defaults::kUpstreamTlsMinVersion;  // "1.2" or "1.3"
 
   // Destination policy (comma-separated lists).
   std::string allow_cidrs;
@@ -71,11 +78,11 @@ struct Config {
   std::string auth_tokens_file;
   std::string identity_hosts_file;
 
-  std::chrono::nanoseconds dns_ttl = std::chrono::seconds(600);
-  std::chrono::nanoseconds dns_negative_ttl = std::chrono::seconds(5);
-  size_t dns_cache_size = 10000;
+  std::chrono::nanoseconds dns_ttl = defaults::kDnsTtl;
+  std::chrono::nanoseconds dns_negative_ttl = defaults::kDnsNegativeTtl;
+  size_t dns_cache_size = defaults::kDnsCacheSize;
 
-  bool access_log = true;  // one line per call
+  bool access_log = defaults::kAccessLog;  // one line per call
   // identity -> hosts it may reach (config file only; see caller_auth.h).
   std::map<std::string, std::vector<std::string>> identity_hosts;
 

@@ -47,28 +47,33 @@ Cidr V6(const char* text, int prefix) {
 
 struct Range {
   Cidr cidr;
-  const char* reason;
+  PolicyRule rule;
 };
 
 // IPv4 ranges that are not public (IANA special-purpose registry).
 const std::vector<Range>& V4Ranges() {
   static const auto* ranges = new std::vector<Range>{
-      {V4(0x00000000, 8), "unspecified"},  // 0.0.0.0/8 "this network"
-      {V4(0x0A000000, 8), "private"},      // 10.0.0.0/8
-      {V4(0x64400000, 10), "cgnat"},       // 100.64.0.0/10
-      {V4(0x7F000000, 8), "loopback"},     // 127.0.0.0/8
-      {V4(0xA9FE0000, 16), "link_local"},  // 169.254.0.0/16 (cloud metadata)
-      {V4(0xAC100000, 12), "private"},     // 172.16.0.0/12
-      {V4(0xC0000000, 24), "reserved"},    // 192.0.0.0/24 IETF assignments
-      {V4(0xC0000200, 24), "reserved"},    // 192.0.2.0/24 TEST-NET-1
-      {V4(0xC0586300, 24), "reserved"},    // 192.88.99.0/24 6to4 relay
-      {V4(0xC0A80000, 16), "private"},     // 192.168.0.0/16
-      {V4(0xC6120000, 15), "reserved"},    // 198.18.0.0/15 benchmarking
-      {V4(0xC6336400, 24), "reserved"},    // 198.51.100.0/24 TEST-NET-2
-      {V4(0xCB007100, 24), "reserved"},    // 203.0.113.0/24 TEST-NET-3
-      {V4(0xE0000000, 4), "multicast"},    // 224.0.0.0/4
-      {V4(0xFFFFFFFF, 32), "broadcast"},   // 255.255.255.255
-      {V4(0xF0000000, 4), "reserved"},     // 240.0.0.0/4
+      {V4(0x00000000, 8),
+       PolicyRule::kUnspecified},                  // 0.0.0.0/8 "this network"
+      {V4(0x0A000000, 8), PolicyRule::kPrivate},   // 10.0.0.0/8
+      {V4(0x64400000, 10), PolicyRule::kCgnat},    // 100.64.0.0/10
+      {V4(0x7F000000, 8), PolicyRule::kLoopback},  // 127.0.0.0/8
+      {V4(0xA9FE0000, 16),
+       PolicyRule::kLinkLocal},  // 169.254.0.0/16 (cloud metadata)
+      {V4(0xAC100000, 12), PolicyRule::kPrivate},  // 172.16.0.0/12
+      {V4(0xC0000000, 24),
+       PolicyRule::kReserved},  // 192.0.0.0/24 IETF assignments
+      {V4(0xC0000200, 24), PolicyRule::kReserved},  // 192.0.2.0/24 TEST-NET-1
+      {V4(0xC0586300, 24), PolicyRule::kReserved},  // 192.88.99.0/24 6to4 relay
+      {V4(0xC0A80000, 16), PolicyRule::kPrivate},   // 192.168.0.0/16
+      {V4(0xC6120000, 15),
+       PolicyRule::kReserved},  // 198.18.0.0/15 benchmarking
+      {V4(0xC6336400, 24),
+       PolicyRule::kReserved},  // 198.51.100.0/24 TEST-NET-2
+      {V4(0xCB007100, 24), PolicyRule::kReserved},  // 203.0.113.0/24 TEST-NET-3
+      {V4(0xE0000000, 4), PolicyRule::kMulticast},  // 224.0.0.0/4
+      {V4(0xFFFFFFFF, 32), PolicyRule::kBroadcast},  // 255.255.255.255
+      {V4(0xF0000000, 4), PolicyRule::kReserved},    // 240.0.0.0/4
   };
   return *ranges;
 }
@@ -76,24 +81,26 @@ const std::vector<Range>& V4Ranges() {
 // IPv6 ranges that are not public and embed no IPv4 address.
 const std::vector<Range>& V6Ranges() {
   static const auto* ranges = new std::vector<Range>{
-      {V6("::", 128), "unspecified"},      {V6("::1", 128), "loopback"},
-      {V6("100::", 64), "reserved"},        // discard-only
-      {V6("64:ff9b:1::", 48), "reserved"},  // local-use NAT64
-      {V6("2001:db8::", 32), "reserved"},   // documentation
-      {V6("2001:10::", 28), "reserved"},    // ORCHID
-      {V6("fc00::", 7), "unique_local"},   {V6("fe80::", 10), "link_local"},
-      {V6("fec0::", 10), "reserved"},  // site-local, deprecated
-      {V6("ff00::", 8), "multicast"},
+      {V6("::", 128), PolicyRule::kUnspecified},
+      {V6("::1", 128), PolicyRule::kLoopback},
+      {V6("100::", 64), PolicyRule::kReserved},        // discard-only
+      {V6("64:ff9b:1::", 48), PolicyRule::kReserved},  // local-use NAT64
+      {V6("2001:db8::", 32), PolicyRule::kReserved},   // documentation
+      {V6("2001:10::", 28), PolicyRule::kReserved},    // ORCHID
+      {V6("fc00::", 7), PolicyRule::kUniqueLocal},
+      {V6("fe80::", 10), PolicyRule::kLinkLocal},
+      {V6("fec0::", 10), PolicyRule::kReserved},  // site-local, deprecated
+      {V6("ff00::", 8), PolicyRule::kMulticast},
   };
   return *ranges;
 }
 
-const char* ClassifyV4(uint32_t v4) {
+std::optional<PolicyRule> ClassifyV4(uint32_t v4) {
   const in6_addr mapped = Mapped(v4);
   for (const Range& r : V4Ranges()) {
-    if (r.cidr.Contains(mapped)) return r.reason;
+    if (r.cidr.Contains(mapped)) return r.rule;
   }
-  return nullptr;
+  return std::nullopt;
 }
 
 // IPv4 addresses an IPv6 address carries, which a packet to it may reach.
@@ -117,22 +124,29 @@ bool IsMapped(const in6_addr& a) {
   return kMapped.Contains(a);
 }
 
-absl::Status Denied(const std::string& what, const char* reason,
-                    absl::string_view rule) {
+absl::Status Denied(const std::string& what, PolicyRule rule,
+                    absl::string_view why) {
   absl::Status status = absl::PermissionDeniedError(
-      absl::StrCat(what, " refused by policy: ", rule));
-  status.SetPayload(kReasonPayload, absl::Cord(reason));
+      absl::StrCat(what, " refused by policy: ", why));
+  status.SetPayload(kReasonPayload, absl::Cord(PolicyRuleName(rule)));
   return status;
 }
 
-std::string Describe(const char* reason) {
-  const std::string r = reason;
-  if (r == "private") return "private address (RFC 1918)";
-  if (r == "link_local")
-    return "link-local address (cloud metadata lives here)";
-  if (r == "cgnat") return "shared address space (CGNAT, 100.64.0.0/10)";
-  if (r == "unique_local") return "IPv6 unique local address (fc00::/7)";
-  return absl::StrCat(r, " address");
+std::string Describe(PolicyRule rule) {
+  switch (rule) {
+    case PolicyRule::kPrivate:
+      return "private address (RFC 1918)";
+    case PolicyRule::kLinkLocal:
+      return "link-local address (cloud metadata lives here)";
+    case PolicyRule::kCgnat:
+      return "shared address space (CGNAT, 100.64.0.0/10)";
+    case PolicyRule::kUniqueLocal:
+      return "IPv6 unique local address (fc00::/7)";
+    case PolicyRule::kDenyCidrs:
+      return "--deny_cidrs address";
+    default:
+      return absl::StrCat(PolicyRuleName(rule), " address");
+  }
 }
 
 std::string AddressText(const in6_addr& a) {
@@ -198,15 +212,15 @@ absl::StatusOr<std::vector<Cidr>> ParseCidrList(absl::string_view list,
   return out;
 }
 
-const char* ClassifyAddress(const in6_addr& address) {
+std::optional<PolicyRule> ClassifyAddress(const in6_addr& address) {
   if (IsMapped(address)) return ClassifyV4(Word(address, 12));
   for (const Range& r : V6Ranges()) {
-    if (r.cidr.Contains(address)) return r.reason;
+    if (r.cidr.Contains(address)) return r.rule;
   }
   for (uint32_t v4 : EmbeddedV4(address)) {
-    if (const char* reason = ClassifyV4(v4)) return reason;
+    if (std::optional<PolicyRule> rule = ClassifyV4(v4)) return rule;
   }
-  return nullptr;
+  return std::nullopt;
 }
 
 bool HostMatches(absl::string_view host, absl::string_view pattern) {
@@ -217,9 +231,36 @@ bool HostMatches(absl::string_view host, absl::string_view pattern) {
   return host == pattern;
 }
 
-std::string PolicyReason(const absl::Status& status) {
-  absl::optional<absl::Cord> reason = status.GetPayload(kReasonPayload);
-  return reason ? std::string(*reason) : "";
+const char* PolicyRuleName(PolicyRule rule) {
+  // clang-format off
+  switch (rule) {
+    case PolicyRule::kLoopback:    return "loopback";
+    case PolicyRule::kPrivate:     return "private";
+    case PolicyRule::kLinkLocal:   return "link_local";
+    case PolicyRule::kCgnat:       return "cgnat";
+    case PolicyRule::kUnspecified: return "unspecified";
+    case PolicyRule::kMulticast:   return "multicast";
+    case PolicyRule::kBroadcast:   return "broadcast";
+    case PolicyRule::kReserved:    return "reserved";
+    case PolicyRule::kUniqueLocal: return "unique_local";
+    case PolicyRule::kDenyCidrs:   return "deny_cidrs";
+    case PolicyRule::kDenyHosts:   return "deny_hosts";
+    case PolicyRule::kAllowHosts:  return "allow_hosts";
+    case PolicyRule::kIdentity:    return "identity";
+    case PolicyRule::kInvalid:     return "invalid";
+  }
+  // clang-format on
+  return "invalid";
+}
+
+std::optional<PolicyRule> PolicyRuleOf(const absl::Status& status) {
+  absl::optional<absl::Cord> name = status.GetPayload(kReasonPayload);
+  if (!name) return std::nullopt;
+  for (int i = 0; i < kPolicyRuleCount; ++i) {
+    const auto rule = static_cast<PolicyRule>(i);
+    if (*name == PolicyRuleName(rule)) return rule;
+  }
+  return std::nullopt;
 }
 
 absl::StatusOr<std::unique_ptr<DestinationPolicy>> DestinationPolicy::Create(
@@ -247,7 +288,7 @@ absl::Status DestinationPolicy::CheckHost(
     const std::vector<std::string>* allowed_hosts) const {
   for (const std::string& pattern : options_.deny_hosts) {
     if (HostMatches(host, pattern)) {
-      return Denied(absl::StrCat("host ", host), "deny_hosts",
+      return Denied(absl::StrCat("host ", host), PolicyRule::kDenyHosts,
                     absl::StrCat("matches --deny_hosts entry ", pattern));
     }
   }
@@ -258,22 +299,23 @@ absl::Status DestinationPolicy::CheckHost(
     return false;
   };
   if (!options_.allow_hosts.empty() && !listed(options_.allow_hosts)) {
-    return Denied(absl::StrCat("host ", host), "allow_hosts",
+    return Denied(absl::StrCat("host ", host), PolicyRule::kAllowHosts,
                   "not in --allow_hosts");
   }
   if (allowed_hosts != nullptr && !listed(*allowed_hosts)) {
-    return Denied(absl::StrCat("host ", host), "identity",
+    return Denied(absl::StrCat("host ", host), PolicyRule::kIdentity,
                   "not among the hosts this caller may reach");
   }
   return absl::OkStatus();
 }
 
-const char* DestinationPolicy::Refusal(const in6_addr& address) const {
+std::optional<PolicyRule> DestinationPolicy::Refusal(
+    const in6_addr& address) const {
   for (const Cidr& c : options_.deny_cidrs) {
-    if (c.Contains(address)) return "deny_cidrs";
+    if (c.Contains(address)) return PolicyRule::kDenyCidrs;
   }
   for (const Cidr& c : options_.allow_cidrs) {
-    if (c.Contains(address)) return nullptr;
+    if (c.Contains(address)) return std::nullopt;
   }
   return ClassifyAddress(address);
 }
@@ -281,28 +323,26 @@ const char* DestinationPolicy::Refusal(const in6_addr& address) const {
 absl::Status DestinationPolicy::CheckAddress(const std::string& address) const {
   in6_addr a;
   if (!ParseAddress(address, a)) {
-    return Denied(absl::StrCat("address ", address), "invalid",
+    return Denied(absl::StrCat("address ", address), PolicyRule::kInvalid,
                   "not a numeric address");
   }
   const std::string what = absl::StrCat("connect to ", AddressText(a));
-  const char* reason = Refusal(a);
+  std::optional<PolicyRule> rule = Refusal(a);
   // An IPv6 form that carries an IPv4 address is refused when that one is.
-  if (reason == nullptr && !IsMapped(a)) {
+  if (!rule && !IsMapped(a)) {
     for (uint32_t v4 : EmbeddedV4(a)) {
-      if ((reason = Refusal(Mapped(v4))) != nullptr) {
-        return Denied(what, reason,
+      if ((rule = Refusal(Mapped(v4)))) {
+        return Denied(what, *rule,
                       absl::StrCat("embeds ", AddressText(Mapped(v4)), ", a ",
-                                   std::string(reason) == "deny_cidrs"
-                                       ? "--deny_cidrs address"
-                                       : Describe(reason)));
+                                   Describe(*rule)));
       }
     }
   }
-  if (reason == nullptr) return absl::OkStatus();
-  if (std::string(reason) == "deny_cidrs") {
-    return Denied(what, reason, "in --deny_cidrs");
+  if (!rule) return absl::OkStatus();
+  if (*rule == PolicyRule::kDenyCidrs) {
+    return Denied(what, *rule, "in --deny_cidrs");
   }
-  return Denied(what, reason, Describe(reason));
+  return Denied(what, *rule, Describe(*rule));
 }
 
 }  // namespace egress

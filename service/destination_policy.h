@@ -16,7 +16,7 @@
 //                 embedded address is refused.
 // Deny wins over allow for the same address. Refusals are PERMISSION_DENIED,
 // naming the address and the rule, with the rule's label as a payload
-// (PolicyReason) for egress_policy_denied_total{reason}.
+// (PolicyRuleOf) for egress_policy_denied_total{reason}.
 //
 // Usage:
 //   auto policy = DestinationPolicy::Create(options);
@@ -28,6 +28,7 @@
 #include <netinet/in.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -36,6 +37,28 @@
 #include "absl/strings/string_view.h"
 
 namespace egress {
+
+// The rule that refused a destination: the `reason` label of
+// egress_policy_denied_total.
+enum class PolicyRule {
+  kLoopback,
+  kPrivate,
+  kLinkLocal,
+  kCgnat,
+  kUnspecified,
+  kMulticast,
+  kBroadcast,
+  kReserved,
+  kUniqueLocal,
+  kDenyCidrs,
+  kDenyHosts,
+  kAllowHosts,
+  kIdentity,  // not among the hosts of the caller's identity
+  kInvalid,   // not a numeric address
+};
+inline constexpr int kPolicyRuleCount = 14;
+// "loopback", "private", ..., as in the enum.
+const char* PolicyRuleName(PolicyRule rule);
 
 // An address range; IPv4 ranges are kept as IPv4-mapped IPv6 (::ffff:0:0/96).
 struct Cidr {
@@ -53,11 +76,11 @@ absl::StatusOr<std::vector<Cidr>> ParseCidrList(absl::string_view list,
 // Parses a numeric IPv4 or IPv6 address (no brackets) into the 16-byte form.
 bool ParseAddress(const std::string& text, in6_addr& out);
 
-// The built-in class of a non-public address ("loopback", "private",
-// "link_local", "cgnat", "unspecified", "multicast", "broadcast", "reserved",
-// "unique_local"), or nullptr for a public one. IPv6 forms that embed IPv4 are
+// The built-in rule that refuses a non-public address (kLoopback, kPrivate,
+// kLinkLocal, kCgnat, kUnspecified, kMulticast, kBroadcast, kReserved,
+// kUniqueLocal), or nullopt for a public one. IPv6 forms that embed IPv4 are
 // classified by their embedded address.
-const char* ClassifyAddress(const in6_addr& address);
+std::optional<PolicyRule> ClassifyAddress(const in6_addr& address);
 
 struct PolicyOptions {
   std::vector<Cidr> allow_cidrs;
@@ -84,7 +107,7 @@ class DestinationPolicy {
   explicit DestinationPolicy(PolicyOptions options)
       : options_(std::move(options)) {}
   // The rule refusing `address`, or nullptr.
-  const char* Refusal(const in6_addr& address) const;
+  std::optional<PolicyRule> Refusal(const in6_addr& address) const;
 
   const PolicyOptions options_;
 };
@@ -93,7 +116,7 @@ class DestinationPolicy {
 // host a subdomain of example.com (not example.com itself). Both lower-case.
 bool HostMatches(absl::string_view host, absl::string_view pattern);
 
-// The reason label a policy refusal carries, or "" when `status` has none.
-std::string PolicyReason(const absl::Status& status);
+// The rule a policy refusal carries, or nullopt when `status` has none.
+std::optional<PolicyRule> PolicyRuleOf(const absl::Status& status);
 
 }  // namespace egress

@@ -64,7 +64,7 @@ DnsCache::~DnsCache() {
 }
 
 absl::StatusOr<DnsCache::Answer> DnsCache::Lookup(const std::string& host,
-                                                  MonoTime deadline) {
+                                                  const Deadline& deadline) {
   if (IsIpLiteral(host)) return Answer{{host}, MonoTime::max()};
   std::unique_lock<std::mutex> lock(mu_);
   const auto cached = [&]() -> const Entry* {
@@ -93,9 +93,9 @@ absl::StatusOr<DnsCache::Answer> DnsCache::Lookup(const std::string& host,
   }
   const std::shared_ptr<Inflight> inflight = slot;
   const auto answered = [&] { return inflight->done; };
-  if (deadline == MonoTime::max()) {
+  if (deadline.IsNever()) {
     done_.wait(lock, answered);
-  } else if (!done_.wait_for(lock, deadline - clock_.Now(), answered)) {
+  } else if (!done_.wait_for(lock, deadline.Remaining(), answered)) {
     return absl::DeadlineExceededError(absl::StrCat(
         "dns: no answer for host \"", host, "\" before the deadline"));
   }

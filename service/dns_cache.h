@@ -38,6 +38,8 @@
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
 #include "service/clock.h"
+#include "service/deadline.h"
+#include "service/defaults.h"
 
 namespace egress {
 
@@ -59,9 +61,9 @@ class SystemResolver final : public Resolver {
 };
 
 struct DnsCacheOptions {
-  std::chrono::nanoseconds ttl = std::chrono::seconds(600);
-  std::chrono::nanoseconds negative_ttl = std::chrono::seconds(5);
-  size_t max_entries = 10000;
+  std::chrono::nanoseconds ttl = defaults::kDnsTtl;
+  std::chrono::nanoseconds negative_ttl = defaults::kDnsNegativeTtl;
+  size_t max_entries = defaults::kDnsCacheSize;
   // Lookups running at once; more are refused (UNAVAILABLE) rather than
   // starting ever more threads for a flood of distinct names.
   size_t max_inflight = 256;
@@ -85,7 +87,11 @@ class DnsCache {
   // naming the host; they are cached for negative_ttl. DEADLINE_EXCEEDED when
   // no answer came before `deadline`.
   absl::StatusOr<Answer> Lookup(const std::string& host,
-                                MonoTime deadline = MonoTime::max());
+                                const Deadline& deadline);
+  // Waits as long as the lookup takes.
+  absl::StatusOr<Answer> Lookup(const std::string& host) {
+    return Lookup(host, Deadline::Never(clock_));
+  }
 
   // Forgets `host`: the next Lookup asks the resolver.
   void Invalidate(const std::string& host);

@@ -228,14 +228,14 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
       });
 
   ServiceOptions service_options;
-  service_options.limits.max_request_bytes = config.max_request_bytes;
-  service_options.default_timeout = config.default_timeout;
-  service_options.max_timeout = config.max_timeout;
+  service_options.admission.limits.max_request_bytes = config.max_request_bytes;
+  service_options.admission.default_timeout = config.default_timeout;
+  service_options.admission.max_timeout = config.max_timeout;
+  service_options.admission.auth = s->auth_.get();
+  service_options.admission.policy = s->policy_.get();
   service_options.stream_idle_timeout = config.stream_idle_timeout;
   service_options.max_stream_bytes = config.max_stream_bytes;
-  service_options.auth = s->auth_.get();
   service_options.access_log = config.access_log;
-  service_options.policy = s->policy_.get();
   s->service_ = std::make_unique<EgressService>(service_options, *s->pool_,
                                                 *s->metrics_, clock);
 
@@ -299,7 +299,7 @@ void EgressServer::Shutdown(std::chrono::nanoseconds drain) {
   }
   LogInfo("egressd shutting down: NOT_SERVING, draining calls in flight");
   server_->GetHealthCheckService()->SetServingStatus(false);
-  const auto drain_end = std::chrono::steady_clock::now() + drain;
+  const MonoTime drain_end = RealClock::Get().Now() + drain;
   // gRPC's Shutdown waits for every call to be answered, even after it has
   // cancelled them at the deadline; a worker still on a slow upstream would
   // hold it. At the deadline, abandon the exchanges still running.
@@ -308,7 +308,8 @@ void EgressServer::Shutdown(std::chrono::nanoseconds drain) {
   bool drained = false;
   std::thread watchdog([&] {
     std::unique_lock<std::mutex> lock(mu);
-    if (!cv.wait_until(lock, drain_end, [&] { return drained; })) {
+    if (!cv.wait_for(lock, drain_end - RealClock::Get().Now(),
+                     [&] { return drained; })) {
       LogWarning(
           "drain time is over: abandoning the upstream exchanges in flight");
       pool_->ForEachLocal([](EgressWorker& worker) { worker.AbortCurrent(); });
@@ -317,7 +318,7 @@ void EgressServer::Shutdown(std::chrono::nanoseconds drain) {
   // Refuses new calls at once; waits up to `drain` for calls in flight, then
   // cancels the rest. The workers still answer every call they hold.
   server_->Shutdown(
-      std::chrono::system_clock::now() +
+      RealClock::Get().WallNow() +
       std::chrono::duration_cast<std::chrono::system_clock::duration>(drain));
   {
     std::lock_guard<std::mutex> lock(mu);

@@ -9,56 +9,56 @@ EgressWorker::EgressWorker(size_t index, const SessionCacheOptions& options,
                            const Clock& clock, SessionObserver& observer)
     : index_(index), sessions_(options, clock, observer) {}
 
-void ExchangeCanceller::Attach(HttpSession* session) {
-  std::lock_guard<std::mutex> lock(mu_);
-  session_ = session;
-  if (session_ != nullptr && cancelled_) session_->Abort();
-}
+// Publishes the call being served, for AbortCurrent, for its lifetime.
+class EgressWorker::Serving {
+ public:
+  Serving(EgressWorker& worker, ExchangeCanceller& canceller)
+      : worker_(worker) {
+    std::lock_guard<std::mutex> lock(worker_.current_mu_);
+    worker_.current_ = &canceller;
+  }
+  ~Serving() {
+    std::lock_guard<std::mutex> lock(worker_.current_mu_);
+    worker_.current_ = nullptr;
+  }
 
-void ExchangeCanceller::Cancel() {
-  std::lock_guard<std::mutex> lock(mu_);
-  cancelled_ = true;
-  // HttpSession::Abort never blocks: it only shuts the socket down.
-  if (session_ != nullptr) session_->Abort();
+ private:
+  EgressWorker& worker_;
+};
+
+template <typename ExchangeFn>
+absl::StatusOr<UpstreamResponse> EgressWorker::Serve(
+    const UpstreamRequest& request, ExchangeCanceller& canceller,
+    ExchangeFn exchange) {
+  Serving serving(*this, canceller);
+  SessionLease session = sessions_.Lease(request.origin);
+  absl::StatusOr<UpstreamResponse> response = exchange(*session);
+  if (session->state() == HttpSession::State::kBroken) {
+    NoteBroken(*session, response.status());
+  }
+  return response;  // ~SessionLease gives the session back
 }
 
 absl::StatusOr<UpstreamResponse> EgressWorker::Perform(
-    const UpstreamRequest& request, MonoTime deadline,
+    const UpstreamRequest& request, const Deadline& deadline,
     ExchangeCanceller& canceller) {
-  HttpSession& session = sessions_.Acquire(request.origin);
-  canceller.Attach(&session);
-  SetCurrent(&session);
-  absl::StatusOr<UpstreamResponse> response = session.Send(request, deadline);
-  SetCurrent(nullptr);
-  canceller.Attach(nullptr);  // before Release may drop the session
-  if (session.Broken()) NoteBroken(session, response.status());
-  sessions_.Release(session);
-  return response;
+  return Serve(request, canceller, [&](HttpSession& session) {
+    return session.Send(request, deadline, &canceller);
+  });
 }
 
 absl::StatusOr<UpstreamResponse> EgressWorker::Stream(
-    const UpstreamRequest& request, MonoTime deadline,
-    std::chrono::nanoseconds idle_timeout, AbortableSink& sink) {
-  HttpSession& session = sessions_.Acquire(request.origin);
-  sink.canceller().Attach(&session);
-  SetCurrent(&session);
-  absl::StatusOr<UpstreamResponse> response =
-      session.Stream(request, deadline, idle_timeout, sink);
-  SetCurrent(nullptr);
-  sink.canceller().Attach(nullptr);  // before Release may drop the session
-  if (session.Broken()) NoteBroken(session, response.status());
-  sessions_.Release(session);
-  return response;
-}
-
-void EgressWorker::SetCurrent(HttpSession* session) {
-  std::lock_guard<std::mutex> lock(current_mu_);
-  current_ = session;
+    const UpstreamRequest& request, const Deadline& deadline,
+    std::chrono::nanoseconds idle_timeout, ResponseSink& sink,
+    ExchangeCanceller& canceller) {
+  return Serve(request, canceller, [&](HttpSession& session) {
+    return session.Stream(request, deadline, idle_timeout, sink, &canceller);
+  });
 }
 
 void EgressWorker::AbortCurrent() {
   std::lock_guard<std::mutex> lock(current_mu_);
-  if (current_ != nullptr) current_->Abort();
+  if (current_ != nullptr) current_->Cancel();
 }
 
 void EgressWorker::NoteBroken(const HttpSession& session,

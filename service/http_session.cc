@@ -170,8 +170,8 @@ class ConnectWatchdog {
     return *watchdog;
   }
 
-  uint64_t Watch(HttpSession* session,
-                 std::chrono::steady_clock::time_point deadline) {
+  // `deadline` is in real time (RealClock): the watchdog waits for it.
+  uint64_t Watch(HttpSession* session, MonoTime deadline) {
     std::lock_guard<std::mutex> lock(mu_);
     const uint64_t id = ++last_id_;
     entries_.emplace(std::make_pair(deadline, id), session);
@@ -179,7 +179,7 @@ class ConnectWatchdog {
     return id;
   }
 
-  void Unwatch(uint64_t id, std::chrono::steady_clock::time_point deadline) {
+  void Unwatch(uint64_t id, MonoTime deadline) {
     std::lock_guard<std::mutex> lock(mu_);
     entries_.erase(std::make_pair(deadline, id));
   }
@@ -198,9 +198,10 @@ class ConnectWatchdog {
       }
       auto first = entries_.begin();
       // A copy: the entry may be erased while this thread waits.
-      const std::chrono::steady_clock::time_point when = first->first.first;
-      if (when > std::chrono::steady_clock::now()) {
-        wake_.wait_until(lock, when);
+      const MonoTime when = first->first.first;
+      const MonoTime now = RealClock::Get().Now();
+      if (when > now) {
+        wake_.wait_for(lock, when - now);
         continue;
       }
       // Under mu_: Unwatch cannot return, nor the session go, meanwhile.
@@ -212,22 +213,41 @@ class ConnectWatchdog {
   std::mutex mu_;
   std::condition_variable wake_;
   uint64_t last_id_ = 0;  // guarded by mu_
-  std::map<std::pair<std::chrono::steady_clock::time_point, uint64_t>,
-           HttpSession*>
+  std::map<std::pair<MonoTime, uint64_t>, HttpSession*>
       entries_;  // guarded by mu_
 };
 
 }  // namespace internal
 
-// What one call to httplib observed, beyond its Error code.
+// One call to httplib: what it observed, and why it failed.
 struct HttpSession::Attempt {
   int number = 1;
   bool reused = false;
-  bool got_response = false;      // the final response head arrived
-  bool sink_aborted = false;      // the sink said stop
-  bool failed_in_stream = false;  // deadline, idle timeout or a bad head
-  bool connect_failed = false;    // a new connection could not be made
+  AttemptFacts facts;
+  UpstreamFailure failure = UpstreamFailure::kNone;
 };
+
+void ExchangeCanceller::Cancel() {
+  std::lock_guard<std::mutex> lock(mu_);
+  cancelled_ = true;
+  if (session_ != nullptr) session_->Abort();
+}
+
+bool ExchangeCanceller::cancelled() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return cancelled_;
+}
+
+void ExchangeCanceller::Attach(HttpSession* session) {
+  std::lock_guard<std::mutex> lock(mu_);
+  session_ = session;
+  if (cancelled_) session_->Abort();
+}
+
+void ExchangeCanceller::Detach() {
+  std::lock_guard<std::mutex> lock(mu_);
+  session_ = nullptr;
+}
 
 HttpSession::HttpSession(Origin origin, const SessionOptions& options,
                          const Clock& clock, SessionObserver& observer)
@@ -291,24 +311,42 @@ void HttpSession::AbortAtDeadline() {
   if (abort_fd_ >= 0) shutdown(abort_fd_, SHUT_RDWR);
 }
 
-void HttpSession::BeginExchange() {
-  std::lock_guard<std::mutex> lock(abort_mu_);
-  in_exchange_ = true;
-  abort_requested_ = false;
-  deadline_abort_ = false;
+void HttpSession::BeginExchange(ExchangeCanceller* canceller) {
+  state_ = State::kInExchange;
+  {
+    std::lock_guard<std::mutex> lock(abort_mu_);
+    in_exchange_ = true;
+    abort_requested_ = false;
+    deadline_abort_ = false;
+  }
+  // Once in the exchange, so that a cancel made before it aborts it at once.
+  if (canceller != nullptr) canceller->Attach(this);
 }
 
-void HttpSession::EndExchange() {
+void HttpSession::EndExchange(ExchangeCanceller* canceller) {
+  // Before the exchange ends, so that the canceller never reaches the next.
+  if (canceller != nullptr) canceller->Detach();
   const bool open = client_->is_socket_open();
-  std::lock_guard<std::mutex> lock(abort_mu_);
-  in_exchange_ = false;
-  abort_requested_ = false;
-  deadline_abort_ = false;
-  // httplib closed the connection: let the socket go.
-  if (!open && abort_fd_ >= 0) {
-    close(abort_fd_);
-    abort_fd_ = -1;
+  {
+    std::lock_guard<std::mutex> lock(abort_mu_);
+    in_exchange_ = false;
+    abort_requested_ = false;
+    deadline_abort_ = false;
+    // httplib closed the connection: let the socket go.
+    if (!open && abort_fd_ >= 0) {
+      close(abort_fd_);
+      abort_fd_ = -1;
+    }
   }
+  state_ = SettledState();
+}
+
+HttpSession::State HttpSession::SettledState() const {
+  if (consecutive_errors_ >= options_.max_errors) return State::kBroken;
+  if (options_.max_requests > 0 && requests_served_ >= options_.max_requests) {
+    return State::kExhausted;
+  }
+  return State::kReady;
 }
 
 bool HttpSession::AbortRequested() {
@@ -342,7 +380,10 @@ void HttpSession::ConfigureVerification(SSL_CTX* ctx) {
 }
 
 absl::StatusOr<UpstreamResponse> HttpSession::Send(
-    const UpstreamRequest& request, MonoTime deadline) {
+    const UpstreamRequest& request, const Deadline& deadline,
+    ExchangeCanceller* canceller) {
+  BeginExchange(canceller);
+  absl::Cleanup end_exchange = [this, canceller] { EndExchange(canceller); };
   BufferSink buffer(options_.max_response_bytes, Describe());
   absl::StatusOr<UpstreamResponse> result =
       Exchange(request, deadline, std::chrono::nanoseconds::max(), buffer);
@@ -354,18 +395,19 @@ absl::StatusOr<UpstreamResponse> HttpSession::Send(
 }
 
 absl::StatusOr<UpstreamResponse> HttpSession::Stream(
-    const UpstreamRequest& request, MonoTime deadline,
-    std::chrono::nanoseconds idle_timeout, ResponseSink& sink) {
+    const UpstreamRequest& request, const Deadline& deadline,
+    std::chrono::nanoseconds idle_timeout, ResponseSink& sink,
+    ExchangeCanceller* canceller) {
+  BeginExchange(canceller);
+  absl::Cleanup end_exchange = [this, canceller] { EndExchange(canceller); };
   return Exchange(request, deadline, idle_timeout, sink);
 }
 
 absl::StatusOr<UpstreamResponse> HttpSession::Exchange(
-    const UpstreamRequest& request, MonoTime deadline,
+    const UpstreamRequest& request, const Deadline& deadline,
     std::chrono::nanoseconds idle_timeout, ResponseSink& sink) {
   const MonoTime start = clock_.Now();
   BlockSigpipeOnThisThread();
-  BeginExchange();
-  absl::Cleanup end_exchange = [this] { EndExchange(); };
   absl::Status pinned = Pin(deadline);
   if (!pinned.ok()) {
     last_used_ = start;
@@ -381,9 +423,7 @@ absl::StatusOr<UpstreamResponse> HttpSession::Exchange(
   second.number = 2;
   // A keep-alive connection the upstream closed while it sat idle fails before
   // any response byte; resending is safe only when the request is idempotent.
-  const bool stale = !status.ok() && first.reused && !first.got_response &&
-                     !first.failed_in_stream && !first.sink_aborted &&
-                     absl::IsUnavailable(status);
+  const bool stale = first.reused && MayBeStaleConnection(first.failure);
   if (stale) {
     const bool safe =
         IsIdempotentMethod(request.method) ||
@@ -391,7 +431,7 @@ absl::StatusOr<UpstreamResponse> HttpSession::Exchange(
                     [](const auto& h) {
                       return absl::EqualsIgnoreCase(h.first, "Idempotency-Key");
                     });
-    if (safe && clock_.Now() < deadline && !AbortRequested()) {
+    if (safe && !deadline.Expired() && !AbortRequested()) {
       observer_.OnStaleRetry();
       status =
           SendTryingAddresses(request, deadline, idle_timeout, sink, second);
@@ -404,7 +444,6 @@ absl::StatusOr<UpstreamResponse> HttpSession::Exchange(
     }
   }
   last_used_ = clock_.Now();
-  const bool aborted = AbortRequested();
   if (status.ok()) {
     consecutive_errors_ = 0;
     ++requests_served_;
@@ -414,16 +453,12 @@ absl::StatusOr<UpstreamResponse> HttpSession::Exchange(
     summary.upstream_time = last_used_ - start;
     return summary;
   }
-  if (aborted && !last->sink_aborted) {
-    status = absl::CancelledError(absl::StrFormat(
-        "%s: exchange abandoned: the caller went away", Describe()));
-  }
   // Not session errors: an exchange the sink or the caller abandoned (a body
   // over a limit, a caller gone: the connection was closed on purpose) and a
   // stale connection that was not retried. A retry that failed on its fresh
   // connection is one.
   const bool stale_not_retried = stale && last == &first;
-  if (!last->sink_aborted && !aborted && !stale_not_retried) {
+  if (IsSessionError(last->failure) && !stale_not_retried) {
     ++consecutive_errors_;
   }
   return status;
@@ -436,69 +471,78 @@ std::string HttpSession::Describe() const {
   return absl::StrFormat("%s (%s)", origin_.Key(), pinned_address_);
 }
 
-absl::Status HttpSession::Timeout(nanoseconds budget) const {
-  return absl::DeadlineExceededError(absl::StrFormat(
-      "%s: no complete response within %.3fs", Describe(), Seconds(budget)));
-}
-
-absl::Status HttpSession::ConnectTimeout(microseconds budget,
-                                         bool cut_by_deadline) const {
-  const std::string message =
-      absl::StrFormat("connect to %s timed out after %.3fs", Describe(),
-                      Seconds(duration_cast<nanoseconds>(budget)));
-  // The upstream did not answer within --connect_timeout: it is unreachable,
-  // and the caller, whose deadline has time left, may try again. Only when the
-  // call's own deadline cut the connect short is it DEADLINE_EXCEEDED.
-  if (cut_by_deadline) return absl::DeadlineExceededError(message);
-  return absl::UnavailableError(message);
-}
-
-absl::Status HttpSession::TransportError(httplib::Error error,
-                                         bool got_response) const {
-  switch (error) {
-    case httplib::Error::Write:
-      return absl::UnavailableError(absl::StrFormat(
-          "%s: connection closed or reset while sending the request",
-          Describe()));
-    case httplib::Error::Read:
-      if (got_response) {
-        return absl::UnavailableError(absl::StrFormat(
-            "%s: response body incomplete: the connection closed or was reset, "
-            "or the body's framing was broken (Content-Length or chunks)",
-            Describe()));
-      }
-      return absl::UnavailableError(absl::StrFormat(
-          "%s: connection closed or reset before any response", Describe()));
-    case httplib::Error::SSLConnection:
-      if (verify_result_ == X509_V_ERR_HOSTNAME_MISMATCH ||
-          verify_result_ == X509_V_ERR_IP_ADDRESS_MISMATCH) {
-        return absl::UnavailableError(absl::StrFormat(
-            "%s: certificate verify failed: the certificate does not match "
-            "host name \"%s\"",
-            Describe(), origin_.host));
-      }
-      if (verify_result_ != X509_V_OK) {
-        return absl::UnavailableError(
-            absl::StrFormat("%s: certificate verify failed: %s", Describe(),
-                            X509_verify_cert_error_string(verify_result_)));
-      }
-      {
-        const unsigned long tls_error =
-            ERR_peek_error();  // the first: the cause
-        const char* reason =
-            tls_error != 0 ? ERR_reason_error_string(tls_error) : nullptr;
-        return absl::UnavailableError(absl::StrFormat(
-            "%s: TLS handshake failed%s%s", Describe(),
-            reason != nullptr ? ": " : "", reason != nullptr ? reason : ""));
-      }
-    default:
+absl::Status HttpSession::FailureStatus(const Attempt& attempt,
+                                        ResponseSink& sink, nanoseconds budget,
+                                        nanoseconds connect_budget,
+                                        nanoseconds idle_timeout) const {
+  const std::string where = Describe();
+  switch (attempt.failure) {
+    case UpstreamFailure::kNone:
+      return absl::OkStatus();
+    case UpstreamFailure::kAbandoned:
+      return sink.AbortStatus();
+    case UpstreamFailure::kCancelled:
+      return absl::CancelledError(absl::StrFormat(
+          "%s: exchange abandoned: the caller went away", where));
+    case UpstreamFailure::kDeadline:
+      return absl::DeadlineExceededError(absl::StrFormat(
+          "%s: no complete response within %.3fs", where, Seconds(budget)));
+    case UpstreamFailure::kIdle:
+      return absl::DeadlineExceededError(absl::StrFormat(
+          "%s: no data from the upstream for %.3fs (--stream_idle_timeout)",
+          where, Seconds(idle_timeout)));
+    case UpstreamFailure::kBadHead:
       return absl::UnavailableError(
-          absl::StrFormat("%s: upstream exchange failed: %s", Describe(),
-                          httplib::to_string(error)));
+          absl::StrCat(where, ": ", exchange_.head_error.message()));
+    case UpstreamFailure::kConnectTimeout:
+    case UpstreamFailure::kConnectDeadline:
+      // The upstream did not answer within --connect_timeout: it is
+      // unreachable, and the caller, whose deadline has time left, may try
+      // again. Only when the call's own deadline cut the connect short is it
+      // DEADLINE_EXCEEDED.
+      return absl::Status(FailureCode(attempt.failure),
+                          absl::StrFormat("connect to %s timed out after %.3fs",
+                                          where, Seconds(connect_budget)));
+    case UpstreamFailure::kConnectRefused:
+      return absl::UnavailableError(absl::StrFormat(
+          "connect to %s failed: connection refused or unreachable", where));
+    case UpstreamFailure::kSendFailed:
+      return absl::UnavailableError(absl::StrFormat(
+          "%s: connection closed or reset while sending the request", where));
+    case UpstreamFailure::kClosedBeforeResponse:
+      return absl::UnavailableError(absl::StrFormat(
+          "%s: connection closed or reset before any response", where));
+    case UpstreamFailure::kBodyIncomplete:
+      return absl::UnavailableError(absl::StrFormat(
+          "%s: response body incomplete: the connection closed or was reset, "
+          "or the body's framing was broken (Content-Length or chunks)",
+          where));
+    case UpstreamFailure::kTlsNameMismatch:
+      return absl::UnavailableError(absl::StrFormat(
+          "%s: certificate verify failed: the certificate does not match "
+          "host name \"%s\"",
+          where, origin_.host));
+    case UpstreamFailure::kTlsVerifyFailed:
+      return absl::UnavailableError(absl::StrFormat(
+          "%s: certificate verify failed: %s", where,
+          X509_verify_cert_error_string(attempt.facts.verify_result)));
+    case UpstreamFailure::kTlsHandshakeFailed: {
+      const unsigned long tls_error = ERR_peek_error();  // the first: the cause
+      const char* reason =
+          tls_error != 0 ? ERR_reason_error_string(tls_error) : nullptr;
+      return absl::UnavailableError(absl::StrFormat(
+          "%s: TLS handshake failed%s%s", where, reason != nullptr ? ": " : "",
+          reason != nullptr ? reason : ""));
+    }
+    case UpstreamFailure::kOther:
+      break;
   }
+  return absl::UnavailableError(
+      absl::StrFormat("%s: upstream exchange failed: %s", where,
+                      httplib::to_string(attempt.facts.error)));
 }
 
-absl::Status HttpSession::Pin(MonoTime deadline) {
+absl::Status HttpSession::Pin(const Deadline& deadline) {
   if (options_.dns == nullptr || clock_.Now() < pinned_until_) {
     return absl::OkStatus();
   }
@@ -544,7 +588,7 @@ void HttpSession::UseAddress(size_t i) {
 }
 
 absl::Status HttpSession::SendTryingAddresses(
-    const UpstreamRequest& request, MonoTime deadline,
+    const UpstreamRequest& request, const Deadline& deadline,
     std::chrono::nanoseconds idle_timeout, ResponseSink& sink,
     Attempt& attempt) {
   const size_t count = std::max<size_t>(candidates_.size(), 1);
@@ -557,9 +601,8 @@ absl::Status HttpSession::SendTryingAddresses(
         last ? options_.connect_timeout
              : std::min<nanoseconds>(options_.connect_timeout,
                                      kConnectHeadStart);
-    attempt.connect_failed = false;
     status = SendOnce(request, deadline, idle_timeout, connect, sink, attempt);
-    if (!attempt.connect_failed || last || clock_.Now() >= deadline ||
+    if (!IsConnectFailure(attempt.failure) || last || deadline.Expired() ||
         AbortRequested()) {
       break;
     }
@@ -569,7 +612,7 @@ absl::Status HttpSession::SendTryingAddresses(
     // Remember the address that worked: it is tried first from now on.
     std::rotate(candidates_.begin(), candidates_.begin() + i,
                 candidates_.begin() + i + 1);
-  } else if (!status.ok() && attempt.connect_failed && count > 1) {
+  } else if (IsConnectFailure(attempt.failure) && count > 1) {
     status = absl::Status(
         status.code(),
         absl::StrCat(status.message(), " (tried every address of \"",
@@ -580,41 +623,44 @@ absl::Status HttpSession::SendTryingAddresses(
 }
 
 absl::Status HttpSession::SendOnce(const UpstreamRequest& request,
-                                   MonoTime deadline,
+                                   const Deadline& deadline,
                                    std::chrono::nanoseconds idle_timeout,
                                    std::chrono::nanoseconds connect_timeout,
                                    ResponseSink& sink, Attempt& attempt) {
   const MonoTime start = clock_.Now();
-  const nanoseconds remaining = deadline - start;
+  attempt.facts = AttemptFacts{};
+  attempt.failure = UpstreamFailure::kNone;
+  const nanoseconds remaining = deadline.Remaining();
   if (remaining <= nanoseconds::zero()) {
+    attempt.failure = UpstreamFailure::kDeadline;
     return absl::DeadlineExceededError(absl::StrFormat(
         "%s: deadline passed before the request was sent", Describe()));
   }
-  if (AbortRequested()) return absl::CancelledError("exchange abandoned");
+  if (AbortRequested()) {
+    attempt.failure = UpstreamFailure::kCancelled;
+    return FailureStatus(attempt, sink, remaining, connect_timeout,
+                         idle_timeout);
+  }
   verify_result_ = X509_V_OK;
   ERR_clear_error();
-  const auto budget =
-      std::max(duration_cast<microseconds>(remaining), microseconds(1));
-  const bool connect_cut_by_deadline =
-      budget < duration_cast<microseconds>(connect_timeout);
-  const microseconds connect_budget =
-      std::min(budget, duration_cast<microseconds>(connect_timeout));
-  client_->set_connection_timeout(connect_budget);
+  const Deadline::Budget connect = deadline.Cap(connect_timeout);
+  client_->set_connection_timeout(
+      std::max(duration_cast<microseconds>(connect.time), microseconds(1)));
   // UpstreamStream enforces the deadline (and the idle timeout) before every
   // read and write; httplib's own per-operation timeouts are only a backstop,
   // for the TLS handshake and a TLS record that arrives in pieces.
-  client_->set_read_timeout(budget);
-  client_->set_write_timeout(budget);
+  client_->set_read_timeout(deadline.RemainingMicros());
+  client_->set_write_timeout(deadline.RemainingMicros());
 
   const int64_t opened_before = connections_opened_;
   exchange_ = UpstreamExchange{};
   exchange_.clock = &clock_;
-  exchange_.deadline = deadline;
+  exchange_.deadline = deadline.at();
   exchange_.idle_timeout = idle_timeout;
   exchange_.limits = options_.head_limits;
   exchange_.head_request = request.method == "HEAD";
   exchange_.on_head = [&](const ResponseHead& received) {
-    attempt.got_response = true;
+    attempt.facts.got_response = true;
     UpstreamResponse head;
     head.status = received.status;
     head.headers.reserve(received.headers.size());
@@ -626,7 +672,7 @@ absl::Status HttpSession::SendOnce(const UpstreamRequest& request,
     head.attempts = attempt.number;
     head.upstream_time = clock_.Now() - start;
     if (!sink.OnHead(std::move(head))) {
-      attempt.sink_aborted = true;
+      attempt.facts.sink_aborted = true;
       return false;
     }
     return true;
@@ -643,7 +689,7 @@ absl::Status HttpSession::SendOnce(const UpstreamRequest& request,
   req.content_receiver = [&](const char* data, size_t length, uint64_t,
                              uint64_t) {
     if (!sink.OnBody(data, length)) {
-      attempt.sink_aborted = true;
+      attempt.facts.sink_aborted = true;
       return false;
     }
     return true;
@@ -651,16 +697,17 @@ absl::Status HttpSession::SendOnce(const UpstreamRequest& request,
 
   httplib::Response res;
   httplib::Error error = httplib::Error::Success;
-  connect_deadline_ = std::chrono::steady_clock::now() + remaining;
+  // The watchdog waits in real time for what is left of the deadline.
+  connect_deadline_ = RealClock::Get().Now() + remaining;
   const bool ok = client_->send(req, res, error);
   if (watch_ != 0) {
     internal::ConnectWatchdog::Get().Unwatch(watch_, connect_deadline_);
     watch_ = 0;
   }
-  bool deadline_abort;
   {
     std::lock_guard<std::mutex> lock(abort_mu_);
-    deadline_abort = deadline_abort_;
+    attempt.facts.watchdog_fired = deadline_abort_;
+    attempt.facts.cancelled = abort_requested_;
   }
   // A socket counts as a connection (and, for https, a handshake) once it is
   // up: connects that failed over to another address are not.
@@ -672,38 +719,16 @@ absl::Status HttpSession::SendOnce(const UpstreamRequest& request,
   // Bytes beyond the response: never read them as the next one.
   if (exchange_.leftover) client_->stop();
 
-  if (attempt.sink_aborted) return sink.AbortStatus();
-  if (ok) return absl::OkStatus();
-  attempt.failed_in_stream =
-      exchange_.failure != UpstreamExchange::Failure::kNone || deadline_abort;
-  if (deadline_abort) return Timeout(remaining);
-  switch (exchange_.failure) {
-    case UpstreamExchange::Failure::kDeadline:
-      return Timeout(remaining);
-    case UpstreamExchange::Failure::kIdle:
-      return absl::DeadlineExceededError(absl::StrFormat(
-          "%s: no data from the upstream for %.3fs (--stream_idle_timeout)",
-          Describe(), Seconds(idle_timeout)));
-    case UpstreamExchange::Failure::kHead:
-      return absl::UnavailableError(
-          absl::StrCat(Describe(), ": ", exchange_.head_error.message()));
-    case UpstreamExchange::Failure::kRejected:
-      return sink.AbortStatus();
-    case UpstreamExchange::Failure::kNone:
-      break;
+  attempt.facts.error = ok ? httplib::Error::Success : error;
+  attempt.facts.stream = exchange_.failure;
+  attempt.facts.connect_cut_by_deadline = connect.cut_by_deadline;
+  attempt.facts.verify_result = verify_result_;
+  attempt.failure = ClassifyFailure(attempt.facts);
+  // A response that arrived whole stands, whatever happened after it.
+  if (ok && !attempt.facts.sink_aborted) {
+    attempt.failure = UpstreamFailure::kNone;
   }
-  attempt.connect_failed = error == httplib::Error::ConnectionTimeout ||
-                           error == httplib::Error::Connection;
-  switch (error) {
-    case httplib::Error::ConnectionTimeout:
-      return ConnectTimeout(connect_budget, connect_cut_by_deadline);
-    case httplib::Error::Connection:
-      return absl::UnavailableError(absl::StrFormat(
-          "connect to %s failed: connection refused or unreachable",
-          Describe()));
-    default:
-      return TransportError(error, attempt.got_response);
-  }
+  return FailureStatus(attempt, sink, remaining, connect.time, idle_timeout);
 }
 
 }  // namespace egress

@@ -23,9 +23,16 @@
 // an Idempotency-Key header): an upstream may close an idle connection at any
 // moment. That retry is not a session error.
 //
+// A session is in one State at a time: kReady between exchanges,
+// kInExchange during one, and after an exchange kBroken (max_errors
+// consecutive failures) or kExhausted (max_requests served), which are final:
+// SessionCache drops it.
+//
 // Usage:
 //   HttpSession session(origin, options, RealClock::Get(), observer);
-//   absl::StatusOr<UpstreamResponse> r = session.Send(request, deadline);
+//   ExchangeCanceller canceller;  // Cancel() from another thread aborts it
+//   absl::StatusOr<UpstreamResponse> r =
+//       session.Send(request, deadline, &canceller);
 //
 // Thread safety: not thread-safe. One worker thread owns a session and is the
 // only one to call it (httplib::Client must be used by one thread at a time).
@@ -45,11 +52,14 @@
 
 #include "absl/status/statusor.h"
 #include "service/clock.h"
+#include "service/deadline.h"
+#include "service/defaults.h"
 #include "service/destination_policy.h"
 #include "service/dns_cache.h"
 #include "service/http_types.h"
 #include "service/response_head.h"
 #include "service/session_observer.h"
+#include "service/upstream_failure.h"
 #include "service/upstream_stream.h"
 
 namespace httplib {
@@ -67,13 +77,13 @@ class ConnectWatchdog;
 inline constexpr std::chrono::milliseconds kConnectHeadStart{300};
 
 struct SessionOptions {
-  std::chrono::nanoseconds connect_timeout = std::chrono::seconds(5);
+  std::chrono::nanoseconds connect_timeout = defaults::kConnectTimeout;
   // Consecutive failures after which the session is Broken().
-  int max_errors = 3;
+  int max_errors = defaults::kMaxSessionErrors;
   // Requests after which the session is Exhausted(); 0 means unlimited.
-  int64_t max_requests = 0;
+  int64_t max_requests = defaults::kMaxRequestsPerSession;
   // Larger response bodies fail with RESOURCE_EXHAUSTED.
-  size_t max_response_bytes = 64 << 20;
+  size_t max_response_bytes = defaults::kMaxResponseBytes;
   // Bounds on each response head (--max_response_*).
   HeadLimits head_limits;
   // https: the oldest TLS version accepted (--upstream_tls_min_version), as
@@ -107,8 +117,39 @@ class ResponseSink {
   virtual absl::Status AbortStatus() const = 0;
 };
 
+class HttpSession;
+
+// Links one call to the exchange that serves it, so that the call can be
+// abandoned from another thread (the caller went away, the drain is over).
+// The session attaches itself for the length of one exchange only: a Cancel
+// reaches the exchange it was made for, now or when it starts, and never a
+// later exchange on the same session. Thread-safe.
+class ExchangeCanceller {
+ public:
+  // Aborts the attached exchange at once, and any exchange attached later.
+  // Never blocks on the upstream: it only shuts a socket down.
+  void Cancel();
+  bool cancelled() const;
+
+ private:
+  friend class HttpSession;
+  void Attach(HttpSession* session);
+  void Detach();
+
+  mutable std::mutex mu_;
+  HttpSession* session_ = nullptr;  // guarded by mu_
+  bool cancelled_ = false;          // guarded by mu_
+};
+
 class HttpSession {
  public:
+  enum class State {
+    kReady,       // idle, may take an exchange
+    kInExchange,  // Send or Stream is running
+    kBroken,      // max_errors consecutive failures: to be replaced
+    kExhausted,   // served max_requests: to be replaced
+  };
+
   // REQUIRES: `clock` and `observer` outlive the session.
   HttpSession(Origin origin, const SessionOptions& options, const Clock& clock,
               SessionObserver& observer);
@@ -117,27 +158,25 @@ class HttpSession {
   HttpSession& operator=(const HttpSession&) = delete;
 
   // Sends `request` (whose origin must be this session's) and reads the whole
-  // response. `deadline` bounds the exchange, retries included. Errors:
-  // UNAVAILABLE (connect refused, reset, protocol error), DEADLINE_EXCEEDED,
-  // RESOURCE_EXHAUSTED (response body over max_response_bytes).
+  // response. `deadline` bounds the exchange, retries included; `canceller`
+  // (optional; it must outlive the call) may abort it, and it then fails
+  // with CANCELLED. Other errors: UNAVAILABLE (connect refused, reset,
+  // protocol error), DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED (response body
+  // over max_response_bytes). REQUIRES: state() is kReady.
   absl::StatusOr<UpstreamResponse> Send(const UpstreamRequest& request,
-                                        MonoTime deadline);
+                                        const Deadline& deadline,
+                                        ExchangeCanceller* canceller = nullptr);
 
   // Sends `request` and hands the response to `sink` as it arrives. Reading
   // fails with DEADLINE_EXCEEDED when the upstream sends nothing for
   // `idle_timeout` (or the deadline passes). On success returns the head's
   // fields with the final attempts and upstream time (and an empty body).
-  absl::StatusOr<UpstreamResponse> Stream(const UpstreamRequest& request,
-                                          MonoTime deadline,
-                                          std::chrono::nanoseconds idle_timeout,
-                                          ResponseSink& sink);
+  absl::StatusOr<UpstreamResponse> Stream(
+      const UpstreamRequest& request, const Deadline& deadline,
+      std::chrono::nanoseconds idle_timeout, ResponseSink& sink,
+      ExchangeCanceller* canceller = nullptr);
 
-  // Abandons the exchange in progress, if any, from another thread (the caller
-  // went away, or the drain is over): shuts its socket down, so that any wait
-  // on the upstream ends at once, and Stream or Send returns CANCELLED. Never
-  // waits on httplib's locks. Between exchanges it does nothing: a late cancel
-  // cannot fail the next caller's exchange. Thread-safe.
-  void Abort();
+  State state() const { return state_; }
 
   const Origin& origin() const { return origin_; }
   // The address this session connects to; empty before the first Send or
@@ -149,38 +188,33 @@ class HttpSession {
   int64_t requests_served() const { return requests_served_; }
   MonoTime last_used() const { return last_used_; }
 
-  // Too many consecutive failures: replace the session.
-  bool Broken() const { return consecutive_errors_ >= options_.max_errors; }
-  // Served its quota of requests: replace the session.
-  bool Exhausted() const {
-    return options_.max_requests > 0 &&
-           requests_served_ >= options_.max_requests;
-  }
-
  private:
+  friend class ExchangeCanceller;
   struct Attempt;
   absl::StatusOr<UpstreamResponse> Exchange(
-      const UpstreamRequest& request, MonoTime deadline,
+      const UpstreamRequest& request, const Deadline& deadline,
       std::chrono::nanoseconds idle_timeout, ResponseSink& sink);
   // Resolves the host through the DnsCache when the pinned answer has expired.
-  absl::Status Pin(MonoTime deadline);
+  absl::Status Pin(const Deadline& deadline);
   // https: makes OpenSSL verify the chain against the trust store and the
   // certificate against the host name during the handshake.
   void ConfigureVerification(SSL_CTX* ctx);
   // "http://host:80", plus the pinned address when it differs from the host.
   std::string Describe() const;
-  absl::Status Timeout(std::chrono::nanoseconds budget) const;
-  absl::Status ConnectTimeout(std::chrono::microseconds budget,
-                              bool cut_by_deadline) const;
-  absl::Status TransportError(httplib::Error error, bool got_response) const;
-  absl::Status SendOnce(const UpstreamRequest& request, MonoTime deadline,
+  // The status a failed attempt is answered with, worded for the caller.
+  absl::Status FailureStatus(const Attempt& attempt, ResponseSink& sink,
+                             std::chrono::nanoseconds budget,
+                             std::chrono::nanoseconds connect_budget,
+                             std::chrono::nanoseconds idle_timeout) const;
+  absl::Status SendOnce(const UpstreamRequest& request,
+                        const Deadline& deadline,
                         std::chrono::nanoseconds idle_timeout,
                         std::chrono::nanoseconds connect_timeout,
                         ResponseSink& sink, Attempt& attempt);
   // SendOnce, moving on to the host's next address when a new connection
   // cannot be made.
   absl::Status SendTryingAddresses(const UpstreamRequest& request,
-                                   MonoTime deadline,
+                                   const Deadline& deadline,
                                    std::chrono::nanoseconds idle_timeout,
                                    ResponseSink& sink, Attempt& attempt);
   // Connects to candidates_[i] from now on.
@@ -191,10 +225,16 @@ class HttpSession {
   // The watchdog's Abort: the exchange's deadline passed while connecting.
   void AbortAtDeadline();
   friend class internal::ConnectWatchdog;
-  // Marks the start and end of an exchange for Abort.
-  void BeginExchange();
-  void EndExchange();
+  // Marks the start and end of an exchange, for Abort and `canceller`.
+  void BeginExchange(ExchangeCanceller* canceller);
+  void EndExchange(ExchangeCanceller* canceller);
+  // Abandons the exchange in progress, if any (ExchangeCanceller::Cancel):
+  // shuts its socket down, so that any wait on the upstream ends at once.
+  // Never waits on httplib's locks; between exchanges it does nothing.
+  void Abort();
   bool AbortRequested();
+  // The state after an exchange.
+  State SettledState() const;
 
   const Origin origin_;
   const SessionOptions options_;
@@ -215,6 +255,7 @@ class HttpSession {
   int consecutive_errors_ = 0;
   int64_t requests_served_ = 0;
   MonoTime last_used_;
+  State state_ = State::kReady;
 
   // Abort's view of the session; touched by the owner only when a connection
   // opens and at the start and end of an exchange.
@@ -226,9 +267,9 @@ class HttpSession {
   bool in_exchange_ = false;      // guarded by abort_mu_
   bool abort_requested_ = false;  // guarded by abort_mu_
   bool deadline_abort_ = false;   // guarded by abort_mu_: by the watchdog
-  // The exchange's deadline on the steady clock, for the watchdog; set by the
-  // owner before each send.
-  std::chrono::steady_clock::time_point connect_deadline_;
+  // The exchange's deadline in real time (RealClock), for the watchdog; set by
+  // the owner before each send.
+  MonoTime connect_deadline_;
   uint64_t watch_ = 0;  // the watchdog's entry for this connect; 0: none
 };
 

@@ -3,7 +3,6 @@
 #include <string>
 
 #include "service/process_metrics.h"
-#include "service/status_mapping.h"
 
 namespace egress {
 namespace {
@@ -15,9 +14,6 @@ const char* const kMethodNames[] = {"GET",     "HEAD",   "POST",
                                     "OPTIONS", "TRACE",  "OTHER"};
 const char* const kCodeClassNames[] = {"none", "1xx", "2xx",
                                        "3xx",  "4xx", "5xx"};
-
-const char* const kStreamAbortReasons[] = {"cancelled", "slow_reader",
-                                           "too_large"};
 
 int MethodIndex(const std::string& method) {
   for (int i = 0; i < 8; ++i) {
@@ -125,16 +121,15 @@ Metrics::Metrics()
       .Register(*registry_)
       .Add({{"version", kEgressVersion}})
       .Set(1);
-  for (const char* reason :
-       {"loopback", "private", "link_local", "cgnat", "unspecified",
-        "multicast", "broadcast", "reserved", "unique_local", "deny_cidrs",
-        "deny_hosts", "allow_hosts", "identity", "invalid", "other"}) {
-    policy_denied_.emplace_back(
-        reason, &policy_denied_family_.Add({{"reason", reason}}));
+  for (int i = 0; i < kPolicyRuleCount; ++i) {
+    policy_denied_[i] = &policy_denied_family_.Add(
+        {{"reason", PolicyRuleName(static_cast<PolicyRule>(i))}});
   }
-  for (int i = 0; i < 3; ++i) {
-    stream_aborts_[i] =
-        &stream_aborts_family_.Add({{"reason", kStreamAbortReasons[i]}});
+  policy_denied_[kPolicyRuleCount] =
+      &policy_denied_family_.Add({{"reason", "other"}});
+  for (int i = 0; i < kStreamAbortReasonCount; ++i) {
+    stream_aborts_[i] = &stream_aborts_family_.Add(
+        {{"reason", StreamAbortReasonName(static_cast<StreamAbortReason>(i))}});
   }
   for (int i = 0; i < kDropReasonCount; ++i) {
     recreations_[i] = &recreations_family_.Add(
@@ -150,23 +145,13 @@ std::vector<prometheus::MetricFamily> Metrics::Collect() const {
   return families;
 }
 
-void Metrics::RecordStreamAbort(const std::string& reason) {
-  for (int i = 0; i < 3; ++i) {
-    if (reason == kStreamAbortReasons[i]) {
-      stream_aborts_[i]->Increment();
-      return;
-    }
-  }
+void Metrics::RecordStreamAbort(StreamAbortReason reason) {
+  stream_aborts_[static_cast<int>(reason)]->Increment();
 }
 
-void Metrics::RecordPolicyDenied(const std::string& reason) {
-  for (const auto& [name, counter] : policy_denied_) {
-    if (name == reason) {
-      counter->Increment();
-      return;
-    }
-  }
-  policy_denied_.back().second->Increment();  // "other"
+void Metrics::RecordPolicyDenied(std::optional<PolicyRule> rule) {
+  policy_denied_[rule ? static_cast<int>(*rule) : kPolicyRuleCount]
+      ->Increment();
 }
 
 void Metrics::OnSessionDropped(DropReason reason) {
@@ -189,7 +174,7 @@ void Metrics::RecordCall(const std::string& method, int http_status,
         {{"method", kMethodNames[m]},
          {"code_class", kCodeClassNames[c]},
          {"outcome",
-          std::string(StatusCodeName(static_cast<absl::StatusCode>(o)))}});
+          absl::StatusCodeToString(static_cast<absl::StatusCode>(o))}});
     slot.store(counter, std::memory_order_release);
   }
   counter->Increment();

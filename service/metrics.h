@@ -6,15 +6,10 @@
 // makes every later lookup lock-free). Metrics is also the SessionObserver the
 // workers report connection and session events to.
 //
-// Names and labels (DESIGN.md, "Metrics"):
-//   egress_requests_total{method, code_class, outcome}
-//   egress_request_duration_seconds, egress_upstream_duration_seconds
-//   (histograms) egress_session_recreations_total{reason}
-//   egress_sessions_active, egress_requests_in_flight, egress_queue_depth
-//   (gauges) egress_connections_reused_total, egress_connections_opened_total,
-//   egress_stale_retries_total, egress_policy_denied_total{reason}
-//   egress_tls_handshakes_total, egress_tls_insecure_skip_verify (gauge)
-//   egress_stream_aborts_total{reason}
+// Every family, its type, labels and meaning are listed in docs/metrics.md
+// (tests/service/metrics_test.cc checks that the list is complete). Reason
+// labels come from typed enums (DropReason, PolicyRule, StreamAbortReason),
+// so a producer cannot misspell one.
 //
 // Thread safety: all methods are thread-safe.
 #pragma once
@@ -28,12 +23,15 @@
 #include <array>
 #include <atomic>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
+#include "service/destination_policy.h"
 #include "service/session_observer.h"
+#include "service/stream_pump.h"
 
 namespace egress {
 
@@ -53,12 +51,10 @@ class Metrics final : public SessionObserver {
   // Methods outside the standard set are labelled "OTHER" to bound the labels.
   void RecordCall(const std::string& method, int http_status,
                   absl::StatusCode outcome, double seconds);
-  // A DoStream exchange abandoned on purpose, by reason: "cancelled" (the
-  // caller went away or its deadline passed), "slow_reader" (it read nothing
-  // for --stream_idle_timeout), "too_large" (over --max_stream_bytes).
-  void RecordStreamAbort(const std::string& reason);
-  // A call refused by the destination policy, by rule (PolicyReason).
-  void RecordPolicyDenied(const std::string& reason);
+  // A DoStream exchange abandoned on purpose.
+  void RecordStreamAbort(StreamAbortReason reason);
+  // A call refused by the destination policy, by rule (nullopt: "other").
+  void RecordPolicyDenied(std::optional<PolicyRule> rule);
   void RecordUpstreamSeconds(double seconds) {
     upstream_duration_.Observe(seconds);
   }
@@ -99,8 +95,9 @@ class Metrics final : public SessionObserver {
   prometheus::Gauge& tls_insecure_;
   prometheus::Family<prometheus::Counter>& policy_denied_family_;
   prometheus::Family<prometheus::Counter>& stream_aborts_family_;
-  prometheus::Counter* stream_aborts_[3];  // cancelled, slow_reader, too_large
-  std::vector<std::pair<std::string, prometheus::Counter*>> policy_denied_;
+  std::array<prometheus::Counter*, kStreamAbortReasonCount> stream_aborts_;
+  // One per PolicyRule, then "other".
+  std::array<prometheus::Counter*, kPolicyRuleCount + 1> policy_denied_;
   std::atomic<prometheus::Counter*> requests_[kMethods][kCodeClasses]
                                              [kOutcomes] = {};
 };

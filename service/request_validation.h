@@ -19,12 +19,13 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "proto/egress/v1/egress.pb.h"
+#include "service/defaults.h"
 #include "service/http_types.h"
 
 namespace egress {
 
 struct ValidationLimits {
-  size_t max_request_bytes = 16 << 20;
+  size_t max_request_bytes = defaults::kMaxRequestBytes;
   size_t max_url_bytes = 8192;
   size_t max_headers = 100;
   size_t max_header_bytes = 64

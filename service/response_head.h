@@ -26,6 +26,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "service/defaults.h"
 #include "service/http_types.h"
 
 namespace egress {
@@ -34,11 +35,11 @@ namespace egress {
 // --max_response_headers, --max_response_head_bytes).
 struct HeadLimits {
   // The status line and each header line, without the line ending.
-  size_t max_line_bytes = 16 << 10;
+  size_t max_line_bytes = defaults::kMaxResponseLineBytes;
   // Header fields in the final head.
-  size_t max_headers = 200;
+  size_t max_headers = defaults::kMaxResponseHeaders;
   // The whole head, interim 1xx heads included.
-  size_t max_head_bytes = 64 << 10;
+  size_t max_head_bytes = defaults::kMaxResponseHeadBytes;
 };
 
 // How the body after a head is delimited.

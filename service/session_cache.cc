@@ -51,12 +51,30 @@ HttpSession& SessionCache::Acquire(const Origin& origin) {
   return session;
 }
 
+SessionLease::~SessionLease() {
+  if (cache_ != nullptr) cache_->Release(*session_);
+}
+
+SessionLease SessionCache::Lease(const Origin& origin) {
+  return SessionLease(*this, Acquire(origin));
+}
+
 void SessionCache::Release(HttpSession& session) {
-  const bool broken = session.Broken();
-  if (!broken && !session.Exhausted()) return;
+  DropReason reason;
+  switch (session.state()) {
+    case HttpSession::State::kBroken:
+      reason = DropReason::kErrors;
+      break;
+    case HttpSession::State::kExhausted:
+      reason = DropReason::kMaxRequests;
+      break;
+    case HttpSession::State::kReady:
+    case HttpSession::State::kInExchange:
+      return;
+  }
   auto found = index_.find(session.origin().Key());
   if (found == index_.end() || found->second->session.get() != &session) return;
-  Drop(found->second, broken ? DropReason::kErrors : DropReason::kMaxRequests);
+  Drop(found->second, reason);
 }
 
 void SessionCache::DropIdle() {

@@ -3,16 +3,19 @@
 // Each worker thread owns exactly one cache and is the only thread that touches
 // it, so there is no lock and no ownership check on the hit path: Acquire is a
 // hash lookup and a list splice. Sessions are dropped, and the drop counted
-// with its reason, when they are Broken() (consecutive errors), Exhausted()
-// (max_requests_per_session), idle longer than keepalive_timeout, evicted as
-// least recently used beyond max_sessions, or when the cache is destroyed
-// (shutdown). Dropping for errors also forgets the host's DNS answer, so an
-// upstream that moved is found again.
+// with its reason, when an exchange left them kBroken (consecutive errors) or
+// kExhausted (max_requests_per_session), idle longer than keepalive_timeout,
+// evicted as least recently used beyond max_sessions, or when the cache is
+// destroyed (shutdown). Dropping for errors also forgets the host's DNS answer,
+// so an upstream that moved is found again.
+//
+// A session is lent for one exchange as a SessionLease, whose destructor gives
+// it back: there is no path that forgets to.
 //
 // Usage (on the owning worker):
-//   HttpSession& session = cache.Acquire(request.origin);
-//   auto response = session.Send(request, deadline);
-//   cache.Release(session);
+//   SessionLease session = cache.Lease(request.origin);
+//   auto response = session->Send(request, deadline, &canceller);
+//   // ~SessionLease: kept for the next call, or dropped and counted
 //
 // Thread safety: not thread-safe; confined to its worker thread.
 #pragma once
@@ -25,15 +28,41 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "service/clock.h"
+#include "service/defaults.h"
 #include "service/http_session.h"
 #include "service/session_observer.h"
 
 namespace egress {
 
 struct SessionCacheOptions {
-  size_t max_sessions = 256;
-  std::chrono::nanoseconds keepalive_timeout = std::chrono::seconds(30);
+  size_t max_sessions = defaults::kMaxSessionsPerWorker;
+  std::chrono::nanoseconds keepalive_timeout = defaults::kKeepaliveTimeout;
   SessionOptions session;
+};
+
+class SessionCache;
+
+// One session lent by its cache. Move-only; the destructor returns the
+// session. REQUIRES: destroyed before the next Lease from the same cache.
+class SessionLease {
+ public:
+  SessionLease(SessionLease&& other) noexcept
+      : cache_(other.cache_), session_(other.session_) {
+    other.cache_ = nullptr;
+  }
+  SessionLease& operator=(SessionLease&&) = delete;
+  ~SessionLease();
+
+  HttpSession& operator*() const { return *session_; }
+  HttpSession* operator->() const { return session_; }
+
+ private:
+  friend class SessionCache;
+  SessionLease(SessionCache& cache, HttpSession& session)
+      : cache_(&cache), session_(&session) {}
+
+  SessionCache* cache_;
+  HttpSession* session_;
 };
 
 class SessionCache {
@@ -46,15 +75,11 @@ class SessionCache {
   SessionCache(const SessionCache&) = delete;
   SessionCache& operator=(const SessionCache&) = delete;
 
-  // The session for `origin`, created when there is none or when the cached one
-  // has been idle longer than keepalive_timeout (that one is dropped as kIdle).
-  // The reference stays valid until the next call to Acquire, Release or
-  // DropIdle.
-  HttpSession& Acquire(const Origin& origin);
-
-  // Called after each use of a session from Acquire: drops it when it is
-  // Broken() (kErrors) or Exhausted() (kMaxRequests).
-  void Release(HttpSession& session);
+  // Lends the session for `origin`, created when there is none or when the
+  // cached one has been idle longer than keepalive_timeout (that one is
+  // dropped as kIdle). When the lease ends, a session left kBroken is dropped
+  // as kErrors, one left kExhausted as kMaxRequests.
+  SessionLease Lease(const Origin& origin);
 
   // Drops every session idle longer than keepalive_timeout, closing its
   // connection. A worker calls this while it waits for work.
@@ -63,6 +88,10 @@ class SessionCache {
   size_t size() const { return lru_.size(); }
 
  private:
+  friend class SessionLease;
+  HttpSession& Acquire(const Origin& origin);
+  void Release(HttpSession& session);
+
   struct Entry {
     std::string key;
     std::unique_ptr<HttpSession> session;

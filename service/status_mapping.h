@@ -1,5 +1,6 @@
 // Status mapping: the one place where the service's internal absl::Status
-// becomes the grpc::Status a caller sees (the table in DESIGN.md, "Errors").
+// becomes the grpc::Status a caller sees (the codes and when each is used:
+// docs/errors.md).
 //
 // Internals pick the most specific absl code where the failure is found
 // (INVALID_ARGUMENT for bad input, UNAVAILABLE for a refused connect, ...); the
@@ -12,13 +13,9 @@
 #include <grpcpp/support/status.h>
 
 #include "absl/status/status.h"
-#include "absl/strings/string_view.h"
 
 namespace egress {
 
 grpc::Status ToGrpcStatus(const absl::Status& status);
-
-// "OK", "INVALID_ARGUMENT", ...: the `outcome` label of egress_requests_total.
-absl::string_view StatusCodeName(absl::StatusCode code);
 
 }  // namespace egress

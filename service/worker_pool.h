@@ -15,9 +15,14 @@
 // (the service drops idle sessions there).
 //
 // Usage:
-//   WorkerPool<MyLocal> pool(options, [](size_t i) { return
-//   std::make_unique<MyLocal>(i); }); if (!pool.TrySubmit([](MyLocal& local) {
-//   ... })) { /* queue full */ }
+// clang-format off
+//   WorkerPool<MyLocal> pool(options, [](size_t i) {
+//     return std::make_unique<MyLocal>(i);
+//   });
+//   if (!pool.TrySubmit([](MyLocal& local) { ... })) {
+//     // queue full
+//   }
+// clang-format on
 //
 // Thread safety: TrySubmit, QueueDepth and Shutdown may be called from any
 // thread. Local objects are only touched by their own worker (and destroyed by
@@ -40,13 +45,14 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "service/defaults.h"
 
 namespace egress {
 
 struct WorkerPoolOptions {
-  size_t workers = 64;
+  size_t workers = defaults::kWorkers;
   // Tasks that may wait for a worker; one more is refused by TrySubmit.
-  size_t max_queue = 1024;
+  size_t max_queue = defaults::kMaxQueue;
   std::chrono::nanoseconds maintenance_interval = std::chrono::seconds(5);
   // Called under the pool's lock with the new queue depth whenever it changes.
   std::function<void(size_t)> on_queue_depth;

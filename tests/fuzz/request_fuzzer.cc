@@ -85,7 +85,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   if (egress::ParseAddress(result->origin.host, address)) {
     absl::Status checked = Policy().CheckAddress(result->origin.host);
     Require(checked.ok() || absl::IsPermissionDenied(checked));
-    Require(checked.ok() || !egress::PolicyReason(checked).empty());
+    Require(checked.ok() || egress::PolicyRuleOf(checked).has_value());
   }
   if (lines.size() > 2) (void)Policy().CheckAddress(lines[2]);
   (void)egress::ParseCidrList(lines[0], "fuzz");

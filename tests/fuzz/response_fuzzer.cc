@@ -116,8 +116,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   request.method = size > 0 && data[0] % 4 == 0 ? "HEAD" : "GET";
   request.origin = origin;
   request.target = "/";
-  absl::StatusOr<UpstreamResponse> response =
-      session.Send(request, RealClock::Get().Now() + std::chrono::seconds(2));
+  absl::StatusOr<UpstreamResponse> response = session.Send(
+      request, Deadline::In(RealClock::Get(), std::chrono::seconds(2)));
   if (response.ok()) {
     // An answer is a real one: a status in range, a body within its limit.
     if (response->status < 200 || response->status > 599) std::abort();

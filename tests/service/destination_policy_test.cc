@@ -11,6 +11,12 @@
 namespace egress {
 namespace {
 
+// The rule's label, or "" for a status without one.
+std::string PolicyReason(const absl::Status& status) {
+  std::optional<PolicyRule> rule = PolicyRuleOf(status);
+  return rule ? PolicyRuleName(*rule) : "";
+}
+
 using ::testing::HasSubstr;
 
 std::unique_ptr<DestinationPolicy> Policy(

@@ -114,8 +114,8 @@ TEST(SystemResolverTest, ResolvesLocalhostFromEtcHosts) {
 TEST_F(DnsCacheTest, SlowLookupEndsAtTheDeadlineAndStillFillsTheCache) {
   resolver_.Hold();  // the name server does not answer
   const auto start = std::chrono::steady_clock::now();
-  auto slow =
-      cache().Lookup("a.test", clock_.Now() + std::chrono::milliseconds(100));
+  auto slow = cache().Lookup(
+      "a.test", Deadline::In(clock_, std::chrono::milliseconds(100)));
   const auto waited = std::chrono::steady_clock::now() - start;
   EXPECT_TRUE(absl::IsDeadlineExceeded(slow.status())) << slow.status();
   EXPECT_THAT(slow.status().message(), HasSubstr("a.test"));

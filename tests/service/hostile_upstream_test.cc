@@ -97,7 +97,8 @@ class HostileUpstreamTest : public ::testing::Test {
                                         milliseconds timeout = seconds(5),
                                         const std::string& method = "GET") {
     const auto start = std::chrono::steady_clock::now();
-    auto result = session.Send(Get(method), RealClock::Get().Now() + timeout);
+    auto result =
+        session.Send(Get(method), Deadline::In(RealClock::Get(), timeout));
     took_ = std::chrono::duration_cast<milliseconds>(
         std::chrono::steady_clock::now() - start);
     return result;
@@ -475,7 +476,7 @@ TEST_F(HostileUpstreamTest, AnswerBeforeTheRequestBodyWasRead) {
   UpstreamRequest post = Get("POST");
   post.body.assign(4 << 20, 'x');
   const auto start = std::chrono::steady_clock::now();
-  auto result = session->Send(post, RealClock::Get().Now() + seconds(5));
+  auto result = session->Send(post, Deadline::In(RealClock::Get(), seconds(5)));
   EXPECT_LT(std::chrono::steady_clock::now() - start, seconds(2));
   // The upload fails when the upstream closes under it; the answer it had
   // already sent is lost with httplib's request/response order.

@@ -48,8 +48,8 @@ class HttpSessionFaultsTest : public ::testing::Test {
         observer_);
   }
   // Real time: these tests wait on real sockets.
-  MonoTime Deadline(milliseconds d = milliseconds(5000)) {
-    return clock_.Now() + d;
+  Deadline Within(milliseconds d = milliseconds(5000)) {
+    return Deadline::In(clock_, d);
   }
 
   FakeClock clock_;
@@ -61,9 +61,9 @@ TEST_F(HttpSessionFaultsTest, StaleReusedConnectionIsRetriedOnceOnAFreshOne) {
   ScriptedUpstream upstream(Script::kDropReused);
   auto session = SessionTo("127.0.0.1", upstream.port());
   ASSERT_TRUE(
-      session->Send(RequestTo("127.0.0.1", upstream.port()), Deadline()).ok());
+      session->Send(RequestTo("127.0.0.1", upstream.port()), Within()).ok());
   auto second =
-      session->Send(RequestTo("127.0.0.1", upstream.port()), Deadline());
+      session->Send(RequestTo("127.0.0.1", upstream.port()), Within());
   ASSERT_TRUE(second.ok()) << second.status();
   EXPECT_EQ(second->attempts, 2);
   EXPECT_FALSE(second->connection_reused);  // answered on the fresh connection
@@ -77,9 +77,9 @@ TEST_F(HttpSessionFaultsTest, NonIdempotentRequestIsNotRetried) {
   ScriptedUpstream upstream(Script::kDropReused);
   auto session = SessionTo("127.0.0.1", upstream.port());
   ASSERT_TRUE(
-      session->Send(RequestTo("127.0.0.1", upstream.port()), Deadline()).ok());
-  auto post = session->Send(RequestTo("127.0.0.1", upstream.port(), "POST"),
-                            Deadline());
+      session->Send(RequestTo("127.0.0.1", upstream.port()), Within()).ok());
+  auto post =
+      session->Send(RequestTo("127.0.0.1", upstream.port(), "POST"), Within());
   ASSERT_FALSE(post.ok());
   EXPECT_EQ(post.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(std::string(post.status().message()),
@@ -94,10 +94,10 @@ TEST_F(HttpSessionFaultsTest, IdempotencyKeyMakesAPostRetryable) {
   ScriptedUpstream upstream(Script::kDropReused);
   auto session = SessionTo("127.0.0.1", upstream.port());
   ASSERT_TRUE(
-      session->Send(RequestTo("127.0.0.1", upstream.port()), Deadline()).ok());
+      session->Send(RequestTo("127.0.0.1", upstream.port()), Within()).ok());
   UpstreamRequest post = RequestTo("127.0.0.1", upstream.port(), "POST");
   post.headers = {{"Idempotency-Key", "order-42"}};
-  auto result = session->Send(post, Deadline());
+  auto result = session->Send(post, Within());
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_EQ(result->attempts, 2);
 }
@@ -106,7 +106,7 @@ TEST_F(HttpSessionFaultsTest, ConnectionClosedWhileIdleReconnectsWithoutError) {
   ScriptedUpstream upstream(Script::kCloseIdle, milliseconds(50));
   auto session = SessionTo("127.0.0.1", upstream.port());
   for (int i = 0; i < 3; ++i) {
-    auto r = session->Send(RequestTo("127.0.0.1", upstream.port()), Deadline());
+    auto r = session->Send(RequestTo("127.0.0.1", upstream.port()), Within());
     ASSERT_TRUE(r.ok()) << r.status();
     std::this_thread::sleep_for(milliseconds(200));  // the upstream closes it
   }
@@ -119,7 +119,7 @@ TEST_F(HttpSessionFaultsTest,
        ResetInTheMiddleOfTheBodyIsUnavailableAndNotRetried) {
   ScriptedUpstream upstream(Script::kResetMidBody);
   auto session = SessionTo("127.0.0.1", upstream.port());
-  auto r = session->Send(RequestTo("127.0.0.1", upstream.port()), Deadline());
+  auto r = session->Send(RequestTo("127.0.0.1", upstream.port()), Within());
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(std::string(r.status().message()),
@@ -133,7 +133,7 @@ TEST_F(HttpSessionFaultsTest, StallBeforeHeadersIsDeadlineExceeded) {
   auto session = SessionTo("127.0.0.1", upstream.port());
   const auto start = std::chrono::steady_clock::now();
   auto r = session->Send(RequestTo("127.0.0.1", upstream.port()),
-                         Deadline(milliseconds(300)));
+                         Within(milliseconds(300)));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded)
       << r.status();
@@ -147,13 +147,13 @@ TEST_F(HttpSessionFaultsTest,
   ScriptedUpstream upstream(Script::kGarbage);
   auto session = SessionTo("127.0.0.1", upstream.port());
   for (int i = 0; i < 3; ++i) {
-    auto r = session->Send(RequestTo("127.0.0.1", upstream.port()), Deadline());
+    auto r = session->Send(RequestTo("127.0.0.1", upstream.port()), Within());
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
     EXPECT_THAT(std::string(r.status().message()),
                 HasSubstr("malformed response"));
   }
-  EXPECT_TRUE(session->Broken());
+  EXPECT_EQ(session->state(), HttpSession::State::kBroken);
 }
 
 TEST_F(HttpSessionFaultsTest,
@@ -163,10 +163,9 @@ TEST_F(HttpSessionFaultsTest,
   cache_options.session = options_;
   SessionCache cache(cache_options, clock_, observer_);
   auto call = [&] {
-    HttpSession& s = cache.Acquire(
+    SessionLease s = cache.Lease(
         Origin{"http", "127.0.0.1", static_cast<uint16_t>(upstream.port())});
-    auto r = s.Send(RequestTo("127.0.0.1", upstream.port()), Deadline());
-    cache.Release(s);
+    auto r = s->Send(RequestTo("127.0.0.1", upstream.port()), Within());
     return r.status();
   };
   ASSERT_TRUE(call().ok());
@@ -227,7 +226,7 @@ TEST_F(HttpSessionFaultsTest,
   options_.connect_timeout = milliseconds(200);
   auto session = SessionTo("127.0.0.1", hole.port());
   const auto start = std::chrono::steady_clock::now();
-  auto r = session->Send(RequestTo("127.0.0.1", hole.port()), Deadline());
+  auto r = session->Send(RequestTo("127.0.0.1", hole.port()), Within());
   const auto took = std::chrono::steady_clock::now() - start;
   ASSERT_FALSE(r.ok());
   // Unreachable within --connect_timeout while the call still had time: the
@@ -243,7 +242,7 @@ TEST_F(HttpSessionFaultsTest, ConnectCutShortByTheDeadlineIsDeadlineExceeded) {
   BlackHole hole;
   auto session = SessionTo("127.0.0.1", hole.port());
   auto r = session->Send(RequestTo("127.0.0.1", hole.port()),
-                         Deadline(milliseconds(200)));
+                         Within(milliseconds(200)));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded)
       << r.status();
@@ -258,7 +257,7 @@ TEST_F(HttpSessionFaultsTest, ConnectsToTheAddressTheDnsCacheGave) {
   auto session = SessionTo("api.test", upstream.port());
   UpstreamRequest request = RequestTo("api.test", upstream.port());
   request.target = "/headers";
-  auto r = session->Send(request, Deadline());
+  auto r = session->Send(request, Within());
   ASSERT_TRUE(r.ok()) << r.status();
   // The Host header keeps the name; the connection went to the pinned address.
   EXPECT_THAT(r->body,
@@ -280,8 +279,8 @@ TEST_F(HttpSessionFaultsTest, BlackHoledFirstAddressFallsBackAfterAHeadStart) {
   options_.connect_timeout = seconds(5);
   auto session = SessionTo("dual.test", upstream.port());
   const auto start = std::chrono::steady_clock::now();
-  auto r = session->Send(RequestTo("dual.test", upstream.port(), "POST"),
-                         Deadline());
+  auto r =
+      session->Send(RequestTo("dual.test", upstream.port(), "POST"), Within());
   const auto took = std::chrono::steady_clock::now() - start;
   ASSERT_TRUE(r.ok()) << r.status();  // safe even for POST: nothing was sent
   EXPECT_GE(took, kConnectHeadStart - milliseconds(20));
@@ -303,7 +302,7 @@ TEST_F(HttpSessionFaultsTest, RefusedIpv6LoopbackFallsBackToIpv4AtOnce) {
   auto session = SessionTo("localhost.test", upstream.port());
   const auto start = std::chrono::steady_clock::now();
   auto r =
-      session->Send(RequestTo("localhost.test", upstream.port()), Deadline());
+      session->Send(RequestTo("localhost.test", upstream.port()), Within());
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_LT(std::chrono::steady_clock::now() - start, kConnectHeadStart);
   EXPECT_EQ(session->pinned_address(), "127.0.0.1");
@@ -321,7 +320,7 @@ TEST_F(HttpSessionFaultsTest,
   BlackHole unused;  // a port number nothing else listens on
   const int port = unused.port();
   auto session = SessionTo("none.test", port);
-  auto r = session->Send(RequestTo("none.test", port), Deadline());
+  auto r = session->Send(RequestTo("none.test", port), Within());
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
   EXPECT_THAT(std::string(r.status().message()),
@@ -342,7 +341,7 @@ TEST_F(HttpSessionFaultsTest, AddressesThePolicyRefusesAreNeverTried) {
   options_.dns = &dns;
   options_.policy = policy->get();
   auto session = SessionTo("mixed.test", upstream.port());
-  auto r = session->Send(RequestTo("mixed.test", upstream.port()), Deadline());
+  auto r = session->Send(RequestTo("mixed.test", upstream.port()), Within());
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_THAT(session->addresses(), ElementsAre("127.0.0.1"));
   // Only refused addresses: the refusal, and no connection at all.
@@ -350,7 +349,7 @@ TEST_F(HttpSessionFaultsTest, AddressesThePolicyRefusesAreNeverTried) {
                std::vector<std::string>{"10.1.2.3", "192.168.1.1"});
   auto refused_session = SessionTo("private.test", upstream.port());
   auto refused = refused_session->Send(
-      RequestTo("private.test", upstream.port()), Deadline());
+      RequestTo("private.test", upstream.port()), Within());
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied)
       << refused.status();
   EXPECT_EQ(upstream.connections(), 1);
@@ -361,7 +360,7 @@ TEST_F(HttpSessionFaultsTest, DnsFailureIsUnavailableNamingTheHost) {
   DnsCache dns(resolver, clock_, DnsCacheOptions());
   options_.dns = &dns;
   auto session = SessionTo("nowhere.test", 80);
-  auto r = session->Send(RequestTo("nowhere.test", 80), Deadline());
+  auto r = session->Send(RequestTo("nowhere.test", 80), Within());
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("\"nowhere.test\""));
@@ -379,8 +378,7 @@ TEST_F(HttpSessionFaultsTest, ChangedDnsAnswerTakesEffectWhenTheTtlExpires) {
   options_.dns = &dns;
   auto session = SessionTo("moving.test", first.port());
   auto send = [&] {
-    return session->Send(RequestTo("moving.test", first.port()), Deadline())
-        .ok();
+    return session->Send(RequestTo("moving.test", first.port()), Within()).ok();
   };
   ASSERT_TRUE(send());
   resolver.Set("moving.test", "127.0.0.2");
@@ -404,9 +402,8 @@ TEST_F(HttpSessionFaultsTest, DroppingAfterErrorsRefreshesTheDnsAnswer) {
   const Origin origin{"http", "moved.test",
                       static_cast<uint16_t>(upstream.port())};
   auto call = [&] {
-    HttpSession& s = cache.Acquire(origin);
-    bool ok = s.Send(RequestTo("moved.test", upstream.port()), Deadline()).ok();
-    cache.Release(s);
+    SessionLease s = cache.Lease(origin);
+    bool ok = s->Send(RequestTo("moved.test", upstream.port()), Within()).ok();
     return ok;
   };
   for (int i = 0; i < 3; ++i) EXPECT_FALSE(call());

@@ -37,7 +37,7 @@ class HttpSessionTest : public ::testing::Test {
         Origin{"http", "127.0.0.1", static_cast<uint16_t>(port)}, options_,
         clock_, observer_);
   }
-  MonoTime Deadline() { return clock_.Now() + std::chrono::seconds(10); }
+  Deadline Within() { return Deadline::In(clock_, std::chrono::seconds(10)); }
 
   FakeUpstream upstream_;
   FakeClock clock_;
@@ -48,7 +48,7 @@ class HttpSessionTest : public ::testing::Test {
 TEST_F(HttpSessionTest, ReusesConnectionForSameOrigin) {
   auto session = NewSession(upstream_.port());
   for (int i = 0; i < 20; ++i) {
-    auto response = session->Send(Get("/echo"), Deadline());
+    auto response = session->Send(Get("/echo"), Within());
     ASSERT_TRUE(response.ok()) << response.status();
     EXPECT_EQ(response->status, 200);
     EXPECT_EQ(response->connection_reused, i > 0) << "request " << i;
@@ -66,7 +66,7 @@ TEST_F(HttpSessionTest, SendsMethodHeadersAndBinaryBody) {
   request.method = "PUT";
   request.body = std::string("\0\1\2\xff binary", 11);
   request.headers = {{"X-One", "1"}};
-  auto response = session->Send(request, Deadline());
+  auto response = session->Send(request, Within());
   ASSERT_TRUE(response.ok()) << response.status();
   EXPECT_EQ(response->body, request.body);
   EXPECT_THAT(response->headers, testing::Contains(Pair("X-Method", "PUT")));
@@ -76,7 +76,7 @@ TEST_F(HttpSessionTest, SendsMethodHeadersAndBinaryBody) {
 
 TEST_F(HttpSessionTest, SendsHostHeaderAndNoAcceptEncodingOfItsOwn) {
   auto session = NewSession(upstream_.port());
-  auto response = session->Send(Get("/headers"), Deadline());
+  auto response = session->Send(Get("/headers"), Within());
   ASSERT_TRUE(response.ok()) << response.status();
   EXPECT_THAT(response->body,
               HasSubstr("Host: 127.0.0.1:" + std::to_string(upstream_.port())));
@@ -95,7 +95,7 @@ TEST_F(HttpSessionTest, KeepsResponseHeadersInWireOrder) {
         "Set-Cookie: b=2\r\nset-cookie: c=3\r\nContent-Length: 0\r\n\r\n");
   });
   auto session = NewSession(upstream.port());
-  auto response = session->Send(Get("/"), Deadline());
+  auto response = session->Send(Get("/"), Within());
   ASSERT_TRUE(response.ok()) << response.status();
   std::vector<std::string> fields;
   for (const auto& [name, value] : response->headers) {
@@ -108,7 +108,7 @@ TEST_F(HttpSessionTest, KeepsResponseHeadersInWireOrder) {
 
 TEST_F(HttpSessionTest, RemovesHopByHopResponseHeaders) {
   auto session = NewSession(upstream_.port());
-  auto response = session->Send(Get("/close"), Deadline());
+  auto response = session->Send(Get("/close"), Within());
   ASSERT_TRUE(response.ok()) << response.status();
   for (const auto& [name, value] : response->headers) {
     EXPECT_FALSE(IsServiceOwnedHeader(name)) << name;
@@ -117,7 +117,7 @@ TEST_F(HttpSessionTest, RemovesHopByHopResponseHeaders) {
 
 TEST_F(HttpSessionTest, UpstreamErrorStatusIsAnAnswerNotAnError) {
   auto session = NewSession(upstream_.port());
-  auto response = session->Send(Get("/status/503"), Deadline());
+  auto response = session->Send(Get("/status/503"), Within());
   ASSERT_TRUE(response.ok()) << response.status();
   EXPECT_EQ(response->status, 503);
   EXPECT_EQ(session->consecutive_errors(), 0);
@@ -126,7 +126,7 @@ TEST_F(HttpSessionTest, UpstreamErrorStatusIsAnAnswerNotAnError) {
 TEST_F(HttpSessionTest, RefusedConnectIsUnavailableAndCountsAnError) {
   const int port = UnusedLoopbackPort();
   auto session = NewSession(port);
-  auto response = session->Send(Get("/", port), Deadline());
+  auto response = session->Send(Get("/", port), Within());
   ASSERT_FALSE(response.ok());
   EXPECT_EQ(response.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(response.status().message(), HasSubstr("connect to"));
@@ -139,45 +139,50 @@ TEST_F(HttpSessionTest, BrokenAfterExactlyMaxConsecutiveErrors) {
   const int port = UnusedLoopbackPort();
   auto session = NewSession(port);
   for (int i = 1; i <= 3; ++i) {
-    EXPECT_FALSE(session->Broken()) << "before error " << i;
-    EXPECT_FALSE(session->Send(Get("/", port), Deadline()).ok());
+    EXPECT_NE(session->state(), HttpSession::State::kBroken)
+        << "before error " << i;
+    EXPECT_FALSE(session->Send(Get("/", port), Within()).ok());
   }
-  EXPECT_TRUE(session->Broken());
+  EXPECT_EQ(session->state(), HttpSession::State::kBroken);
 }
 
 TEST_F(HttpSessionTest, SuccessResetsTheErrorCount) {
   auto session = NewSession(upstream_.port());
-  ASSERT_TRUE(session->Send(Get("/echo"), Deadline()).ok());
+  ASSERT_TRUE(session->Send(Get("/echo"), Within()).ok());
   // A deadline already in the past fails without touching the connection.
-  EXPECT_FALSE(session->Send(Get("/echo"), clock_.Now()).ok());
-  EXPECT_FALSE(session->Send(Get("/echo"), clock_.Now()).ok());
+  EXPECT_FALSE(
+      session->Send(Get("/echo"), Deadline(clock_, clock_.Now())).ok());
+  EXPECT_FALSE(
+      session->Send(Get("/echo"), Deadline(clock_, clock_.Now())).ok());
   EXPECT_EQ(session->consecutive_errors(), 2);
-  ASSERT_TRUE(session->Send(Get("/echo"), Deadline()).ok());
+  ASSERT_TRUE(session->Send(Get("/echo"), Within()).ok());
   EXPECT_EQ(session->consecutive_errors(), 0);
-  EXPECT_FALSE(session->Send(Get("/echo"), clock_.Now()).ok());
-  EXPECT_FALSE(session->Send(Get("/echo"), clock_.Now()).ok());
+  EXPECT_FALSE(
+      session->Send(Get("/echo"), Deadline(clock_, clock_.Now())).ok());
+  EXPECT_FALSE(
+      session->Send(Get("/echo"), Deadline(clock_, clock_.Now())).ok());
   // Four errors in all, but never three in a row.
-  EXPECT_FALSE(session->Broken());
+  EXPECT_NE(session->state(), HttpSession::State::kBroken);
 }
 
 TEST_F(HttpSessionTest, ResponseOverLimitIsResourceExhaustedNotASessionError) {
   options_.max_response_bytes = 1000;
   auto session = NewSession(upstream_.port());
-  auto response = session->Send(Get("/bytes/5000"), Deadline());
+  auto response = session->Send(Get("/bytes/5000"), Within());
   ASSERT_FALSE(response.ok());
   EXPECT_EQ(response.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(response.status().message(),
               HasSubstr("--max_response_bytes=1000"));
   EXPECT_EQ(session->consecutive_errors(), 0);
   // The session recovers on a fresh connection.
-  auto next = session->Send(Get("/bytes/1000"), Deadline());
+  auto next = session->Send(Get("/bytes/1000"), Within());
   ASSERT_TRUE(next.ok()) << next.status();
   EXPECT_EQ(next->body.size(), 1000u);
 }
 
 TEST_F(HttpSessionTest, BinaryBodyArrivesIntact) {
   auto session = NewSession(upstream_.port());
-  auto response = session->Send(Get("/bytes/70000"), Deadline());
+  auto response = session->Send(Get("/bytes/70000"), Within());
   ASSERT_TRUE(response.ok()) << response.status();
   ASSERT_EQ(response->body.size(), 70000u);
   for (size_t i = 0; i < response->body.size(); ++i) {
@@ -189,8 +194,8 @@ TEST_F(HttpSessionTest, SlowUpstreamIsDeadlineExceeded) {
   auto session = NewSession(upstream_.port());
   // The fake clock does not move, so the real read timeout (from the deadline's
   // distance) is what fires: 200 ms against an answer after 2 s.
-  auto response = session->Send(Get("/slow/2000"),
-                                clock_.Now() + std::chrono::milliseconds(200));
+  auto response = session->Send(
+      Get("/slow/2000"), Deadline::In(clock_, std::chrono::milliseconds(200)));
   ASSERT_FALSE(response.ok());
   EXPECT_EQ(response.status().code(), absl::StatusCode::kDeadlineExceeded)
       << response.status();
@@ -198,8 +203,8 @@ TEST_F(HttpSessionTest, SlowUpstreamIsDeadlineExceeded) {
 
 TEST_F(HttpSessionTest, ConnectionCloseFromUpstreamReconnectsWithoutError) {
   auto session = NewSession(upstream_.port());
-  ASSERT_TRUE(session->Send(Get("/close"), Deadline()).ok());
-  auto next = session->Send(Get("/echo"), Deadline());
+  ASSERT_TRUE(session->Send(Get("/close"), Within()).ok());
+  auto next = session->Send(Get("/echo"), Within());
   ASSERT_TRUE(next.ok()) << next.status();
   EXPECT_FALSE(next->connection_reused);
   EXPECT_EQ(session->consecutive_errors(), 0);
@@ -209,10 +214,10 @@ TEST_F(HttpSessionTest, ConnectionCloseFromUpstreamReconnectsWithoutError) {
 TEST_F(HttpSessionTest, ExhaustedAfterMaxRequests) {
   options_.max_requests = 2;
   auto session = NewSession(upstream_.port());
-  ASSERT_TRUE(session->Send(Get("/echo"), Deadline()).ok());
-  EXPECT_FALSE(session->Exhausted());
-  ASSERT_TRUE(session->Send(Get("/echo"), Deadline()).ok());
-  EXPECT_TRUE(session->Exhausted());
+  ASSERT_TRUE(session->Send(Get("/echo"), Within()).ok());
+  EXPECT_NE(session->state(), HttpSession::State::kExhausted);
+  ASSERT_TRUE(session->Send(Get("/echo"), Within()).ok());
+  EXPECT_EQ(session->state(), HttpSession::State::kExhausted);
 }
 
 }  // namespace

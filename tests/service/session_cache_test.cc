@@ -40,10 +40,9 @@ class SessionCacheTest : public ::testing::Test {
   }
   // Acquire, send, release: what a worker does for one call.
   bool Call(int port) {
-    HttpSession& session = cache().Acquire(OriginOn(port));
-    bool ok = session.Send(RequestTo(port), clock_.Now() + seconds(10)).ok();
-    cache().Release(session);
-    return ok;
+    SessionLease session = cache().Lease(OriginOn(port));
+    return session->Send(RequestTo(port), Deadline::In(clock_, seconds(10)))
+        .ok();
   }
 
   FakeUpstream upstream_;
@@ -54,17 +53,17 @@ class SessionCacheTest : public ::testing::Test {
 };
 
 TEST_F(SessionCacheTest, HitReturnsTheSameSession) {
-  HttpSession& first = cache().Acquire(OriginOn(upstream_.port()));
-  HttpSession& second = cache().Acquire(OriginOn(upstream_.port()));
+  HttpSession& first = *cache().Lease(OriginOn(upstream_.port()));
+  HttpSession& second = *cache().Lease(OriginOn(upstream_.port()));
   EXPECT_EQ(&first, &second);
   EXPECT_EQ(observer_.created.load(), 1);
   EXPECT_EQ(cache().size(), 1u);
 }
 
 TEST_F(SessionCacheTest, MissCreatesOneSessionPerOrigin) {
-  HttpSession& a = cache().Acquire(OriginOn(1001));
-  HttpSession& b = cache().Acquire(OriginOn(1002));
-  HttpSession& c = cache().Acquire(Origin{"http", "localhost", 1001});
+  HttpSession& a = *cache().Lease(OriginOn(1001));
+  HttpSession& b = *cache().Lease(OriginOn(1002));
+  HttpSession& c = *cache().Lease(Origin{"http", "localhost", 1001});
   EXPECT_NE(&a, &b);
   EXPECT_NE(&a, &c);
   EXPECT_EQ(cache().size(), 3u);
@@ -90,9 +89,9 @@ TEST_F(SessionCacheTest, IdleSessionIsRecreatedOnNextAcquire) {
 }
 
 TEST_F(SessionCacheTest, DropIdleClosesOnlyExpiredSessions) {
-  cache().Acquire(OriginOn(1001));
+  cache().Lease(OriginOn(1001));
   clock_.Advance(seconds(20));
-  cache().Acquire(OriginOn(1002));
+  cache().Lease(OriginOn(1002));
   clock_.Advance(seconds(20));  // 1001 idle 40 s, 1002 idle 20 s
   cache().DropIdle();
   EXPECT_EQ(cache().size(), 1u);
@@ -100,15 +99,15 @@ TEST_F(SessionCacheTest, DropIdleClosesOnlyExpiredSessions) {
 }
 
 TEST_F(SessionCacheTest, EvictsLeastRecentlyUsedBeyondTheBound) {
-  HttpSession& first = cache().Acquire(OriginOn(1001));
-  cache().Acquire(OriginOn(1002));
-  cache().Acquire(OriginOn(1003));
-  cache().Acquire(OriginOn(1001));  // 1001 is now the most recent
-  cache().Acquire(OriginOn(1004));  // evicts 1002
+  HttpSession& first = *cache().Lease(OriginOn(1001));
+  cache().Lease(OriginOn(1002));
+  cache().Lease(OriginOn(1003));
+  cache().Lease(OriginOn(1001));  // 1001 is now the most recent
+  cache().Lease(OriginOn(1004));  // evicts 1002
   EXPECT_EQ(cache().size(), 3u);
   EXPECT_EQ(observer_.Dropped(DropReason::kEvicted), 1);
-  EXPECT_EQ(&cache().Acquire(OriginOn(1001)), &first);
-  cache().Acquire(OriginOn(1002));  // a miss again: recreated
+  EXPECT_EQ(&*cache().Lease(OriginOn(1001)), &first);
+  cache().Lease(OriginOn(1002));  // a miss again: recreated
   EXPECT_EQ(observer_.created.load(), 5);
 }
 
@@ -127,11 +126,11 @@ TEST_F(SessionCacheTest, RecreatesSessionAfterThreeErrors) {
 
 TEST_F(SessionCacheTest, KeepsSessionWhenErrorsAreInterleavedWithSuccess) {
   // Two failures, a success, two failures: never three in a row.
-  HttpSession& session = cache().Acquire(OriginOn(upstream_.port()));
+  HttpSession& session = *cache().Lease(OriginOn(upstream_.port()));
   auto fail = [&] {
-    HttpSession& s = cache().Acquire(OriginOn(upstream_.port()));
-    EXPECT_FALSE(s.Send(RequestTo(upstream_.port()), clock_.Now()).ok());
-    cache().Release(s);
+    SessionLease s = cache().Lease(OriginOn(upstream_.port()));
+    EXPECT_FALSE(
+        s->Send(RequestTo(upstream_.port()), Deadline::In(clock_, {})).ok());
   };
   fail();
   fail();
@@ -139,7 +138,7 @@ TEST_F(SessionCacheTest, KeepsSessionWhenErrorsAreInterleavedWithSuccess) {
   fail();
   fail();
   EXPECT_EQ(observer_.Dropped(DropReason::kErrors), 0);
-  EXPECT_EQ(&cache().Acquire(OriginOn(upstream_.port())), &session);
+  EXPECT_EQ(&*cache().Lease(OriginOn(upstream_.port())), &session);
   EXPECT_EQ(observer_.created.load(), 1);
 }
 
@@ -152,8 +151,8 @@ TEST_F(SessionCacheTest, MaxRequestsOneMeansNoReuse) {
 }
 
 TEST_F(SessionCacheTest, DestructionDropsEverySessionAsShutdown) {
-  cache().Acquire(OriginOn(1001));
-  cache().Acquire(OriginOn(1002));
+  cache().Lease(OriginOn(1001));
+  cache().Lease(OriginOn(1002));
   cache_.reset();
   EXPECT_EQ(observer_.Dropped(DropReason::kShutdown), 2);
 }

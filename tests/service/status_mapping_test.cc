@@ -34,11 +34,19 @@ TEST(StatusMappingTest, OkIsOk) {
   EXPECT_TRUE(ToGrpcStatus(absl::OkStatus()).ok());
 }
 
-TEST(StatusMappingTest, NamesAreTheGrpcNames) {
-  EXPECT_EQ(StatusCodeName(absl::StatusCode::kOk), "OK");
-  EXPECT_EQ(StatusCodeName(absl::StatusCode::kResourceExhausted),
+// The `outcome` label of egress_requests_total and the access log use
+// absl::StatusCodeToString: it must give gRPC's names for gRPC's numbers.
+TEST(StatusMappingTest, OutcomeNamesAreTheGrpcNames) {
+  EXPECT_EQ(absl::StatusCodeToString(absl::StatusCode::kOk), "OK");
+  EXPECT_EQ(absl::StatusCodeToString(static_cast<absl::StatusCode>(
+                grpc::StatusCode::RESOURCE_EXHAUSTED)),
             "RESOURCE_EXHAUSTED");
-  EXPECT_EQ(StatusCodeName(absl::StatusCode::kUnavailable), "UNAVAILABLE");
+  EXPECT_EQ(absl::StatusCodeToString(
+                static_cast<absl::StatusCode>(grpc::StatusCode::UNAVAILABLE)),
+            "UNAVAILABLE");
+  EXPECT_EQ(absl::StatusCodeToString(static_cast<absl::StatusCode>(
+                grpc::StatusCode::UNAUTHENTICATED)),
+            "UNAUTHENTICATED");
 }
 
 }  // namespace

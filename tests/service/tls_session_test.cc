@@ -45,7 +45,7 @@ class TlsSessionTest : public ::testing::Test {
     request.method = "GET";
     request.origin = Origin{"https", host, static_cast<uint16_t>(port)};
     request.target = "/echo";
-    return session.Send(request, clock_.Now() + std::chrono::seconds(5));
+    return session.Send(request, Deadline::In(clock_, std::chrono::seconds(5)));
   }
   // The status of one call to "localhost" on an upstream serving `leaf`.
   absl::Status CallLocalhostServing(const CertFiles& leaf) {

@@ -1,0 +1,84 @@
+#include "service/admission.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_format.h"
+
+namespace egress {
+
+using std::chrono::nanoseconds;
+
+Admission::Admission(const AdmissionOptions& options, const Clock& clock)
+    : options_(options), clock_(clock) {}
+
+nanoseconds Admission::GrpcRemaining(
+    const grpc::CallbackServerContext& context) const {
+  const auto left = context.deadline() - clock_.WallNow();
+  // gRPC reports "no deadline" as a time centuries away.
+  if (left > std::chrono::hours(24 * 365 * 100)) return nanoseconds::max();
+  return std::chrono::duration_cast<nanoseconds>(left);
+}
+
+absl::StatusOr<Admitted> Admission::Admit(
+    const egress::v1::EgressRequest& request,
+    const grpc::CallbackServerContext& context, Rpc rpc,
+    CallRecord& record) const {
+  // Labels only: Metrics folds anything but the standard methods into "OTHER".
+  record.method = request.method().empty() ? "GET" : request.method();
+  record.url = request.url();
+  Caller caller{"anonymous", nullptr};
+  if (options_.auth != nullptr) {
+    absl::StatusOr<Caller> authenticated = options_.auth->Authenticate(context);
+    if (!authenticated.ok()) return authenticated.status();
+    caller = *std::move(authenticated);
+  }
+  record.identity = caller.identity;
+  absl::StatusOr<UpstreamRequest> upstream =
+      ValidateRequest(request, options_.limits);
+  if (!upstream.ok()) return upstream.status();
+  record.origin = upstream->origin.Key();
+  // The request id travels upstream too, unless the caller set its own.
+  if (std::none_of(upstream->headers.begin(), upstream->headers.end(),
+                   [](const auto& h) {
+                     return absl::EqualsIgnoreCase(h.first, "X-Request-Id");
+                   })) {
+    upstream->headers.emplace_back("X-Request-Id", record.request_id);
+  }
+  if (options_.policy != nullptr) {
+    absl::Status allowed = options_.policy->CheckHost(
+        upstream->origin.host, caller.allowed_hosts.get());
+    if (!allowed.ok()) return allowed;
+  }
+  CallTimeouts timeouts;
+  timeouts.requested = upstream->timeout;
+  timeouts.grpc_remaining = GrpcRemaining(context);
+  // A stream's total time is bounded by --max_timeout when the caller gives
+  // neither a timeout nor a deadline: long event streams are its normal case.
+  timeouts.fallback =
+      rpc == Rpc::kDo ? options_.default_timeout : options_.max_timeout;
+  timeouts.max = options_.max_timeout;
+  absl::StatusOr<Deadline> deadline =
+      Deadline::ForCall(clock_, record.start, timeouts);
+  if (!deadline.ok()) return deadline.status();
+  return Admitted{std::make_shared<UpstreamRequest>(*std::move(upstream)),
+                  *deadline};
+}
+
+absl::Status Admission::CheckTaken(const grpc::CallbackServerContext& context,
+                                   const Deadline& deadline,
+                                   nanoseconds queued) const {
+  if (deadline.Expired()) {
+    return absl::DeadlineExceededError(absl::StrFormat(
+        "deadline expired after %.3fs waiting for a worker; the upstream was "
+        "not contacted",
+        std::chrono::duration<double>(queued).count()));
+  }
+  if (context.IsCancelled()) {
+    return absl::CancelledError("call cancelled before a worker took it");
+  }
+  return absl::OkStatus();
+}
+
+}  // namespace egress

@@ -1,0 +1,76 @@
+// Admission: what happens to a call on gRPC's thread before any worker sees
+// it: the caller is authenticated, the request validated and checked against
+// the host policy, and the call's Deadline decided once (Deadline::ForCall).
+// A call refused here never touches an upstream. Queueing is the caller's
+// next step (EgressService::Submit); CheckTaken is the last look before a
+// worker starts the exchange.
+//
+// Thread safety: thread-safe (const after construction).
+#pragma once
+
+#include <chrono>
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "proto/egress/v1/egress.grpc.pb.h"
+#include "service/call_log.h"
+#include "service/caller_auth.h"
+#include "service/clock.h"
+#include "service/deadline.h"
+#include "service/defaults.h"
+#include "service/destination_policy.h"
+#include "service/http_types.h"
+#include "service/request_validation.h"
+
+namespace egress {
+
+struct AdmissionOptions {
+  ValidationLimits limits;
+  // Used when a Do call gives neither a timeout nor a deadline.
+  std::chrono::nanoseconds default_timeout = defaults::kDefaultTimeout;
+  // No call's deadline is further away; a DoStream without a timeout or a
+  // deadline gets it.
+  std::chrono::nanoseconds max_timeout = defaults::kMaxTimeout;
+  // Who may call; nullptr lets everyone in as "anonymous".
+  const CallerAuth* auth = nullptr;
+  // Which hosts may be reached (addresses are checked by the sessions);
+  // nullptr allows every host.
+  const DestinationPolicy* policy = nullptr;
+};
+
+// An admitted call: its upstream request and its deadline.
+struct Admitted {
+  std::shared_ptr<const UpstreamRequest> request;
+  Deadline deadline;
+};
+
+class Admission {
+ public:
+  enum class Rpc { kDo, kDoStream };
+
+  // REQUIRES: `clock`, and the auth and policy in `options`, outlive this.
+  Admission(const AdmissionOptions& options, const Clock& clock);
+
+  // Admits `request` or says why not (UNAUTHENTICATED, INVALID_ARGUMENT,
+  // RESOURCE_EXHAUSTED, PERMISSION_DENIED, DEADLINE_EXCEEDED), filling
+  // `record` with what it learns (method, url, identity, origin).
+  absl::StatusOr<Admitted> Admit(const egress::v1::EgressRequest& request,
+                                 const grpc::CallbackServerContext& context,
+                                 Rpc rpc, CallRecord& record) const;
+
+  // On the worker that took a call, after `queued` in the queue: may it still
+  // go ahead? DEADLINE_EXCEEDED or CANCELLED when not.
+  absl::Status CheckTaken(const grpc::CallbackServerContext& context,
+                          const Deadline& deadline,
+                          std::chrono::nanoseconds queued) const;
+
+  // Time left before the call's gRPC deadline; max() when it has none.
+  std::chrono::nanoseconds GrpcRemaining(
+      const grpc::CallbackServerContext& context) const;
+
+ private:
+  const AdmissionOptions options_;
+  const Clock& clock_;
+};
+
+}  // namespace egress

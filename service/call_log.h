@@ -1,0 +1,68 @@
+// CallLog: the bookkeeping every call gets, whichever RPC it came by: its
+// request id, the in-flight gauge, the per-call metrics, a warning for a
+// refusal by policy or authentication, and the access log line.
+//
+// Usage (egress_service.cc):
+//   CallRecord record;
+//   log.Begin(caller_request_id, clock.Now(), record);   // on arrival
+//   ... fill record.method, identity, origin, http_status ...
+//   std::chrono::nanoseconds total = log.Complete(record, status);  // once
+//
+// Thread safety: thread-safe; each CallRecord belongs to one call.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
+#include "service/clock.h"
+#include "service/metrics.h"
+
+namespace egress {
+
+// What is known of one call, for its metrics and its access log line.
+struct CallRecord {
+  MonoTime start;
+  std::string request_id;  // x-request-id metadata, or generated
+  std::string method = "GET";
+  std::string identity = "anonymous";
+  std::string url;
+  std::string origin;  // once validated
+  int http_status = 0;
+  int attempts = 0;
+  bool reused = false;
+};
+
+// The longest caller-given request id kept; a longer one is replaced.
+inline constexpr size_t kMaxRequestIdBytes = 128;
+
+class CallLog {
+ public:
+  // REQUIRES: metrics and clock outlive the log.
+  CallLog(Metrics& metrics, const Clock& clock, bool access_log);
+
+  // A call arrives at `start`: its request id (the caller's, C-escaped, when
+  // it gave one of at most kMaxRequestIdBytes, else a generated one), and the
+  // in-flight gauge.
+  void Begin(std::optional<absl::string_view> caller_request_id, MonoTime start,
+             CallRecord& record);
+  // A call ends with `status`: metrics, a warning for a refusal by policy or
+  // authentication (naming the caller), the access log line. Returns the
+  // call's total time. Called once per Begin.
+  std::chrono::nanoseconds Complete(const CallRecord& record,
+                                    const absl::Status& status);
+
+ private:
+  Metrics& metrics_;
+  const Clock& clock_;
+  const bool access_log_;
+  std::atomic<uint64_t> next_id_{1};
+  // Makes generated request ids differ between processes.
+  const uint64_t id_salt_;
+};
+
+}  // namespace egress

@@ -1,0 +1,61 @@
+// Defaults: every embedded default of egressd, written once.
+//
+// Config (config.h) starts from these values, the flags' defaults are read
+// from Config, and the option structs of the units (SessionOptions,
+// DnsCacheOptions, ...) start from them too, so a unit built by a test
+// behaves as the service does unless the test says otherwise. Each setting's
+// meaning is in docs/configuration.md.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+
+namespace egress {
+namespace defaults {
+
+using std::chrono::minutes;
+using std::chrono::seconds;
+
+// Callers and workers.
+inline constexpr char kListen[] = "0.0.0.0:50051";
+inline constexpr char kMetricsListen[] = "0.0.0.0:9464";
+inline constexpr size_t kWorkers = 64;
+inline constexpr size_t kMaxQueue = 1024;
+
+// Sessions.
+inline constexpr int kMaxSessionErrors = 3;
+inline constexpr seconds kKeepaliveTimeout{30};
+inline constexpr size_t kMaxSessionsPerWorker = 256;
+inline constexpr int64_t kMaxRequestsPerSession = 0;  // unlimited
+
+// Time.
+inline constexpr seconds kDefaultTimeout{30};
+inline constexpr seconds kMaxTimeout{300};
+inline constexpr seconds kConnectTimeout{5};
+inline constexpr minutes kStreamIdleTimeout{5};
+inline constexpr seconds kDrainTimeout{20};
+inline constexpr minutes kMaxConnectionAge{5};
+inline constexpr minutes kMaxConnectionAgeGrace{5};
+
+// Sizes.
+inline constexpr size_t kMaxRequestBytes = 16 << 20;
+inline constexpr size_t kMaxResponseBytes = 64 << 20;
+inline constexpr size_t kMaxStreamBytes = 0;  // unlimited
+inline constexpr size_t kMaxResponseLineBytes = 16 << 10;
+inline constexpr size_t kMaxResponseHeaders = 200;
+inline constexpr size_t kMaxResponseHeadBytes = 64 << 10;
+
+// Upstream TLS.
+inline constexpr char kUpstreamTlsMinVersion[] = "1.2";
+
+// DNS.
+inline constexpr seconds kDnsTtl{600};
+inline constexpr seconds kDnsNegativeTtl{5};
+inline constexpr size_t kDnsCacheSize = 10000;
+
+// Logs.
+inline constexpr bool kAccessLog = true;
+
+}  // namespace defaults
+}  // namespace egress
