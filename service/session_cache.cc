@@ -60,21 +60,16 @@ SessionLease SessionCache::Lease(const Origin& origin) {
 }
 
 void SessionCache::Release(HttpSession& session) {
-  DropReason reason;
-  switch (session.state()) {
-    case HttpSession::State::kBroken:
-      reason = DropReason::kErrors;
-      break;
-    case HttpSession::State::kExhausted:
-      reason = DropReason::kMaxRequests;
-      break;
-    case HttpSession::State::kReady:
-    case HttpSession::State::kInExchange:
-      return;
+  const HttpSession::State state = session.state();
+  if (state != HttpSession::State::kBroken &&
+      state != HttpSession::State::kExhausted) {
+    return;
   }
   auto found = index_.find(session.origin().Key());
   if (found == index_.end() || found->second->session.get() != &session) return;
-  Drop(found->second, reason);
+  Drop(found->second, state == HttpSession::State::kBroken
+                          ? DropReason::kErrors
+                          : DropReason::kMaxRequests);
 }
 
 void SessionCache::DropIdle() {

@@ -264,10 +264,33 @@ TEST_F(EgressIntegrationTest, BodiesOverTheLimitsAreResourceExhausted) {
 }
 
 TEST_F(EgressIntegrationTest, SlowUpstreamHitsTheCallersDeadline) {
+  // The client library answers DEADLINE_EXCEEDED by itself at 300 ms; what is
+  // tested is that the service also gave up then: its only worker is free for
+  // the next call at once, not when the upstream answers at 1.5 s, and the
+  // call is not counted as a 2xx answer.
+  Restart([](Config& c) { c.workers = 1; });
   EgressResponse response;
   grpc::Status status =
       Do(Request("GET", "/slow/1500"), &response, milliseconds(300));
   EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+  EgressResponse next;
+  ASSERT_TRUE(Get("/echo", &next).ok());
+  // Had the worker stayed on the upstream, this call would have queued for
+  // about 1.2 s.
+  EXPECT_LT(next.timing().queued().seconds() * 1000 +
+                next.timing().queued().nanos() / 1000000,
+            800);
+  for (int i = 0; i < 300 && Metric("egress_requests_in_flight") != 0; ++i) {
+    std::this_thread::sleep_for(milliseconds(10));
+  }
+  const std::string metrics = MetricsText();
+  EXPECT_THAT(metrics, ::testing::ContainsRegex(
+                           "egress_requests_total\\{code_class=\"none\","
+                           "method=\"GET\",outcome=\"(DEADLINE_EXCEEDED|"
+                           "CANCELLED)\"\\} 1"));
+  // One 2xx: the /echo call; the slow call never came back as an answer.
+  EXPECT_THAT(metrics, HasSubstr("code_class=\"2xx\",method=\"GET\","
+                                 "outcome=\"OK\"} 1\n"));
 }
 
 TEST_F(EgressIntegrationTest, RequestTimeoutBoundsTheUpstreamWait) {
