@@ -1,5 +1,7 @@
 #include "client/egress_client.h"
 
+#include <google/protobuf/util/time_util.h>
+
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 
@@ -56,9 +58,9 @@ egress::v1::EgressRequest EgressClient::ToProto(const Request& request) {
   }
   proto.set_body(request.body);
   if (request.timeout.count() > 0) {
-    proto.mutable_timeout()->set_seconds(request.timeout.count() / 1000);
-    proto.mutable_timeout()->set_nanos(
-        static_cast<int32_t>(request.timeout.count() % 1000) * 1000000);
+    *proto.mutable_timeout() =
+        google::protobuf::util::TimeUtil::MillisecondsToDuration(
+            request.timeout.count());
   }
   return proto;
 }

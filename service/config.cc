@@ -3,6 +3,7 @@
 #include <google/protobuf/io/tokenizer.h>
 #include <google/protobuf/text_format.h>
 #include <google/protobuf/util/json_util.h>
+#include <google/protobuf/util/time_util.h>
 
 #include <cstdint>
 #include <fstream>
@@ -242,8 +243,8 @@ void Assign(std::chrono::nanoseconds& out, absl::Duration in) {
 }
 void Assign(std::chrono::nanoseconds& out,
             const google::protobuf::Duration& in) {
-  out =
-      std::chrono::seconds(in.seconds()) + std::chrono::nanoseconds(in.nanos());
+  out = std::chrono::nanoseconds(
+      google::protobuf::util::TimeUtil::DurationToNanoseconds(in));
 }
 
 // Names of the flags given in `argv` ("--name=v", "--name v", "-name",
@@ -335,9 +336,9 @@ std::string ConfigToText(const Config& c) {
 #define EGRESS_TO_PROTO(f) out.set_##f(c.f);
   EGRESS_SCALAR_SETTINGS(EGRESS_TO_PROTO)
 #undef EGRESS_TO_PROTO
-#define EGRESS_TO_PROTO(f)                                  \
-  out.mutable_##f()->set_seconds(c.f.count() / 1000000000); \
-  out.mutable_##f()->set_nanos(static_cast<int32_t>(c.f.count() % 1000000000));
+#define EGRESS_TO_PROTO(f) \
+  *out.mutable_##f() =     \
+      google::protobuf::util::TimeUtil::NanosecondsToDuration(c.f.count());
   EGRESS_DURATION_SETTINGS(EGRESS_TO_PROTO)
 #undef EGRESS_TO_PROTO
   for (const auto& [identity, hosts] : c.identity_hosts) {

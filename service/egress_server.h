@@ -5,7 +5,7 @@
 //
 // Usage:
 //   absl::StatusOr<std::unique_ptr<EgressServer>> server =
-//   EgressServer::Start(config);
+//       EgressServer::Start(config);
 //   ... (*server)->grpc_port() ...
 //   (*server)->Shutdown(config.drain_timeout);
 //

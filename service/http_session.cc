@@ -654,8 +654,7 @@ absl::Status HttpSession::SendOnce(const UpstreamRequest& request,
 
   const int64_t opened_before = connections_opened_;
   exchange_ = UpstreamExchange{};
-  exchange_.clock = &clock_;
-  exchange_.deadline = deadline.at();
+  exchange_.deadline = deadline;
   exchange_.idle_timeout = idle_timeout;
   exchange_.limits = options_.head_limits;
   exchange_.head_request = request.method == "HEAD";

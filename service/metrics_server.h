@@ -6,8 +6,11 @@
 // holds every shutdown for up to 2 s.
 //
 // Usage:
-//   auto server = MetricsServer::Start("0.0.0.0:9464", [&] { return
-//   metrics.Collect(); }); int port = (*server)->port();
+// clang-format off
+//   auto server = MetricsServer::Start("0.0.0.0:9464",
+//                                      [&] { return metrics.Collect(); });
+//   int port = (*server)->port();
+// clang-format on
 //
 // Thread safety: Start and the destructor from one thread; scrapes are served
 // concurrently, so `collect` must be thread-safe.

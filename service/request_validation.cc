@@ -1,6 +1,7 @@
 #include "service/request_validation.h"
 
 #include <arpa/inet.h>
+#include <google/protobuf/util/time_util.h>
 #include <netinet/in.h>
 
 #include <algorithm>
@@ -302,17 +303,19 @@ absl::StatusOr<UpstreamRequest> ValidateRequest(
   request->body = proto.body();
 
   if (proto.has_timeout()) {
-    const google::protobuf::Duration& t = proto.timeout();
+    using google::protobuf::util::TimeUtil;
+    google::protobuf::Duration t = proto.timeout();
     if (t.seconds() < 0 || t.nanos() < 0 || t.nanos() > 999999999 ||
-        t.seconds() > 315576000000) {
+        t.seconds() > TimeUtil::kDurationMaxSeconds) {
       return Invalid("timeout", "must be a non-negative duration");
     }
     // Anything beyond a year is clamped: --max_timeout caps it far lower
     // anyway, and nanoseconds in int64 overflow after 292 years.
-    constexpr int64_t kYear = 365LL * 24 * 3600;
+    const google::protobuf::Duration year =
+        TimeUtil::SecondsToDuration(365LL * 24 * 3600);
+    if (t > year) t = year;
     request->timeout =
-        std::chrono::seconds(std::min<int64_t>(t.seconds(), kYear)) +
-        std::chrono::nanoseconds(t.nanos());
+        std::chrono::nanoseconds(TimeUtil::DurationToNanoseconds(t));
     if (request->timeout.count() == 0) {
       return Invalid("timeout", "must be positive when set");
     }

@@ -34,7 +34,7 @@ UpstreamStream::UpstreamStream(httplib::Stream& inner, int fd, SSL* ssl,
 
 bool UpstreamStream::Wait(bool for_write) {
   if (!for_write && ssl_ != nullptr && SSL_pending(ssl_) > 0) return true;
-  const nanoseconds remaining = exchange_.deadline - exchange_.clock->Now();
+  const nanoseconds remaining = exchange_.deadline.Remaining();
   if (remaining <= nanoseconds::zero()) {
     exchange_.failure = UpstreamExchange::Failure::kDeadline;
     return false;

@@ -29,6 +29,7 @@
 
 #include "absl/status/status.h"
 #include "service/clock.h"
+#include "service/deadline.h"
 #include "service/response_head.h"
 
 namespace egress {
@@ -43,8 +44,8 @@ struct UpstreamExchange {
     kRejected,  // on_head returned false
   };
 
-  const Clock* clock = nullptr;
-  MonoTime deadline;
+  // The call's deadline: every wait on the upstream ends by it.
+  Deadline deadline = Deadline::Never(RealClock::Get());
   // Longest wait for response bytes once the head has arrived; max() for none.
   std::chrono::nanoseconds idle_timeout = std::chrono::nanoseconds::max();
   HeadLimits limits;
