@@ -23,6 +23,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
+#include "service/address_order.h"
+#include "service/tls_trust.h"
 
 namespace egress {
 namespace {
@@ -61,28 +63,6 @@ class BufferSink final : public ResponseSink {
   UpstreamResponse response_;
 };
 
-// SSL_CTX ex_data slot holding the owning session's `long` verify result.
-int VerifyResultIndex() {
-  static const int index =
-      SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
-  return index;
-}
-
-// Records the first verification failure of a handshake where
-// TransportError can read it, and lets OpenSSL fail the handshake.
-int RecordVerifyResult(int ok, X509_STORE_CTX* store_ctx) {
-  if (ok == 0) {
-    SSL* ssl = static_cast<SSL*>(X509_STORE_CTX_get_ex_data(
-        store_ctx, SSL_get_ex_data_X509_STORE_CTX_idx()));
-    auto* result = static_cast<long*>(
-        SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), VerifyResultIndex()));
-    if (result != nullptr && *result == X509_V_OK) {
-      *result = X509_STORE_CTX_get_error(store_ctx);
-    }
-  }
-  return ok;
-}
-
 // OpenSSL writes to its socket with write(2), which raises SIGPIPE when the
 // upstream has closed the connection (httplib's own writes use MSG_NOSIGNAL).
 // The signal is blocked, once, on each thread that sends through a session, so
@@ -95,30 +75,6 @@ void BlockSigpipeOnThisThread() {
     return pthread_sigmask(SIG_BLOCK, &set, nullptr) == 0;
   }();
   (void)blocked;
-}
-
-bool IsIpv6(const std::string& address) {
-  return address.find(':') != std::string::npos;
-}
-
-// RFC 8305, section 4: the first address's family first, then the families
-// alternate, each keeping the resolver's order.
-std::vector<std::string> HappyEyeballsOrder(
-    const std::vector<std::string>& addresses) {
-  std::vector<std::string> first_family;
-  std::vector<std::string> other_family;
-  for (const std::string& a : addresses) {
-    (IsIpv6(a) == IsIpv6(addresses.front()) ? first_family : other_family)
-        .push_back(a);
-  }
-  std::vector<std::string> ordered;
-  ordered.reserve(addresses.size());
-  for (size_t i = 0; i < std::max(first_family.size(), other_family.size());
-       ++i) {
-    if (i < first_family.size()) ordered.push_back(first_family[i]);
-    if (i < other_family.size()) ordered.push_back(other_family[i]);
-  }
-  return ordered;
 }
 
 // An httplib client, plain (ClientImpl) or TLS (SSLClient), whose every
@@ -266,7 +222,10 @@ HttpSession::HttpSession(Origin origin, const SessionOptions& options,
     // write to the shared store from several workers at once).
     ssl->enable_server_certificate_verification(false);
     SSL_CTX_set_min_proto_version(ssl->ssl_context(), options_.tls_min_version);
-    if (options_.verify_tls) ConfigureVerification(ssl->ssl_context());
+    if (options_.verify_tls) {
+      VerifyDuringHandshake(ssl->ssl_context(), options_.trust_store,
+                            origin_.host, &verify_result_);
+    }
     client_ = std::move(ssl);
   } else {
     client_ = std::make_unique<GuardedClient<httplib::ClientImpl>>(
@@ -359,24 +318,6 @@ void HttpSession::Abort() {
   if (!in_exchange_) return;
   abort_requested_ = true;
   if (abort_fd_ >= 0) shutdown(abort_fd_, SHUT_RDWR);
-}
-
-void HttpSession::ConfigureVerification(SSL_CTX* ctx) {
-  if (options_.trust_store != nullptr) {
-    X509_STORE_up_ref(options_.trust_store);  // the context owns a reference
-    SSL_CTX_set_cert_store(ctx, options_.trust_store);
-  } else {
-    SSL_CTX_set_default_verify_paths(ctx);
-  }
-  X509_VERIFY_PARAM* param = SSL_CTX_get0_param(ctx);
-  X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
-  if (IsIpLiteral(origin_.host)) {
-    X509_VERIFY_PARAM_set1_ip_asc(param, origin_.host.c_str());
-  } else {
-    X509_VERIFY_PARAM_set1_host(param, origin_.host.c_str(), 0);
-  }
-  SSL_CTX_set_ex_data(ctx, VerifyResultIndex(), &verify_result_);
-  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, RecordVerifyResult);
 }
 
 absl::StatusOr<UpstreamResponse> HttpSession::Send(
@@ -552,25 +493,10 @@ absl::Status HttpSession::Pin(const Deadline& deadline) {
   // Each address checked is one the session may connect to, and it connects
   // to no other: a later DNS answer cannot slip past (no re-resolution in
   // between). A refused address is never tried.
-  std::vector<std::string> allowed;
-  absl::Status refusal;
-  for (const std::string& address : answer->addresses) {
-    absl::Status checked = options_.policy != nullptr
-                               ? options_.policy->CheckAddress(address)
-                               : absl::OkStatus();
-    if (checked.ok()) {
-      allowed.push_back(address);
-    } else if (refusal.ok()) {
-      refusal = std::move(checked);
-    }
-  }
-  if (allowed.empty()) return refusal;
-  std::vector<std::string> ordered = HappyEyeballsOrder(allowed);
-  // The address that worked stays first.
-  auto working = std::find(ordered.begin(), ordered.end(), pinned_address_);
-  if (working != ordered.end()) {
-    std::rotate(ordered.begin(), working, working + 1);
-  }
+  absl::StatusOr<std::vector<std::string>> allowed =
+      ConnectOrder(answer->addresses, options_.policy, pinned_address_);
+  if (!allowed.ok()) return allowed.status();
+  std::vector<std::string> ordered = *std::move(allowed);
   const bool moved =
       !pinned_address_.empty() && ordered.front() != pinned_address_;
   candidates_ = std::move(ordered);
@@ -627,7 +553,6 @@ absl::Status HttpSession::SendOnce(const UpstreamRequest& request,
                                    std::chrono::nanoseconds idle_timeout,
                                    std::chrono::nanoseconds connect_timeout,
                                    ResponseSink& sink, Attempt& attempt) {
-  const MonoTime start = clock_.Now();
   attempt.facts = AttemptFacts{};
   attempt.failure = UpstreamFailure::kNone;
   const nanoseconds remaining = deadline.Remaining();
@@ -653,12 +578,57 @@ absl::Status HttpSession::SendOnce(const UpstreamRequest& request,
   client_->set_write_timeout(deadline.RemainingMicros());
 
   const int64_t opened_before = connections_opened_;
+  PrepareExchange(request, deadline, idle_timeout, sink, attempt);
+  httplib::Request req = ToHttplibRequest(request, sink, attempt);
+  httplib::Response res;
+  httplib::Error error = httplib::Error::Success;
+  // The watchdog waits in real time for what is left of the deadline.
+  connect_deadline_ = RealClock::Get().Now() + remaining;
+  const bool ok = client_->send(req, res, error);
+  if (watch_ != 0) {
+    internal::ConnectWatchdog::Get().Unwatch(watch_, connect_deadline_);
+    watch_ = 0;
+  }
+  // A socket counts as a connection (and, for https, a handshake) once it is
+  // up: connects that failed over to another address are not.
+  const bool new_socket = connections_opened_ != opened_before;
+  attempt.reused = !new_socket && requests_served_ > 0;
+  if (new_socket && exchange_.connected) {
+    observer_.OnConnectionOpened(origin_.scheme == "https");
+  }
+  if (attempt.reused) observer_.OnConnectionReused();
+  // Bytes beyond the response: never read them as the next one.
+  if (exchange_.leftover) client_->stop();
+
+  {
+    std::lock_guard<std::mutex> lock(abort_mu_);
+    attempt.facts.watchdog_fired = deadline_abort_;
+    attempt.facts.cancelled = abort_requested_;
+  }
+  attempt.facts.error = ok ? httplib::Error::Success : error;
+  attempt.facts.stream = exchange_.failure;
+  attempt.facts.connect_cut_by_deadline = connect.cut_by_deadline;
+  attempt.facts.verify_result = verify_result_;
+  // A response that arrived whole stands, whatever happened after it.
+  attempt.failure = ok && !attempt.facts.sink_aborted
+                        ? UpstreamFailure::kNone
+                        : ClassifyFailure(attempt.facts);
+  return FailureStatus(attempt, sink, remaining, connect.time, idle_timeout);
+}
+
+void HttpSession::PrepareExchange(const UpstreamRequest& request,
+                                  const Deadline& deadline,
+                                  std::chrono::nanoseconds idle_timeout,
+                                  ResponseSink& sink, Attempt& attempt) {
+  const MonoTime start = clock_.Now();
+  const int64_t opened_before = connections_opened_;
   exchange_ = UpstreamExchange{};
   exchange_.deadline = deadline;
   exchange_.idle_timeout = idle_timeout;
   exchange_.limits = options_.head_limits;
   exchange_.head_request = request.method == "HEAD";
-  exchange_.on_head = [&](const ResponseHead& received) {
+  exchange_.on_head = [this, start, opened_before, &sink,
+                       &attempt](const ResponseHead& received) {
     attempt.facts.got_response = true;
     UpstreamResponse head;
     head.status = received.status;
@@ -676,7 +646,11 @@ absl::Status HttpSession::SendOnce(const UpstreamRequest& request,
     }
     return true;
   };
+}
 
+httplib::Request HttpSession::ToHttplibRequest(const UpstreamRequest& request,
+                                               ResponseSink& sink,
+                                               Attempt& attempt) const {
   httplib::Request req;
   req.method = request.method;
   req.path = request.target;
@@ -685,49 +659,15 @@ absl::Status HttpSession::SendOnce(const UpstreamRequest& request,
   }
   req.headers.emplace("Host", request.origin.HostHeader());
   req.body = request.body;
-  req.content_receiver = [&](const char* data, size_t length, uint64_t,
-                             uint64_t) {
+  req.content_receiver = [&sink, &attempt](const char* data, size_t length,
+                                           uint64_t, uint64_t) {
     if (!sink.OnBody(data, length)) {
       attempt.facts.sink_aborted = true;
       return false;
     }
     return true;
   };
-
-  httplib::Response res;
-  httplib::Error error = httplib::Error::Success;
-  // The watchdog waits in real time for what is left of the deadline.
-  connect_deadline_ = RealClock::Get().Now() + remaining;
-  const bool ok = client_->send(req, res, error);
-  if (watch_ != 0) {
-    internal::ConnectWatchdog::Get().Unwatch(watch_, connect_deadline_);
-    watch_ = 0;
-  }
-  {
-    std::lock_guard<std::mutex> lock(abort_mu_);
-    attempt.facts.watchdog_fired = deadline_abort_;
-    attempt.facts.cancelled = abort_requested_;
-  }
-  // A socket counts as a connection (and, for https, a handshake) once it is
-  // up: connects that failed over to another address are not.
-  const bool new_socket = connections_opened_ != opened_before;
-  const bool opened = new_socket && exchange_.connected;
-  attempt.reused = !new_socket && requests_served_ > 0;
-  if (opened) observer_.OnConnectionOpened(origin_.scheme == "https");
-  if (attempt.reused) observer_.OnConnectionReused();
-  // Bytes beyond the response: never read them as the next one.
-  if (exchange_.leftover) client_->stop();
-
-  attempt.facts.error = ok ? httplib::Error::Success : error;
-  attempt.facts.stream = exchange_.failure;
-  attempt.facts.connect_cut_by_deadline = connect.cut_by_deadline;
-  attempt.facts.verify_result = verify_result_;
-  attempt.failure = ClassifyFailure(attempt.facts);
-  // A response that arrived whole stands, whatever happened after it.
-  if (ok && !attempt.facts.sink_aborted) {
-    attempt.failure = UpstreamFailure::kNone;
-  }
-  return FailureStatus(attempt, sink, remaining, connect.time, idle_timeout);
+  return req;
 }
 
 }  // namespace egress

@@ -64,6 +64,7 @@
 
 namespace httplib {
 class ClientImpl;
+struct Request;
 enum class Error;
 }  // namespace httplib
 
@@ -196,9 +197,6 @@ class HttpSession {
       std::chrono::nanoseconds idle_timeout, ResponseSink& sink);
   // Resolves the host through the DnsCache when the pinned answer has expired.
   absl::Status Pin(const Deadline& deadline);
-  // https: makes OpenSSL verify the chain against the trust store and the
-  // certificate against the host name during the handshake.
-  void ConfigureVerification(SSL_CTX* ctx);
   // "http://host:80", plus the pinned address when it differs from the host.
   std::string Describe() const;
   // The status a failed attempt is answered with, worded for the caller.
@@ -211,6 +209,14 @@ class HttpSession {
                         std::chrono::nanoseconds idle_timeout,
                         std::chrono::nanoseconds connect_timeout,
                         ResponseSink& sink, Attempt& attempt);
+  // Binds exchange_ (what UpstreamStream reads) to this attempt: the
+  // deadline, the head limits, and the head's way to `sink`.
+  void PrepareExchange(const UpstreamRequest& request, const Deadline& deadline,
+                       std::chrono::nanoseconds idle_timeout,
+                       ResponseSink& sink, Attempt& attempt);
+  // The request as httplib sends it, its body going to `sink`.
+  httplib::Request ToHttplibRequest(const UpstreamRequest& request,
+                                    ResponseSink& sink, Attempt& attempt) const;
   // SendOnce, moving on to the host's next address when a new connection
   // cannot be made.
   absl::Status SendTryingAddresses(const UpstreamRequest& request,

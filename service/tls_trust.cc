@@ -1,6 +1,8 @@
 #include "service/tls_trust.h"
 
 #include <openssl/err.h>
+#include <openssl/x509_vfy.h>
+#include <openssl/x509v3.h>
 
 #include "absl/strings/str_cat.h"
 
@@ -27,5 +29,50 @@ absl::StatusOr<std::unique_ptr<TrustStore>> TrustStore::Load(
 }
 
 TrustStore::~TrustStore() { X509_STORE_free(store_); }
+
+namespace {
+
+// SSL_CTX ex_data slot holding the `long` that receives the first failure.
+int FirstFailureIndex() {
+  static const int index =
+      SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+// Records the first verification failure of a handshake, and lets OpenSSL
+// fail the handshake.
+int RecordFirstFailure(int ok, X509_STORE_CTX* store_ctx) {
+  if (ok == 0) {
+    SSL* ssl = static_cast<SSL*>(X509_STORE_CTX_get_ex_data(
+        store_ctx, SSL_get_ex_data_X509_STORE_CTX_idx()));
+    auto* result = static_cast<long*>(
+        SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), FirstFailureIndex()));
+    if (result != nullptr && *result == X509_V_OK) {
+      *result = X509_STORE_CTX_get_error(store_ctx);
+    }
+  }
+  return ok;
+}
+
+}  // namespace
+
+void VerifyDuringHandshake(SSL_CTX* ctx, X509_STORE* store,
+                           const std::string& host, long* first_failure) {
+  if (store != nullptr) {
+    X509_STORE_up_ref(store);  // the context owns a reference
+    SSL_CTX_set_cert_store(ctx, store);
+  } else {
+    SSL_CTX_set_default_verify_paths(ctx);
+  }
+  X509_VERIFY_PARAM* param = SSL_CTX_get0_param(ctx);
+  X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+  // An address literal must be in the certificate as an IP; anything else
+  // is a name.
+  if (X509_VERIFY_PARAM_set1_ip_asc(param, host.c_str()) != 1) {
+    X509_VERIFY_PARAM_set1_host(param, host.c_str(), 0);
+  }
+  SSL_CTX_set_ex_data(ctx, FirstFailureIndex(), first_failure);
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, RecordFirstFailure);
+}
 
 }  // namespace egress
