@@ -13,7 +13,6 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
-#include "service/config.h"
 #include "service/metrics.h"
 
 namespace egress {
@@ -68,10 +67,6 @@ std::map<std::string, Labels> LabelsByFamily(
 }  // namespace
 
 std::string FlagTable() {
-  // The flags register themselves when config.cc is linked in; this use of
-  // it makes sure the linker keeps it.
-  static const auto keep = &ConfigFromFlags;
-  (void)keep;
   std::vector<const absl::CommandLineFlag*> flags;
   for (const auto& [name, flag] : absl::GetAllFlags()) {
     if (absl::EndsWith(flag->Filename(), "service/config.cc")) {

@@ -73,7 +73,7 @@ absl::Status Admission::CheckTaken(const grpc::CallbackServerContext& context,
     return absl::DeadlineExceededError(absl::StrFormat(
         "deadline expired after %.3fs waiting for a worker; the upstream was "
         "not contacted",
-        std::chrono::duration<double>(queued).count()));
+        Seconds(queued)));
   }
   if (context.IsCancelled()) {
     return absl::CancelledError("call cancelled before a worker took it");

@@ -39,7 +39,7 @@ void CallLog::Begin(std::optional<absl::string_view> caller_request_id,
 std::chrono::nanoseconds CallLog::Complete(const CallRecord& r,
                                            const absl::Status& status) {
   const std::chrono::nanoseconds total = clock_.Now() - r.start;
-  const double seconds = std::chrono::duration<double>(total).count();
+  const double seconds = Seconds(total);
   metrics_.RecordCall(r.method, r.http_status, status.code(), seconds);
   metrics_.requests_in_flight().Decrement();
   const std::string id = absl::StrCat("[", r.request_id, "] ");

@@ -16,6 +16,11 @@ namespace egress {
 using MonoTime = std::chrono::steady_clock::time_point;
 using WallTime = std::chrono::system_clock::time_point;
 
+// A duration in seconds, for messages and histograms.
+inline double Seconds(std::chrono::nanoseconds d) {
+  return std::chrono::duration<double>(d).count();
+}
+
 class Clock {
  public:
   virtual ~Clock() = default;

@@ -8,16 +8,11 @@
 #include "absl/strings/str_format.h"
 #include "service/response_proto.h"
 #include "service/status_mapping.h"
-#include "service/stream_pump.h"
 
 namespace egress {
 namespace {
 
 using std::chrono::nanoseconds;
-
-double Seconds(nanoseconds d) {
-  return std::chrono::duration<double>(d).count();
-}
 
 // The caller's x-request-id metadata, if it sent one.
 std::optional<absl::string_view> CallerRequestId(
@@ -102,9 +97,7 @@ class EgressService::StreamCall final
   StreamCall(EgressService& service, grpc::CallbackServerContext& context)
       : service_(service),
         context_(context),
-        pump_(*this, service.clock_,
-              StreamPump::Limits{64 << 10, service.options_.stream_idle_timeout,
-                                 service.options_.max_stream_bytes}) {
+        pump_(*this, service.clock_, service.pump_limits_) {
     service_.log_.Begin(CallerRequestId(context), service_.clock_.Now(),
                         record_);
   }
@@ -164,7 +157,8 @@ class EgressService::StreamCall final
   // Reactor (gRPC's threads).
   void OnWriteDone(bool ok) override { pump_.OnWriteDone(ok); }
   void OnCancel() override {
-    const bool expired = service_.clock_.WallNow() >= context_.deadline();
+    const bool expired =
+        service_.admission_.GrpcRemaining(context_) <= nanoseconds::zero();
     pump_.Cancel(expired ? absl::DeadlineExceededError(
                                "the call's deadline passed while streaming; "
                                "upstream request abandoned")
@@ -198,7 +192,13 @@ EgressService::EgressService(const ServiceOptions& options,
       metrics_(metrics),
       clock_(clock),
       admission_(options.admission, clock),
-      log_(metrics, clock, options.access_log) {}
+      log_(metrics, clock, options.access_log),
+      pump_limits_([&options] {
+        StreamPump::Limits limits;
+        limits.idle_timeout = options.stream_idle_timeout;
+        limits.max_bytes = options.max_stream_bytes;
+        return limits;
+      }()) {}
 
 absl::Status EgressService::Submit(std::function<void(EgressWorker&)> task) {
   if (pool_.TrySubmit(std::move(task))) return absl::OkStatus();

@@ -24,6 +24,7 @@
 #include "service/defaults.h"
 #include "service/egress_worker.h"
 #include "service/metrics.h"
+#include "service/stream_pump.h"
 #include "service/worker_pool.h"
 
 namespace egress {
@@ -70,6 +71,7 @@ class EgressService final : public egress::v1::Egress::CallbackService {
   const Clock& clock_;
   const Admission admission_;
   CallLog log_;
+  const StreamPump::Limits pump_limits_;  // each DoStream's
 };
 
 }  // namespace egress

@@ -33,8 +33,6 @@ using std::chrono::duration_cast;
 using std::chrono::microseconds;
 using std::chrono::nanoseconds;
 
-double Seconds(nanoseconds d) { return static_cast<double>(d.count()) / 1e9; }
-
 // Do's sink: keeps the whole response, up to max_response_bytes.
 class BufferSink final : public ResponseSink {
  public:
@@ -271,7 +269,6 @@ void HttpSession::AbortAtDeadline() {
 }
 
 void HttpSession::BeginExchange(ExchangeCanceller* canceller) {
-  state_ = State::kInExchange;
   {
     std::lock_guard<std::mutex> lock(abort_mu_);
     in_exchange_ = true;
@@ -297,10 +294,12 @@ void HttpSession::EndExchange(ExchangeCanceller* canceller) {
       abort_fd_ = -1;
     }
   }
-  state_ = SettledState();
 }
 
-HttpSession::State HttpSession::SettledState() const {
+HttpSession::State HttpSession::state() const {
+  // in_exchange_ is written only by the owner, the one caller of state(), so
+  // reading it here needs no lock.
+  if (in_exchange_) return State::kInExchange;
   if (consecutive_errors_ >= options_.max_errors) return State::kBroken;
   if (options_.max_requests > 0 && requests_served_ >= options_.max_requests) {
     return State::kExhausted;
@@ -496,10 +495,9 @@ absl::Status HttpSession::Pin(const Deadline& deadline) {
   absl::StatusOr<std::vector<std::string>> allowed =
       ConnectOrder(answer->addresses, options_.policy, pinned_address_);
   if (!allowed.ok()) return allowed.status();
-  std::vector<std::string> ordered = *std::move(allowed);
   const bool moved =
-      !pinned_address_.empty() && ordered.front() != pinned_address_;
-  candidates_ = std::move(ordered);
+      !pinned_address_.empty() && allowed->front() != pinned_address_;
+  candidates_ = *std::move(allowed);
   UseAddress(0);
   // An open connection still goes to the old address: close it.
   if (moved) client_->stop();

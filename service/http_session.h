@@ -177,7 +177,7 @@ class HttpSession {
       std::chrono::nanoseconds idle_timeout, ResponseSink& sink,
       ExchangeCanceller* canceller = nullptr);
 
-  State state() const { return state_; }
+  State state() const;
 
   const Origin& origin() const { return origin_; }
   // The address this session connects to; empty before the first Send or
@@ -239,8 +239,6 @@ class HttpSession {
   // Never waits on httplib's locks; between exchanges it does nothing.
   void Abort();
   bool AbortRequested();
-  // The state after an exchange.
-  State SettledState() const;
 
   const Origin origin_;
   const SessionOptions options_;
@@ -261,7 +259,6 @@ class HttpSession {
   int consecutive_errors_ = 0;
   int64_t requests_served_ = 0;
   MonoTime last_used_;
-  State state_ = State::kReady;
 
   // Abort's view of the session; touched by the owner only when a connection
   // opens and at the start and end of an exchange.

@@ -76,7 +76,7 @@ bool StreamPump::Push(const char* data, size_t size) {
           absl::DeadlineExceededError(absl::StrFormat(
               "the caller read nothing for %.3fs (--stream_idle_timeout or "
               "deadline)",
-              std::chrono::duration<double>(limits_.idle_timeout).count())),
+              Seconds(limits_.idle_timeout))),
           StreamAbortReason::kSlowReader);
     }
     cv_.wait_for(lock, wake - now);
@@ -154,11 +154,6 @@ std::optional<StreamAbortReason> StreamPump::AbandonReason(
 absl::Status StreamPump::status() const {
   std::lock_guard<std::mutex> lock(mu_);
   return status_;
-}
-
-bool StreamPump::cancelled() const {
-  std::lock_guard<std::mutex> lock(mu_);
-  return cancelled_;
 }
 
 }  // namespace egress

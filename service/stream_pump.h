@@ -108,7 +108,6 @@ class StreamPump {
       const absl::Status& result) const;
   // The status given to FinishWhenDrained (UNKNOWN before).
   absl::Status status() const;
-  bool cancelled() const;
 
  private:
   bool RefuseLocked(absl::Status status, StreamAbortReason reason);
