@@ -56,7 +56,8 @@ int main(int argc, char** argv) {
 
   const pid_t child =
       egress::SpawnChild({absl::GetFlag(FLAGS_egressd), "--listen=" + listen,
-                          "--metrics_listen=", "--workers=4"},
+                          "--metrics_listen=", "--workers=4",
+                          "--allow_cidrs=127.0.0.0/8", "--allow_ports=*"},
                          /*stderr_path=*/"");
   if (child < 0) {
     std::perror("spawn egressd");

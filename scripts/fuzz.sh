@@ -5,7 +5,9 @@
 #             (tests/fuzz/request_fuzzer.cc, seeds in tests/fuzz/corpus)
 #   response  arbitrary bytes from an upstream into an HttpSession
 #             (tests/fuzz/response_fuzzer.cc, seeds in tests/fuzz/response_corpus)
-# Usage: scripts/fuzz.sh [request|response|all] [SECONDS] [--keep]
+#   policy    the policy files' parsers: identity file, host patterns, port
+#             and CIDR lists (tests/fuzz/policy_fuzzer.cc, tests/fuzz/policy_corpus)
+# Usage: scripts/fuzz.sh [request|response|policy|all] [SECONDS] [--keep]
 #   (default: all, 60 s each). .ci/run runs each target for 30 s.
 # With --keep, inputs that reach new code are merged into the seed corpus.
 # Installs clang-14 and libclang-rt-14-dev when missing. A crash leaves its input
@@ -16,9 +18,9 @@ target=${1:-all}
 seconds=${2:-60}
 keep=${3:-}
 case "$target" in
-  request | response) targets=("$target") ;;
-  all) targets=(request response) ;;
-  *) echo "usage: scripts/fuzz.sh [request|response|all] [SECONDS] [--keep]" >&2; exit 2 ;;
+  request | response | policy) targets=("$target") ;;
+  all) targets=(request response policy) ;;
+  *) echo "usage: scripts/fuzz.sh [request|response|policy|all] [SECONDS] [--keep]" >&2; exit 2 ;;
 esac
 
 scripts/setup.sh
@@ -68,10 +70,20 @@ build_response() {
     -o "$work/response_fuzzer"
 }
 
+build_policy() {
+  # shellcheck disable=SC2046
+  clang++-14 "${flags[@]}" $(pkg-config --cflags "${absl_modules[@]}") \
+    tests/fuzz/policy_fuzzer.cc \
+    $(service_sources "//service:policy_files") \
+    $(pkg-config --libs "${absl_modules[@]}") \
+    -o "$work/policy_fuzzer"
+}
+
 status=0
 for t in "${targets[@]}"; do
   corpus=tests/fuzz/corpus
   [ "$t" = response ] && corpus=tests/fuzz/response_corpus
+  [ "$t" = policy ] && corpus=tests/fuzz/policy_corpus
   "build_$t"
   mkdir -p "$work/$t-corpus"
   cp "$corpus"/* "$work/$t-corpus/"

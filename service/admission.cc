@@ -47,8 +47,8 @@ absl::StatusOr<Admitted> Admission::Admit(
     upstream->headers.emplace_back("X-Request-Id", record.request_id);
   }
   if (options_.policy != nullptr) {
-    absl::Status allowed = options_.policy->CheckHost(
-        upstream->origin.host, caller.allowed_hosts.get());
+    absl::Status allowed = options_.policy->CheckDestination(
+        upstream->origin.host, upstream->origin.port, caller.rules.get());
     if (!allowed.ok()) return allowed;
   }
   CallTimeouts timeouts;

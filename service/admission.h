@@ -1,9 +1,9 @@
 // Admission: what happens to a call on gRPC's thread before any worker sees
 // it: the caller is authenticated, the request validated and checked against
-// the host policy, and the call's Deadline decided once (Deadline::ForCall).
-// A call refused here never touches an upstream. Queueing is the caller's
-// next step (EgressService::Submit); CheckTaken is the last look before a
-// worker starts the exchange.
+// the host and port policy, and the call's Deadline decided once
+// (Deadline::ForCall). A call refused here never touches an upstream. Queueing
+// is the caller's next step (EgressService::Submit); CheckTaken is the last
+// look before a worker starts the exchange.
 //
 // Thread safety: thread-safe (const after construction).
 #pragma once
@@ -33,8 +33,8 @@ struct AdmissionOptions {
   std::chrono::nanoseconds max_timeout = defaults::kMaxTimeout;
   // Who may call; nullptr lets everyone in as "anonymous".
   const CallerAuth* auth = nullptr;
-  // Which hosts may be reached (addresses are checked by the sessions);
-  // nullptr allows every host.
+  // Which hosts and ports may be reached (addresses are checked by the
+  // sessions); nullptr allows every host and port.
   const DestinationPolicy* policy = nullptr;
 };
 

@@ -1,14 +1,17 @@
 #include "service/caller_auth.h"
 
+#include <grpc/grpc_security_constants.h>
 #include <grpcpp/security/auth_context.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/x509v3.h>
 
-#include <fstream>
-
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 
@@ -20,37 +23,11 @@ void Sha256(absl::string_view data, unsigned char out[32]) {
   EVP_Digest(data.data(), data.size(), out, &length, EVP_sha256(), nullptr);
 }
 
-// Calls `line_fn(number, fields)` for each non-empty, non-comment line of the
-// file that `flag` names; errors name the flag, the file and the line.
-template <typename F>
-absl::Status ForEachLine(const char* flag, const std::string& path, F line_fn) {
-  std::ifstream in(path);
-  if (!in) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--", flag, ": cannot read ", path));
-  }
-  std::string line;
-  for (int number = 1; std::getline(in, line); ++number) {
-    absl::string_view text = line;
-    text = text.substr(0, text.find('#'));
-    text = absl::StripAsciiWhitespace(text);
-    if (text.empty()) continue;
-    std::vector<absl::string_view> fields =
-        absl::StrSplit(text, absl::ByAnyChar(" \t"), absl::SkipEmpty());
-    absl::Status status = line_fn(number, fields);
-    if (!status.ok()) {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--", flag, ": ", path, ":", number, ": ", status.message()));
-    }
-  }
-  return absl::OkStatus();
-}
-
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<CallerAuth>> CallerAuth::Create(
     std::string tokens_file, std::string identity_hosts_file,
-    std::map<std::string, std::vector<std::string>> identity_hosts) {
+    std::map<std::string, IdentityEntry> identity_hosts) {
   std::unique_ptr<CallerAuth> auth(
       new CallerAuth(std::move(tokens_file), std::move(identity_hosts_file),
                      std::move(identity_hosts)));
@@ -63,16 +40,26 @@ absl::StatusOr<std::unique_ptr<CallerAuth>> CallerAuth::Create(
 absl::StatusOr<std::shared_ptr<const CallerAuth::Snapshot>> CallerAuth::Load()
     const {
   auto snapshot = std::make_shared<Snapshot>();
-  for (const auto& [identity, hosts] : static_hosts_) {
-    auto list = std::make_shared<std::vector<std::string>>();
-    for (const std::string& h : hosts)
-      list->push_back(absl::AsciiStrToLower(h));
-    snapshot->hosts[identity] = std::move(list);
+  for (const auto& [identity, entry] : static_hosts_) {
+    const std::string where =
+        absl::StrCat("--config: identity_hosts[\"", identity, "\"]");
+    absl::Status valid = ValidateIdentity(identity);
+    absl::StatusOr<std::shared_ptr<const CallerRules>> rules =
+        valid.ok() ? MakeCallerRules(absl::StrJoin(entry.hosts, ","),
+                                     entry.ports, where)
+                   : valid;
+    if (!rules.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(where, ": ", rules.status().message()));
+    }
+    snapshot->rules[identity] = *std::move(rules);
   }
   if (!tokens_file_.empty()) {
-    absl::Status status = ForEachLine(
-        "auth_tokens_file", tokens_file_,
-        [&](int, const std::vector<absl::string_view>& f) {
+    absl::StatusOr<std::string> text =
+        ReadPolicyFile(tokens_file_, "auth_tokens_file");
+    if (!text.ok()) return text.status();
+    absl::Status status = ForEachEntry(
+        *text, tokens_file_, [&](const std::vector<absl::string_view>& f, int) {
           if (f.size() != 2) {
             return absl::InvalidArgumentError(
                 "expected \"TOKEN IDENTITY\"");  // never echo the token
@@ -81,13 +68,18 @@ absl::StatusOr<std::shared_ptr<const CallerAuth::Snapshot>> CallerAuth::Load()
             return absl::InvalidArgumentError(
                 "token shorter than 16 characters");
           }
+          absl::Status valid = ValidateIdentity(f[1]);
+          if (!valid.ok()) return valid;
           Snapshot::Token token;
           Sha256(f[0], token.digest);
           token.identity = std::string(f[1]);
           snapshot->tokens.push_back(std::move(token));
           return absl::OkStatus();
         });
-    if (!status.ok()) return status;
+    if (!status.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--auth_tokens_file: ", status.message()));
+    }
     if (snapshot->tokens.empty()) {
       return absl::InvalidArgumentError(
           absl::StrCat("--auth_tokens_file: ", tokens_file_,
@@ -95,22 +87,16 @@ absl::StatusOr<std::shared_ptr<const CallerAuth::Snapshot>> CallerAuth::Load()
     }
   }
   if (!identity_hosts_file_.empty()) {
-    absl::Status status =
-        ForEachLine("identity_hosts_file", identity_hosts_file_,
-                    [&](int, const std::vector<absl::string_view>& f) {
-                      if (f.size() != 2) {
-                        return absl::InvalidArgumentError(
-                            "expected \"IDENTITY host[,host...]\"");
-                      }
-                      auto hosts = std::make_shared<std::vector<std::string>>();
-                      for (absl::string_view h :
-                           absl::StrSplit(f[1], ',', absl::SkipEmpty())) {
-                        hosts->push_back(absl::AsciiStrToLower(h));
-                      }
-                      snapshot->hosts[std::string(f[0])] = std::move(hosts);
-                      return absl::OkStatus();
-                    });
-    if (!status.ok()) return status;
+    absl::StatusOr<std::string> text =
+        ReadPolicyFile(identity_hosts_file_, "identity_hosts_file");
+    if (!text.ok()) return text.status();
+    absl::StatusOr<IdentityRuleMap> rules =
+        ParseIdentityFile(*text, identity_hosts_file_);
+    if (!rules.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("--identity_hosts_file: ", rules.status().message()));
+    }
+    for (auto& [identity, r] : *rules) snapshot->rules[identity] = r;
   }
   return std::shared_ptr<const Snapshot>(std::move(snapshot));
 }
@@ -133,13 +119,18 @@ absl::StatusOr<Caller> CallerAuth::Authenticate(
   std::shared_ptr<const Snapshot> snap = snapshot();
   Caller caller{"anonymous", nullptr};
 
-  // A client certificate verified by mutual TLS.
+  // A client certificate verified by mutual TLS (the listener requires and
+  // verifies one when --client_ca is set). Its PEM, not IsPeerAuthenticated():
+  // gRPC calls a certificate without a common name or DNS SAN unauthenticated.
   std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
-  if (auth != nullptr && auth->IsPeerAuthenticated()) {
-    for (const grpc::string_ref& cn :
-         auth->FindPropertyValues("x509_common_name")) {
-      caller.identity = std::string(cn.data(), cn.size());
-      break;
+  if (auth != nullptr) {
+    std::vector<grpc::string_ref> pem =
+        auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
+    if (!pem.empty()) {
+      absl::StatusOr<std::string> identity = CertificateIdentity(
+          absl::string_view(pem.front().data(), pem.front().size()));
+      if (!identity.ok()) return identity.status();
+      caller.identity = *std::move(identity);
     }
   }
 
@@ -171,9 +162,77 @@ absl::StatusOr<Caller> CallerAuth::Authenticate(
     caller.identity = *identity;
   }
 
-  auto hosts = snap->hosts.find(caller.identity);
-  if (hosts != snap->hosts.end()) caller.allowed_hosts = hosts->second;
+  auto rules = snap->rules.find(caller.identity);
+  if (rules != snap->rules.end()) caller.rules = rules->second;
   return caller;
+}
+
+std::shared_ptr<const CallerRules> CallerAuth::RulesOf(
+    const std::string& identity) const {
+  std::shared_ptr<const Snapshot> snap = snapshot();
+  auto rules = snap->rules.find(identity);
+  return rules == snap->rules.end() ? nullptr : rules->second;
+}
+
+absl::StatusOr<std::string> CertificateIdentity(absl::string_view pem) {
+  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  X509* cert = PEM_read_bio_X509(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  if (cert == nullptr) {
+    return absl::UnauthenticatedError("client certificate cannot be read");
+  }
+  absl::Cleanup free_cert = [cert] { X509_free(cert); };
+  std::vector<std::string> spiffe_ids;
+  auto* names = static_cast<GENERAL_NAMES*>(
+      X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  for (int i = 0; names != nullptr && i < sk_GENERAL_NAME_num(names); ++i) {
+    const GENERAL_NAME* name = sk_GENERAL_NAME_value(names, i);
+    if (name->type != GEN_URI) continue;
+    const ASN1_IA5STRING* uri = name->d.uniformResourceIdentifier;
+    absl::string_view text(reinterpret_cast<const char*>(uri->data),
+                           static_cast<size_t>(uri->length));
+    if (absl::StartsWithIgnoreCase(text, "spiffe:")) {
+      spiffe_ids.emplace_back(text);
+    }
+  }
+  GENERAL_NAMES_free(names);
+  if (spiffe_ids.size() > 1) {
+    return absl::UnauthenticatedError(absl::StrCat(
+        "client certificate has ", spiffe_ids.size(),
+        " SPIFFE IDs in its URI SANs; a workload certificate has one"));
+  }
+  if (spiffe_ids.size() == 1) {
+    absl::Status valid = ValidateIdentity(spiffe_ids[0]);
+    if (!valid.ok()) {
+      return absl::UnauthenticatedError(
+          absl::StrCat("client certificate: ", valid.message()));
+    }
+    return spiffe_ids[0];
+  }
+  X509_NAME* subject = X509_get_subject_name(cert);
+  const int index = X509_NAME_get_index_by_NID(subject, NID_commonName, -1);
+  unsigned char* utf8 = nullptr;
+  const int length =
+      index < 0
+          ? -1
+          : ASN1_STRING_to_UTF8(
+                &utf8,
+                X509_NAME_ENTRY_get_data(X509_NAME_get_entry(subject, index)));
+  std::string cn(length > 0 ? reinterpret_cast<char*>(utf8) : "",
+                 length > 0 ? static_cast<size_t>(length) : 0);
+  OPENSSL_free(utf8);
+  if (cn.empty()) {
+    return absl::UnauthenticatedError(
+        "client certificate has neither a SPIFFE ID (URI SAN) nor a common "
+        "name; it names no identity");
+  }
+  for (unsigned char c : cn) {
+    if (c < 0x20 || c == 0x7f) {
+      return absl::UnauthenticatedError(
+          "client certificate's common name has a control character");
+    }
+  }
+  return cn;
 }
 
 }  // namespace egress

@@ -1,18 +1,23 @@
 // CallerAuth: who is calling, and whether they may.
 //
 // Identities come from, in order: a bearer token (`authorization: Bearer T`
-// metadata) looked up in --auth_tokens_file; the common name of a client
-// certificate verified by mutual TLS (--client_ca); else "anonymous". When a
-// tokens file is configured, a call without a valid token is UNAUTHENTICATED,
-// even with a client certificate. Tokens are compared in constant time (SHA-256
-// digests, CRYPTO_memcmp over every entry) and never logged.
+// metadata) looked up in --auth_tokens_file; the client certificate verified
+// by mutual TLS (--client_ca): its SPIFFE ID (the one URI SAN with the
+// spiffe:// scheme, as Kubernetes workload identities carry) when it has one,
+// else its common name; else "anonymous" when neither is configured. A
+// certificate with neither a SPIFFE ID nor a common name, or with more than
+// one SPIFFE ID, is UNAUTHENTICATED: never "anonymous". When a tokens file is
+// configured, a call without a valid token is UNAUTHENTICATED, even with a
+// client certificate. Tokens are compared in constant time (SHA-256 digests,
+// CRYPTO_memcmp over every entry) and never logged.
 //
-// --identity_hosts_file limits identities to some hosts: one line per identity,
-// "identity host[,host...]" with exact names or *.suffix patterns. Identities
-// without a line are limited only by the service-wide policy.
+// --identity_hosts_file limits identities to some hosts and ports (format in
+// policy_files.h); identities without a line are limited only by the
+// service-wide policy. Identities in both files may be SPIFFE IDs.
 //
-// Files: one entry per line, '#' starts a comment. Reload() re-reads both
-// (egressd does it on SIGHUP); a file that fails to load keeps the old entries.
+// Files: one entry per line, '#' starts a comment; anything malformed is an
+// error naming the file and the line. Reload() re-reads both (egressd does it
+// on SIGHUP); a file that fails to load keeps the old entries.
 //
 // Thread safety: thread-safe. Authenticate reads an immutable snapshot, swapped
 // atomically by Reload.
@@ -28,15 +33,22 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "service/destination_policy.h"
+#include "service/policy_files.h"
 
 namespace egress {
 
 struct Caller {
   std::string identity;  // "anonymous" without credentials
-  // The hosts this caller may reach, when its identity has a line in
-  // --identity_hosts_file; nullptr otherwise.
-  std::shared_ptr<const std::vector<std::string>> allowed_hosts;
+  // The hosts and ports this caller may reach, when its identity has rules
+  // (--identity_hosts_file or the config file); nullptr otherwise.
+  std::shared_ptr<const CallerRules> rules;
 };
+
+// The identity a verified client certificate (PEM) carries: its one SPIFFE ID,
+// else its common name. UNAUTHENTICATED when it has neither, or more than one
+// spiffe:// URI SAN, or an invalid one.
+absl::StatusOr<std::string> CertificateIdentity(absl::string_view pem);
 
 class CallerAuth {
  public:
@@ -46,7 +58,11 @@ class CallerAuth {
   // `identity_hosts_file` extends and overrides per identity.
   static absl::StatusOr<std::unique_ptr<CallerAuth>> Create(
       std::string tokens_file, std::string identity_hosts_file,
-      std::map<std::string, std::vector<std::string>> identity_hosts = {});
+      std::map<std::string, IdentityEntry> identity_hosts = {});
+
+  // The rules of `identity` (nullptr: none), as Authenticate would attach
+  // them; for --policy_check.
+  std::shared_ptr<const CallerRules> RulesOf(const std::string& identity) const;
 
   absl::StatusOr<Caller> Authenticate(
       const grpc::CallbackServerContext& context) const;
@@ -63,12 +79,11 @@ class CallerAuth {
       std::string identity;
     };
     std::vector<Token> tokens;
-    std::map<std::string, std::shared_ptr<const std::vector<std::string>>>
-        hosts;
+    IdentityRuleMap rules;
   };
 
   CallerAuth(std::string tokens_file, std::string identity_hosts_file,
-             std::map<std::string, std::vector<std::string>> identity_hosts)
+             std::map<std::string, IdentityEntry> identity_hosts)
       : tokens_file_(std::move(tokens_file)),
         identity_hosts_file_(std::move(identity_hosts_file)),
         static_hosts_(std::move(identity_hosts)) {}
@@ -77,7 +92,7 @@ class CallerAuth {
 
   const std::string tokens_file_;
   const std::string identity_hosts_file_;
-  const std::map<std::string, std::vector<std::string>> static_hosts_;
+  const std::map<std::string, IdentityEntry> static_hosts_;
   mutable std::mutex mu_;
   std::shared_ptr<const Snapshot> snapshot_;  // guarded by mu_
 };

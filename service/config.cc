@@ -12,11 +12,13 @@
 #include <string>
 
 #include "absl/flags/flag.h"
+#include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "service/config.pb.h"
+#include "service/destination_policy.h"
 
 namespace {
 // The flags' defaults are Config's: written once, in defaults.h.
@@ -30,11 +32,20 @@ ABSL_FLAG(std::string, config, "",
 ABSL_FLAG(bool, print_config, false,
           "Print the effective configuration (defaults, --config, flags) and "
           "exit.");
+ABSL_FLAG(std::string, policy_check, "",
+          "Print how the destination policy decides a call to this URL, rule "
+          "by rule (with --policy_check_caller), and exit: 0 allowed, 1 "
+          "refused, 2 invalid configuration.");
+ABSL_FLAG(std::string, policy_check_caller, "anonymous",
+          "The caller identity (token identity, SPIFFE ID or certificate "
+          "common name) that --policy_check explains for.");
 ABSL_FLAG(bool, access_log, kDefaults.access_log,
           "Log one line per call (caller, method, host, "
           "status, duration, attempts, connection reuse).");
 ABSL_FLAG(std::string, listen, kDefaults.listen,
-          "gRPC listen address (host:port).");
+          "gRPC listen address (host:port). Beyond loopback, egressd starts "
+          "only with caller authentication (--auth_tokens_file, --client_ca) "
+          "or --allow_unauthenticated.");
 ABSL_FLAG(std::string, metrics_listen, kDefaults.metrics_listen,
           "Prometheus /metrics listen address (host:port); empty disables it.");
 ABSL_FLAG(uint32_t, workers, kDefaults.workers,
@@ -111,19 +122,27 @@ ABSL_FLAG(std::string, allow_hosts, "",
           "these hosts may be reached.");
 ABSL_FLAG(std::string, deny_hosts, "",
           "Comma-separated host names or *.suffix patterns never reached.");
+ABSL_FLAG(std::string, allow_ports, kDefaults.allow_ports,
+          "Comma-separated upstream ports callers may reach, or * for every "
+          "port; an identity's ports= replaces it for that caller.");
+ABSL_FLAG(bool, allow_unauthenticated, kDefaults.allow_unauthenticated,
+          "Serve callers without authentication on a non-loopback --listen "
+          "(an open proxy to whoever reaches the port); without it egressd "
+          "refuses to start there unless --auth_tokens_file or --client_ca "
+          "is set.");
 ABSL_FLAG(std::string, tls_cert, "",
           "PEM certificate (chain) for TLS on the gRPC listener.");
 ABSL_FLAG(std::string, tls_key, "", "PEM private key for --tls_cert.");
 ABSL_FLAG(std::string, client_ca, "",
           "PEM roots for client certificates: requires and verifies them "
-          "(mutual TLS); the certificate's common name is the caller's "
-          "identity.");
+          "(mutual TLS); the certificate's SPIFFE ID (URI SAN), else its "
+          "common name, is the caller's identity.");
 ABSL_FLAG(std::string, auth_tokens_file, "",
           "File of \"TOKEN IDENTITY\" lines; when set, every call needs "
           "\"authorization: Bearer TOKEN\" metadata. Reloaded on SIGHUP.");
 ABSL_FLAG(std::string, identity_hosts_file, "",
-          "File of \"IDENTITY host[,host...]\" lines limiting what each caller "
-          "may reach. Reloaded on SIGHUP.");
+          "File of \"IDENTITY host[,host...] [ports=PORT[,PORT...]]\" lines "
+          "limiting what each caller may reach. Reloaded on SIGHUP.");
 ABSL_FLAG(absl::Duration, dns_ttl, absl::FromChrono(kDefaults.dns_ttl),
           "How long a resolved address is used before the name is looked up "
           "again.");
@@ -210,7 +229,45 @@ absl::Status Config::Validate() const {
   if (upstream_tls_min_version != "1.2" && upstream_tls_min_version != "1.3") {
     return Bad("upstream_tls_min_version", "must be 1.2 or 1.3");
   }
+  if (absl::StatusOr<PortSet> ports = PortSet::Parse(allow_ports);
+      !ports.ok()) {
+    return Bad("allow_ports", std::string(ports.status().message()));
+  }
+  if (!IsLoopbackListen(listen) && auth_tokens_file.empty() &&
+      client_ca.empty() && !allow_unauthenticated) {
+    return Bad(
+        "listen",
+        absl::StrCat(listen,
+                     " is reachable beyond this machine, and no caller "
+                     "authentication is set: anyone who reaches the port could "
+                     "use egressd as an open proxy. Set --auth_tokens_file or "
+                     "--client_ca, listen on loopback (127.0.0.1:PORT), or "
+                     "accept it with --allow_unauthenticated"));
+  }
   return absl::OkStatus();
+}
+
+bool IsLoopbackListen(absl::string_view listen) {
+  absl::ConsumePrefix(&listen, "dns:");
+  absl::ConsumePrefix(&listen, "ipv4:");
+  absl::ConsumePrefix(&listen, "ipv6:");
+  // A Unix socket is reachable only through the file system.
+  if (absl::StartsWith(listen, "unix:") ||
+      absl::StartsWith(listen, "unix-abstract:")) {
+    return true;
+  }
+  absl::string_view host = listen;
+  if (absl::ConsumePrefix(&host, "[")) {
+    host = host.substr(0, host.find(']'));
+  } else {
+    const size_t colon = host.rfind(':');
+    if (colon != absl::string_view::npos) host = host.substr(0, colon);
+  }
+  if (absl::AsciiStrToLower(host) == "localhost") return true;
+  in6_addr address;
+  std::optional<PolicyRule> rule;
+  return ParseAddress(std::string(host), address) &&
+         (rule = ClassifyAddress(address)) && *rule == PolicyRule::kLoopback;
 }
 
 // The settings, by kind; each is a Config member, a flag and a config.proto
@@ -224,7 +281,8 @@ absl::Status Config::Validate() const {
   X(allow_hosts) X(deny_hosts) X(tls_cert) X(tls_key) X(client_ca)          \
   X(auth_tokens_file) X(identity_hosts_file) X(dns_cache_size)              \
   X(access_log) X(max_response_line_bytes) X(max_response_headers)          \
-  X(max_response_head_bytes) X(upstream_tls_min_version)
+  X(max_response_head_bytes) X(upstream_tls_min_version) X(allow_ports)    \
+  X(allow_unauthenticated)
 #define EGRESS_DURATION_SETTINGS(X)                                          \
   X(keepalive_timeout) X(default_timeout) X(max_timeout) X(connect_timeout) \
   X(stream_idle_timeout) X(drain_timeout) X(dns_ttl) X(dns_negative_ttl)   \
@@ -308,7 +366,9 @@ absl::Status ApplyFile(const std::string& path, Config& c) {
   EGRESS_DURATION_SETTINGS(EGRESS_FROM_FILE)
 #undef EGRESS_FROM_FILE
   for (const auto& [identity, list] : file.identity_hosts()) {
-    c.identity_hosts[identity].assign(list.hosts().begin(), list.hosts().end());
+    IdentityEntry& entry = c.identity_hosts[identity];
+    entry.hosts.assign(list.hosts().begin(), list.hosts().end());
+    entry.ports = list.ports();
   }
   return absl::OkStatus();
 }
@@ -341,9 +401,10 @@ std::string ConfigToText(const Config& c) {
       google::protobuf::util::TimeUtil::NanosecondsToDuration(c.f.count());
   EGRESS_DURATION_SETTINGS(EGRESS_TO_PROTO)
 #undef EGRESS_TO_PROTO
-  for (const auto& [identity, hosts] : c.identity_hosts) {
+  for (const auto& [identity, entry] : c.identity_hosts) {
     auto& list = (*out.mutable_identity_hosts())[identity];
-    for (const auto& h : hosts) list.add_hosts(h);
+    for (const auto& h : entry.hosts) list.add_hosts(h);
+    if (!entry.ports.empty()) list.set_ports(entry.ports);
   }
   std::string text;
   google::protobuf::TextFormat::PrintToString(out, &text);
@@ -351,5 +412,11 @@ std::string ConfigToText(const Config& c) {
 }
 
 bool PrintConfigRequested() { return absl::GetFlag(FLAGS_print_config); }
+
+std::optional<PolicyCheckRequest> PolicyCheckRequested() {
+  const std::string url = absl::GetFlag(FLAGS_policy_check);
+  if (url.empty()) return std::nullopt;
+  return PolicyCheckRequest{absl::GetFlag(FLAGS_policy_check_caller), url};
+}
 
 }  // namespace egress

@@ -15,12 +15,15 @@
 #include <cstddef>
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
 #include "service/defaults.h"
+#include "service/policy_files.h"
 
 namespace egress {
 
@@ -70,6 +73,7 @@ struct Config {
   std::string deny_cidrs;
   std::string allow_hosts;
   std::string deny_hosts;
+  std::string allow_ports = defaults::kAllowPorts;  // "80,443" or "*"
 
   // Callers.
   std::string tls_cert;   // PEM certificate chain for the gRPC listener
@@ -77,14 +81,17 @@ struct Config {
   std::string client_ca;  // PEM roots for client certificates (mutual TLS)
   std::string auth_tokens_file;
   std::string identity_hosts_file;
+  // Serve unauthenticated callers on a non-loopback --listen.
+  bool allow_unauthenticated = false;
 
   std::chrono::nanoseconds dns_ttl = defaults::kDnsTtl;
   std::chrono::nanoseconds dns_negative_ttl = defaults::kDnsNegativeTtl;
   size_t dns_cache_size = defaults::kDnsCacheSize;
 
   bool access_log = defaults::kAccessLog;  // one line per call
-  // identity -> hosts it may reach (config file only; see caller_auth.h).
-  std::map<std::string, std::vector<std::string>> identity_hosts;
+  // identity -> hosts and ports it may reach (config file only; see
+  // caller_auth.h).
+  std::map<std::string, IdentityEntry> identity_hosts;
 
   absl::Status Validate() const;
 };
@@ -97,7 +104,18 @@ absl::StatusOr<Config> ConfigFromFlags(int argc, char** argv);
 // The effective configuration as config.proto text format (--print_config).
 std::string ConfigToText(const Config& config);
 
+// True when `listen` (a gRPC listen address) is reachable only from this
+// machine: a loopback address, "localhost", or a Unix socket.
+bool IsLoopbackListen(absl::string_view listen);
+
 // True when --print_config was given.
 bool PrintConfigRequested();
+
+// --policy_check=URL and --policy_check_caller, when the first was given.
+struct PolicyCheckRequest {
+  std::string caller;
+  std::string url;
+};
+std::optional<PolicyCheckRequest> PolicyCheckRequested();
 
 }  // namespace egress

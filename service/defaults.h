@@ -18,7 +18,9 @@ using std::chrono::minutes;
 using std::chrono::seconds;
 
 // Callers and workers.
-inline constexpr char kListen[] = "0.0.0.0:50051";
+// Loopback: beyond it, egressd refuses to start without caller
+// authentication unless --allow_unauthenticated says so (an open relay).
+inline constexpr char kListen[] = "127.0.0.1:50051";
 inline constexpr char kMetricsListen[] = "0.0.0.0:9464";
 inline constexpr size_t kWorkers = 64;
 inline constexpr size_t kMaxQueue = 1024;
@@ -45,6 +47,9 @@ inline constexpr size_t kMaxStreamBytes = 0;  // unlimited
 inline constexpr size_t kMaxResponseLineBytes = 16 << 10;
 inline constexpr size_t kMaxResponseHeaders = 200;
 inline constexpr size_t kMaxResponseHeadBytes = 64 << 10;
+
+// Destinations.
+inline constexpr char kAllowPorts[] = "80,443";
 
 // Upstream TLS.
 inline constexpr char kUpstreamTlsMinVersion[] = "1.2";

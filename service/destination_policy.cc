@@ -2,6 +2,7 @@
 
 #include <arpa/inet.h>
 
+#include <algorithm>
 #include <cstring>
 
 #include "absl/strings/ascii.h"
@@ -9,6 +10,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 
@@ -175,6 +177,8 @@ bool Cidr::Contains(const in6_addr& address) const {
 }
 
 bool ParseAddress(const std::string& text, in6_addr& out) {
+  // inet_pton reads up to a NUL: "::\0anything" must not pass as "::".
+  if (text.find('\0') != std::string::npos) return false;
   in_addr v4;
   if (inet_pton(AF_INET, text.c_str(), &v4) == 1) {
     out = Mapped(ntohl(v4.s_addr));
@@ -224,6 +228,7 @@ std::optional<PolicyRule> ClassifyAddress(const in6_addr& address) {
 }
 
 bool HostMatches(absl::string_view host, absl::string_view pattern) {
+  if (pattern == "*") return true;
   if (absl::ConsumePrefix(&pattern, "*")) {
     // pattern is now ".example.com": a proper subdomain only.
     return host.size() > pattern.size() && absl::EndsWith(host, pattern);
@@ -248,6 +253,7 @@ const char* PolicyRuleName(PolicyRule rule) {
     case PolicyRule::kAllowHosts:  return "allow_hosts";
     case PolicyRule::kIdentity:    return "identity";
     case PolicyRule::kInvalid:     return "invalid";
+    case PolicyRule::kPort:        return "port";
   }
   // clang-format on
   return "invalid";
@@ -263,49 +269,180 @@ std::optional<PolicyRule> PolicyRuleOf(const absl::Status& status) {
   return std::nullopt;
 }
 
+absl::StatusOr<PortSet> PortSet::Parse(absl::string_view list) {
+  PortSet set;
+  list = absl::StripAsciiWhitespace(list);
+  if (list == "*") {
+    set.any_ = true;
+    return set;
+  }
+  for (absl::string_view item : absl::StrSplit(list, ',')) {
+    item = absl::StripAsciiWhitespace(item);
+    int port = 0;
+    if (item == "*") {
+      return absl::InvalidArgumentError(
+          "\"*\" (every port) must be written alone, not in a list");
+    }
+    if (!absl::SimpleAtoi(item, &port) || port < 1 || port > 65535) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "\"", item, "\" is not a port number (1-65535) or \"*\""));
+    }
+    set.ports_.push_back(port);
+  }
+  std::sort(set.ports_.begin(), set.ports_.end());
+  set.ports_.erase(std::unique(set.ports_.begin(), set.ports_.end()),
+                   set.ports_.end());
+  return set;
+}
+
+bool PortSet::Contains(int port) const {
+  return any_ || std::binary_search(ports_.begin(), ports_.end(), port);
+}
+
+std::string PortSet::ToString() const {
+  return any_ ? "*" : absl::StrJoin(ports_, ",");
+}
+
+absl::StatusOr<std::string> ParseHostPattern(absl::string_view text) {
+  std::string pattern = absl::AsciiStrToLower(absl::StripAsciiWhitespace(text));
+  auto bad = [&](absl::string_view why) {
+    return absl::InvalidArgumentError(absl::StrCat("\"", text, "\" ", why));
+  };
+  if (pattern == "*") return pattern;
+  if (pattern.empty()) return bad("is empty");
+  if (absl::StrContains(pattern, "://") || absl::StrContains(pattern, '/')) {
+    return bad("is not a host name (a URL? write the host alone)");
+  }
+  // An IPv6 literal, with or without brackets.
+  absl::string_view literal = pattern;
+  if (absl::ConsumePrefix(&literal, "[") && !absl::ConsumeSuffix(&literal, "]"))
+    return bad("has an unclosed \"[\"");
+  in6_addr address;
+  if (absl::StrContains(literal, ':')) {
+    if (!ParseAddress(std::string(literal), address)) {
+      return bad(
+          "has a \":\" but is not an IPv6 address (ports go in "
+          "--allow_ports or ports=)");
+    }
+    // Canonical, as the URL parser writes an IPv6 host.
+    char text6[INET6_ADDRSTRLEN] = {};
+    inet_ntop(AF_INET6, &address, text6, sizeof(text6));
+    return std::string(text6);
+  }
+  absl::string_view name = pattern;
+  const bool wildcard = absl::ConsumePrefix(&name, "*.");
+  absl::ConsumeSuffix(&name, ".");  // a fully qualified name's root
+  if (absl::StrContains(name, '*')) {
+    return bad(
+        "uses \"*\" other than as the whole first label (write "
+        "\"*.example.com\" for subdomains, or \"*\" alone for every host)");
+  }
+  if (name.size() > 253) return bad("is longer than 253 characters");
+  // No top-level domain is numeric: this is meant as an IPv4 address, and
+  // hosts are compared in dotted-decimal form.
+  const absl::string_view last = name.substr(name.rfind('.') + 1);
+  if (!last.empty() && std::all_of(last.begin(), last.end(), [](char c) {
+        return absl::ascii_isdigit(static_cast<unsigned char>(c));
+      })) {
+    in_addr v4;
+    if (wildcard || inet_pton(AF_INET, std::string(name).c_str(), &v4) != 1) {
+      return bad("is not an IPv4 address in dotted-decimal form (a.b.c.d)");
+    }
+  }
+  for (absl::string_view label : absl::StrSplit(name, '.')) {
+    if (label.empty()) return bad("has an empty label");
+    if (label.size() > 63) return bad("has a label longer than 63 characters");
+    for (char c : label) {
+      if (!absl::ascii_isalnum(static_cast<unsigned char>(c)) && c != '-' &&
+          c != '_') {
+        return bad(absl::StrCat("has the character \"", std::string(1, c),
+                                "\", not allowed in a host name"));
+      }
+    }
+  }
+  return wildcard ? absl::StrCat("*.", name) : std::string(name);
+}
+
 absl::StatusOr<std::unique_ptr<DestinationPolicy>> DestinationPolicy::Create(
     PolicyOptions options) {
   for (auto* list : {&options.allow_hosts, &options.deny_hosts}) {
     for (std::string& pattern : *list) {
-      pattern = absl::AsciiStrToLower(absl::StripAsciiWhitespace(pattern));
-      const size_t star = pattern.find('*');
-      if (pattern.empty() ||
-          (star != std::string::npos &&
-           (star != 0 || pattern.size() < 3 || pattern[1] != '.' ||
-            pattern.find('*', 1) != std::string::npos))) {
+      absl::StatusOr<std::string> parsed = ParseHostPattern(pattern);
+      if (!parsed.ok()) {
         return absl::InvalidArgumentError(absl::StrCat(
             list == &options.allow_hosts ? "--allow_hosts" : "--deny_hosts",
-            ": \"", pattern, "\" is not a host name or *.suffix pattern"));
+            ": ", parsed.status().message()));
       }
+      pattern = *std::move(parsed);
     }
   }
   return std::unique_ptr<DestinationPolicy>(
       new DestinationPolicy(std::move(options)));
 }
 
-absl::Status DestinationPolicy::CheckHost(
-    const std::string& host,
-    const std::vector<std::string>* allowed_hosts) const {
-  for (const std::string& pattern : options_.deny_hosts) {
-    if (HostMatches(host, pattern)) {
-      return Denied(absl::StrCat("host ", host), PolicyRule::kDenyHosts,
-                    absl::StrCat("matches --deny_hosts entry ", pattern));
-    }
+namespace {
+
+// The first pattern of `list` that `host` matches, or nullptr.
+const std::string* FirstMatch(const std::string& host,
+                              const std::vector<std::string>& list) {
+  for (const std::string& pattern : list) {
+    if (HostMatches(host, pattern)) return &pattern;
   }
-  auto listed = [&](const std::vector<std::string>& list) {
-    for (const std::string& pattern : list) {
-      if (HostMatches(host, pattern)) return true;
-    }
-    return false;
-  };
-  if (!options_.allow_hosts.empty() && !listed(options_.allow_hosts)) {
-    return Denied(absl::StrCat("host ", host), PolicyRule::kAllowHosts,
-                  "not in --allow_hosts");
+  return nullptr;
+}
+
+void Explain(std::vector<std::string>* explain, std::string line) {
+  if (explain != nullptr) explain->push_back(std::move(line));
+}
+
+}  // namespace
+
+absl::Status DestinationPolicy::CheckDestination(
+    const std::string& host, int port, const CallerRules* caller,
+    std::vector<std::string>* explain) const {
+  const std::string what = absl::StrCat("host ", host);
+  if (const std::string* hit = FirstMatch(host, options_.deny_hosts)) {
+    Explain(explain,
+            absl::StrCat("--deny_hosts: \"", *hit, "\" matches: REFUSED"));
+    return Denied(what, PolicyRule::kDenyHosts,
+                  absl::StrCat("matches --deny_hosts entry ", *hit));
   }
-  if (allowed_hosts != nullptr && !listed(*allowed_hosts)) {
-    return Denied(absl::StrCat("host ", host), PolicyRule::kIdentity,
+  Explain(explain, options_.deny_hosts.empty()
+                       ? "--deny_hosts: empty"
+                       : "--deny_hosts: no entry matches");
+  if (options_.allow_hosts.empty()) {
+    Explain(explain, "--allow_hosts: empty, every host allowed");
+  } else if (const std::string* hit = FirstMatch(host, options_.allow_hosts)) {
+    Explain(explain, absl::StrCat("--allow_hosts: \"", *hit, "\" matches"));
+  } else {
+    Explain(explain, "--allow_hosts: no entry matches: REFUSED");
+    return Denied(what, PolicyRule::kAllowHosts, "not in --allow_hosts");
+  }
+  if (caller == nullptr) {
+    Explain(explain, "caller's own hosts: none configured");
+  } else if (const std::string* hit = FirstMatch(host, caller->hosts)) {
+    Explain(explain, absl::StrCat("caller's hosts (", caller->source, "): \"",
+                                  *hit, "\" matches"));
+  } else {
+    Explain(explain, absl::StrCat("caller's hosts (", caller->source,
+                                  "): ", absl::StrJoin(caller->hosts, ","),
+                                  ": no entry matches: REFUSED"));
+    return Denied(what, PolicyRule::kIdentity,
                   "not among the hosts this caller may reach");
   }
+  const bool own_ports = caller != nullptr && caller->ports.has_value();
+  const PortSet& ports = own_ports ? *caller->ports : options_.allow_ports;
+  const std::string list =
+      own_ports ? absl::StrCat("the caller's ports (", caller->source, ")")
+                : std::string("--allow_ports");
+  if (!ports.Contains(port)) {
+    Explain(explain, absl::StrCat("port ", port, ": not in ", list, " (",
+                                  ports.ToString(), "): REFUSED"));
+    return Denied(absl::StrCat("port ", port), PolicyRule::kPort,
+                  absl::StrCat("not in ", list, " (", ports.ToString(), ")"));
+  }
+  Explain(explain, absl::StrCat("port ", port, ": in ", list, " (",
+                                ports.ToString(), ")"));
   return absl::OkStatus();
 }
 
@@ -320,9 +457,12 @@ std::optional<PolicyRule> DestinationPolicy::Refusal(
   return ClassifyAddress(address);
 }
 
-absl::Status DestinationPolicy::CheckAddress(const std::string& address) const {
+absl::Status DestinationPolicy::CheckAddress(
+    const std::string& address, std::vector<std::string>* explain) const {
   in6_addr a;
   if (!ParseAddress(address, a)) {
+    Explain(explain, absl::StrCat("address ", address,
+                                  ": not a numeric address: REFUSED"));
     return Denied(absl::StrCat("address ", address), PolicyRule::kInvalid,
                   "not a numeric address");
   }
@@ -332,17 +472,28 @@ absl::Status DestinationPolicy::CheckAddress(const std::string& address) const {
   if (!rule && !IsMapped(a)) {
     for (uint32_t v4 : EmbeddedV4(a)) {
       if ((rule = Refusal(Mapped(v4)))) {
-        return Denied(what, *rule,
-                      absl::StrCat("embeds ", AddressText(Mapped(v4)), ", a ",
-                                   Describe(*rule)));
+        const std::string why = absl::StrCat("embeds ", AddressText(Mapped(v4)),
+                                             ", a ", Describe(*rule));
+        Explain(explain, absl::StrCat("address ", AddressText(a), ": ", why,
+                                      ": REFUSED"));
+        return Denied(what, *rule, why);
       }
     }
   }
-  if (!rule) return absl::OkStatus();
-  if (*rule == PolicyRule::kDenyCidrs) {
-    return Denied(what, *rule, "in --deny_cidrs");
+  if (!rule) {
+    const bool listed =
+        std::any_of(options_.allow_cidrs.begin(), options_.allow_cidrs.end(),
+                    [&](const Cidr& c) { return c.Contains(a); });
+    Explain(explain, absl::StrCat("address ", AddressText(a), ": ",
+                                  listed ? "in --allow_cidrs" : "public"));
+    return absl::OkStatus();
   }
-  return Denied(what, *rule, Describe(*rule));
+  const std::string why = *rule == PolicyRule::kDenyCidrs
+                              ? std::string("in --deny_cidrs")
+                              : Describe(*rule);
+  Explain(explain,
+          absl::StrCat("address ", AddressText(a), ": ", why, ": REFUSED"));
+  return Denied(what, *rule, why);
 }
 
 }  // namespace egress

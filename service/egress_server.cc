@@ -16,12 +16,11 @@
 #include <mutex>
 #include <sstream>
 #include <thread>
-#include <tuple>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "service/log.h"
+#include "service/policy_check.h"
 
 namespace egress {
 namespace {
@@ -113,12 +112,6 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenerCredentials(
   return grpc::SslServerCredentials(options);
 }
 
-bool IsLoopbackListen(const std::string& listen) {
-  return absl::StartsWith(listen, "127.") ||
-         absl::StartsWith(listen, "[::1]") ||
-         absl::StartsWith(listen, "localhost:");
-}
-
 }  // namespace
 
 absl::Status EgressServer::ReloadCallers() { return auth_->Reload(); }
@@ -167,22 +160,8 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
   dns_options.max_entries = config.dns_cache_size;
   s->dns_ = std::make_unique<DnsCache>(*resolver, clock, dns_options);
 
-  PolicyOptions policy_options;
-  for (auto [list, out, flag] :
-       {std::tuple{&config.allow_cidrs, &policy_options.allow_cidrs,
-                   "allow_cidrs"},
-        std::tuple{&config.deny_cidrs, &policy_options.deny_cidrs,
-                   "deny_cidrs"}}) {
-    absl::StatusOr<std::vector<Cidr>> cidrs = ParseCidrList(*list, flag);
-    if (!cidrs.ok()) return cidrs.status();
-    *out = *std::move(cidrs);
-  }
-  policy_options.allow_hosts =
-      absl::StrSplit(config.allow_hosts, ',', absl::SkipWhitespace());
-  policy_options.deny_hosts =
-      absl::StrSplit(config.deny_hosts, ',', absl::SkipWhitespace());
   absl::StatusOr<std::unique_ptr<DestinationPolicy>> policy =
-      DestinationPolicy::Create(std::move(policy_options));
+      PolicyFromConfig(config);
   if (!policy.ok()) return policy.status();
   s->policy_ = *std::move(policy);
 
@@ -273,12 +252,13 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
                                                "use or invalid?)"));
   }
   s->server_->GetHealthCheckService()->SetServingStatus(true);
-  if (config.tls_cert.empty() && config.auth_tokens_file.empty() &&
+  if (config.client_ca.empty() && config.auth_tokens_file.empty() &&
       !IsLoopbackListen(config.listen)) {
+    // Only with --allow_unauthenticated (Config::Validate).
     LogWarning(absl::StrCat(
-        "listening on ", config.listen,
-        " in plaintext without authentication: anyone who can reach this port "
-        "can make requests through egressd (see --tls_cert, --client_ca, "
+        "--allow_unauthenticated: listening on ", config.listen,
+        " without caller authentication: anyone who can reach this port can "
+        "make requests through egressd (see --client_ca, "
         "--auth_tokens_file)"));
   }
   LogInfo(absl::StrCat("egressd serving gRPC on port ", s->grpc_port_, " (",

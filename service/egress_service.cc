@@ -54,7 +54,12 @@ class EgressService::Call final : public grpc::ServerUnaryReactor {
     Finish(ToGrpcStatus(status));
   }
 
-  void OnCancel() override { canceller_.Cancel(); }
+  void OnCancel() override {
+    const auto start = service_.clock_.Now();
+    canceller_.Cancel();
+    service_.metrics_.RecordCancelCallbackSeconds(
+        Seconds(service_.clock_.Now() - start));
+  }
   void OnDone() override { delete this; }
 
   // Runs on a worker: performs the exchange and answers.
@@ -157,6 +162,7 @@ class EgressService::StreamCall final
   // Reactor (gRPC's threads).
   void OnWriteDone(bool ok) override { pump_.OnWriteDone(ok); }
   void OnCancel() override {
+    const auto start = service_.clock_.Now();
     const bool expired =
         service_.admission_.GrpcRemaining(context_) <= nanoseconds::zero();
     pump_.Cancel(expired ? absl::DeadlineExceededError(
@@ -167,6 +173,8 @@ class EgressService::StreamCall final
                                "request abandoned"));
     // Wakes a worker blocked on the upstream socket, not only one in the pump.
     canceller_.Cancel();
+    service_.metrics_.RecordCancelCallbackSeconds(
+        Seconds(service_.clock_.Now() - start));
   }
   void OnDone() override {
     // The fields of record_ were written by the worker before it finished.

@@ -14,8 +14,10 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "service/config.h"
+#include "service/dns_cache.h"
 #include "service/egress_server.h"
 #include "service/log.h"
+#include "service/policy_check.h"
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
@@ -65,6 +67,18 @@ int main(int argc, char** argv) {
     std::fputs(egress::ConfigToText(config).c_str(), stdout);
     if (!valid.ok()) egress::LogError(std::string(valid.message()));
     return valid.ok() ? 0 : 2;
+  }
+  if (std::optional<egress::PolicyCheckRequest> check =
+          egress::PolicyCheckRequested()) {
+    egress::SystemResolver resolver;
+    absl::StatusOr<egress::PolicyReport> report =
+        egress::ExplainPolicy(config, check->caller, check->url, resolver);
+    if (!report.ok()) {
+      egress::LogError(std::string(report.status().message()));
+      return 2;
+    }
+    std::fputs(report->text.c_str(), stdout);
+    return report->allowed ? 0 : 1;
   }
   absl::StatusOr<std::unique_ptr<egress::EgressServer>> server =
       egress::EgressServer::Start(config);

@@ -54,6 +54,14 @@ Metrics::Metrics()
                              .Help("Time spent on the upstream exchange.")
                              .Register(*registry_)
                              .Add({}, LatencyBuckets())),
+      cancel_callback_(
+          prometheus::BuildHistogram()
+              .Name("egress_cancel_callback_seconds")
+              .Help("Time gRPC's thread spent in a cancel callback, aborting "
+                    "the call's upstream exchange.")
+              .Register(*registry_)
+              .Add({}, Histogram::BucketBoundaries{0.00001, 0.0001, 0.001,
+                                                   0.005, 0.01, 0.1, 1})),
       recreations_family_(prometheus::BuildCounter()
                               .Name("egress_session_recreations_total")
                               .Help("Upstream sessions dropped, by reason.")

@@ -58,6 +58,11 @@ class Metrics final : public SessionObserver {
   void RecordUpstreamSeconds(double seconds) {
     upstream_duration_.Observe(seconds);
   }
+  // Time a gRPC thread spent in a cancel callback (aborting the exchange):
+  // it must never wait on the upstream.
+  void RecordCancelCallbackSeconds(double seconds) {
+    cancel_callback_.Observe(seconds);
+  }
 
   prometheus::Gauge& requests_in_flight() { return requests_in_flight_; }
   prometheus::Gauge& queue_depth() { return queue_depth_; }
@@ -83,6 +88,7 @@ class Metrics final : public SessionObserver {
   prometheus::Family<prometheus::Counter>& requests_family_;
   prometheus::Histogram& request_duration_;
   prometheus::Histogram& upstream_duration_;
+  prometheus::Histogram& cancel_callback_;
   prometheus::Family<prometheus::Counter>& recreations_family_;
   std::array<prometheus::Counter*, kDropReasonCount> recreations_;
   prometheus::Gauge& sessions_active_;

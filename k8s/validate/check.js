@@ -6,6 +6,7 @@
 //     egress's leaks into someone else's selector); egress reaches public
 //     addresses but no private range and no cloud metadata address;
 //   - every selector (Services, PDB, ServiceMonitor, spread) matches the pods;
+//   - callers authenticate (tokens from a mounted Secret, or mutual TLS);
 //   - every container has requests and limits; probes use the gRPC health
 //     service on the gRPC port; the grace period outlasts --drain_timeout;
 //   - pods spread over zones and nodes; the PDB lets one pod go at a time;
@@ -94,6 +95,31 @@ if (configMap) {
   const mounted = deployment.spec.template.spec.volumes.some(
     (v) => v.configMap && v.configMap.name === configMap.metadata.name);
   check(mounted, 'the Deployment mounts the generated config ConfigMap by its hashed name');
+}
+
+// Callers authenticate: a tokens file from a mounted Secret (or mutual TLS),
+// never an open listener.
+const egressd = deployment.spec.template.spec.containers.find((c) => c.name === 'egressd');
+const args = (egressd && egressd.args) || [];
+const flag = (name) => {
+  const arg = args.find((a) => a.startsWith(`--${name}=`));
+  return arg && arg.slice(name.length + 3);
+};
+check(!args.some((a) => /^--allow_unauthenticated(=(true|1|yes))?$/.test(a)),
+  'egressd is not started with --allow_unauthenticated');
+const tokensFile = flag('auth_tokens_file');
+check(tokensFile || flag('client_ca'),
+  'egressd authenticates callers (--auth_tokens_file or --client_ca)');
+if (tokensFile) {
+  const mount = (egressd.volumeMounts || []).find((m) => tokensFile.startsWith(`${m.mountPath}/`));
+  const volume = mount && deployment.spec.template.spec.volumes.find((v) => v.name === mount.name);
+  check(volume && volume.secret && volume.secret.secretName,
+    `--auth_tokens_file=${tokensFile} is in a mounted Secret`);
+  const secrets = all('Secret');
+  if (volume && volume.secret && secrets.length > 0) {
+    check(secrets.some((s) => s.metadata.name === volume.secret.secretName),
+      `the tokens volume names the generated Secret (${volume.secret.secretName})`);
+  }
 }
 
 // Spread over zones and nodes.

@@ -23,6 +23,7 @@ class EgressProcess:
         self._process = subprocess.Popen(
             [os.path.join(os.getcwd(), "service/egressd"), "--listen=127.0.0.1:0",
              "--metrics_listen=", "--allow_cidrs=127.0.0.0/8,::1/128",
+             "--allow_ports=*",
              *self._flags],
             stderr=self._log, stdout=subprocess.DEVNULL)
         deadline = time.monotonic() + 30

@@ -37,7 +37,7 @@ void AddExtension(X509* cert, X509* issuer, int nid, const std::string& value) {
   X509_EXTENSION_free(ext);
 }
 
-X509* NewCert(const std::string& cn, EVP_PKEY* key,
+X509* NewCert(const std::string* cn, EVP_PKEY* key,
               std::chrono::hours not_before, std::chrono::hours not_after) {
   static long serial = 1;
   X509* cert = X509_new();
@@ -45,10 +45,11 @@ X509* NewCert(const std::string& cn, EVP_PKEY* key,
   ASN1_INTEGER_set(X509_get_serialNumber(cert), serial++);
   X509_gmtime_adj(X509_getm_notBefore(cert), not_before.count() * 3600L);
   X509_gmtime_adj(X509_getm_notAfter(cert), not_after.count() * 3600L);
-  X509_NAME* name = X509_get_subject_name(cert);
-  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC,
-                             reinterpret_cast<const unsigned char*>(cn.c_str()),
-                             -1, -1, 0);
+  if (cn != nullptr) {
+    X509_NAME_add_entry_by_txt(
+        X509_get_subject_name(cert), "CN", MBSTRING_ASC,
+        reinterpret_cast<const unsigned char*>(cn->c_str()), -1, -1, 0);
+  }
   X509_set_pubkey(cert, key);
   return cert;
 }
@@ -69,7 +70,8 @@ void WritePem(const std::string& path, X509* cert, EVP_PKEY* key) {
 
 TestCa::TestCa(std::string dir) : dir_(std::move(dir)) {
   ca_key_ = NewKey();
-  ca_cert_ = NewCert("egress test CA", ca_key_, std::chrono::hours(-1),
+  const std::string ca_name = "egress test CA";
+  ca_cert_ = NewCert(&ca_name, ca_key_, std::chrono::hours(-1),
                      std::chrono::hours(24 * 30));
   X509_set_issuer_name(ca_cert_, X509_get_subject_name(ca_cert_));
   AddExtension(ca_cert_, ca_cert_, NID_basic_constraints, "critical,CA:TRUE");
@@ -91,12 +93,14 @@ CertFiles TestCa::SelfSigned(const CertSpec& spec) { return Write(spec, true); }
 
 CertFiles TestCa::Write(const CertSpec& spec, bool self_signed) {
   EVP_PKEY* key = NewKey();
-  X509* cert = NewCert(spec.name, key, spec.not_before, spec.not_after);
+  X509* cert = NewCert(spec.common_name ? &spec.name : nullptr, key,
+                       spec.not_before, spec.not_after);
   X509* issuer = self_signed ? cert : ca_cert_;
   X509_set_issuer_name(cert, X509_get_subject_name(issuer));
   std::vector<std::string> sans;
   for (const auto& d : spec.dns_names) sans.push_back(absl::StrCat("DNS:", d));
   for (const auto& ip : spec.ips) sans.push_back(absl::StrCat("IP:", ip));
+  for (const auto& uri : spec.uris) sans.push_back(absl::StrCat("URI:", uri));
   if (!sans.empty()) {
     AddExtension(cert, issuer, NID_subject_alt_name, absl::StrJoin(sans, ","));
   }

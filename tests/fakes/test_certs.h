@@ -30,6 +30,8 @@ struct CertSpec {
   // Validity relative to now.
   std::chrono::hours not_before = std::chrono::hours(-1);
   std::chrono::hours not_after = std::chrono::hours(24);
+  std::vector<std::string> uris = {};  // subjectAltName URIs (SPIFFE IDs)
+  bool common_name = true;             // false: a subject without a CN
 };
 
 class TestCa {

@@ -79,7 +79,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
 
   // Policy decisions on whatever host came out, and on the input as an address.
-  absl::Status host = Policy().CheckHost(result->origin.host, nullptr);
+  absl::Status host = Policy().CheckDestination(result->origin.host,
+                                                result->origin.port, nullptr);
   Require(host.ok() || absl::IsPermissionDenied(host));
   in6_addr address;
   if (egress::ParseAddress(result->origin.host, address)) {

@@ -31,7 +31,7 @@ class EgressdProcess {
     log_ = absl::StrCat(::testing::TempDir(), "/egressd-", getpid(), ".log");
     std::vector<std::string> args = {
         "service/egressd", "--listen=127.0.0.1:0",
-        "--metrics_listen=", "--allow_cidrs=127.0.0.0/8"};
+        "--metrics_listen=", "--allow_cidrs=127.0.0.0/8", "--allow_ports=*"};
     args.insert(args.end(), flags.begin(), flags.end());
     pid_ = SpawnChild(args, log_);
     // Bounded wait for the "serving gRPC on port N" line.

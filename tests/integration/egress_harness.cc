@@ -16,6 +16,7 @@ void EgressHarness::Start(
   config.metrics_listen = "127.0.0.1:0";
   config.drain_timeout = std::chrono::seconds(2);
   config.allow_cidrs = "127.0.0.0/8,::1/128";
+  config.allow_ports = "*";
   if (tweak) tweak(config);
   auto server = EgressServer::Start(config, RealClock::Get(), resolver);
   ASSERT_TRUE(server.ok()) << server.status();

@@ -33,9 +33,9 @@ class EgressHarness {
   // changed by `tweak`; stops a running one first. `resolver` answers names
   // other than IP literals (nullptr: the system resolver, for localhost only).
   //
-  // The defaults allow loopback destinations
-  // (--allow_cidrs=127.0.0.0/8,::1/128), since every test upstream is on
-  // loopback; a tweak may clear that. `credentials` secure the channel
+  // The defaults allow loopback destinations on any port
+  // (--allow_cidrs=127.0.0.0/8,::1/128 --allow_ports=*), since every test
+  // upstream is on loopback, on an ephemeral port; a tweak may change that. `credentials` secure the channel
   // (nullptr: plaintext); with TLS the server's certificate must name
   // "localhost".
   void Start(const std::function<void(Config&)>& tweak = nullptr,

@@ -78,6 +78,10 @@ TEST_F(StartupTest, EveryBadSettingIsACleanExitNamingIt) {
   const CertFiles leaf = ca_.Issue({"listener", {"localhost"}, {"127.0.0.1"}});
   const CertFiles other = ca_.Issue({"other", {"localhost"}, {}});
   const std::string missing = dir_ + "/does-not-exist.pem";
+  const std::string bad_identities =
+      Write("bad-identities.txt", "erin api.example.com\nfrank *example.com\n");
+  const std::string bad_token_identity =
+      Write("bad-token-identity.txt", "token-0123456789abcdef bad/identity\n");
   const std::string garbage = Write("garbage.pem", "not a certificate\n");
   const std::string bad_config = Write("bad.textproto", "workerz: 3\n");
   const std::string bad_tokens = Write("tokens.txt", "only-one-field\n");
@@ -154,6 +158,27 @@ TEST_F(StartupTest, EveryBadSettingIsACleanExitNamingIt) {
        2,
        {"--metrics_listen"}},
       {"listen", {"--listen=nonsense:port"}, 2, {"--listen"}},
+      {"open relay",
+       {"--listen=0.0.0.0:0"},
+       2,
+       {"--listen: 0.0.0.0:0 is reachable beyond this machine",
+        "--allow_unauthenticated"}},
+      {"allow_ports", {"--allow_ports=25,*"}, 2, {"--allow_ports", "alone"}},
+      {"allow_ports zero", {"--allow_ports=0"}, 2, {"--allow_ports", "\"0\""}},
+      {"allow_hosts star glued",
+       {"--allow_hosts=*example.com"},
+       2,
+       {"--allow_hosts: \"*example.com\"", "whole first label"}},
+      {"identity pattern",
+       {"--identity_hosts_file=" + bad_identities},
+       2,
+       {"--identity_hosts_file: " + bad_identities + ":2:",
+        "\"*example.com\""}},
+      {"token identity",
+       {"--auth_tokens_file=" + bad_token_identity},
+       2,
+       {"--auth_tokens_file: " + bad_token_identity + ":1:",
+        "has a character other than"}},
   };
   for (const Case& c : cases) {
     std::string output;
@@ -167,6 +192,59 @@ TEST_F(StartupTest, EveryBadSettingIsACleanExitNamingIt) {
       EXPECT_THAT(output, HasSubstr(word)) << c.name;
     }
   }
+}
+
+// An open listener is allowed when asked for by name, with a warning.
+TEST_F(StartupTest, AllowUnauthenticatedStartsAnOpenListenerWithAWarning) {
+  std::string output;
+  // Run() waits for an exit; this one serves until SIGTERM.
+  const std::string log = absl::StrCat(dir_, "/open.log");
+  const pid_t pid = SpawnChild({"service/egressd", "--listen=0.0.0.0:0",
+                                "--metrics_listen=", "--allow_unauthenticated"},
+                               log, /*stdout_too=*/true);
+  ASSERT_GT(pid, 0);
+  for (int i = 0; i < 500 && output.find("serving gRPC") == std::string::npos;
+       ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    std::ifstream in(log);
+    output.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  kill(pid, SIGTERM);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  EXPECT_THAT(output, HasSubstr("serving gRPC"));
+  EXPECT_THAT(output, HasSubstr("--allow_unauthenticated: listening on "
+                                "0.0.0.0:0 without caller authentication"));
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << output;
+}
+
+// --policy_check prints the decision rule by rule and exits 0 (allowed) or 1
+// (refused), without starting the service; IP literals need no DNS.
+TEST_F(StartupTest, PolicyCheckExplainsTheDecision) {
+  const std::string ids = Write(
+      "check-ids.txt",
+      "spiffe://cluster.local/ns/shop/sa/cart 93.184.215.14 ports=8443\n");
+  std::string output;
+  int status = Run({"--policy_check=http://93.184.215.14:25/"}, output);
+  ASSERT_TRUE(WIFEXITED(status)) << output;
+  EXPECT_EQ(WEXITSTATUS(status), 1) << output;
+  EXPECT_THAT(output, HasSubstr("port 25: not in --allow_ports (80,443): "
+                                "REFUSED\nverdict: REFUSED "
+                                "(PERMISSION_DENIED): port 25 refused by "
+                                "policy"));
+  status = Run({"--policy_check=https://93.184.215.14:8443/x",
+                "--policy_check_caller=spiffe://cluster.local/ns/shop/sa/cart",
+                "--identity_hosts_file=" + ids},
+               output);
+  ASSERT_TRUE(WIFEXITED(status)) << output;
+  EXPECT_EQ(WEXITSTATUS(status), 0) << output;
+  EXPECT_THAT(output, HasSubstr("address 93.184.215.14: public\n"
+                                "verdict: ALLOWED\n"));
+  status =
+      Run({"--policy_check=http://93.184.215.14/", "--deny_hosts=*x*"}, output);
+  ASSERT_TRUE(WIFEXITED(status)) << output;
+  EXPECT_EQ(WEXITSTATUS(status), 2) << output;
+  EXPECT_THAT(output, HasSubstr("--deny_hosts"));
 }
 
 }  // namespace

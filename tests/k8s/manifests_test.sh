@@ -45,4 +45,14 @@ if sed 's/- 169.254.0.0\/16/- 169.254.0.0\/24/' <<<"$rendered" | node "$check" >
   echo "meaning check accepted egress to the metadata address" >&2
   exit 1
 fi
+# Without caller authentication, egressd would be an open proxy in the cluster.
+if sed '/--auth_tokens_file=/d' <<<"$rendered" | node "$check" >/dev/null; then
+  echo "meaning check accepted an egressd without caller authentication" >&2
+  exit 1
+fi
+if sed 's/^\(\s*\)- --auth_tokens_file=.*/&\n\1- --allow_unauthenticated/' <<<"$rendered" |
+   node "$check" >/dev/null; then
+  echo "meaning check accepted --allow_unauthenticated" >&2
+  exit 1
+fi
 echo "manifests: rendered, valid and meaning what they must"

@@ -54,14 +54,16 @@ TEST_F(ConfigTest, TextFileOverridesDefaultsAndFlagsOverrideTheFile) {
       Write("c.textproto",
             "workers: 8\nmax_queue: 10\nkeepalive_timeout { seconds: 45 }\n"
             "identity_hosts { key: \"billing\" value { hosts: "
-            "\"api.stripe.com\" } }\n"));
+            "\"api.stripe.com\" ports: \"443,8443\" } }\n"));
   absl::SetFlag(&FLAGS_workers, 16);
   absl::StatusOr<Config> c = Load({"--config=x", "--workers=16"});
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->workers, 16u);  // the flag wins
   EXPECT_EQ(c->max_queue, 10u);
   EXPECT_EQ(c->keepalive_timeout, std::chrono::seconds(45));
-  EXPECT_THAT(c->identity_hosts["billing"], ElementsAre("api.stripe.com"));
+  EXPECT_THAT(c->identity_hosts["billing"].hosts,
+              ElementsAre("api.stripe.com"));
+  EXPECT_EQ(c->identity_hosts["billing"].ports, "443,8443");
   EXPECT_THAT(ConfigToText(*c), HasSubstr("workers: 16"));
 }
 
@@ -107,6 +109,46 @@ TEST_F(ConfigTest, InvalidValuesNameTheKey) {
   c = Config();
   c.client_ca = "ca.pem";
   EXPECT_THAT(std::string(c.Validate().message()), HasSubstr("mutual TLS"));
+  c = Config();
+  c.allow_ports = "25,*";
+  EXPECT_THAT(std::string(c.Validate().message()),
+              HasSubstr("--allow_ports: \"*\" (every port) must be written "
+                        "alone"));
+}
+
+// An open relay needs saying so: beyond loopback, egressd starts only with
+// caller authentication or --allow_unauthenticated.
+TEST_F(ConfigTest, ListeningBeyondLoopbackNeedsAuthentication) {
+  Config c;
+  EXPECT_EQ(c.listen, "127.0.0.1:50051");
+  EXPECT_TRUE(c.Validate().ok());
+  for (const char* listen : {"0.0.0.0:50051", "[::]:50051", "10.1.2.3:50051",
+                             ":50051", "egress.example.com:50051"}) {
+    c = Config();
+    c.listen = listen;
+    absl::Status status = c.Validate();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << listen;
+    EXPECT_THAT(std::string(status.message()),
+                HasSubstr("--listen: " + std::string(listen) +
+                          " is reachable beyond this machine"))
+        << listen;
+    EXPECT_THAT(std::string(status.message()),
+                HasSubstr("--allow_unauthenticated"));
+    c.allow_unauthenticated = true;
+    EXPECT_TRUE(c.Validate().ok()) << listen;
+    c.allow_unauthenticated = false;
+    c.auth_tokens_file = "tokens.txt";
+    EXPECT_TRUE(c.Validate().ok()) << listen;
+  }
+  for (const char* listen :
+       {"127.0.0.1:0", "127.8.9.1:50051", "[::1]:50051", "localhost:50051",
+        "unix:/run/egress.sock", "ipv4:127.0.0.1:50051"}) {
+    EXPECT_TRUE(IsLoopbackListen(listen)) << listen;
+  }
+  for (const char* listen : {"0.0.0.0:1", "[::]:1", "[::ffff:10.0.0.1]:1",
+                             "localhost.example.com:1", "128.0.0.1:1"}) {
+    EXPECT_FALSE(IsLoopbackListen(listen)) << listen;
+  }
 }
 
 }  // namespace

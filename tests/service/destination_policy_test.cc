@@ -5,6 +5,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 
@@ -169,24 +170,139 @@ TEST(DestinationPolicyTest, HostPatterns) {
 TEST(DestinationPolicyTest, DenyHostsWinsOverAllowHosts) {
   auto policy =
       Policy("", "", {"*.example.com", "api.test"}, {"secret.example.com"});
-  EXPECT_TRUE(policy->CheckHost("www.example.com", nullptr).ok());
-  EXPECT_TRUE(policy->CheckHost("api.test", nullptr).ok());
-  absl::Status denied = policy->CheckHost("secret.example.com", nullptr);
+  EXPECT_TRUE(policy->CheckDestination("www.example.com", 443, nullptr).ok());
+  EXPECT_TRUE(policy->CheckDestination("api.test", 443, nullptr).ok());
+  absl::Status denied =
+      policy->CheckDestination("secret.example.com", 443, nullptr);
   EXPECT_EQ(PolicyReason(denied), "deny_hosts");
   EXPECT_THAT(std::string(denied.message()), HasSubstr("secret.example.com"));
-  denied = policy->CheckHost("other.org", nullptr);
+  denied = policy->CheckDestination("other.org", 443, nullptr);
   EXPECT_EQ(PolicyReason(denied), "allow_hosts");
   EXPECT_THAT(std::string(denied.message()), HasSubstr("not in --allow_hosts"));
 }
 
 TEST(DestinationPolicyTest, CallersOwnAllowList) {
   auto policy = Policy();
-  const std::vector<std::string> mine = {"api.partner.com",
-                                         "*.internal.example"};
-  EXPECT_TRUE(policy->CheckHost("api.partner.com", &mine).ok());
-  EXPECT_TRUE(policy->CheckHost("x.internal.example", &mine).ok());
-  EXPECT_EQ(PolicyReason(policy->CheckHost("evil.com", &mine)), "identity");
-  EXPECT_TRUE(policy->CheckHost("evil.com", nullptr).ok());
+  CallerRules mine;
+  mine.hosts = {"api.partner.com", "*.internal.example"};
+  EXPECT_TRUE(policy->CheckDestination("api.partner.com", 443, &mine).ok());
+  EXPECT_TRUE(policy->CheckDestination("x.internal.example", 80, &mine).ok());
+  EXPECT_EQ(PolicyReason(policy->CheckDestination("evil.com", 443, &mine)),
+            "identity");
+  EXPECT_TRUE(policy->CheckDestination("evil.com", 443, nullptr).ok());
+}
+
+// Cross-protocol relays: SMTP, Redis and memcached on a public host are
+// refused by the default --allow_ports (80,443), naming the port.
+TEST(DestinationPolicyTest, OnlyAllowedPortsAreReachable) {
+  auto policy = Policy();
+  for (int port : {25, 6379, 11211, 22, 8080, 0, 65535}) {
+    absl::Status status =
+        policy->CheckDestination("mail.example.com", port, nullptr);
+    EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied) << port;
+    EXPECT_EQ(PolicyReason(status), "port") << port;
+    EXPECT_THAT(std::string(status.message()),
+                HasSubstr(absl::StrCat("port ", port,
+                                       " refused by policy: not in "
+                                       "--allow_ports (80,443)")));
+  }
+  EXPECT_TRUE(policy->CheckDestination("example.com", 80, nullptr).ok());
+  EXPECT_TRUE(policy->CheckDestination("example.com", 443, nullptr).ok());
+
+  PolicyOptions options;
+  options.allow_ports = *PortSet::Parse("443, 8443");
+  auto custom = *DestinationPolicy::Create(options);
+  EXPECT_TRUE(custom->CheckDestination("example.com", 8443, nullptr).ok());
+  EXPECT_EQ(PolicyReason(custom->CheckDestination("example.com", 80, nullptr)),
+            "port");
+  options.allow_ports = *PortSet::Parse("*");
+  auto any = *DestinationPolicy::Create(options);
+  EXPECT_TRUE(any->CheckDestination("example.com", 6379, nullptr).ok());
+}
+
+TEST(DestinationPolicyTest, CallersOwnPortsReplaceAllowPorts) {
+  auto policy = Policy();
+  CallerRules redis;
+  redis.hosts = {"cache.example.com"};
+  redis.ports = *PortSet::Parse("6379");
+  redis.source = "ids.txt:3";
+  EXPECT_TRUE(policy->CheckDestination("cache.example.com", 6379, &redis).ok());
+  absl::Status status =
+      policy->CheckDestination("cache.example.com", 443, &redis);
+  EXPECT_EQ(PolicyReason(status), "port");
+  EXPECT_THAT(std::string(status.message()),
+              HasSubstr("port 443 refused by policy: not in the caller's "
+                        "ports (ids.txt:3) (6379)"));
+  // Hosts are still checked first: another host on 6379 is refused.
+  EXPECT_EQ(PolicyReason(policy->CheckDestination("other.com", 6379, &redis)),
+            "identity");
+}
+
+TEST(DestinationPolicyTest, PortLists) {
+  EXPECT_EQ(PortSet::Parse("443,80,443")->ToString(), "80,443");
+  EXPECT_EQ(PortSet::Parse(" * ")->ToString(), "*");
+  for (const char* bad :
+       {"", "0", "65536", "80,", "http", "80,*", "-1", "80 443", "1e3"}) {
+    absl::StatusOr<PortSet> set = PortSet::Parse(bad);
+    EXPECT_EQ(set.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+  }
+}
+
+TEST(DestinationPolicyTest, HostPatternsAreValidatedAndNormalized) {
+  EXPECT_EQ(*ParseHostPattern(" API.Example.COM. "), "api.example.com");
+  EXPECT_EQ(*ParseHostPattern("*.Example.com"), "*.example.com");
+  EXPECT_EQ(*ParseHostPattern("*"), "*");
+  EXPECT_EQ(*ParseHostPattern("10.1.2.3"), "10.1.2.3");
+  EXPECT_EQ(*ParseHostPattern("[2001:DB8::1]"), "2001:db8::1");
+  EXPECT_EQ(*ParseHostPattern("2001:db8:0:0::1"), "2001:db8::1");
+  EXPECT_EQ(*ParseHostPattern("::FFFF:a00:1"), "::ffff:10.0.0.1");
+  const std::vector<std::pair<std::string, std::string>> bad = {
+      {"*example.com", "whole first label"},
+      {"a*.example.com", "whole first label"},
+      {"api.*.com", "whole first label"},
+      {"*.*.com", "whole first label"},
+      {"**", "whole first label"},
+      {"*.", "empty label"},
+      {"a..b", "empty label"},
+      {"", "is empty"},
+      {"api.example.com:443", "not an IPv6 address (ports go in"},
+      {"https://api.example.com", "a URL?"},
+      {"api example", "character \" \""},
+      {"[::1", "unclosed"},
+      {std::string("::\0x", 4), "not an IPv6 address"},
+      {"010.1.2.3", "dotted-decimal"},
+      {"0x7f.0.0.1", "dotted-decimal"},
+      {"10.1", "dotted-decimal"},
+      {"*.1.2.3", "dotted-decimal"},
+      {std::string(64, 'a') + ".com", "longer than 63"},
+  };
+  for (const auto& [pattern, why] : bad) {
+    absl::StatusOr<std::string> parsed = ParseHostPattern(pattern);
+    ASSERT_FALSE(parsed.ok()) << pattern;
+    EXPECT_THAT(std::string(parsed.status().message()), HasSubstr(why))
+        << pattern;
+  }
+  // "*" as its own entry is every host; "*.example.com" never example.com.
+  EXPECT_TRUE(HostMatches("anything.test", "*"));
+  EXPECT_FALSE(HostMatches("evilexample.com", "*.example.com"));
+}
+
+TEST(DestinationPolicyTest, ExplainNamesEveryRuleConsulted) {
+  auto policy = Policy("", "", {"*.example.com"}, {"secret.example.com"});
+  std::vector<std::string> lines;
+  EXPECT_EQ(PolicyReason(policy->CheckDestination("mail.example.com", 25,
+                                                  nullptr, &lines)),
+            "port");
+  EXPECT_THAT(lines, ::testing::ElementsAre(
+                         "--deny_hosts: no entry matches",
+                         "--allow_hosts: \"*.example.com\" matches",
+                         "caller's own hosts: none configured",
+                         "port 25: not in --allow_ports (80,443): REFUSED"));
+  lines.clear();
+  EXPECT_EQ(PolicyReason(policy->CheckAddress("10.1.2.3", &lines)), "private");
+  EXPECT_THAT(lines, ::testing::ElementsAre(
+                         "address 10.1.2.3: private address (RFC 1918): "
+                         "REFUSED"));
 }
 
 TEST(DestinationPolicyTest, MalformedHostPatternsAreRefused) {

@@ -18,6 +18,7 @@
 #include "service/dns_cache.h"
 #include "service/http_session.h"
 #include "service/session_cache.h"
+#include "tests/fakes/black_hole.h"
 #include "tests/fakes/counting_observer.h"
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/fake_resolver.h"
@@ -182,43 +183,6 @@ TEST_F(HttpSessionFaultsTest,
   EXPECT_TRUE(call().ok());
   EXPECT_TRUE(call().ok());
 }
-
-// A listening socket whose backlog is full and which never accepts: the kernel
-// drops further SYNs, so a connect to it hangs like one to a dead host.
-// A listener on a loopback address whose backlog is full: connects to it are
-// never answered (the SYN is dropped), like a black-holed route.
-class BlackHole {
- public:
-  explicit BlackHole(const char* address = "127.0.0.1", int port = 0) {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    inet_pton(AF_INET, address, &addr.sin_addr);
-    addr.sin_port = htons(static_cast<uint16_t>(port));
-    bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-    listen(fd_, 0);
-    socklen_t len = sizeof(addr);
-    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-    port_ = ntohs(addr.sin_port);
-    // Fill the backlog with connections nobody accepts.
-    for (int i = 0; i < 4; ++i) {
-      int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
-      connect(c, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-      fillers_.push_back(c);
-    }
-    std::this_thread::sleep_for(milliseconds(50));
-  }
-  ~BlackHole() {
-    for (int c : fillers_) close(c);
-    close(fd_);
-  }
-  int port() const { return port_; }
-
- private:
-  int fd_ = -1;
-  int port_ = 0;
-  std::vector<int> fillers_;
-};
 
 TEST_F(HttpSessionFaultsTest,
        UnreachableUpstreamIsUnavailableAfterTheConnectTimeout) {

@@ -19,7 +19,7 @@ function startEgressd() {
     const binary = process.env.EGRESSD;
     if (!binary) return reject(new Error('set EGRESSD to the egressd binary'));
     egressd = spawn(binary, ['--listen=127.0.0.1:0', '--metrics_listen=',
-      '--allow_cidrs=127.0.0.0/8,::1/128'], { stdio: ['ignore', 'ignore', 'pipe'] });
+      '--allow_cidrs=127.0.0.0/8,::1/128', '--allow_ports=*'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let log = '';
     const timer = setTimeout(() => reject(new Error(`egressd did not start: ${log}`)), 30000);
     egressd.stderr.on('data', (data) => {

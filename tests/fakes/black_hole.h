@@ -1,0 +1,59 @@
+// BlackHole: a listener on a loopback address whose backlog is full and which
+// never accepts: the kernel drops further SYNs, so a connect to it hangs like
+// one to a black-holed route or a dead host.
+//
+// Usage:
+//   BlackHole hole;                       // 127.0.0.1, an ephemeral port
+//   ... connect to 127.0.0.1:hole.port() hangs until its timeout
+//
+// Thread safety: not thread-safe; port() may be read from any thread.
+#pragma once
+
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <thread>
+#include <vector>
+
+namespace egress {
+
+class BlackHole {
+ public:
+  explicit BlackHole(const char* address = "127.0.0.1", int port = 0) {
+    fd_ = socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    inet_pton(AF_INET, address, &addr.sin_addr);
+    addr.sin_port = htons(static_cast<uint16_t>(port));
+    bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+    listen(fd_, 0);
+    socklen_t len = sizeof(addr);
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+    port_ = ntohs(addr.sin_port);
+    // Fill the backlog with connections nobody accepts.
+    for (int i = 0; i < 4; ++i) {
+      int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+      connect(c, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
+      fillers_.push_back(c);
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ~BlackHole() {
+    for (int c : fillers_) close(c);
+    close(fd_);
+  }
+  BlackHole(const BlackHole&) = delete;
+  BlackHole& operator=(const BlackHole&) = delete;
+
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+  std::vector<int> fillers_;
+};
+
+}  // namespace egress

@@ -1,0 +1,101 @@
+// Policy files: the identity file's grammar, every malformed line refused
+// with its file and line, identities (names and SPIFFE IDs) validated.
+#include "service/policy_files.h"
+
+#include <string>
+#include <vector>
+
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+
+namespace egress {
+namespace {
+
+using ::testing::ElementsAre;
+using ::testing::HasSubstr;
+
+TEST(PolicyFilesTest, ParsesHostsPortsAndSpiffeIds) {
+  absl::StatusOr<IdentityRuleMap> rules = ParseIdentityFile(
+      "# callers\n"
+      "billing  API.Stripe.com,*.stripe.com   # payments\n"
+      "\n"
+      "spiffe://cluster.local/ns/shop/sa/"
+      "cart\tapi.example.com\tports=8443,443\n"
+      "ops * ports=*\n",
+      "ids.txt");
+  ASSERT_TRUE(rules.ok()) << rules.status();
+  ASSERT_EQ(rules->size(), 3u);
+  const CallerRules& billing = *rules->at("billing");
+  EXPECT_THAT(billing.hosts, ElementsAre("api.stripe.com", "*.stripe.com"));
+  EXPECT_FALSE(billing.ports.has_value());
+  EXPECT_EQ(billing.source, "ids.txt:2");
+  const CallerRules& cart =
+      *rules->at("spiffe://cluster.local/ns/shop/sa/cart");
+  EXPECT_EQ(cart.ports->ToString(), "443,8443");
+  EXPECT_EQ(cart.source, "ids.txt:4");
+  EXPECT_THAT(rules->at("ops")->hosts, ElementsAre("*"));
+  EXPECT_EQ(rules->at("ops")->ports->ToString(), "*");
+}
+
+TEST(PolicyFilesTest, EveryMalformedLineIsAnErrorNamingFileAndLine) {
+  struct Case {
+    std::string text;
+    std::string words;
+  };
+  const std::vector<Case> cases = {
+      {"billing *example.com\n", "ids.txt:1: \"*example.com\" uses \"*\""},
+      {"billing\n", "ids.txt:1: expected \"IDENTITY host[,host...]"},
+      {"billing a.com b.com\n", "expected \"IDENTITY"},
+      {"billing a.com ports=\n", "ports= is empty"},
+      {"billing a.com ports=25,*\n", "must be written alone"},
+      {"billing a.com ports=http\n", "not a port number"},
+      {"billing a.com,,b.com\n", "empty host entry"},
+      {"billing a.com,\n", "empty host entry"},
+      {"billing a.com:443\n", "ports go in"},
+      {"billing https://a.com/\n", "a URL?"},
+      {"# first\nbilling a.com\nbilling b.com\n",
+       "ids.txt:3: identity billing already has a line (2)"},
+      {"bill/ing a.com\n", "has a character other than"},
+      {"spiffe://Cluster.local/ns/a a.com\n", "trust domain allows only"},
+      {"spiffe:///ns/a a.com\n", "no trust domain"},
+      {"spiffe://cluster.local/ns//a a.com\n", "empty path segment"},
+      {"spiffe://cluster.local/ns/../a a.com\n", "\"..\" segment"},
+      {"SPIFFE://cluster.local/ns/a a.com\n", "scheme is lower-case"},
+  };
+  for (const Case& c : cases) {
+    absl::StatusOr<IdentityRuleMap> rules =
+        ParseIdentityFile(c.text, "ids.txt");
+    ASSERT_FALSE(rules.ok()) << c.text;
+    EXPECT_EQ(rules.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(rules.status().message()), HasSubstr(c.words))
+        << c.text;
+  }
+}
+
+TEST(PolicyFilesTest, IdentitiesAreNamesOrSpiffeIds) {
+  for (const char* good :
+       {"billing", "svc-a.prod", "erin@example.com", "team:payments",
+        "spiffe://cluster.local/ns/default/sa/web", "spiffe://example.org"}) {
+    EXPECT_TRUE(ValidateIdentity(good).ok()) << good;
+  }
+  for (const char* bad :
+       {"", "a b", "a#b", "caf\xc3\xa9", "x\ty",
+        "spiffe://cluster.local/ns/a?x=1", "spiffe://cluster.local/"}) {
+    EXPECT_FALSE(ValidateIdentity(bad).ok()) << bad;
+  }
+}
+
+TEST(PolicyFilesTest, CommentsAndBlankLinesAreSkipped) {
+  std::vector<int> lines;
+  absl::Status status = ForEachEntry(
+      "# a\n\n   \nx y # z\n\t# b\nw\n", "f",
+      [&](const std::vector<absl::string_view>& fields, int line) {
+        lines.push_back(line);
+        return fields.empty() ? absl::InternalError("empty") : absl::OkStatus();
+      });
+  EXPECT_TRUE(status.ok()) << status;
+  EXPECT_THAT(lines, ElementsAre(4, 6));
+}
+
+}  // namespace
+}  // namespace egress
