@@ -35,9 +35,9 @@ class EgressHarness {
   //
   // The defaults allow loopback destinations on any port
   // (--allow_cidrs=127.0.0.0/8,::1/128 --allow_ports=*), since every test
-  // upstream is on loopback, on an ephemeral port; a tweak may change that. `credentials` secure the channel
-  // (nullptr: plaintext); with TLS the server's certificate must name
-  // "localhost".
+  // upstream is on loopback, on an ephemeral port; a tweak may change that.
+  // `credentials` secure the channel (nullptr: plaintext); with TLS the
+  // server's certificate must name "localhost".
   void Start(const std::function<void(Config&)>& tweak = nullptr,
              Resolver* resolver = nullptr,
              std::shared_ptr<grpc::ChannelCredentials> credentials = nullptr);
