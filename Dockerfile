@@ -2,6 +2,11 @@
 # that CI runs (scripts/setup.sh, bazel build -c opt), run as non-root from a
 # slim Debian 12 image with only the runtime libraries.
 #   docker build -t egress:0.1.0 .
+# The config listens on 0.0.0.0, so egressd starts only with caller
+# authentication (or --allow_unauthenticated), as the Kubernetes manifests do:
+#   docker run -p 50051:50051 -v "$PWD/tokens.txt:/etc/egress-tokens/tokens.txt:ro" \
+#     egress:0.1.0 --config=/etc/egress/egressd.textproto \
+#     --auth_tokens_file=/etc/egress-tokens/tokens.txt
 FROM debian:12 AS build
 WORKDIR /src
 COPY . .

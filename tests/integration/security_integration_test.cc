@@ -191,6 +191,13 @@ TEST_F(SecurityIntegrationTest, TokensAreNeverLogged) {
               HasSubstr("policy: caller bob"));  // refusals name the caller
   EXPECT_THAT(log, ::testing::Not(HasSubstr("leaked-if-logged")));
   EXPECT_THAT(log, ::testing::Not(HasSubstr("secret-token-bob")));
+  // Nor does the caller's credential travel upstream: the gRPC metadata is
+  // egressd's, the request's headers are the only ones sent.
+  ASSERT_TRUE(
+      egress_.Do(MakeRequest("GET", upstream_.Url("/headers")), &response)
+          .ok());
+  EXPECT_THAT(response.body(), ::testing::Not(HasSubstr("secret-token-bob")));
+  EXPECT_THAT(response.body(), ::testing::Not(HasSubstr("Bearer")));
 }
 
 TEST_F(SecurityIntegrationTest, IdentityHostListsLimitACaller) {
