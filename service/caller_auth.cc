@@ -127,10 +127,18 @@ absl::StatusOr<Caller> CallerAuth::Authenticate(
     std::vector<grpc::string_ref> pem =
         auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
     if (!pem.empty()) {
-      absl::StatusOr<std::string> identity = CertificateIdentity(
-          absl::string_view(pem.front().data(), pem.front().size()));
-      if (!identity.ok()) return identity.status();
-      caller.identity = *std::move(identity);
+      // A caller's calls arrive on its one connection: the certificate of
+      // the previous call on this thread is almost always the same one, and
+      // is not parsed again.
+      thread_local std::string last_pem;
+      thread_local absl::StatusOr<std::string> last_identity;
+      const absl::string_view this_pem(pem.front().data(), pem.front().size());
+      if (this_pem != last_pem) {
+        last_identity = CertificateIdentity(this_pem);
+        last_pem = std::string(this_pem);
+      }
+      if (!last_identity.ok()) return last_identity.status();
+      caller.identity = *last_identity;
     }
   }
 
