@@ -113,6 +113,12 @@ void StreamPump::OnWriteDone(bool ok) {
   if (!ok) {
     write_failed_ = true;  // the call is gone: cancelled or broken
     pending_.clear();
+    // gRPC may report the failed write before OnCancel: the exchange is
+    // abandoned either way, and never ends OK.
+    if (!cancelled_) {
+      cancel_status_ = absl::CancelledError(
+          "the caller went away mid-stream; upstream request abandoned");
+    }
   }
   cv_.notify_all();
   if (!pending_.empty()) {

@@ -216,6 +216,12 @@ TEST_F(StreamPumpTest, AFailedWriteDropsWhatIsPendingAndStopsTheWorker) {
   writer_.Complete(*pump, /*ok=*/false);  // the call is gone
   EXPECT_TRUE(writer_.writes().empty());
   EXPECT_FALSE(pump->Push("d", 1));
+  // gRPC reported the failed write before (or without) OnCancel: the
+  // exchange is still abandoned with a CANCELLED status, never an OK one
+  // (ASan's timing once made a cancelled 1 GiB stream end OK at 1 MiB).
+  EXPECT_EQ(pump->abort_status().code(), absl::StatusCode::kCancelled);
+  EXPECT_EQ(pump->AbandonReason(pump->abort_status()),
+            StreamAbortReason::kCancelled);
   pump->FinishWhenDrained(absl::CancelledError("gone"));
   EXPECT_EQ(writer_.finishes(), 1);
 }
