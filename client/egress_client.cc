@@ -66,11 +66,13 @@ egress::v1::EgressRequest EgressClient::ToProto(const Request& request) {
 }
 
 void EgressClient::Prepare(grpc::ClientContext& context,
-                           const Request& request) const {
-  context.set_deadline(std::chrono::system_clock::now() +
-                       (request.deadline.count() > 0
-                            ? request.deadline
-                            : options_.default_deadline));
+                           const Request& request,
+                           std::chrono::milliseconds fallback) const {
+  const std::chrono::milliseconds deadline =
+      request.deadline.count() > 0 ? request.deadline : fallback;
+  if (deadline.count() > 0) {
+    context.set_deadline(std::chrono::system_clock::now() + deadline);
+  }
   if (!options_.bearer_token.empty()) {
     context.AddMetadata("authorization", "Bearer " + options_.bearer_token);
   }
@@ -78,7 +80,7 @@ void EgressClient::Prepare(grpc::ClientContext& context,
 
 absl::StatusOr<Response> EgressClient::Do(const Request& request) const {
   grpc::ClientContext context;
-  Prepare(context, request);
+  Prepare(context, request, options_.default_deadline);
   egress::v1::EgressResponse proto;
   grpc::Status status = stub_->Do(&context, ToProto(request), &proto);
   if (!status.ok()) return FromGrpc(status);
@@ -116,7 +118,7 @@ absl::Status EgressClient::Stream(
     const std::function<void(const Response& head)>& on_head,
     const std::function<bool(absl::string_view bytes)>& on_body) const {
   grpc::ClientContext context;
-  Prepare(context, request);
+  Prepare(context, request, std::chrono::milliseconds(0));
   auto reader = stub_->DoStream(&context, ToProto(request));
   egress::v1::EgressResponseChunk chunk;
   bool stopped = false;

@@ -43,7 +43,9 @@ struct ClientOptions {
   // keeps one HTTP/2 connection per address, so "round_robin" is what spreads
   // load over a headless Kubernetes Service's pods.
   std::string load_balancing = "round_robin";
-  // Deadline of a call that gives none.
+  // Deadline of a Do call that gives none. Streams have no default deadline:
+  // they last as long as the upstream sends (LLM event streams run for
+  // minutes), and the service's --stream_idle_timeout ends a silent one.
   std::chrono::milliseconds default_deadline = std::chrono::seconds(30);
   // Name checked in the server's certificate, when it differs from the target.
   std::string tls_server_name;
@@ -56,7 +58,8 @@ struct Request {
   std::string body;
   // The upstream timeout (0: the call's deadline bounds it).
   std::chrono::milliseconds timeout{0};
-  // The call's deadline (0: ClientOptions::default_deadline).
+  // The call's deadline (0: ClientOptions::default_deadline for Do, none for
+  // Stream).
   std::chrono::milliseconds deadline{0};
 };
 
@@ -93,7 +96,10 @@ class EgressClient {
   egress::v1::Egress::Stub& stub() const { return *stub_; }
 
  private:
-  void Prepare(grpc::ClientContext& context, const Request& request) const;
+  // Sets the deadline (`fallback` when the request gives none; zero: none)
+  // and the credentials.
+  void Prepare(grpc::ClientContext& context, const Request& request,
+               std::chrono::milliseconds fallback) const;
   static egress::v1::EgressRequest ToProto(const Request& request);
 
   const ClientOptions options_;

@@ -43,6 +43,7 @@ constexpr char kUsage[] =
     "  -i, --include          print the status line and headers first\n"
     "  --stream               print the body as it arrives (DoStream)\n"
     "  --timeout DURATION     upstream timeout and call deadline: 5s, 250ms\n"
+    "                         (default: 30s for a call, none for --stream)\n"
     "  --json                 print the whole response as JSON, with timing\n"
     "  --token TOKEN          bearer token (default $EGRESS_TOKEN)\n"
     "  --tls_ca FILE          use TLS, trusting these PEM roots\n"

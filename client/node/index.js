@@ -111,10 +111,12 @@ class EgressClient {
 
   // Yields body Buffers as they arrive; options.onHead(status, headers) gets the
   // head. A failure mid-body throws: a stream that ends without one is complete.
+  // A stream has no deadline unless deadlineMs gives one: event streams last
+  // minutes, and the service ends a silent one (--stream_idle_timeout).
   async* stream(method, url, { headers, body, timeoutMs, deadlineMs, onHead } = {}) {
     const request = EgressClient._request(method, url, headers, body, timeoutMs);
-    const deadline = Date.now() + (deadlineMs || this._deadlineMs);
-    const call = this._client.DoStream(request, this._metadata(), { deadline });
+    const callOptions = deadlineMs ? { deadline: Date.now() + deadlineMs } : {};
+    const call = this._client.DoStream(request, this._metadata(), callOptions);
     for await (const chunk of call) {
       if (chunk.part === 'head') {
         if (onHead) {

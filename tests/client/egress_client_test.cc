@@ -95,6 +95,27 @@ TEST_F(EgressClientTest, DeadlineIsPerCall) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded);
 }
 
+// The default deadline is for Do: a stream runs as long as the upstream sends.
+TEST_F(EgressClientTest, StreamsHaveNoDefaultDeadline) {
+  ClientOptions options;
+  options.default_deadline = std::chrono::milliseconds(300);
+  EgressClient client(absl::StrCat("127.0.0.1:", egress_.server().grpc_port()),
+                      options);
+  Request request;
+  request.url = upstream_.Url("/sse/5/200");  // about 1 s
+  std::string body;
+  absl::Status done =
+      client.Stream(request, nullptr, [&](absl::string_view bytes) {
+        body.append(bytes.data(), bytes.size());
+        return true;
+      });
+  ASSERT_TRUE(done.ok()) << done;
+  EXPECT_THAT(body, HasSubstr("data: 4\n\n"));
+  request.url = upstream_.Url("/slow/1500");
+  EXPECT_EQ(client.Do(request).status().code(),
+            absl::StatusCode::kDeadlineExceeded);
+}
+
 TEST_F(EgressClientTest, ServiceErrorsKeepCodeAndMessage) {
   absl::StatusOr<Response> r = client_->Get("ftp://example.com/");
   EXPECT_EQ(r.status().code(), absl::StatusCode::kInvalidArgument);

@@ -42,15 +42,16 @@ class Upstream(http.server.BaseHTTPRequestHandler):
         elif self.path == "/slow":
             time.sleep(2)
             self._send(200, b"late")
-        elif self.path == "/sse":
+        elif self.path in ("/sse", "/sse-long"):
+            events, gap = (3, 0.05) if self.path == "/sse" else (5, 0.2)
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.send_header("Connection", "close")
             self.end_headers()
-            for i in range(3):
+            for i in range(events):
                 self.wfile.write(f"data: {i}\n\n".encode())
                 self.wfile.flush()
-                time.sleep(0.05)
+                time.sleep(gap)
             self.close_connection = True
         else:
             self._send(404, b"not found")
@@ -105,6 +106,19 @@ class PythonClientTest(unittest.TestCase):
         body = b"".join(self.client.stream("GET", self.base + "/sse", head=head))
         self.assertEqual(head[0][0], 200)
         self.assertEqual(body, b"data: 0\n\ndata: 1\n\ndata: 2\n\n")
+
+    def test_streams_have_no_default_deadline(self):
+        # The client's deadline (0.3 s) is for calls; the stream takes ~1 s.
+        client = EgressClient(self.egress.target, deadline=0.3)
+        try:
+            body = b"".join(client.stream("GET", self.base + "/sse-long"))
+            self.assertTrue(body.endswith(b"data: 4\n\n"))
+            with self.assertRaises(grpc.RpcError) as caught:
+                client.get(self.base + "/slow")
+            self.assertEqual(caught.exception.code(),
+                             grpc.StatusCode.DEADLINE_EXCEEDED)
+        finally:
+            client.close()
 
     def test_deadline(self):
         with self.assertRaises(grpc.RpcError) as caught:

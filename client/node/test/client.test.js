@@ -13,6 +13,7 @@ let rawUpstream;
 let base;
 let egressd;
 let client;
+let target;
 
 function startEgressd() {
   return new Promise((resolve, reject) => {
@@ -41,16 +42,17 @@ test.before(async () => {
       res.end('ok');
     } else if (req.url === '/slow') {
       setTimeout(() => res.end('late'), 2000);
-    } else if (req.url === '/sse') {
+    } else if (req.url === '/sse' || req.url === '/sse-long') {
+      const [events, gap] = req.url === '/sse' ? [3, 50] : [5, 200];
       res.writeHead(200, { 'Content-Type': 'text/event-stream' });
       let i = 0;
       const timer = setInterval(() => {
         res.write(`data: ${i}\n\n`);
-        if (++i === 3) {
+        if (++i === events) {
           clearInterval(timer);
           res.end();
         }
-      }, 50);
+      }, gap);
     } else if (req.method === 'POST') {
       const parts = [];
       req.on('data', (d) => parts.push(d));
@@ -74,7 +76,8 @@ test.before(async () => {
       'Content-Length: 2\r\nConnection: close\r\n\r\nok', 'latin1')));
   });
   await new Promise((resolve) => rawUpstream.listen(0, '127.0.0.1', resolve));
-  client = new EgressClient(await startEgressd());
+  target = await startEgressd();
+  client = new EgressClient(target);
 });
 
 test.after(() => {
@@ -122,6 +125,20 @@ test('a streamed response arrives head first, then the body', async () => {
   })) pieces.push(piece);
   assert.strictEqual(status, 200);
   assert.strictEqual(Buffer.concat(pieces).toString(), 'data: 0\n\ndata: 1\n\ndata: 2\n\n');
+});
+
+test('streams have no default deadline', async () => {
+  // The client's deadline (300 ms) is for calls; the stream takes about 1 s.
+  const short = new EgressClient(target, { deadlineMs: 300 });
+  try {
+    const pieces = [];
+    for await (const piece of short.stream('GET', `${base}/sse-long`)) pieces.push(piece);
+    assert.ok(Buffer.concat(pieces).toString().endsWith('data: 4\n\n'));
+    await assert.rejects(short.get(`${base}/slow`),
+      (err) => err.code === grpc.status.DEADLINE_EXCEEDED);
+  } finally {
+    short.close();
+  }
 });
 
 test('a deadline ends the call', async () => {

@@ -99,9 +99,12 @@ class EgressClient:
                head: Optional[list] = None) -> Iterator[bytes]:
         """Yields body pieces as they arrive. If `head` is a list, the head
         (status, headers) is appended to it when it arrives. A failure mid-body
-        raises grpc.RpcError: a stream that ends without one is complete."""
+        raises grpc.RpcError: a stream that ends without one is complete.
+        A stream has no deadline unless `deadline` gives one: event streams
+        last minutes, and the service ends a silent one
+        (--stream_idle_timeout)."""
         call = self._stub.DoStream(self._request(method, url, headers, body, timeout),
-                                   timeout=deadline or self._deadline,
+                                   timeout=deadline,
                                    metadata=self._metadata)
         for chunk in call:
             if chunk.HasField("head"):
