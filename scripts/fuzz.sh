@@ -62,6 +62,7 @@ build_response() {
   # shellcheck disable=SC2046
   clang++-14 "${flags[@]}" -Ithird_party/httplib/src \
     -DCPPHTTPLIB_OPENSSL_SUPPORT -DCPPHTTPLIB_SEND_FLAGS=MSG_NOSIGNAL \
+    -DCPPHTTPLIB_LISTEN_BACKLOG=1024 \
     $(pkg-config --cflags openssl "${absl_modules[@]}") \
     tests/fuzz/response_fuzzer.cc third_party/httplib/src/httplib.cc \
     $(service_sources //service:http_session) \

@@ -62,8 +62,12 @@ absl::StatusOr<Admitted> Admission::Admit(
   absl::StatusOr<Deadline> deadline =
       Deadline::ForCall(clock_, record.start, timeouts);
   if (!deadline.ok()) return deadline.status();
+  const size_t caller_limit =
+      caller.rules != nullptr && caller.rules->max_inflight.has_value()
+          ? *caller.rules->max_inflight
+          : options_.max_inflight_per_caller;
   return Admitted{std::make_shared<UpstreamRequest>(*std::move(upstream)),
-                  *deadline};
+                  *deadline, caller_limit};
 }
 
 absl::Status Admission::CheckTaken(const grpc::CallbackServerContext& context,

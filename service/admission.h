@@ -33,6 +33,9 @@ struct AdmissionOptions {
   std::chrono::nanoseconds max_timeout = defaults::kMaxTimeout;
   // Who may call; nullptr lets everyone in as "anonymous".
   const CallerAuth* auth = nullptr;
+  // Calls in flight per caller identity without a max_inflight= of its own
+  // (0: no limit).
+  size_t max_inflight_per_caller = defaults::kMaxInflightPerCaller;
   // Which hosts and ports may be reached (addresses are checked by the
   // sessions); nullptr allows every host and port.
   const DestinationPolicy* policy = nullptr;
@@ -42,6 +45,9 @@ struct AdmissionOptions {
 struct Admitted {
   std::shared_ptr<const UpstreamRequest> request;
   Deadline deadline;
+  // The caller's limit of calls in flight (0: none): its identity's
+  // max_inflight=, else --max_inflight_per_caller.
+  size_t caller_limit = 0;
 };
 
 class Admission {

@@ -46,7 +46,7 @@ absl::StatusOr<std::shared_ptr<const CallerAuth::Snapshot>> CallerAuth::Load()
     absl::Status valid = ValidateIdentity(identity);
     absl::StatusOr<std::shared_ptr<const CallerRules>> rules =
         valid.ok() ? MakeCallerRules(absl::StrJoin(entry.hosts, ","),
-                                     entry.ports, where)
+                                     entry.ports, where, entry.max_inflight)
                    : valid;
     if (!rules.ok()) {
       return absl::InvalidArgumentError(

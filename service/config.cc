@@ -48,10 +48,31 @@ ABSL_FLAG(std::string, listen, kDefaults.listen,
           "or --allow_unauthenticated.");
 ABSL_FLAG(std::string, metrics_listen, kDefaults.metrics_listen,
           "Prometheus /metrics listen address (host:port); empty disables it.");
+ABSL_FLAG(uint32_t, min_workers, kDefaults.min_workers,
+          "Worker threads always running (warm); each owns its own cache of "
+          "upstream sessions.");
+ABSL_FLAG(uint32_t, max_workers, kDefaults.max_workers,
+          "Most worker threads: a call that finds none idle starts one, up to "
+          "this many (a stream holds its worker for its whole life); beyond, "
+          "calls wait in the queue.");
+ABSL_FLAG(absl::Duration, worker_idle_timeout,
+          absl::FromChrono(kDefaults.worker_idle_timeout),
+          "A worker above --min_workers idle this long retires, closing its "
+          "sessions (egress_session_recreations_total{reason=\"retired\"}).");
 ABSL_FLAG(uint32_t, workers, kDefaults.workers,
-          "Worker threads; each owns its own cache of upstream sessions.");
+          "A fixed pool of this many workers (sets --min_workers and "
+          "--max_workers); 0: the elastic pool they describe.");
+ABSL_FLAG(uint32_t, max_inflight_per_origin, kDefaults.max_inflight_per_origin,
+          "Calls in flight to one origin (scheme, host, port); more wait in "
+          "that origin's own queue, holding no worker, until a slot frees or "
+          "their deadline passes. 0: no limit.");
+ABSL_FLAG(uint32_t, max_inflight_per_caller, kDefaults.max_inflight_per_caller,
+          "Calls in flight from one caller identity (an identity's "
+          "max_inflight= overrides it); more wait in that caller's own queue. "
+          "0: no limit.");
 ABSL_FLAG(uint32_t, max_queue, kDefaults.max_queue,
-          "Calls that may wait for a worker; more are refused with "
+          "Calls that may wait for a worker when --max_workers are busy, and "
+          "for one origin's or one caller's slot; more are refused with "
           "RESOURCE_EXHAUSTED.");
 ABSL_FLAG(int32_t, max_session_errors, kDefaults.max_session_errors,
           "Consecutive upstream failures after which a session is recreated.");
@@ -141,8 +162,9 @@ ABSL_FLAG(std::string, auth_tokens_file, "",
           "File of \"TOKEN IDENTITY\" lines; when set, every call needs "
           "\"authorization: Bearer TOKEN\" metadata. Reloaded on SIGHUP.");
 ABSL_FLAG(std::string, identity_hosts_file, "",
-          "File of \"IDENTITY host[,host...] [ports=PORT[,PORT...]]\" lines "
-          "limiting what each caller may reach. Reloaded on SIGHUP.");
+          "File of \"IDENTITY host[,host...] [ports=PORT[,PORT...]] "
+          "[max_inflight=N]\" lines limiting what each caller may reach. "
+          "Reloaded on SIGHUP.");
 ABSL_FLAG(absl::Duration, dns_ttl, absl::FromChrono(kDefaults.dns_ttl),
           "How long a resolved address is used before the name is looked up "
           "again.");
@@ -164,7 +186,14 @@ absl::Status Bad(const char* flag, const std::string& problem) {
 absl::Status Config::Validate() const {
   using std::chrono::nanoseconds;
   if (listen.empty()) return Bad("listen", "must not be empty");
-  if (workers < 1 || workers > 10000) return Bad("workers", "must be 1-10000");
+  if (workers > 65536) return Bad("workers", "must be 0-65536");
+  if (min_workers < 1) return Bad("min_workers", "must be >= 1");
+  if (max_workers < min_workers || max_workers > 65536) {
+    return Bad("max_workers", "must be --min_workers to 65536");
+  }
+  if (worker_idle_timeout <= nanoseconds::zero()) {
+    return Bad("worker_idle_timeout", "must be positive");
+  }
   if (max_queue > 1000000) return Bad("max_queue", "must be at most 1000000");
   if (max_session_errors < 1) return Bad("max_session_errors", "must be >= 1");
   if (keepalive_timeout <= nanoseconds::zero()) {
@@ -282,11 +311,12 @@ bool IsLoopbackListen(absl::string_view listen) {
   X(auth_tokens_file) X(identity_hosts_file) X(dns_cache_size)              \
   X(access_log) X(max_response_line_bytes) X(max_response_headers)          \
   X(max_response_head_bytes) X(upstream_tls_min_version) X(allow_ports)    \
-  X(allow_unauthenticated)
+  X(allow_unauthenticated) X(min_workers) X(max_workers)                    \
+  X(max_inflight_per_origin) X(max_inflight_per_caller)
 #define EGRESS_DURATION_SETTINGS(X)                                          \
   X(keepalive_timeout) X(default_timeout) X(max_timeout) X(connect_timeout) \
   X(stream_idle_timeout) X(drain_timeout) X(dns_ttl) X(dns_negative_ttl)   \
-  X(max_connection_age) X(max_connection_age_grace)
+  X(max_connection_age) X(max_connection_age_grace) X(worker_idle_timeout)
 // clang-format on
 
 namespace {
@@ -369,6 +399,7 @@ absl::Status ApplyFile(const std::string& path, Config& c) {
     IdentityEntry& entry = c.identity_hosts[identity];
     entry.hosts.assign(list.hosts().begin(), list.hosts().end());
     entry.ports = list.ports();
+    if (list.has_max_inflight()) entry.max_inflight = list.max_inflight();
   }
   return absl::OkStatus();
 }
@@ -405,6 +436,7 @@ std::string ConfigToText(const Config& c) {
     auto& list = (*out.mutable_identity_hosts())[identity];
     for (const auto& h : entry.hosts) list.add_hosts(h);
     if (!entry.ports.empty()) list.set_ports(entry.ports);
+    if (entry.max_inflight) list.set_max_inflight(*entry.max_inflight);
   }
   std::string text;
   google::protobuf::TextFormat::PrintToString(out, &text);

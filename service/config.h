@@ -32,8 +32,16 @@ struct Config {
   std::string metrics_listen =
       defaults::kMetricsListen;  // empty: no metrics endpoint
 
-  size_t workers = defaults::kWorkers;
+  size_t min_workers = defaults::kMinWorkers;
+  size_t max_workers = defaults::kMaxWorkers;
+  // A worker above min_workers idle this long retires.
+  std::chrono::nanoseconds worker_idle_timeout = defaults::kWorkerIdleRetire;
+  size_t workers = 0;  // when set: a fixed pool (min = max = workers)
+  size_t MinWorkers() const { return workers > 0 ? workers : min_workers; }
+  size_t MaxWorkers() const { return workers > 0 ? workers : max_workers; }
   size_t max_queue = defaults::kMaxQueue;
+  size_t max_inflight_per_origin = defaults::kMaxInflightPerOrigin;  // 0: none
+  size_t max_inflight_per_caller = defaults::kMaxInflightPerCaller;  // 0: none
 
   int max_session_errors = defaults::kMaxSessionErrors;
   std::chrono::nanoseconds keepalive_timeout = defaults::kKeepaliveTimeout;

@@ -22,8 +22,18 @@ using std::chrono::seconds;
 // authentication unless --allow_unauthenticated says so (an open relay).
 inline constexpr char kListen[] = "127.0.0.1:50051";
 inline constexpr char kMetricsListen[] = "0.0.0.0:9464";
-inline constexpr size_t kWorkers = 64;
+// Workers: a warm minimum, more on demand (a stream holds one for its whole
+// life, and LLM event streams last minutes), the extra ones retiring when
+// idle this long.
+inline constexpr size_t kMinWorkers = 16;
+inline constexpr size_t kMaxWorkers = 4096;
+inline constexpr minutes kWorkerIdleRetire{5};
 inline constexpr size_t kMaxQueue = 1024;
+// Calls in flight to one origin (the seed's connector allowed 100 per host)
+// and from one caller identity (0: no limit); more wait in that origin's or
+// caller's own queue.
+inline constexpr size_t kMaxInflightPerOrigin = 100;
+inline constexpr size_t kMaxInflightPerCaller = 0;
 
 // Sessions.
 inline constexpr int kMaxSessionErrors = 3;

@@ -117,6 +117,8 @@ struct CallerRules {
   std::vector<std::string> hosts;  // normalized patterns; {"*"}: any host
   // When set, replaces --allow_ports for this caller.
   std::optional<PortSet> ports;
+  // When set, replaces --max_inflight_per_caller for this caller (0: none).
+  std::optional<size_t> max_inflight;
   std::string source;  // where the rules were written: "file:line"
 };
 

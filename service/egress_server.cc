@@ -192,12 +192,18 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
   cache_options.session.policy = s->policy_.get();
 
   WorkerPoolOptions pool_options;
-  pool_options.workers = config.workers;
+  pool_options.min_workers = config.MinWorkers();
+  pool_options.max_workers = config.MaxWorkers();
+  pool_options.idle_retire = config.worker_idle_timeout;
   pool_options.max_queue = config.max_queue;
   pool_options.maintenance_interval = MaintenanceInterval(config);
   Metrics* metrics = s->metrics_.get();
   pool_options.on_queue_depth = [metrics](size_t depth) {
     metrics->queue_depth().Set(static_cast<double>(depth));
+  };
+  pool_options.on_workers = [metrics](size_t workers, size_t busy) {
+    metrics->workers().Set(static_cast<double>(workers));
+    metrics->workers_busy().Set(static_cast<double>(busy));
   };
   const Clock* clock_ptr = &clock;
   s->pool_ = std::make_unique<WorkerPool<EgressWorker>>(
@@ -206,7 +212,22 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
                                               *metrics);
       });
 
+  InflightLimitsOptions limits_options;
+  limits_options.max_per_origin = config.max_inflight_per_origin;
+  limits_options.max_per_caller = config.max_inflight_per_caller;
+  limits_options.max_waiting = config.max_queue;
+  limits_options.on_waiting = [metrics](size_t origins, size_t callers) {
+    metrics->limit_waiting(LimitKind::kOrigin)
+        .Set(static_cast<double>(origins));
+    metrics->limit_waiting(LimitKind::kCaller)
+        .Set(static_cast<double>(callers));
+  };
+  s->limits_ = std::make_unique<InflightLimits>(limits_options, clock);
+
   ServiceOptions service_options;
+  service_options.limits = s->limits_.get();
+  service_options.admission.max_inflight_per_caller =
+      config.max_inflight_per_caller;
   service_options.admission.limits.max_request_bytes = config.max_request_bytes;
   service_options.admission.default_timeout = config.default_timeout;
   service_options.admission.max_timeout = config.max_timeout;
@@ -263,7 +284,8 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
   }
   LogInfo(absl::StrCat("egressd serving gRPC on port ", s->grpc_port_, " (",
                        config.listen, "), metrics on port ", s->metrics_port_,
-                       ", ", config.workers, " workers"));
+                       ", workers ", config.MinWorkers(), "-",
+                       config.MaxWorkers()));
   return s;
 }
 

@@ -26,6 +26,7 @@
 #include "service/dns_cache.h"
 #include "service/egress_service.h"
 #include "service/egress_worker.h"
+#include "service/inflight_limits.h"
 #include "service/metrics.h"
 #include "service/metrics_server.h"
 #include "service/tls_trust.h"
@@ -72,6 +73,8 @@ class EgressServer {
   std::unique_ptr<DestinationPolicy> policy_;
   std::unique_ptr<CallerAuth> auth_;
   std::unique_ptr<MetricsServer> metrics_server_;
+  // Before the pool and the service: destroyed after them.
+  std::unique_ptr<InflightLimits> limits_;
   std::unique_ptr<WorkerPool<EgressWorker>> pool_;
   std::unique_ptr<EgressService> service_;
   std::unique_ptr<grpc::Server> server_;

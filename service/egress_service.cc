@@ -1,5 +1,6 @@
 #include "service/egress_service.h"
 
+#include <atomic>
 #include <memory>
 #include <optional>
 #include <string>
@@ -40,6 +41,8 @@ class EgressService::Call final : public grpc::ServerUnaryReactor {
   }
 
   CallRecord& record() { return record_; }
+  InflightSlot& slot() { return slot_; }
+  std::atomic<uint64_t>& waiting_id() { return waiting_id_; }
 
   // Answers the call with `status` (the response as filled so far when OK)
   // and records it. Called once; the Call must not be touched afterwards.
@@ -49,13 +52,19 @@ class EgressService::Call final : public grpc::ServerUnaryReactor {
       SetDuration(total, *response_.mutable_timing()->mutable_total());
     }
     // On a worker, all that is left is to answer: become idle first, so that
-    // the caller's next call finds this warm worker (no-op elsewhere).
+    // the caller's next call finds this warm worker (no-op elsewhere), and so
+    // that a call this slot lets in does too.
     WorkerPool<EgressWorker>::ReleaseCurrentWorker();
+    slot_.Release();
     Finish(ToGrpcStatus(status));
   }
 
   void OnCancel() override {
     const auto start = service_.clock_.Now();
+    // A call still waiting for its origin's or caller's slot is answered now.
+    if (const uint64_t id = waiting_id_.load(); id != 0) {
+      service_.options_.limits->Cancel(id);
+    }
     canceller_.Cancel();
     service_.metrics_.RecordCancelCallbackSeconds(
         Seconds(service_.clock_.Now() - start));
@@ -86,6 +95,8 @@ class EgressService::Call final : public grpc::ServerUnaryReactor {
   egress::v1::EgressResponse& response_;
   CallRecord record_;
   ExchangeCanceller canceller_;
+  InflightSlot slot_;  // held from the start of the exchange to the answer
+  std::atomic<uint64_t> waiting_id_{0};  // while it waits for a slot
 };
 
 // One DoStream call: the gRPC write reactor, the ResponseSink of the upstream
@@ -108,6 +119,8 @@ class EgressService::StreamCall final
   }
 
   CallRecord& record() { return record_; }
+  InflightSlot& slot() { return slot_; }
+  std::atomic<uint64_t>& waiting_id() { return waiting_id_; }
 
   // Answers at once (the call failed before streaming).
   void Answer(const absl::Status& status) { pump_.FinishWhenDrained(status); }
@@ -156,6 +169,7 @@ class EgressService::StreamCall final
   void Finish(const absl::Status& status) override {
     // On a worker, become idle before answering (see Call::Answer).
     WorkerPool<EgressWorker>::ReleaseCurrentWorker();
+    slot_.Release();
     ServerWriteReactor::Finish(ToGrpcStatus(status));
   }
 
@@ -163,6 +177,9 @@ class EgressService::StreamCall final
   void OnWriteDone(bool ok) override { pump_.OnWriteDone(ok); }
   void OnCancel() override {
     const auto start = service_.clock_.Now();
+    if (const uint64_t id = waiting_id_.load(); id != 0) {
+      service_.options_.limits->Cancel(id);
+    }
     const bool expired =
         service_.admission_.GrpcRemaining(context_) <= nanoseconds::zero();
     pump_.Cancel(expired ? absl::DeadlineExceededError(
@@ -190,6 +207,8 @@ class EgressService::StreamCall final
   egress::v1::EgressResponseChunk out_;  // the write in flight
   StreamPump pump_;
   ExchangeCanceller canceller_;
+  InflightSlot slot_;  // held from the start of the exchange to the answer
+  std::atomic<uint64_t> waiting_id_{0};  // while it waits for a slot
 };
 
 EgressService::EgressService(const ServiceOptions& options,
@@ -223,11 +242,23 @@ void EgressService::Start(CallT* call, const egress::v1::EgressRequest& request,
   absl::StatusOr<Admitted> admitted =
       admission_.Admit(request, context, rpc, call->record());
   if (!admitted.ok()) return call->Answer(admitted.status());
-  absl::Status submitted =
-      Submit([call, admitted = *std::move(admitted)](EgressWorker& worker) {
-        call->Run(worker, admitted);
-      });
-  if (!submitted.ok()) call->Answer(submitted);
+  // With its origin's and caller's slots, to the workers; until then it waits
+  // in that origin's or caller's queue, holding no worker.
+  auto begin = [this, call,
+                admitted = *admitted](absl::StatusOr<InflightSlot> slot) {
+    if (!slot.ok()) return call->Answer(slot.status());
+    call->slot() = *std::move(slot);
+    absl::Status submitted = Submit([call, admitted](EgressWorker& worker) {
+      call->Run(worker, admitted);
+    });
+    if (!submitted.ok()) call->Answer(submitted);
+  };
+  if (options_.limits == nullptr) return begin(InflightSlot());
+  // After this, `call` may already be answered and gone: do not touch it.
+  options_.limits->Acquire(admitted->request->origin.Key(),
+                           call->record().identity, admitted->caller_limit,
+                           admitted->deadline, std::move(begin),
+                           &call->waiting_id());
 }
 
 grpc::ServerUnaryReactor* EgressService::Do(

@@ -23,6 +23,7 @@
 #include "service/clock.h"
 #include "service/defaults.h"
 #include "service/egress_worker.h"
+#include "service/inflight_limits.h"
 #include "service/metrics.h"
 #include "service/stream_pump.h"
 #include "service/worker_pool.h"
@@ -38,6 +39,9 @@ struct ServiceOptions {
   size_t max_stream_bytes = defaults::kMaxStreamBytes;
   // One log line per call (--access_log).
   bool access_log = defaults::kAccessLog;
+  // Calls in flight per origin and per caller, each with its own queue;
+  // nullptr: no such limits. Must outlive the service's calls.
+  InflightLimits* limits = nullptr;
 };
 
 class EgressService final : public egress::v1::Egress::CallbackService {

@@ -47,6 +47,9 @@ class EgressWorker {
 
   // Called by WorkerPool while the worker is idle: closes idle sessions.
   void Maintain() { sessions_.DropIdle(); }
+  // Called by WorkerPool when the worker retires: closes every session
+  // (counted as "retired").
+  void Retire() { sessions_.DropAll(DropReason::kRetired); }
 
   size_t index() const { return index_; }
   const SessionCache& sessions() const { return sessions_; }

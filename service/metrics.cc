@@ -81,6 +81,27 @@ Metrics::Metrics()
                        .Help("Calls waiting for a worker.")
                        .Register(*registry_)
                        .Add({})),
+      workers_(prometheus::BuildGauge()
+                   .Name("egress_workers")
+                   .Help("Worker threads running (--min_workers to "
+                         "--max_workers).")
+                   .Register(*registry_)
+                   .Add({})),
+      workers_busy_(prometheus::BuildGauge()
+                        .Name("egress_workers_busy")
+                        .Help("Worker threads serving a call; a stream holds "
+                              "one for its whole life.")
+                        .Register(*registry_)
+                        .Add({})),
+      limit_waiting_family_(
+          prometheus::BuildGauge()
+              .Name("egress_limit_waiting")
+              .Help("Calls waiting, holding no worker, for a slot of their "
+                    "origin (--max_inflight_per_origin) or of their caller "
+                    "(--max_inflight_per_caller), by limit.")
+              .Register(*registry_)),
+      waiting_origin_(limit_waiting_family_.Add({{"limit", "origin"}})),
+      waiting_caller_(limit_waiting_family_.Add({{"limit", "caller"}})),
       connections_reused_(
           prometheus::BuildCounter()
               .Name("egress_connections_reused_total")

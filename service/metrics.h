@@ -37,6 +37,9 @@ namespace egress {
 
 inline constexpr char kEgressVersion[] = "0.1.0";
 
+// The limits a call may wait for (the `limit` label).
+enum class LimitKind { kOrigin, kCaller };
+
 class Metrics final : public SessionObserver {
  public:
   Metrics();
@@ -66,6 +69,14 @@ class Metrics final : public SessionObserver {
 
   prometheus::Gauge& requests_in_flight() { return requests_in_flight_; }
   prometheus::Gauge& queue_depth() { return queue_depth_; }
+  // Worker threads running, and those serving a call (a stream holds one
+  // with almost no CPU: scale on their ratio, not on CPU alone).
+  prometheus::Gauge& workers() { return workers_; }
+  prometheus::Gauge& workers_busy() { return workers_busy_; }
+  // Calls waiting for a slot of their origin or of their caller.
+  prometheus::Gauge& limit_waiting(LimitKind kind) {
+    return kind == LimitKind::kOrigin ? waiting_origin_ : waiting_caller_;
+  }
   // 1 while --insecure_skip_verify is on.
   prometheus::Gauge& tls_insecure_skip_verify() { return tls_insecure_; }
 
@@ -94,6 +105,11 @@ class Metrics final : public SessionObserver {
   prometheus::Gauge& sessions_active_;
   prometheus::Gauge& requests_in_flight_;
   prometheus::Gauge& queue_depth_;
+  prometheus::Gauge& workers_;
+  prometheus::Gauge& workers_busy_;
+  prometheus::Family<prometheus::Gauge>& limit_waiting_family_;
+  prometheus::Gauge& waiting_origin_;
+  prometheus::Gauge& waiting_caller_;
   prometheus::Counter& connections_reused_;
   prometheus::Counter& connections_opened_;
   prometheus::Counter& stale_retries_;

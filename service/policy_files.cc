@@ -5,6 +5,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
@@ -110,9 +111,11 @@ absl::Status ValidateIdentity(absl::string_view identity) {
 }
 
 absl::StatusOr<std::shared_ptr<const CallerRules>> MakeCallerRules(
-    absl::string_view hosts, absl::string_view ports, std::string source) {
+    absl::string_view hosts, absl::string_view ports, std::string source,
+    std::optional<uint32_t> max_inflight) {
   auto rules = std::make_shared<CallerRules>();
   rules->source = std::move(source);
+  if (max_inflight) rules->max_inflight = *max_inflight;
   for (absl::string_view host : absl::StrSplit(hosts, ',')) {
     if (absl::StripAsciiWhitespace(host).empty()) {
       return absl::InvalidArgumentError(
@@ -140,10 +143,34 @@ absl::StatusOr<IdentityRuleMap> ParseIdentityFile(absl::string_view text,
   absl::Status status = ForEachEntry(
       text, source,
       [&](const std::vector<absl::string_view>& f, int line) -> absl::Status {
-        if (f.size() < 2 || f.size() > 3 ||
-            (f.size() == 3 && !absl::StartsWith(f[2], "ports="))) {
+        if (f.size() < 2 || f.size() > 4) {
           return absl::InvalidArgumentError(
-              "expected \"IDENTITY host[,host...] [ports=PORT[,PORT...]]\"");
+              "expected \"IDENTITY host[,host...] [ports=PORT[,PORT...]] "
+              "[max_inflight=N]\"");
+        }
+        std::optional<absl::string_view> ports_option;
+        std::optional<uint32_t> max_inflight;
+        for (size_t i = 2; i < f.size(); ++i) {
+          absl::string_view value = f[i];
+          if (absl::ConsumePrefix(&value, "ports=")) {
+            if (ports_option) return absl::InvalidArgumentError("ports= twice");
+            ports_option = value;
+          } else if (absl::ConsumePrefix(&value, "max_inflight=")) {
+            uint32_t n = 0;
+            if (max_inflight) {
+              return absl::InvalidArgumentError("max_inflight= twice");
+            }
+            if (!absl::SimpleAtoi(value, &n) || n > 1000000) {
+              return absl::InvalidArgumentError(absl::StrCat(
+                  "max_inflight=", value,
+                  ": expected a number of calls, 0 (no limit) to 1000000"));
+            }
+            max_inflight = n;
+          } else {
+            return absl::InvalidArgumentError(
+                absl::StrCat("unknown option \"", value,
+                             "\" (expected ports= or max_inflight=)"));
+          }
         }
         absl::Status valid = ValidateIdentity(f[0]);
         if (!valid.ok()) return valid;
@@ -154,13 +181,13 @@ absl::StatusOr<IdentityRuleMap> ParseIdentityFile(absl::string_view text,
               absl::StrCat("identity ", identity, " already has a line (",
                            previous->second, ")"));
         }
-        absl::string_view ports =
-            f.size() == 3 ? f[2].substr(sizeof("ports=") - 1) : "";
-        if (f.size() == 3 && ports.empty()) {
+        const absl::string_view ports = ports_option.value_or("");
+        if (ports_option && ports.empty()) {
           return absl::InvalidArgumentError("ports= is empty");
         }
         absl::StatusOr<std::shared_ptr<const CallerRules>> rules =
-            MakeCallerRules(f[1], ports, absl::StrCat(source, ":", line));
+            MakeCallerRules(f[1], ports, absl::StrCat(source, ":", line),
+                            max_inflight);
         if (!rules.ok()) return rules.status();
         out[identity] = *std::move(rules);
         return absl::OkStatus();

@@ -12,8 +12,10 @@ SessionCache::SessionCache(const SessionCacheOptions& options,
                            const Clock& clock, SessionObserver& observer)
     : options_(options), clock_(clock), observer_(observer) {}
 
-SessionCache::~SessionCache() {
-  while (!lru_.empty()) Drop(lru_.begin(), DropReason::kShutdown);
+SessionCache::~SessionCache() { DropAll(DropReason::kShutdown); }
+
+void SessionCache::DropAll(DropReason reason) {
+  while (!lru_.empty()) Drop(lru_.begin(), reason);
 }
 
 bool SessionCache::IdleExpired(const HttpSession& session, MonoTime now) const {

@@ -85,6 +85,9 @@ class SessionCache {
   // connection. A worker calls this while it waits for work.
   void DropIdle();
 
+  // Drops every session with `reason` (the worker retires).
+  void DropAll(DropReason reason);
+
   size_t size() const { return lru_.size(); }
 
  private:

@@ -14,6 +14,8 @@ const char* DropReasonName(DropReason reason) {
       return "evicted";
     case DropReason::kShutdown:
       return "shutdown";
+    case DropReason::kRetired:
+      return "retired";
   }
   return "unknown";
 }

@@ -17,10 +17,12 @@ enum class DropReason {
   kMaxRequests,  // served max_requests_per_session requests
   kEvicted,      // the worker's cache was over max_sessions_per_worker (LRU)
   kShutdown,     // the worker is stopping
+  kRetired,      // the worker retired, idle above --min_workers
 };
-inline constexpr int kDropReasonCount = 5;
+inline constexpr int kDropReasonCount = 6;
 
-// The label value: "errors", "idle", "max_requests", "evicted", "shutdown".
+// The label value: "errors", "idle", "max_requests", "evicted", "shutdown",
+// "retired".
 const char* DropReasonName(DropReason reason);
 
 class SessionObserver {

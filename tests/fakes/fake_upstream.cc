@@ -30,7 +30,7 @@ FakeUpstream::FakeUpstream(const std::string& cert_file,
 void FakeUpstream::Serve() {
   httplib::Server& s = *server_;
   // Many idle keep-alive connections at once must not starve new ones.
-  s.new_task_queue = [] { return new httplib::ThreadPool(96); };
+  s.new_task_queue = [] { return new httplib::ThreadPool(160); };
   s.set_keep_alive_max_count(1000000);
   s.set_keep_alive_timeout(60);
 

@@ -63,10 +63,14 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         Require(again.ok() && again->ToString() == r->ports->ToString());
       }
       absl::StatusOr<std::shared_ptr<const egress::CallerRules>> rebuilt =
-          egress::MakeCallerRules(absl::StrJoin(r->hosts, ","),
-                                  r->ports ? r->ports->ToString() : "",
-                                  r->source);
-      Require(rebuilt.ok() && (*rebuilt)->hosts == r->hosts);
+          egress::MakeCallerRules(
+              absl::StrJoin(r->hosts, ","),
+              r->ports ? r->ports->ToString() : "", r->source,
+              r->max_inflight ? std::optional<uint32_t>(
+                                    static_cast<uint32_t>(*r->max_inflight))
+                              : std::nullopt);
+      Require(rebuilt.ok() && (*rebuilt)->hosts == r->hosts &&
+              (*rebuilt)->max_inflight == r->max_inflight);
     }
   } else {
     Require(rules.status().code() == absl::StatusCode::kInvalidArgument);

@@ -43,9 +43,16 @@ class ConfigTest : public ::testing::Test {
 TEST_F(ConfigTest, DefaultsWithoutFileOrFlags) {
   absl::StatusOr<Config> c = Load({});
   ASSERT_TRUE(c.ok()) << c.status();
-  EXPECT_EQ(c->workers, 64u);
+  // Elastic workers: 16 warm, up to 4,096; --workers=N makes a fixed pool.
+  EXPECT_EQ(c->MinWorkers(), 16u);
+  EXPECT_EQ(c->MaxWorkers(), 4096u);
+  EXPECT_EQ(c->max_inflight_per_origin, 100u);
+  EXPECT_EQ(c->max_inflight_per_caller, 0u);
   EXPECT_EQ(c->keepalive_timeout, std::chrono::seconds(30));
   EXPECT_TRUE(c->Validate().ok());
+  c->workers = 8;
+  EXPECT_EQ(c->MinWorkers(), 8u);
+  EXPECT_EQ(c->MaxWorkers(), 8u);
 }
 
 TEST_F(ConfigTest, TextFileOverridesDefaultsAndFlagsOverrideTheFile) {
@@ -101,8 +108,11 @@ TEST_F(ConfigTest, UnreadableFileIsAnError) {
 
 TEST_F(ConfigTest, InvalidValuesNameTheKey) {
   Config c;
-  c.workers = 0;
-  EXPECT_THAT(std::string(c.Validate().message()), HasSubstr("--workers"));
+  c.min_workers = 0;
+  EXPECT_THAT(std::string(c.Validate().message()), HasSubstr("--min_workers"));
+  c = Config();
+  c.max_workers = c.min_workers - 1;
+  EXPECT_THAT(std::string(c.Validate().message()), HasSubstr("--max_workers"));
   c = Config();
   c.tls_cert = "cert.pem";
   EXPECT_THAT(std::string(c.Validate().message()), HasSubstr("--tls_key"));

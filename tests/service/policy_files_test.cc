@@ -21,7 +21,7 @@ TEST(PolicyFilesTest, ParsesHostsPortsAndSpiffeIds) {
       "\n"
       "spiffe://cluster.local/ns/shop/sa/"
       "cart\tapi.example.com\tports=8443,443\n"
-      "ops * ports=*\n",
+      "ops * max_inflight=20 ports=*\n",
       "ids.txt");
   ASSERT_TRUE(rules.ok()) << rules.status();
   ASSERT_EQ(rules->size(), 3u);
@@ -35,6 +35,8 @@ TEST(PolicyFilesTest, ParsesHostsPortsAndSpiffeIds) {
   EXPECT_EQ(cart.source, "ids.txt:4");
   EXPECT_THAT(rules->at("ops")->hosts, ElementsAre("*"));
   EXPECT_EQ(rules->at("ops")->ports->ToString(), "*");
+  EXPECT_EQ(rules->at("ops")->max_inflight, 20u);
+  EXPECT_FALSE(billing.max_inflight.has_value());
 }
 
 TEST(PolicyFilesTest, EveryMalformedLineIsAnErrorNamingFileAndLine) {
@@ -45,7 +47,12 @@ TEST(PolicyFilesTest, EveryMalformedLineIsAnErrorNamingFileAndLine) {
   const std::vector<Case> cases = {
       {"billing *example.com\n", "ids.txt:1: \"*example.com\" uses \"*\""},
       {"billing\n", "ids.txt:1: expected \"IDENTITY host[,host...]"},
-      {"billing a.com b.com\n", "expected \"IDENTITY"},
+      {"billing a.com b.com\n", "unknown option \"b.com\""},
+      {"billing a.com ports=443 ports=80\n", "ports= twice"},
+      {"billing a.com max_inflight=many\n", "max_inflight=many: expected"},
+      {"billing a.com max_inflight=-1\n", "max_inflight=-1: expected"},
+      {"billing a.com max_inflight=1 max_inflight=2\n", "max_inflight= twice"},
+      {"billing a.com ports=443 max_inflight=1 extra\n", "expected"},
       {"billing a.com ports=\n", "ports= is empty"},
       {"billing a.com ports=25,*\n", "must be written alone"},
       {"billing a.com ports=http\n", "not a port number"},

@@ -18,9 +18,13 @@ namespace {
 
 using std::chrono::milliseconds;
 
+// Locals that retired, across the test's pools.
+std::atomic<int> retired_locals{0};
+
 struct Local {
   explicit Local(size_t i) : index(i) {}
   void Maintain() { ++maintained; }
+  void Retire() { ++retired_locals; }
   size_t index;
   std::thread::id thread = std::this_thread::get_id();
   std::atomic<int> maintained{0};
@@ -47,10 +51,12 @@ class Gate {
 
 class WorkerPoolTest : public ::testing::Test {
  protected:
+  // A fixed pool of `workers`.
   std::unique_ptr<WorkerPool<Local>> MakePool(size_t workers,
                                               size_t max_queue) {
     WorkerPoolOptions options;
-    options.workers = workers;
+    options.min_workers = workers;
+    options.max_workers = workers;
     options.max_queue = max_queue;
     options.maintenance_interval = milliseconds(20);
     return std::make_unique<WorkerPool<Local>>(
@@ -134,7 +140,8 @@ TEST_F(WorkerPoolTest, WorkersThatStartLateDoNotLandOnTopOfAWarmOne) {
   // would make them. The pool is not ready until all of them are idle, so the
   // first warm worker stays on top of the stack from the very first task.
   WorkerPoolOptions options;
-  options.workers = 8;
+  options.min_workers = 8;
+  options.max_workers = 8;
   options.max_queue = 10;
   WorkerPool<Local> pool(options, [](size_t i) {
     if (i % 2 == 1) std::this_thread::sleep_for(milliseconds(5 * i));
@@ -218,6 +225,130 @@ TEST_F(WorkerPoolTest, ConcurrentSubmittersAllGetServed) {
   pool->Shutdown();
   EXPECT_EQ(accepted.load(), 2000);
   EXPECT_EQ(ran.load(), 2000);
+}
+
+// Elastic pools: `min` warm workers, up to `max`, extra ones retiring after
+// `retire` idle; `counts` gets (workers, busy) at every change.
+class ElasticPoolTest : public WorkerPoolTest {
+ protected:
+  std::unique_ptr<WorkerPool<Local>> MakeElastic(size_t min, size_t max,
+                                                 milliseconds retire) {
+    WorkerPoolOptions options;
+    options.min_workers = min;
+    options.max_workers = max;
+    options.max_queue = 10;
+    options.idle_retire = retire;
+    options.maintenance_interval = milliseconds(10);
+    options.on_workers = [this](size_t workers, size_t busy) {
+      workers_seen_ = workers;
+      busy_seen_ = busy;
+    };
+    return std::make_unique<WorkerPool<Local>>(
+        options, [](size_t i) { return std::make_unique<Local>(i); });
+  }
+
+  // Starts `n` tasks that block on `gate`; returns once all of them run.
+  void Block(WorkerPool<Local>& pool, int n, Gate& gate) {
+    std::atomic<int> running{0};
+    for (int i = 0; i < n; ++i) {
+      ASSERT_TRUE(pool.TrySubmit([&running, &gate](Local&) {
+        ++running;
+        gate.Wait();
+      }));
+    }
+    for (int i = 0; i < 500 && running < n; ++i) {
+      std::this_thread::sleep_for(milliseconds(2));
+    }
+    ASSERT_EQ(running.load(), n);
+  }
+
+  // Waits (boundedly, 5 s) until the pool has `n` workers.
+  bool WaitForWorkers(WorkerPool<Local>& pool, size_t n) {
+    for (int i = 0; i < 500 && pool.Workers() != n; ++i) {
+      std::this_thread::sleep_for(milliseconds(10));
+    }
+    return pool.Workers() == n;
+  }
+
+  std::atomic<size_t> workers_seen_{0};
+  std::atomic<size_t> busy_seen_{0};
+};
+
+TEST_F(ElasticPoolTest, ACallThatFindsNoIdleWorkerStartsOne) {
+  auto pool = MakeElastic(1, 4, std::chrono::minutes(5));
+  EXPECT_EQ(pool->Workers(), 1u);
+  Gate gate;
+  Block(*pool, 4, gate);  // each on a worker of its own, none queued
+  EXPECT_EQ(pool->Workers(), 4u);
+  EXPECT_EQ(pool->QueueDepth(), 0u);
+  EXPECT_EQ(workers_seen_.load(), 4u);
+  EXPECT_EQ(busy_seen_.load(), 4u);
+  // At the maximum, the next one waits in the queue.
+  std::atomic<bool> ran{false};
+  ASSERT_TRUE(pool->TrySubmit([&](Local&) { ran = true; }));
+  EXPECT_EQ(pool->QueueDepth(), 1u);
+  EXPECT_EQ(pool->Workers(), 4u);
+  gate.Open();
+  pool->Shutdown();
+  EXPECT_TRUE(ran.load());
+}
+
+TEST_F(ElasticPoolTest, IdleWorkersAboveTheMinimumRetireAndSlotsAreReused) {
+  const int retired_before = retired_locals.load();
+  auto pool = MakeElastic(2, 8, milliseconds(50));
+  {
+    Gate gate;
+    Block(*pool, 8, gate);
+    EXPECT_EQ(pool->Workers(), 8u);
+    gate.Open();
+  }
+  ASSERT_TRUE(WaitForWorkers(*pool, 2)) << pool->Workers();
+  EXPECT_EQ(retired_locals.load() - retired_before, 6);
+  EXPECT_EQ(workers_seen_.load(), 2u);
+  EXPECT_EQ(busy_seen_.load(), 0u);
+  // A new burst starts workers again, on the retired slots (indices < 8).
+  Gate gate;
+  std::mutex mu;
+  std::set<size_t> indices;
+  std::atomic<int> running{0};
+  for (int i = 0; i < 8; ++i) {
+    ASSERT_TRUE(pool->TrySubmit([&](Local& l) {
+      {
+        std::lock_guard<std::mutex> lock(mu);
+        indices.insert(l.index);
+      }
+      ++running;
+      gate.Wait();
+    }));
+  }
+  for (int i = 0; i < 500 && running < 8; ++i) {
+    std::this_thread::sleep_for(milliseconds(2));
+  }
+  EXPECT_EQ(running.load(), 8);
+  EXPECT_EQ(indices.size(), 8u);
+  EXPECT_LT(*indices.rbegin(), 8u);
+  gate.Open();
+}
+
+TEST_F(ElasticPoolTest, TheWarmWorkerNeverRetiresUnderSteadyLoad) {
+  auto pool = MakeElastic(1, 4, milliseconds(60));
+  {
+    Gate gate;
+    Block(*pool, 4, gate);
+    gate.Open();
+  }
+  // Steady light traffic (a call every 10 ms, 60 calls) stays on the most
+  // recently idle worker; the others retire around it.
+  std::set<size_t> used;
+  for (int i = 0; i < 60; ++i) {
+    std::this_thread::sleep_for(milliseconds(10));
+    used.insert(RunOne(*pool));
+  }
+  ASSERT_TRUE(WaitForWorkers(*pool, 1));
+  // The warm one kept serving: at most the first call found another on top.
+  EXPECT_LE(used.size(), 2u);
+  const size_t warm = RunOne(*pool);
+  EXPECT_EQ(used.count(warm), 1u);
 }
 
 }  // namespace

@@ -1,0 +1,200 @@
+// No upstream and no caller can starve the rest: per-origin and per-caller
+// limits with their own queues (holding no worker), and elastic workers, end
+// to end through a real gRPC channel to loopback upstreams.
+#include <google/protobuf/util/time_util.h>
+#include <grpcpp/grpcpp.h>
+
+#include <atomic>
+#include <chrono>
+#include <fstream>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "gmock/gmock.h"
+#include "gtest/gtest.h"
+#include "tests/fakes/fake_upstream.h"
+#include "tests/integration/egress_harness.h"
+
+namespace egress {
+namespace {
+
+using ::egress::v1::EgressResponse;
+using ::google::protobuf::util::TimeUtil;
+using std::chrono::milliseconds;
+using ::testing::HasSubstr;
+
+std::string WriteFile(const std::string& name, const std::string& text) {
+  const std::string path = absl::StrCat(::testing::TempDir(), "/", name);
+  std::ofstream(path) << text;
+  return path;
+}
+
+// Waits (boundedly) until `series` reaches `value`; returns the last value.
+double WaitForMetric(EgressHarness& egress, const std::string& series,
+                     double value, milliseconds limit = milliseconds(5000)) {
+  const auto until = std::chrono::steady_clock::now() + limit;
+  double now = egress.Metric(series);
+  while (now != value && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(milliseconds(10));
+    now = egress.Metric(series);
+  }
+  return now;
+}
+
+struct Result {
+  grpc::Status status;
+  EgressResponse response;
+};
+
+// `n` calls at once, each on its own thread, with a bearer `token` if any.
+class Burst {
+ public:
+  Burst(EgressHarness& egress, int n, const std::string& url,
+        milliseconds timeout, const std::string& token = "")
+      : results_(n) {
+    for (int i = 0; i < n; ++i) {
+      threads_.emplace_back([&egress, this, i, url, timeout, token] {
+        grpc::ClientContext context;
+        context.set_deadline(std::chrono::system_clock::now() +
+                             std::chrono::seconds(20));
+        if (!token.empty()) {
+          context.AddMetadata("authorization", "Bearer " + token);
+        }
+        egress::v1::EgressRequest request = MakeRequest("GET", url);
+        *request.mutable_timeout() =
+            TimeUtil::MillisecondsToDuration(timeout.count());
+        results_[i].status =
+            egress.stub().Do(&context, request, &results_[i].response);
+      });
+    }
+  }
+  const std::vector<Result>& Wait() {
+    for (auto& t : threads_) t.join();
+    threads_.clear();
+    return results_;
+  }
+  ~Burst() { Wait(); }
+
+ private:
+  std::vector<Result> results_;
+  std::vector<std::thread> threads_;
+};
+
+// 200 calls to an origin that answers after 2 s, and calls to a fast origin
+// meanwhile: the fast ones are never queued behind the slow ones; the slow
+// origin's calls beyond --max_inflight_per_origin (100) wait in its own queue,
+// holding no worker, and end at their deadline naming the limit.
+TEST(FairnessIntegrationTest, ASlowOriginDelaysNoOtherOrigin) {
+  FakeUpstream slow;
+  FakeUpstream fast;
+  EgressHarness egress;
+  egress.Start();  // the defaults: 100 per origin, workers 16..4096
+  // 100 calls fill the slow origin's slots (answered after 2 s)...
+  Burst first(egress, 100, slow.Url("/slow/2000"), milliseconds(5000));
+  ASSERT_EQ(WaitForMetric(egress, "egress_workers_busy", 100), 100);
+  // ... and 100 more wait for them, with a 1 s timeout.
+  Burst second(egress, 100, slow.Url("/slow/2000"), milliseconds(1000));
+  EXPECT_EQ(
+      WaitForMetric(egress, "egress_limit_waiting{limit=\"origin\"}", 100),
+      100);
+  // The waiting calls hold no worker: 100 serve the slow origin, and more
+  // workers than the warm 16 were started for them.
+  EXPECT_EQ(egress.Metric("egress_workers_busy"), 100);
+  EXPECT_GE(egress.Metric("egress_workers"), 100);
+  std::vector<int64_t> queued_us;
+  for (int i = 0; i < 20; ++i) {
+    EgressResponse response;
+    grpc::Status status =
+        egress.Do(MakeRequest("GET", fast.Url("/echo")), &response);
+    ASSERT_TRUE(status.ok()) << status.error_message();
+    queued_us.push_back(
+        TimeUtil::DurationToMicroseconds(response.timing().queued()));
+  }
+  std::sort(queued_us.begin(), queued_us.end());
+  std::printf(
+      "fast origin, 20 calls during the slow burst: queued p50 %lld us, max "
+      "%lld us\n",
+      static_cast<long long>(queued_us[10]),
+      static_cast<long long>(queued_us.back()));
+  // A few milliseconds at most, on a noisy 2-core machine.
+  EXPECT_LT(queued_us.back(), 20000);
+  for (const Result& r : second.Wait()) {
+    EXPECT_EQ(r.status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
+    EXPECT_THAT(r.status.error_message(),
+                HasSubstr("for a slot of origin " + slow.Url("") +
+                          " (--max_inflight_per_origin=100 in flight) until "
+                          "the call's deadline"));
+  }
+  for (const Result& r : first.Wait()) {
+    EXPECT_TRUE(r.status.ok()) << r.status.error_message();
+  }
+  EXPECT_EQ(slow.requests(), 100);  // the waiting ones never reached it
+}
+
+// A busy caller waits in its own queue; another caller goes straight through.
+TEST(FairnessIntegrationTest, ABusyCallerDelaysNoOtherCaller) {
+  FakeUpstream upstream;
+  EgressHarness egress;
+  const std::string tokens =
+      WriteFile("fair-tokens",
+                "token-for-busy-0000001 busy\ntoken-for-calm-0000001 calm\n"
+                "token-for-batch-000001 batch\n");
+  const std::string ids =
+      WriteFile("fair-ids", "batch * max_inflight=4 ports=*\n");
+  egress.Start([&](Config& c) {
+    c.auth_tokens_file = tokens;
+    c.identity_hosts_file = ids;
+    c.max_inflight_per_caller = 2;
+  });
+  // Five 1 s calls, two at a time: the last ends after about 3 s.
+  Burst busy(egress, 5, upstream.Url("/slow/1000"), milliseconds(8000),
+             "token-for-busy-0000001");
+  EXPECT_EQ(WaitForMetric(egress, "egress_limit_waiting{limit=\"caller\"}", 3),
+            3);
+  egress.set_bearer_token("token-for-calm-0000001");
+  EgressResponse response;
+  const auto start = std::chrono::steady_clock::now();
+  grpc::Status status =
+      egress.Do(MakeRequest("GET", upstream.Url("/echo")), &response);
+  EXPECT_TRUE(status.ok()) << status.error_message();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, milliseconds(500));
+  // The identity's own max_inflight=4 replaces --max_inflight_per_caller.
+  Burst batch(egress, 4, upstream.Url("/slow/1000"), milliseconds(8000),
+              "token-for-batch-000001");
+  EXPECT_EQ(WaitForMetric(egress, "egress_limit_waiting{limit=\"caller\"}", 3,
+                          milliseconds(500)),
+            3);  // still only busy's three
+  for (const Result& r : busy.Wait()) EXPECT_TRUE(r.status.ok());
+  for (const Result& r : batch.Wait()) EXPECT_TRUE(r.status.ok());
+}
+
+// A call that waits for its origin's slot and is cancelled is answered at
+// once and never reaches the upstream.
+TEST(FairnessIntegrationTest, ACancelledWaitingCallNeverStarts) {
+  FakeUpstream upstream;
+  EgressHarness egress;
+  egress.Start([](Config& c) { c.max_inflight_per_origin = 1; });
+  Burst holder(egress, 1, upstream.Url("/slow/1000"), milliseconds(3000));
+  ASSERT_EQ(WaitForMetric(egress, "egress_workers_busy", 1), 1);
+  grpc::ClientContext context;
+  EgressResponse response;
+  std::thread waiter([&] {
+    grpc::Status status = egress.stub().Do(
+        &context, MakeRequest("GET", upstream.Url("/slow/1000")), &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED);
+  });
+  ASSERT_EQ(WaitForMetric(egress, "egress_limit_waiting{limit=\"origin\"}", 1),
+            1);
+  context.TryCancel();
+  waiter.join();
+  EXPECT_EQ(WaitForMetric(egress, "egress_limit_waiting{limit=\"origin\"}", 0),
+            0);
+  for (const Result& r : holder.Wait()) EXPECT_TRUE(r.status.ok());
+  EXPECT_EQ(upstream.requests(), 1);
+}
+
+}  // namespace
+}  // namespace egress
