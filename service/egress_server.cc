@@ -206,6 +206,7 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
     metrics->workers_busy().Set(static_cast<double>(busy));
   };
   const Clock* clock_ptr = &clock;
+  metrics->workers_max().Set(static_cast<double>(config.MaxWorkers()));
   s->pool_ = std::make_unique<WorkerPool<EgressWorker>>(
       pool_options, [cache_options, clock_ptr, metrics](size_t index) {
         return std::make_unique<EgressWorker>(index, cache_options, *clock_ptr,

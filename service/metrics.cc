@@ -93,6 +93,12 @@ Metrics::Metrics()
                               "one for its whole life.")
                         .Register(*registry_)
                         .Add({})),
+      workers_max_(prometheus::BuildGauge()
+                       .Name("egress_workers_max")
+                       .Help("--max_workers: egress_workers_busy / "
+                             "egress_workers_max is how full this replica is.")
+                       .Register(*registry_)
+                       .Add({})),
       limit_waiting_family_(
           prometheus::BuildGauge()
               .Name("egress_limit_waiting")

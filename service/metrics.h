@@ -73,6 +73,8 @@ class Metrics final : public SessionObserver {
   // with almost no CPU: scale on their ratio, not on CPU alone).
   prometheus::Gauge& workers() { return workers_; }
   prometheus::Gauge& workers_busy() { return workers_busy_; }
+  // --max_workers: busy / max is how full a replica is (the HPA's metric).
+  prometheus::Gauge& workers_max() { return workers_max_; }
   // Calls waiting for a slot of their origin or of their caller.
   prometheus::Gauge& limit_waiting(LimitKind kind) {
     return kind == LimitKind::kOrigin ? waiting_origin_ : waiting_caller_;
@@ -107,6 +109,7 @@ class Metrics final : public SessionObserver {
   prometheus::Gauge& queue_depth_;
   prometheus::Gauge& workers_;
   prometheus::Gauge& workers_busy_;
+  prometheus::Gauge& workers_max_;
   prometheus::Family<prometheus::Gauge>& limit_waiting_family_;
   prometheus::Gauge& waiting_origin_;
   prometheus::Gauge& waiting_caller_;

@@ -140,6 +140,10 @@ check(pdb && pdb.spec.maxUnavailable === 1 && pdb.spec.minAvailable === undefine
 const hpa = one('HorizontalPodAutoscaler');
 check(hpa && hpa.spec.scaleTargetRef.kind === 'Deployment' &&
   hpa.spec.scaleTargetRef.name === deployment.metadata.name, 'HPA scales the Deployment');
+// A stream holds a worker with almost no CPU: CPU alone under-scales.
+check(hpa && (hpa.spec.metrics || []).some((m) => m.type === 'Pods' &&
+  m.pods.metric.name === 'egress_workers_busy_ratio'),
+  'HPA also scales on egress_workers_busy_ratio (workers held by streams)');
 
 for (const kind of ['ServiceMonitor', 'PrometheusRule']) {
   const m = one(kind);
