@@ -10,6 +10,11 @@ namespace egress {
 
 using std::chrono::nanoseconds;
 
+namespace {
+// What a DoStream's pump may hold: a chunk pending and one being written.
+constexpr size_t kStreamBufferBytes = 2 * (64 << 10);
+}  // namespace
+
 Admission::Admission(const AdmissionOptions& options, const Clock& clock)
     : options_(options), clock_(clock) {}
 
@@ -62,12 +67,20 @@ absl::StatusOr<Admitted> Admission::Admit(
   absl::StatusOr<Deadline> deadline =
       Deadline::ForCall(clock_, record.start, timeouts);
   if (!deadline.ok()) return deadline.status();
+  // The request body is held until the call ends; a stream's pump holds up
+  // to two 64 KiB chunks besides.
+  auto budget = std::make_shared<BudgetLease>(options_.budget);
+  const size_t held =
+      upstream->body.size() + (rpc == Rpc::kDoStream ? kStreamBufferBytes : 0);
+  if (!budget->Grow(held)) {
+    return options_.budget->Exhausted("the request", held);
+  }
   const size_t caller_limit =
       caller.rules != nullptr && caller.rules->max_inflight.has_value()
           ? *caller.rules->max_inflight
           : options_.max_inflight_per_caller;
   return Admitted{std::make_shared<UpstreamRequest>(*std::move(upstream)),
-                  *deadline, caller_limit};
+                  *deadline, caller_limit, std::move(budget)};
 }
 
 absl::Status Admission::CheckTaken(const grpc::CallbackServerContext& context,

@@ -20,6 +20,7 @@
 #include "service/defaults.h"
 #include "service/destination_policy.h"
 #include "service/http_types.h"
+#include "service/memory_budget.h"
 #include "service/request_validation.h"
 
 namespace egress {
@@ -36,6 +37,8 @@ struct AdmissionOptions {
   // Calls in flight per caller identity without a max_inflight= of its own
   // (0: no limit).
   size_t max_inflight_per_caller = defaults::kMaxInflightPerCaller;
+  // The bytes calls may hold (--max_buffered_bytes); nullptr: no budget.
+  MemoryBudget* budget = nullptr;
   // Which hosts and ports may be reached (addresses are checked by the
   // sessions); nullptr allows every host and port.
   const DestinationPolicy* policy = nullptr;
@@ -48,6 +51,9 @@ struct Admitted {
   // The caller's limit of calls in flight (0: none): its identity's
   // max_inflight=, else --max_inflight_per_caller.
   size_t caller_limit = 0;
+  // The bytes the call holds of --max_buffered_bytes: its request body (and a
+  // stream's buffers) from admission; Do's response body as it grows.
+  std::shared_ptr<BudgetLease> budget;
 };
 
 class Admission {
@@ -58,7 +64,8 @@ class Admission {
   Admission(const AdmissionOptions& options, const Clock& clock);
 
   // Admits `request` or says why not (UNAUTHENTICATED, INVALID_ARGUMENT,
-  // RESOURCE_EXHAUSTED, PERMISSION_DENIED, DEADLINE_EXCEEDED), filling
+  // RESOURCE_EXHAUSTED for a body over a limit or over what is left of
+  // --max_buffered_bytes, PERMISSION_DENIED, DEADLINE_EXCEEDED), filling
   // `record` with what it learns (method, url, identity, origin).
   absl::StatusOr<Admitted> Admit(const egress::v1::EgressRequest& request,
                                  const grpc::CallbackServerContext& context,

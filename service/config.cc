@@ -70,6 +70,13 @@ ABSL_FLAG(uint32_t, max_inflight_per_caller, kDefaults.max_inflight_per_caller,
           "Calls in flight from one caller identity (an identity's "
           "max_inflight= overrides it); more wait in that caller's own queue. "
           "0: no limit.");
+ABSL_FLAG(uint64_t, max_buffered_bytes, kDefaults.max_buffered_bytes,
+          "Request and response body bytes held across all calls; a call that "
+          "would go over gets RESOURCE_EXHAUSTED instead of the process "
+          "running out of memory. 0: unlimited.");
+ABSL_FLAG(uint64_t, memory_limit, kDefaults.memory_limit,
+          "Memory egressd may use (bytes), to check its limits against at "
+          "start (a warning when they cannot fit); 0: the cgroup's limit.");
 ABSL_FLAG(uint32_t, max_queue, kDefaults.max_queue,
           "Calls that may wait for a worker when --max_workers are busy, and "
           "for one origin's or one caller's slot; more are refused with "
@@ -312,7 +319,8 @@ bool IsLoopbackListen(absl::string_view listen) {
   X(access_log) X(max_response_line_bytes) X(max_response_headers)          \
   X(max_response_head_bytes) X(upstream_tls_min_version) X(allow_ports)    \
   X(allow_unauthenticated) X(min_workers) X(max_workers)                    \
-  X(max_inflight_per_origin) X(max_inflight_per_caller)
+  X(max_inflight_per_origin) X(max_inflight_per_caller)                     \
+  X(max_buffered_bytes) X(memory_limit)
 #define EGRESS_DURATION_SETTINGS(X)                                          \
   X(keepalive_timeout) X(default_timeout) X(max_timeout) X(connect_timeout) \
   X(stream_idle_timeout) X(drain_timeout) X(dns_ttl) X(dns_negative_ttl)   \

@@ -54,6 +54,10 @@ struct Config {
   std::chrono::nanoseconds connect_timeout = defaults::kConnectTimeout;
 
   size_t max_request_bytes = defaults::kMaxRequestBytes;
+  size_t max_buffered_bytes = defaults::kMaxBufferedBytes;  // 0: unlimited
+  // The memory egressd may use, to check its limits against at start; 0:
+  // the cgroup's limit, when it has one.
+  size_t memory_limit = 0;
   size_t max_response_bytes = defaults::kMaxResponseBytes;
   size_t max_stream_bytes =
       defaults::kMaxStreamBytes;  // DoStream; 0: unlimited

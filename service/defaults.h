@@ -51,6 +51,9 @@ inline constexpr minutes kMaxConnectionAge{5};
 inline constexpr minutes kMaxConnectionAgeGrace{5};
 
 // Sizes.
+// Request and response bytes held across all calls; the shipped Deployment's
+// 512 MiB limit holds it with room for threads, sessions and the rest.
+inline constexpr size_t kMaxBufferedBytes = size_t{256} << 20;
 inline constexpr size_t kMaxRequestBytes = 16 << 20;
 inline constexpr size_t kMaxResponseBytes = 64 << 20;
 inline constexpr size_t kMaxStreamBytes = 0;  // unlimited

@@ -14,6 +14,7 @@
 #include <condition_variable>
 #include <fstream>
 #include <mutex>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -213,6 +214,14 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
                                               *metrics);
       });
 
+  s->budget_ = std::make_unique<MemoryBudget>(config.max_buffered_bytes);
+  const size_t memory_limit =
+      config.memory_limit > 0 ? config.memory_limit : CgroupMemoryLimit();
+  if (std::optional<std::string> warning = MemoryWarning(
+          config.max_buffered_bytes, config.MaxWorkers(), memory_limit)) {
+    LogWarning(*warning);
+  }
+
   InflightLimitsOptions limits_options;
   limits_options.max_per_origin = config.max_inflight_per_origin;
   limits_options.max_per_caller = config.max_inflight_per_caller;
@@ -227,6 +236,7 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
 
   ServiceOptions service_options;
   service_options.limits = s->limits_.get();
+  service_options.admission.budget = s->budget_.get();
   service_options.admission.max_inflight_per_caller =
       config.max_inflight_per_caller;
   service_options.admission.limits.max_request_bytes = config.max_request_bytes;

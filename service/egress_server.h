@@ -27,6 +27,7 @@
 #include "service/egress_service.h"
 #include "service/egress_worker.h"
 #include "service/inflight_limits.h"
+#include "service/memory_budget.h"
 #include "service/metrics.h"
 #include "service/metrics_server.h"
 #include "service/tls_trust.h"
@@ -74,6 +75,7 @@ class EgressServer {
   std::unique_ptr<CallerAuth> auth_;
   std::unique_ptr<MetricsServer> metrics_server_;
   // Before the pool and the service: destroyed after them.
+  std::unique_ptr<MemoryBudget> budget_;
   std::unique_ptr<InflightLimits> limits_;
   std::unique_ptr<WorkerPool<EgressWorker>> pool_;
   std::unique_ptr<EgressService> service_;

@@ -77,8 +77,10 @@ class EgressService::Call final : public grpc::ServerUnaryReactor {
     absl::Status taken =
         service_.admission_.CheckTaken(context_, call.deadline, queued);
     if (!taken.ok()) return Answer(taken);
+    // Held until OnDone: the response body lives in response_ until then.
+    budget_ = call.budget;
     absl::StatusOr<UpstreamResponse> result =
-        worker.Perform(*call.request, call.deadline, canceller_);
+        worker.Perform(*call.request, call.deadline, canceller_, budget_.get());
     if (!result.ok()) return Answer(result.status());
     record_.attempts = result->attempts;
     record_.reused = result->connection_reused;
@@ -97,6 +99,7 @@ class EgressService::Call final : public grpc::ServerUnaryReactor {
   ExchangeCanceller canceller_;
   InflightSlot slot_;  // held from the start of the exchange to the answer
   std::atomic<uint64_t> waiting_id_{0};  // while it waits for a slot
+  std::shared_ptr<BudgetLease> budget_;  // written by the worker
 };
 
 // One DoStream call: the gRPC write reactor, the ResponseSink of the upstream

@@ -41,9 +41,9 @@ absl::StatusOr<UpstreamResponse> EgressWorker::Serve(
 
 absl::StatusOr<UpstreamResponse> EgressWorker::Perform(
     const UpstreamRequest& request, const Deadline& deadline,
-    ExchangeCanceller& canceller) {
+    ExchangeCanceller& canceller, BudgetLease* budget) {
   return Serve(request, canceller, [&](HttpSession& session) {
-    return session.Send(request, deadline, &canceller);
+    return session.Send(request, deadline, &canceller, budget);
   });
 }
 

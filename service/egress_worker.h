@@ -30,9 +30,11 @@ class EgressWorker {
   // Sends `request` over this worker's session for its origin and returns the
   // upstream's whole response; `deadline` bounds the exchange, and
   // `canceller` (the call's; it must outlive the call) may abort it.
+  // `budget` (optional) holds the response body's bytes.
   absl::StatusOr<UpstreamResponse> Perform(const UpstreamRequest& request,
                                            const Deadline& deadline,
-                                           ExchangeCanceller& canceller);
+                                           ExchangeCanceller& canceller,
+                                           BudgetLease* budget = nullptr);
 
   // Like Perform, but the response goes to `sink` as it arrives.
   absl::StatusOr<UpstreamResponse> Stream(const UpstreamRequest& request,

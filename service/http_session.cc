@@ -20,6 +20,7 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -34,31 +35,65 @@ using std::chrono::microseconds;
 using std::chrono::nanoseconds;
 
 // Do's sink: keeps the whole response, up to max_response_bytes.
+// Do's response, whole. Every byte of the body's buffer is reserved from the
+// call's BudgetLease (when it has one) before it is allocated: the
+// Content-Length at once when the head gives one, else as the buffer grows.
 class BufferSink final : public ResponseSink {
  public:
-  BufferSink(size_t max_bytes, std::string origin)
-      : max_bytes_(max_bytes), origin_(std::move(origin)) {}
+  BufferSink(size_t max_bytes, std::string origin, BudgetLease* budget)
+      : max_bytes_(max_bytes), origin_(std::move(origin)), budget_(budget) {}
 
   bool OnHead(UpstreamResponse head) override {
     response_ = std::move(head);
+    for (const auto& [name, value] : response_.headers) {
+      size_t length = 0;
+      if (absl::EqualsIgnoreCase(name, "Content-Length") &&
+          absl::SimpleAtoi(value, &length) && length <= max_bytes_) {
+        return Reserve(length);
+      }
+    }
     return true;
   }
   bool OnBody(const char* data, size_t size) override {
-    if (response_.body.size() + size > max_bytes_) return false;
-    response_.body.append(data, size);
+    std::string& body = response_.body;
+    if (body.size() + size > max_bytes_) {
+      abort_ = absl::ResourceExhaustedError(
+          absl::StrFormat("%s: response body is over --max_response_bytes=%d",
+                          origin_, max_bytes_));
+      return false;
+    }
+    // std::string at least doubles its buffer when it grows.
+    if (body.size() + size > body.capacity() &&
+        !Reserve(std::min(max_bytes_,
+                          std::max(body.size() + size, 2 * body.capacity())))) {
+      return false;
+    }
+    body.append(data, size);
     return true;
   }
-  absl::Status AbortStatus() const override {
-    return absl::ResourceExhaustedError(
-        absl::StrFormat("%s: response body is over --max_response_bytes=%d",
-                        origin_, max_bytes_));
-  }
+  absl::Status AbortStatus() const override { return abort_; }
   UpstreamResponse& response() { return response_; }
 
  private:
+  // Grows the body's buffer to `capacity`, reserved from the budget first.
+  bool Reserve(size_t capacity) {
+    std::string& body = response_.body;
+    if (capacity <= body.capacity()) return true;
+    const size_t more = capacity - body.capacity();
+    if (budget_ != nullptr && !budget_->Grow(more)) {
+      abort_ = budget_->budget()->Exhausted(
+          absl::StrCat(origin_, ": response body").c_str(), more);
+      return false;
+    }
+    body.reserve(capacity);
+    return true;
+  }
+
   const size_t max_bytes_;
   const std::string origin_;
+  BudgetLease* const budget_;
   UpstreamResponse response_;
+  absl::Status abort_ = absl::ResourceExhaustedError("response refused");
 };
 
 // OpenSSL writes to its socket with write(2), which raises SIGPIPE when the
@@ -321,10 +356,10 @@ void HttpSession::Abort() {
 
 absl::StatusOr<UpstreamResponse> HttpSession::Send(
     const UpstreamRequest& request, const Deadline& deadline,
-    ExchangeCanceller* canceller) {
+    ExchangeCanceller* canceller, BudgetLease* budget) {
   BeginExchange(canceller);
   absl::Cleanup end_exchange = [this, canceller] { EndExchange(canceller); };
-  BufferSink buffer(options_.max_response_bytes, Describe());
+  BufferSink buffer(options_.max_response_bytes, Describe(), budget);
   absl::StatusOr<UpstreamResponse> result =
       Exchange(request, deadline, std::chrono::nanoseconds::max(), buffer);
   if (!result.ok()) return result;

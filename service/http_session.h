@@ -57,6 +57,7 @@
 #include "service/destination_policy.h"
 #include "service/dns_cache.h"
 #include "service/http_types.h"
+#include "service/memory_budget.h"
 #include "service/response_head.h"
 #include "service/session_observer.h"
 #include "service/upstream_failure.h"
@@ -164,9 +165,12 @@ class HttpSession {
   // with CANCELLED. Other errors: UNAVAILABLE (connect refused, reset,
   // protocol error), DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED (response body
   // over max_response_bytes). REQUIRES: state() is kReady.
+  // `budget` (optional) holds the response body's bytes: over it, the
+  // exchange ends with RESOURCE_EXHAUSTED naming --max_buffered_bytes.
   absl::StatusOr<UpstreamResponse> Send(const UpstreamRequest& request,
                                         const Deadline& deadline,
-                                        ExchangeCanceller* canceller = nullptr);
+                                        ExchangeCanceller* canceller = nullptr,
+                                        BudgetLease* budget = nullptr);
 
   // Sends `request` and hands the response to `sink` as it arrives. Reading
   // fails with DEADLINE_EXCEEDED when the upstream sends nothing for
