@@ -65,8 +65,7 @@ egress::v1::EgressRequest EgressClient::ToProto(const Request& request) {
   return proto;
 }
 
-void EgressClient::Prepare(grpc::ClientContext& context,
-                           const Request& request,
+void EgressClient::Prepare(grpc::ClientContext& context, const Request& request,
                            std::chrono::milliseconds fallback) const {
   const std::chrono::milliseconds deadline =
       request.deadline.count() > 0 ? request.deadline : fallback;
