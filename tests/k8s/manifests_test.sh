@@ -29,30 +29,22 @@ grep -q 'namespace: monitoring' <<<"$dashboards" || { echo "dashboard not in mon
 grep -q 'name: egress-grafana-dashboard$' <<<"$dashboards" || { echo "dashboard name is hashed" >&2; exit 1; }
 
 rendered=$(kubectl kustomize "$k8s_dir/default" 2>/dev/null)
-# The checks must catch what they guard against.
-if sed 's/replicas: 2/replicas: two/' <<<"$rendered" | node "$validate" >/dev/null; then
-  echo "validator accepted replicas: two" >&2
-  exit 1
-fi
+# The checks must catch what they guard against: must_refuse CHECKER WHAT SED
+# fails the test when CHECKER accepts the manifests edited by SED.
+must_refuse() {
+  if sed "$3" <<<"$rendered" | node "$1" >/dev/null; then
+    echo "$(basename "$1") accepted $2" >&2
+    exit 1
+  fi
+}
+must_refuse "$validate" "replicas: two" 's/replicas: 2/replicas: two/'
 # A label of egress's added to the kube-dns selector (what kustomize's
 # includeSelectors did): DNS would be blocked in a real cluster.
-if sed 's/^\(\s*\)k8s-app: kube-dns/\1k8s-app: kube-dns\n\1app.kubernetes.io\/name: egress/' <<<"$rendered" |
-   node "$check" >/dev/null; then
-  echo "meaning check accepted a polluted kube-dns selector" >&2
-  exit 1
-fi
-if sed 's/- 169.254.0.0\/16/- 169.254.0.0\/24/' <<<"$rendered" | node "$check" >/dev/null; then
-  echo "meaning check accepted egress to the metadata address" >&2
-  exit 1
-fi
+must_refuse "$check" "a polluted kube-dns selector" \
+  's/^\(\s*\)k8s-app: kube-dns/\1k8s-app: kube-dns\n\1app.kubernetes.io\/name: egress/'
+must_refuse "$check" "egress to the metadata address" 's/- 169.254.0.0\/16/- 169.254.0.0\/24/'
 # Without caller authentication, egressd would be an open proxy in the cluster.
-if sed '/--auth_tokens_file=/d' <<<"$rendered" | node "$check" >/dev/null; then
-  echo "meaning check accepted an egressd without caller authentication" >&2
-  exit 1
-fi
-if sed 's/^\(\s*\)- --auth_tokens_file=.*/&\n\1- --allow_unauthenticated/' <<<"$rendered" |
-   node "$check" >/dev/null; then
-  echo "meaning check accepted --allow_unauthenticated" >&2
-  exit 1
-fi
+must_refuse "$check" "an egressd without caller authentication" '/--auth_tokens_file=/d'
+must_refuse "$check" "--allow_unauthenticated" \
+  's/^\(\s*\)- --auth_tokens_file=.*/&\n\1- --allow_unauthenticated/'
 echo "manifests: rendered, valid and meaning what they must"
