@@ -295,19 +295,22 @@ TEST_F(ElasticPoolTest, ACallThatFindsNoIdleWorkerStartsOne) {
 
 TEST_F(ElasticPoolTest, IdleWorkersAboveTheMinimumRetireAndSlotsAreReused) {
   const int retired_before = retired_locals.load();
+  // Declared before the pool: tasks still inside Wait() when it opens must
+  // find it alive.
+  Gate first_burst;
+  Gate gate;
   auto pool = MakeElastic(2, 8, milliseconds(50));
-  {
-    Gate gate;
-    Block(*pool, 8, gate);
-    EXPECT_EQ(pool->Workers(), 8u);
-    gate.Open();
-  }
+  Block(*pool, 8, first_burst);
+  EXPECT_EQ(pool->Workers(), 8u);
+  first_burst.Open();
   ASSERT_TRUE(WaitForWorkers(*pool, 2)) << pool->Workers();
   EXPECT_EQ(retired_locals.load() - retired_before, 6);
   EXPECT_EQ(workers_seen_.load(), 2u);
+  for (int i = 0; i < 500 && busy_seen_.load() != 0; ++i) {
+    std::this_thread::sleep_for(milliseconds(10));
+  }
   EXPECT_EQ(busy_seen_.load(), 0u);
   // A new burst starts workers again, on the retired slots (indices < 8).
-  Gate gate;
   std::mutex mu;
   std::set<size_t> indices;
   std::atomic<int> running{0};
@@ -328,26 +331,35 @@ TEST_F(ElasticPoolTest, IdleWorkersAboveTheMinimumRetireAndSlotsAreReused) {
   EXPECT_EQ(indices.size(), 8u);
   EXPECT_LT(*indices.rbegin(), 8u);
   gate.Open();
+  pool->Shutdown();  // before `indices` and `running` go
 }
 
 TEST_F(ElasticPoolTest, TheWarmWorkerNeverRetiresUnderSteadyLoad) {
+  Gate gate;  // before the pool: it outlives every task
   auto pool = MakeElastic(1, 4, milliseconds(60));
-  {
-    Gate gate;
-    Block(*pool, 4, gate);
-    gate.Open();
-  }
+  Block(*pool, 4, gate);
+  gate.Open();
   // Steady light traffic (a call every 10 ms, 60 calls) stays on the most
-  // recently idle worker; the others retire around it.
+  // recently idle worker; the others retire around it. Each task goes back
+  // on the idle stack before it answers, as the service's calls do, so the
+  // next call never finds the stack empty and starts a worker.
+  auto run_released = [&] {
+    std::promise<size_t> done;
+    EXPECT_TRUE(pool->TrySubmit([&](Local& l) {
+      WorkerPool<Local>::ReleaseCurrentWorker();
+      done.set_value(l.index);
+    }));
+    return done.get_future().get();
+  };
   std::set<size_t> used;
   for (int i = 0; i < 60; ++i) {
     std::this_thread::sleep_for(milliseconds(10));
-    used.insert(RunOne(*pool));
+    used.insert(run_released());
   }
   ASSERT_TRUE(WaitForWorkers(*pool, 1));
   // The warm one kept serving: at most the first call found another on top.
   EXPECT_LE(used.size(), 2u);
-  const size_t warm = RunOne(*pool);
+  const size_t warm = run_released();
   EXPECT_EQ(used.count(warm), 1u);
 }
 
