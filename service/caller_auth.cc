@@ -56,7 +56,7 @@ absl::StatusOr<std::shared_ptr<const CallerAuth::Snapshot>> CallerAuth::Load()
   }
   if (!tokens_file_.empty()) {
     absl::StatusOr<std::string> text =
-        ReadPolicyFile(tokens_file_, "auth_tokens_file");
+        ReadFlagFile(tokens_file_, "auth_tokens_file");
     if (!text.ok()) return text.status();
     absl::Status status = ForEachEntry(
         *text, tokens_file_, [&](const std::vector<absl::string_view>& f, int) {
@@ -88,7 +88,7 @@ absl::StatusOr<std::shared_ptr<const CallerAuth::Snapshot>> CallerAuth::Load()
   }
   if (!identity_hosts_file_.empty()) {
     absl::StatusOr<std::string> text =
-        ReadPolicyFile(identity_hosts_file_, "identity_hosts_file");
+        ReadFlagFile(identity_hosts_file_, "identity_hosts_file");
     if (!text.ok()) return text.status();
     absl::StatusOr<IdentityRuleMap> rules =
         ParseIdentityFile(*text, identity_hosts_file_);

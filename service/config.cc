@@ -6,9 +6,7 @@
 #include <google/protobuf/util/time_util.h>
 
 #include <cstdint>
-#include <fstream>
 #include <set>
-#include <sstream>
 #include <string>
 
 #include "absl/flags/flag.h"
@@ -373,18 +371,14 @@ class ParseErrors final : public google::protobuf::io::ErrorCollector {
 };
 
 absl::Status ApplyFile(const std::string& path, Config& c) {
-  std::ifstream in(path);
-  std::stringstream text;
-  if (!in || !(text << in.rdbuf())) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--config: cannot read ", path));
-  }
+  absl::StatusOr<std::string> text = ReadFlagFile(path, "config");
+  if (!text.ok()) return text.status();
   egress::config::v1::EgressConfig file;
   if (absl::EndsWith(path, ".json")) {
     google::protobuf::util::JsonParseOptions options;
     options.ignore_unknown_fields = false;
     auto status =
-        google::protobuf::util::JsonStringToMessage(text.str(), &file, options);
+        google::protobuf::util::JsonStringToMessage(*text, &file, options);
     if (!status.ok()) {
       return absl::InvalidArgumentError(
           absl::StrCat("--config: ", path, ": ", status.message().as_string()));
@@ -393,7 +387,7 @@ absl::Status ApplyFile(const std::string& path, Config& c) {
     google::protobuf::TextFormat::Parser parser;
     ParseErrors errors;
     parser.RecordErrorsTo(&errors);
-    if (!parser.ParseFromString(text.str(), &file)) {
+    if (!parser.ParseFromString(*text, &file)) {
       return absl::InvalidArgumentError(
           absl::StrCat("--config: ", path, ":", errors.first()));
     }

@@ -391,8 +391,11 @@ const std::string* FirstMatch(const std::string& host,
   return nullptr;
 }
 
-void Explain(std::vector<std::string>* explain, std::string line) {
-  if (explain != nullptr) explain->push_back(std::move(line));
+// Appends a line to `explain` (--policy_check); a call's own check passes
+// nullptr and builds no text.
+template <typename... Parts>
+void Explain(std::vector<std::string>* explain, const Parts&... parts) {
+  if (explain != nullptr) explain->push_back(absl::StrCat(parts...));
 }
 
 }  // namespace
@@ -400,11 +403,9 @@ void Explain(std::vector<std::string>* explain, std::string line) {
 absl::Status DestinationPolicy::CheckDestination(
     const std::string& host, int port, const CallerRules* caller,
     std::vector<std::string>* explain) const {
-  const std::string what = absl::StrCat("host ", host);
   if (const std::string* hit = FirstMatch(host, options_.deny_hosts)) {
-    Explain(explain,
-            absl::StrCat("--deny_hosts: \"", *hit, "\" matches: REFUSED"));
-    return Denied(what, PolicyRule::kDenyHosts,
+    Explain(explain, "--deny_hosts: \"", *hit, "\" matches: REFUSED");
+    return Denied(absl::StrCat("host ", host), PolicyRule::kDenyHosts,
                   absl::StrCat("matches --deny_hosts entry ", *hit));
   }
   Explain(explain, options_.deny_hosts.empty()
@@ -413,36 +414,40 @@ absl::Status DestinationPolicy::CheckDestination(
   if (options_.allow_hosts.empty()) {
     Explain(explain, "--allow_hosts: empty, every host allowed");
   } else if (const std::string* hit = FirstMatch(host, options_.allow_hosts)) {
-    Explain(explain, absl::StrCat("--allow_hosts: \"", *hit, "\" matches"));
+    Explain(explain, "--allow_hosts: \"", *hit, "\" matches");
   } else {
     Explain(explain, "--allow_hosts: no entry matches: REFUSED");
-    return Denied(what, PolicyRule::kAllowHosts, "not in --allow_hosts");
+    return Denied(absl::StrCat("host ", host), PolicyRule::kAllowHosts,
+                  "not in --allow_hosts");
   }
   if (caller == nullptr) {
     Explain(explain, "caller's own hosts: none configured");
   } else if (const std::string* hit = FirstMatch(host, caller->hosts)) {
-    Explain(explain, absl::StrCat("caller's hosts (", caller->source, "): \"",
-                                  *hit, "\" matches"));
+    Explain(explain, "caller's hosts (", caller->source, "): \"", *hit,
+            "\" matches");
   } else {
-    Explain(explain, absl::StrCat("caller's hosts (", caller->source,
-                                  "): ", absl::StrJoin(caller->hosts, ","),
-                                  ": no entry matches: REFUSED"));
-    return Denied(what, PolicyRule::kIdentity,
+    if (explain != nullptr) {
+      Explain(explain, "caller's hosts (", caller->source,
+              "): ", absl::StrJoin(caller->hosts, ","),
+              ": no entry matches: REFUSED");
+    }
+    return Denied(absl::StrCat("host ", host), PolicyRule::kIdentity,
                   "not among the hosts this caller may reach");
   }
   const bool own_ports = caller != nullptr && caller->ports.has_value();
   const PortSet& ports = own_ports ? *caller->ports : options_.allow_ports;
-  const std::string list =
+  if (ports.Contains(port) && explain == nullptr) return absl::OkStatus();
+  // Refused, or explained: name the list.
+  const std::string list = absl::StrCat(
       own_ports ? absl::StrCat("the caller's ports (", caller->source, ")")
-                : std::string("--allow_ports");
+                : "--allow_ports",
+      " (", ports.ToString(), ")");
   if (!ports.Contains(port)) {
-    Explain(explain, absl::StrCat("port ", port, ": not in ", list, " (",
-                                  ports.ToString(), "): REFUSED"));
+    Explain(explain, "port ", port, ": not in ", list, ": REFUSED");
     return Denied(absl::StrCat("port ", port), PolicyRule::kPort,
-                  absl::StrCat("not in ", list, " (", ports.ToString(), ")"));
+                  absl::StrCat("not in ", list));
   }
-  Explain(explain, absl::StrCat("port ", port, ": in ", list, " (",
-                                ports.ToString(), ")"));
+  Explain(explain, "port ", port, ": in ", list);
   return absl::OkStatus();
 }
 
@@ -461,12 +466,10 @@ absl::Status DestinationPolicy::CheckAddress(
     const std::string& address, std::vector<std::string>* explain) const {
   in6_addr a;
   if (!ParseAddress(address, a)) {
-    Explain(explain, absl::StrCat("address ", address,
-                                  ": not a numeric address: REFUSED"));
+    Explain(explain, "address ", address, ": not a numeric address: REFUSED");
     return Denied(absl::StrCat("address ", address), PolicyRule::kInvalid,
                   "not a numeric address");
   }
-  const std::string what = absl::StrCat("connect to ", AddressText(a));
   std::optional<PolicyRule> rule = Refusal(a);
   // An IPv6 form that carries an IPv4 address is refused when that one is.
   if (!rule && !IsMapped(a)) {
@@ -474,26 +477,26 @@ absl::Status DestinationPolicy::CheckAddress(
       if ((rule = Refusal(Mapped(v4)))) {
         const std::string why = absl::StrCat("embeds ", AddressText(Mapped(v4)),
                                              ", a ", Describe(*rule));
-        Explain(explain, absl::StrCat("address ", AddressText(a), ": ", why,
-                                      ": REFUSED"));
-        return Denied(what, *rule, why);
+        Explain(explain, "address ", AddressText(a), ": ", why, ": REFUSED");
+        return Denied(absl::StrCat("connect to ", AddressText(a)), *rule, why);
       }
     }
   }
   if (!rule) {
-    const bool listed =
-        std::any_of(options_.allow_cidrs.begin(), options_.allow_cidrs.end(),
-                    [&](const Cidr& c) { return c.Contains(a); });
-    Explain(explain, absl::StrCat("address ", AddressText(a), ": ",
-                                  listed ? "in --allow_cidrs" : "public"));
+    if (explain != nullptr) {
+      const bool listed =
+          std::any_of(options_.allow_cidrs.begin(), options_.allow_cidrs.end(),
+                      [&](const Cidr& c) { return c.Contains(a); });
+      Explain(explain, "address ", AddressText(a), ": ",
+              listed ? "in --allow_cidrs" : "public");
+    }
     return absl::OkStatus();
   }
   const std::string why = *rule == PolicyRule::kDenyCidrs
                               ? std::string("in --deny_cidrs")
                               : Describe(*rule);
-  Explain(explain,
-          absl::StrCat("address ", AddressText(a), ": ", why, ": REFUSED"));
-  return Denied(what, *rule, why);
+  Explain(explain, "address ", AddressText(a), ": ", why, ": REFUSED");
+  return Denied(absl::StrCat("connect to ", AddressText(a)), *rule, why);
 }
 
 }  // namespace egress

@@ -12,16 +12,15 @@
 #include <algorithm>
 #include <climits>
 #include <condition_variable>
-#include <fstream>
 #include <mutex>
 #include <optional>
-#include <sstream>
 #include <thread>
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "service/log.h"
 #include "service/policy_check.h"
+#include "service/policy_files.h"
 
 namespace egress {
 namespace {
@@ -32,17 +31,6 @@ std::chrono::nanoseconds MaintenanceInterval(const Config& config) {
   return std::clamp<std::chrono::nanoseconds>(config.keepalive_timeout / 2,
                                               std::chrono::milliseconds(100),
                                               std::chrono::seconds(5));
-}
-
-absl::StatusOr<std::string> ReadFile(const std::string& path,
-                                     const char* flag) {
-  std::ifstream in(path);
-  std::stringstream text;
-  if (!in || !(text << in.rdbuf())) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--", flag, ": cannot read ", path));
-  }
-  return text.str();
 }
 
 using X509Ptr = std::unique_ptr<X509, decltype(&X509_free)>;
@@ -90,9 +78,9 @@ absl::Status CheckCertAndKey(const Config& config, const std::string& cert,
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenerCredentials(
     const Config& config) {
   if (config.tls_cert.empty()) return grpc::InsecureServerCredentials();
-  absl::StatusOr<std::string> cert = ReadFile(config.tls_cert, "tls_cert");
+  absl::StatusOr<std::string> cert = ReadFlagFile(config.tls_cert, "tls_cert");
   if (!cert.ok()) return cert.status();
-  absl::StatusOr<std::string> key = ReadFile(config.tls_key, "tls_key");
+  absl::StatusOr<std::string> key = ReadFlagFile(config.tls_key, "tls_key");
   if (!key.ok()) return key.status();
   absl::Status pair = CheckCertAndKey(config, *cert, *key);
   if (!pair.ok()) return pair;
@@ -102,7 +90,8 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenerCredentials(
           : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
   options.pem_key_cert_pairs.push_back({*key, *cert});
   if (!config.client_ca.empty()) {
-    absl::StatusOr<std::string> ca = ReadFile(config.client_ca, "client_ca");
+    absl::StatusOr<std::string> ca =
+        ReadFlagFile(config.client_ca, "client_ca");
     if (!ca.ok()) return ca.status();
     if (FirstCertificate(*ca) == nullptr) {
       return absl::InvalidArgumentError(absl::StrCat(

@@ -1,7 +1,10 @@
 #include "service/policy_files.h"
 
-#include <fstream>
-#include <sstream>
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
@@ -55,16 +58,28 @@ absl::Status ValidateSpiffeId(absl::string_view id) {
 
 }  // namespace
 
-absl::StatusOr<std::string> ReadPolicyFile(const std::string& path,
-                                           absl::string_view flag) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("--", flag, ": cannot read ", path));
+absl::StatusOr<std::string> ReadFlagFile(const std::string& path,
+                                         absl::string_view flag) {
+  // read(2) rather than a stream: a directory or an I/O error must be an
+  // error, not an empty file (an identity file read as empty would limit
+  // nobody).
+  const int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  std::string text;
+  ssize_t n = -1;
+  if (fd >= 0) {
+    char buffer[64 << 10];
+    while ((n = read(fd, buffer, sizeof(buffer))) > 0 ||
+           (n < 0 && errno == EINTR)) {
+      if (n > 0) text.append(buffer, static_cast<size_t>(n));
+    }
   }
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
+  const int error = errno;
+  if (fd >= 0) close(fd);
+  if (n < 0) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--", flag, ": cannot read ", path, " (", std::strerror(error), ")"));
+  }
+  return text;
 }
 
 absl::Status ForEachEntry(

@@ -47,9 +47,10 @@ struct IdentityEntry {
 using IdentityRuleMap =
     std::map<std::string, std::shared_ptr<const CallerRules>>;
 
-// The whole file at `path`; INVALID_ARGUMENT "--FLAG: cannot read PATH".
-absl::StatusOr<std::string> ReadPolicyFile(const std::string& path,
-                                           absl::string_view flag);
+// The whole file that --FLAG names (also the TLS files and --config);
+// INVALID_ARGUMENT "--FLAG: cannot read PATH".
+absl::StatusOr<std::string> ReadFlagFile(const std::string& path,
+                                         absl::string_view flag);
 
 // Calls `entry(fields)` for each line of `text` that is not empty or a
 // comment; an error it returns comes back as "SOURCE:LINE: message".

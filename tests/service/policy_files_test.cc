@@ -2,6 +2,7 @@
 // with its file and line, identities (names and SPIFFE IDs) validated.
 #include "service/policy_files.h"
 
+#include <fstream>
 #include <string>
 #include <vector>
 
@@ -102,6 +103,27 @@ TEST(PolicyFilesTest, CommentsAndBlankLinesAreSkipped) {
       });
   EXPECT_TRUE(status.ok()) << status;
   EXPECT_THAT(lines, ElementsAre(4, 6));
+}
+
+// A file a flag names: read whole; a missing file or a directory is an error
+// naming the flag (a directory read as empty would limit nobody).
+TEST(PolicyFilesTest, ReadFlagFileRefusesWhatIsNotAFile) {
+  const std::string dir = ::testing::TempDir();
+  const std::string empty = dir + "/empty-flag-file";
+  std::ofstream(empty).close();
+  absl::StatusOr<std::string> text = ReadFlagFile(empty, "identity_hosts_file");
+  ASSERT_TRUE(text.ok()) << text.status();
+  EXPECT_EQ(*text, "");
+  const std::string some = dir + "/some-flag-file";
+  std::ofstream(some) << std::string(100000, 'x');
+  EXPECT_EQ(ReadFlagFile(some, "f")->size(), 100000u);
+  for (const std::string& bad : {dir, dir + "/no-such-file"}) {
+    text = ReadFlagFile(bad, "identity_hosts_file");
+    EXPECT_EQ(text.status().code(), absl::StatusCode::kInvalidArgument) << bad;
+    EXPECT_THAT(std::string(text.status().message()),
+                HasSubstr("--identity_hosts_file: cannot read " + bad))
+        << bad;
+  }
 }
 
 }  // namespace
