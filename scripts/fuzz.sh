@@ -45,6 +45,13 @@ service_sources() {
     sed -n 's|^//service:\(.*\.cc\)$|service/\1|p'
 }
 
+# -D flags for the defines of //third_party/httplib, asked from Bazel so that
+# the fuzzer's httplib is laid out as egressd's.
+httplib_defines() {
+  bazel query --noshow_progress --output=build //third_party/httplib:httplib 2>/dev/null |
+    sed -n 's/^ *defines = \[\(.*\)\],$/\1/p' | tr -d '" ' | tr ',' '\n' | sed 's/^/-D/'
+}
+
 build_request() {
   mkdir -p "$work/gen"
   protoc -I. -I/usr/include --cpp_out="$work/gen" proto/egress/v1/egress.proto
@@ -58,11 +65,11 @@ build_request() {
 }
 
 build_response() {
-  # The same defines as //third_party/httplib.
-  # shellcheck disable=SC2046
-  clang++-14 "${flags[@]}" -Ithird_party/httplib/src \
-    -DCPPHTTPLIB_OPENSSL_SUPPORT -DCPPHTTPLIB_SEND_FLAGS=MSG_NOSIGNAL \
-    -DCPPHTTPLIB_LISTEN_BACKLOG=1024 \
+  local defines
+  defines=$(httplib_defines)
+  [ -n "$defines" ] || { echo "fuzz.sh: no defines from //third_party/httplib" >&2; exit 1; }
+  # shellcheck disable=SC2046,SC2086
+  clang++-14 "${flags[@]}" -Ithird_party/httplib/src $defines \
     $(pkg-config --cflags openssl "${absl_modules[@]}") \
     tests/fuzz/response_fuzzer.cc third_party/httplib/src/httplib.cc \
     $(service_sources //service:http_session) \

@@ -8,6 +8,7 @@
 #include <openssl/pem.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
+#include <sys/resource.h>
 
 #include <algorithm>
 #include <climits>
@@ -113,6 +114,14 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
     const Config& config, const Clock& clock, Resolver* resolver) {
   absl::Status valid = config.Validate();
   if (!valid.ok()) return valid;
+  // Every pooled connection is a file descriptor: take the hard limit, as Go's
+  // runtime does, rather than fail with EMFILE at the usual soft 1024.
+  rlimit files;
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0 &&
+      files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
   std::unique_ptr<EgressServer> s(new EgressServer(config, clock));
   s->metrics_ = std::make_unique<Metrics>();
 

@@ -2,7 +2,6 @@
 // --help`), each with an embedded default. SIGTERM or SIGINT drains and exits
 // 0.
 #include <signal.h>
-#include <sys/resource.h>
 
 #include <cstdio>
 #include <string>
@@ -45,14 +44,6 @@ int main(int argc, char** argv) {
   sigaddset(&stop_signals, SIGINT);
   sigaddset(&stop_signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &stop_signals, nullptr);
-  // Every pooled connection is a file descriptor: take the hard limit, as Go's
-  // runtime does, rather than fail with EMFILE at the usual soft 1024.
-  rlimit files;
-  if (getrlimit(RLIMIT_NOFILE, &files) == 0 &&
-      files.rlim_cur < files.rlim_max) {
-    files.rlim_cur = files.rlim_max;
-    setrlimit(RLIMIT_NOFILE, &files);
-  }
   signal(SIGPIPE,
          SIG_IGN);  // a peer closing a socket is an error code, not death
 
