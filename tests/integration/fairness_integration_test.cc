@@ -4,18 +4,25 @@
 #include <google/protobuf/util/time_util.h>
 #include <grpcpp/grpcpp.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <fstream>
+#include <functional>
 #include <mutex>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/fakes/fake_upstream.h"
+#include "tests/fakes/paced_upstream.h"
 #include "tests/integration/egress_harness.h"
 
 namespace egress {
@@ -269,6 +276,130 @@ TEST(MemoryBudgetIntegrationTest, ConcurrentUploadsAndDownloadsStayInBudget) {
   grpc::Status status =
       egress.Do(MakeRequest("GET", upstream.Url("/bytes/30000000")), &response);
   EXPECT_TRUE(status.ok()) << status.error_message();
+}
+
+// The sum of every series of `family` in `text` (all label sets).
+double SumOf(const std::string& text, const std::string& family) {
+  double sum = 0;
+  for (absl::string_view line : absl::StrSplit(text, '\n')) {
+    if (!absl::StartsWith(line, family + "{") &&
+        !absl::StartsWith(line, family + " "))
+      continue;
+    double value = 0;
+    if (absl::SimpleAtod(line.substr(line.rfind(' ') + 1), &value))
+      sum += value;
+  }
+  return sum;
+}
+
+// `n` Do calls at once through the callback API (no thread per call), to
+// `url_of(i)`; Wait returns their results.
+class AsyncBurst {
+ public:
+  AsyncBurst(EgressHarness& egress, int n,
+             const std::function<std::string(int)>& url_of)
+      : calls_(n) {
+    for (int i = 0; i < n; ++i) {
+      Call& call = calls_[i];
+      call.context.set_deadline(std::chrono::system_clock::now() +
+                                std::chrono::seconds(30));
+      call.request = MakeRequest("GET", url_of(i));
+      *call.request.mutable_timeout() = TimeUtil::SecondsToDuration(20);
+      egress.stub().async()->Do(&call.context, &call.request, &call.response,
+                                [this, &call](grpc::Status status) {
+                                  std::lock_guard<std::mutex> lock(mu_);
+                                  call.status = std::move(status);
+                                  if (++done_ == calls_.size())
+                                    cv_.notify_all();
+                                });
+    }
+  }
+  ~AsyncBurst() { Wait(); }
+  std::vector<Result> Wait() {
+    std::unique_lock<std::mutex> lock(mu_);
+    cv_.wait(lock, [&] { return done_ == calls_.size(); });
+    std::vector<Result> results;
+    for (const Call& call : calls_) {
+      results.push_back(Result{call.status, call.response});
+    }
+    return results;
+  }
+
+ private:
+  struct Call {
+    grpc::ClientContext context;
+    egress::v1::EgressRequest request;
+    EgressResponse response;
+    grpc::Status status;
+  };
+  std::mutex mu_;
+  std::condition_variable cv_;
+  size_t done_ = 0;  // guarded by mu_
+  std::vector<Call> calls_;
+};
+
+// 2,000 calls at once against upstreams that answer after 1 s, with the
+// default pool and limits (16 warm workers up to 4,096; 100 in flight per
+// origin, so the calls go to 20 origins): no call waits for a worker, so all
+// of them end after about one upstream delay (a fixed pool of 64 would take
+// 32 s). A second wave finds the workers warm and recreates no session;
+// afterwards the pool shrinks back to the 16 warm workers
+// (--worker_idle_timeout shortened to 3 s for the test).
+TEST(ElasticPoolIntegrationTest,
+     TwoThousandSlowCallsRunAtOnceThenWorkersRetire) {
+  constexpr int kCalls = 2000, kOrigins = 20;
+  PacedUpstream upstream(kOrigins);
+  EgressHarness egress;
+  egress.Start(
+      [](Config& c) { c.worker_idle_timeout = std::chrono::seconds(3); });
+  auto url_of = [&](int i) {
+    return upstream.Url(i % kOrigins, "/delay/1000");
+  };
+  for (int wave = 1; wave <= 2; ++wave) {
+    const double recreated_before =
+        SumOf(egress.MetricsText(), "egress_session_recreations_total");
+    const int64_t answered_before = upstream.answered();
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<Result> results = AsyncBurst(egress, kCalls, url_of).Wait();
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+            .count();
+    int ok = 0;
+    int64_t max_queued_us = 0;
+    std::string first_error;
+    for (const Result& r : results) {
+      if (r.status.ok()) {
+        ++ok;
+        max_queued_us = std::max(
+            max_queued_us,
+            TimeUtil::DurationToMicroseconds(r.response.timing().queued()));
+      } else if (first_error.empty()) {
+        first_error =
+            absl::StrCat(r.status.error_code(), ": ", r.status.error_message());
+      }
+    }
+    std::printf(
+        "wave %d: %d/%d calls answered in %.2f s; queued at most %.1f ms; "
+        "%g workers; %lld requests in the upstream at once at most\n",
+        wave, ok, kCalls, seconds, max_queued_us / 1e3,
+        egress.Metric("egress_workers"),
+        static_cast<long long>(upstream.peak_waiting()));
+    EXPECT_EQ(ok, kCalls) << "the first failure: " << first_error;
+    EXPECT_EQ(upstream.answered() - answered_before, kCalls);
+    // The proof that nothing was serialized: a call that waited for a busy
+    // worker would have waited for its 1 s exchange.
+    EXPECT_LT(max_queued_us, 1000000);
+    // Steady load drops no session: no recreation of any reason.
+    EXPECT_EQ(SumOf(egress.MetricsText(), "egress_session_recreations_total"),
+              recreated_before);
+    upstream.ResetPeakWaiting();
+  }
+  // Idle, the workers above the warm minimum retire, closing their sessions
+  // with the reason "retired".
+  EXPECT_EQ(WaitForMetric(egress, "egress_workers", 16, milliseconds(30000)),
+            16);
+  EXPECT_GT(
+      egress.Metric("egress_session_recreations_total{reason=\"retired\"}"), 0);
 }
 
 }  // namespace
