@@ -691,7 +691,20 @@ httplib::Request HttpSession::ToHttplibRequest(const UpstreamRequest& request,
     req.headers.emplace(name, value);
   }
   req.headers.emplace("Host", request.origin.HostHeader());
-  req.body = request.body;
+  // The body is read where it is, once per attempt, instead of copied into
+  // req.body: httplib writes a provider's bytes straight to the socket.
+  if (!request.body.empty()) {
+    const std::string* body = &request.body;
+    req.content_length_ = body->size();
+    req.content_provider_ = [body](size_t offset, size_t length,
+                                   httplib::DataSink& sink) {
+      // A failed write is httplib's to report (Error::Write); returning false
+      // here would read as a cancellation.
+      sink.write(body->data() + offset,
+                 std::min(length, body->size() - offset));
+      return true;
+    };
+  }
   req.content_receiver = [&sink, &attempt](const char* data, size_t length,
                                            uint64_t, uint64_t) {
     if (!sink.OnBody(data, length)) {
