@@ -18,64 +18,12 @@
 #include "gtest/gtest.h"
 #include "tests/fakes/child_process.h"
 #include "tests/fakes/fake_upstream.h"
+#include "tests/integration/egressd_process.h"
 
 namespace egress {
 namespace {
 
 using std::chrono::milliseconds;
-
-// egressd from the test's runfiles, as a child process.
-class EgressdProcess {
- public:
-  explicit EgressdProcess(std::vector<std::string> flags) {
-    log_ = absl::StrCat(::testing::TempDir(), "/egressd-", getpid(), ".log");
-    std::vector<std::string> args = {
-        "service/egressd", "--listen=127.0.0.1:0",
-        "--metrics_listen=", "--allow_cidrs=127.0.0.0/8", "--allow_ports=*"};
-    args.insert(args.end(), flags.begin(), flags.end());
-    pid_ = SpawnChild(args, log_);
-    // Bounded wait for the "serving gRPC on port N" line.
-    const std::regex serving("serving gRPC on port (\\d+)");
-    for (int i = 0; i < 300 && port_ == 0; ++i) {
-      std::this_thread::sleep_for(milliseconds(20));
-      std::ifstream in(log_);
-      std::string text((std::istreambuf_iterator<char>(in)), {});
-      std::smatch m;
-      if (std::regex_search(text, m, serving)) port_ = std::stoi(m[1]);
-    }
-  }
-  ~EgressdProcess() {
-    if (pid_ > 0 && !waited_) {
-      kill(pid_, SIGKILL);
-      waitpid(pid_, nullptr, 0);
-    }
-  }
-  int port() const { return port_; }
-  void Signal(int sig) { kill(pid_, sig); }
-  // Exit code, or -1 if it did not exit within `limit`.
-  int Wait(std::chrono::seconds limit) {
-    const auto end = std::chrono::steady_clock::now() + limit;
-    while (std::chrono::steady_clock::now() < end) {
-      int status = 0;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        waited_ = true;
-        return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-      }
-      std::this_thread::sleep_for(milliseconds(20));
-    }
-    return -1;
-  }
-  std::string Log() const {
-    std::ifstream in(log_);
-    return std::string((std::istreambuf_iterator<char>(in)), {});
-  }
-
- private:
-  std::string log_;
-  pid_t pid_ = -1;
-  int port_ = 0;
-  bool waited_ = false;
-};
 
 TEST(DrainTest, SigtermDuringFiftySlowCallsLosesNone) {
   FakeUpstream upstream;
