@@ -2,12 +2,14 @@
 """Summarizes bench/compare's raw results: a Markdown table of medians, the
 ratios against the bars of issue 8, and an SVG chart (gnuplot).
 
-usage: summarize.py RESULTS.tsv SAT DATE MACHINE DURATION OPENED_BEFORE OPENED_AFTER OUT_PREFIX SMOKE [SLOW.tsv]
+usage: summarize.py RESULTS.tsv SAT DATE MACHINE DURATION OPENED_BEFORE OPENED_AFTER OUT_PREFIX SMOKE [SLOW.tsv [SSE.jsonl]]
 
 SLOW.tsv: one line per run of 1,000 calls in flight against a 200 ms upstream:
 ok calls/s, egressd peak RSS (KiB), p50 us, p99 us.
+SSE.jsonl: bench/sse_streams' report for each server of the sse case.
 """
 import collections
+import json
 import statistics
 import subprocess
 import sys
@@ -15,6 +17,7 @@ import sys
 (path, sat, date, machine, duration, opened_before, opened_after, out_prefix,
  smoke) = sys.argv[1:10]
 slow_path = sys.argv[10] if len(sys.argv) > 10 else ""
+sse_path = sys.argv[11] if len(sys.argv) > 11 else ""
 sat, duration, smoke = int(sat), float(duration), smoke == "1"
 rows = collections.defaultdict(list)
 for line in open(path):
@@ -33,7 +36,7 @@ names = sorted({n for n, _ in rows}, key=lambda n: [
     "direct-http", "proxy-http", "egress-http", "nopool-http", "proxy-ecdsa",
     "egress-ecdsa", "nopool-ecdsa", "proxy-rsa", "egress-rsa", "nopool-rsa",
     "empty-grpc", "base-http"].index(n))
-out = [f"bench/compare, {date}, {machine}; medians of {max(len(r) for r in rows.values())} "
+out = [f"bench/compare, {date}, {machine}; medians of {max((len(r) for r in rows.values()), default=0)} "
        f"runs of {duration:g} s each, cases alternating.", "",
        "| case | c=1 calls/s | c=1 p50 us | c=1 p99 us | "
        f"c={sat} calls/s | c={sat} p50 us | c={sat} p99 us | c={sat} CPU us/call |",
@@ -67,8 +70,9 @@ if ("empty-grpc", 1) in rows:
     out.append(ratio("3. egress p50 / (direct p50 + empty gRPC p50), c=1",
                      div(med("egress-http", 1, 1), med("direct-http", 1, 1) + med("empty-grpc", 1, 1)),
                      1.0, better_high=False))
-out.append(ratio(f"4. egressd CPU per call (us), http, c={sat}", med("egress-http", sat, 3), 60,
-                 better_high=False))
+if ("egress-http", sat) in rows:
+    out.append(ratio(f"4. egressd CPU per call (us), http, c={sat}", med("egress-http", sat, 3), 60,
+                     better_high=False))
 calls = sum(r[0] * duration for (n, c), rs in rows.items() if n.startswith("egress-") for r in rs)
 if calls and opened_before and opened_after:
     per10k = (float(opened_after) - float(opened_before)) / calls * 10000
@@ -93,13 +97,40 @@ if slow:
     out.append(ratio("6. 1,000 calls in flight, 200 ms upstream: calls/s / 5000",
                      rps / 5000, 0.9)[:-1] +
                f" {rps:.0f} calls/s, p50 {p50:.0f} ms, egressd peak RSS {rss:.0f} MiB |")
+if not rows:  # --sse-only: no throughput case ran
+    out = [f"bench/compare --sse-only, {date}, {machine}."]
+sse = [json.loads(line) for line in open(sse_path) if line.strip()] if sse_path else []
+if sse:
+    out += ["", f"Concurrent event streams ({sse[0]['streams']:,} streams, one "
+            f"{sse[0]['events_expected'] // max(sse[0]['streams'], 1)}-event stream each, "
+            "an event a second; on time = delivered within 100 ms of its send):", "",
+            "| server | streams ended OK | events delivered | on time | delay p50 ms | "
+            "p99 ms | max ms | peak RSS MiB | CPU us/event |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for r in sse:
+        name = "egressd DoStream" if r["via"] == "egressd" else "nginx, proxy_buffering off"
+        out.append(f"| {name} | {r['streams_ok']} | {r['events']} / {r['events_expected']} | "
+                   f"{100 * r['on_time']:.2f}% | {r['delay_ms']['p50']:.2f} | "
+                   f"{r['delay_ms']['p99']:.2f} | {r['delay_ms']['max']:.1f} | "
+                   f"{max(r['peak_rss_kib'], r['hwm_kib']) / 1024:.0f} | {r['cpu_per_event_us']:.1f} |")
+        if r["errors"]:
+            out.append(f"| {name}: first errors | {r['errors']} | | | | | | | |")
+    for r in sse:
+        if r["via"] == "egressd":
+            out += ["", "| sse bar | value | bar | |", "| --- | ---: | ---: | --- |",
+                    ratio("7. egressd: events on time (within 100 ms)", r["on_time"], 0.99),
+                    ratio("8. egressd peak RSS (GiB)",
+                          max(r["peak_rss_kib"], r["hwm_kib"]) / 1024 / 1024, 1.0,
+                          better_high=False)]
 out.append("")
-out.append("Ratio 3 uses a call refused by validation as the empty gRPC call. Ratio 6 "
+if rows:
+    out.append("Ratio 3 uses a call refused by validation as the empty gRPC call. Ratio 6 "
            "runs egressd --workers=1000 against nginx's echo_sleep 0.2.")
 text = "\n".join(out)
 print(text)
 if not smoke:
     open(out_prefix + ".md", "w").write(text + "\n")
+if not smoke and names:
     data = out_prefix + ".dat"
     with open(data, "w") as f:
         for i, n in enumerate(names):
@@ -125,3 +156,5 @@ unset multiplot
 """
     subprocess.run(["gnuplot"], input=script, text=True, check=True)
     print(f"\nwrote {out_prefix}.md and {out_prefix}.svg")
+elif not smoke:
+    print(f"\nwrote {out_prefix}.md")
