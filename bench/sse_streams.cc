@@ -43,6 +43,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "proto/egress/v1/egress.grpc.pb.h"
+#include "tests/fakes/child_process.h"
 #include "tests/fakes/paced_upstream.h"
 
 ABSL_FLAG(std::string, via, "egressd", "egressd (DoStream) or proxy (HTTP).");
@@ -260,12 +261,8 @@ struct ProcessSample {
 ProcessSample Sample(int pid) {
   ProcessSample s;
   if (pid <= 0) return s;
-  std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
-  std::string line;
-  while (std::getline(status, line)) {
-    if (line.rfind("VmRSS:", 0) == 0) s.rss_kib = std::stol(line.substr(6));
-    if (line.rfind("VmHWM:", 0) == 0) s.hwm_kib = std::stol(line.substr(6));
-  }
+  s.rss_kib = egress::ProcStatusKib(pid, "VmRSS");
+  s.hwm_kib = egress::ProcStatusKib(pid, "VmHWM");
   std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
   std::string text((std::istreambuf_iterator<char>(stat)),
                    std::istreambuf_iterator<char>());

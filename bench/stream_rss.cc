@@ -14,7 +14,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstdio>
-#include <fstream>
 #include <string>
 #include <thread>
 
@@ -32,21 +31,6 @@ ABSL_FLAG(absl::Duration, delay, absl::Milliseconds(1),
 ABSL_FLAG(absl::Duration, deadline, absl::Minutes(5), "Deadline of the call.");
 ABSL_FLAG(std::string, egressd, "service/egressd",
           "Path of the egressd binary.");
-
-namespace {
-
-// A field of /proc/PID/status in KiB, or -1.
-long StatusKib(pid_t pid, const std::string& field) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/status"));
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(field + ":", 0) == 0)
-      return std::stol(line.substr(field.size() + 1));
-  }
-  return -1;
-}
-
-}  // namespace
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
@@ -72,13 +56,14 @@ int main(int argc, char** argv) {
     return 1;
   }
   auto stub = egress::v1::Egress::NewStub(channel);
-  const long baseline = StatusKib(child, "VmRSS");
+  const long baseline = egress::ProcStatusKib(child, "VmRSS");
 
   std::atomic<bool> done{false};
   std::atomic<long> sampled_peak{0};
   std::thread sampler([&] {
     while (!done) {
-      sampled_peak = std::max(sampled_peak.load(), StatusKib(child, "VmRSS"));
+      sampled_peak =
+          std::max(sampled_peak.load(), egress::ProcStatusKib(child, "VmRSS"));
       std::this_thread::sleep_for(std::chrono::milliseconds(100));
     }
   });
@@ -110,7 +95,7 @@ int main(int argc, char** argv) {
           .count();
   done = true;
   sampler.join();
-  const long hwm = StatusKib(child, "VmHWM");
+  const long hwm = egress::ProcStatusKib(child, "VmHWM");
   kill(child, SIGTERM);
   waitpid(child, nullptr, 0);
 

@@ -29,6 +29,9 @@ int ListenOnLoopback(int& port);
 // Waits until 127.0.0.1:`port` accepts connections; false after `limit`.
 bool WaitForLoopbackPort(int port, std::chrono::milliseconds limit);
 
+// A field of /proc/PID/status in KiB ("VmRSS", "VmHWM"), or -1.
+long ProcStatusKib(pid_t pid, const std::string& field);
+
 // Stops a child with SIGTERM and reaps it.
 void StopChild(pid_t pid);
 

@@ -53,15 +53,9 @@ class EgressdProcess {
   }
   int port() const { return port_; }
   pid_t pid() const { return pid_; }
-  // A field of /proc/PID/status in KiB ("VmRSS", "VmHWM"), or -1.
+  // A field of its /proc/PID/status in KiB ("VmRSS", "VmHWM"), or -1.
   long StatusKib(const std::string& field) const {
-    std::ifstream in(absl::StrCat("/proc/", pid_, "/status"));
-    std::string line;
-    while (std::getline(in, line)) {
-      if (line.rfind(field + ":", 0) == 0)
-        return std::stol(line.substr(field.size() + 1));
-    }
-    return -1;
+    return ProcStatusKib(pid_, field);
   }
   void Signal(int sig) { kill(pid_, sig); }
   // Exit code, or -1 if it did not exit within `limit`.
