@@ -478,12 +478,17 @@ TEST_F(HostileUpstreamTest, AnswerBeforeTheRequestBodyWasRead) {
   const auto start = std::chrono::steady_clock::now();
   auto result = session->Send(post, Deadline::In(RealClock::Get(), seconds(5)));
   EXPECT_LT(std::chrono::steady_clock::now() - start, seconds(2));
-  // The upload fails when the upstream closes under it; the answer it had
-  // already sent is lost with httplib's request/response order.
-  ASSERT_FALSE(result.ok());
-  EXPECT_TRUE(absl::IsUnavailable(result.status())) << result.status();
-  EXPECT_THAT(result.status().message(),
-              HasSubstr("while sending the request"));
+  // Either the whole body fitted in the sockets' buffers before the upstream
+  // closed, and its 413 is the answer; or the upload fails when the upstream
+  // closes under it, and the answer it had already sent is lost with
+  // httplib's request/response order. Which one is a race on loopback.
+  if (result.ok()) {
+    EXPECT_EQ(result->status, 413);
+  } else {
+    EXPECT_TRUE(absl::IsUnavailable(result.status())) << result.status();
+    EXPECT_THAT(result.status().message(),
+                HasSubstr("while sending the request"));
+  }
 }
 
 TEST_F(HostileUpstreamTest, DrippedTlsHandshakeEndsAtTheDeadline) {
