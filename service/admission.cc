@@ -27,7 +27,7 @@ nanoseconds Admission::GrpcRemaining(
 }
 
 absl::StatusOr<Admitted> Admission::Admit(
-    const egress::v1::EgressRequest& request,
+    const egress::v1::EgressRequest& request, egress::v1::EgressRequest* owned,
     const grpc::CallbackServerContext& context, Rpc rpc,
     CallRecord& record) const {
   // Labels only: Metrics folds anything but the standard methods into "OTHER".
@@ -41,7 +41,8 @@ absl::StatusOr<Admitted> Admission::Admit(
   }
   record.identity = caller.identity;
   absl::StatusOr<UpstreamRequest> upstream =
-      ValidateRequest(request, options_.limits);
+      owned != nullptr ? ValidateRequest(std::move(*owned), options_.limits)
+                       : ValidateRequest(request, options_.limits);
   if (!upstream.ok()) return upstream.status();
   record.origin = upstream->origin.Key();
   // The request id travels upstream too, unless the caller set its own.

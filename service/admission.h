@@ -66,8 +66,11 @@ class Admission {
   // Admits `request` or says why not (UNAUTHENTICATED, INVALID_ARGUMENT,
   // RESOURCE_EXHAUSTED for a body over a limit or over what is left of
   // --max_buffered_bytes, PERMISSION_DENIED, DEADLINE_EXCEEDED), filling
-  // `record` with what it learns (method, url, identity, origin).
+  // `record` with what it learns (method, url, identity, origin). `owned` is
+  // `request` itself when the service owns it (Do's, see EgressService), so
+  // that an admitted body is moved instead of copied; nullptr otherwise.
   absl::StatusOr<Admitted> Admit(const egress::v1::EgressRequest& request,
+                                 egress::v1::EgressRequest* owned,
                                  const grpc::CallbackServerContext& context,
                                  Rpc rpc, CallRecord& record) const;
 

@@ -24,7 +24,28 @@ std::optional<absl::string_view> CallerRequestId(
   return absl::string_view(it->second.data(), it->second.size());
 }
 
+// Do's messages, new for each call and deleted when gRPC releases them.
+class DoMessages final
+    : public grpc::MessageHolder<egress::v1::EgressRequest,
+                                 egress::v1::EgressResponse> {
+ public:
+  DoMessages() {
+    set_request(&request_);
+    set_response(&response_);
+  }
+  void Release() override { delete this; }
+
+ private:
+  egress::v1::EgressRequest request_;
+  egress::v1::EgressResponse response_;
+};
+
 }  // namespace
+
+grpc::MessageHolder<egress::v1::EgressRequest, egress::v1::EgressResponse>*
+EgressService::DoAllocator::AllocateMessages() {
+  return new DoMessages;
+}
 
 // One Do call in flight: what is needed to answer it, from whichever thread.
 // A caller that cancels (or whose deadline passes) aborts the upstream
@@ -228,9 +249,11 @@ EgressService::EgressService(const ServiceOptions& options,
         limits.idle_timeout = options.stream_idle_timeout;
         limits.max_bytes = options.max_stream_bytes;
         return limits;
-      }()) {}
+      }()) {
+  SetMessageAllocatorFor_Do(&do_allocator_);
+}
 
-absl::Status EgressService::Submit(std::function<void(EgressWorker&)> task) {
+absl::Status EgressService::Submit(WorkerPool<EgressWorker>::Task task) {
   if (pool_.TrySubmit(std::move(task))) return absl::OkStatus();
   return absl::ResourceExhaustedError(
       absl::StrFormat("queue full: %d calls already wait for a worker "
@@ -240,28 +263,33 @@ absl::Status EgressService::Submit(std::function<void(EgressWorker&)> task) {
 
 template <typename CallT>
 void EgressService::Start(CallT* call, const egress::v1::EgressRequest& request,
+                          egress::v1::EgressRequest* owned,
                           const grpc::CallbackServerContext& context,
                           Admission::Rpc rpc) {
   absl::StatusOr<Admitted> admitted =
-      admission_.Admit(request, context, rpc, call->record());
+      admission_.Admit(request, owned, context, rpc, call->record());
   if (!admitted.ok()) return call->Answer(admitted.status());
   // With its origin's and caller's slots, to the workers; until then it waits
   // in that origin's or caller's queue, holding no worker.
-  auto begin = [this, call,
-                admitted = *admitted](absl::StatusOr<InflightSlot> slot) {
+  // The admitted call moves from here to the slot's callback to the worker's
+  // task: none of them is copied.
+  const std::string origin = admitted->request->origin.Key();
+  const size_t caller_limit = admitted->caller_limit;
+  const Deadline deadline = admitted->deadline;
+  auto begin = [this, call, admitted = *std::move(admitted)](
+                   absl::StatusOr<InflightSlot> slot) mutable {
     if (!slot.ok()) return call->Answer(slot.status());
     call->slot() = *std::move(slot);
-    absl::Status submitted = Submit([call, admitted](EgressWorker& worker) {
-      call->Run(worker, admitted);
-    });
+    absl::Status submitted =
+        Submit([call, admitted = std::move(admitted)](EgressWorker& worker) {
+          call->Run(worker, admitted);
+        });
     if (!submitted.ok()) call->Answer(submitted);
   };
   if (options_.limits == nullptr) return begin(InflightSlot());
   // After this, `call` may already be answered and gone: do not touch it.
-  options_.limits->Acquire(admitted->request->origin.Key(),
-                           call->record().identity, admitted->caller_limit,
-                           admitted->deadline, std::move(begin),
-                           &call->waiting_id());
+  options_.limits->Acquire(origin, call->record().identity, caller_limit,
+                           deadline, std::move(begin), &call->waiting_id());
 }
 
 grpc::ServerUnaryReactor* EgressService::Do(
@@ -269,7 +297,16 @@ grpc::ServerUnaryReactor* EgressService::Do(
     const egress::v1::EgressRequest* request,
     egress::v1::EgressResponse* response) {
   auto* call = new Call(*this, *context, *response);
-  Start(call, *request, *context, Admission::Rpc::kDo);
+  // The request is the one DoAllocator made, which the service owns.
+  auto* messages =
+      static_cast<grpc::MessageHolder<egress::v1::EgressRequest,
+                                      egress::v1::EgressResponse>*>(
+          context->GetRpcAllocatorState());
+  egress::v1::EgressRequest* owned =
+      messages != nullptr && messages->request() == request
+          ? messages->request()
+          : nullptr;
+  Start(call, *request, owned, *context, Admission::Rpc::kDo);
   return call;
 }
 
@@ -277,7 +314,7 @@ grpc::ServerWriteReactor<egress::v1::EgressResponseChunk>*
 EgressService::DoStream(grpc::CallbackServerContext* context,
                         const egress::v1::EgressRequest* request) {
   auto* call = new StreamCall(*this, *context);
-  Start(call, *request, *context, Admission::Rpc::kDoStream);
+  Start(call, *request, nullptr, *context, Admission::Rpc::kDoStream);
   return call;
 }
 

@@ -12,6 +12,8 @@
 // Thread safety: thread-safe; one instance serves every call.
 #pragma once
 
+#include <grpcpp/support/message_allocator.h>
+
 #include <chrono>
 #include <cstddef>
 #include <functional>
@@ -62,12 +64,14 @@ class EgressService final : public egress::v1::Egress::CallbackService {
   class Call;
   class StreamCall;
 
-  // Admits the call and hands it to a worker, or answers it at once.
+  // Admits the call and hands it to a worker, or answers it at once. `owned`:
+  // see Admission::Admit.
   template <typename CallT>
   void Start(CallT* call, const egress::v1::EgressRequest& request,
+             egress::v1::EgressRequest* owned,
              const grpc::CallbackServerContext& context, Admission::Rpc rpc);
   // RESOURCE_EXHAUSTED when the queue is full.
-  absl::Status Submit(std::function<void(EgressWorker&)> task);
+  absl::Status Submit(WorkerPool<EgressWorker>::Task task);
 
   const ServiceOptions options_;
   WorkerPool<EgressWorker>& pool_;
@@ -76,6 +80,17 @@ class EgressService final : public egress::v1::Egress::CallbackService {
   const Admission admission_;
   CallLog log_;
   const StreamPump::Limits pump_limits_;  // each DoStream's
+  // Allocates Do's request and response, so that the service owns the request
+  // and can move its body out (gRPC hands handlers a const request otherwise;
+  // server-streaming methods have no allocator, so DoStream's body is copied).
+  class DoAllocator final
+      : public grpc::MessageAllocator<egress::v1::EgressRequest,
+                                      egress::v1::EgressResponse> {
+   public:
+    grpc::MessageHolder<egress::v1::EgressRequest, egress::v1::EgressResponse>*
+    AllocateMessages() override;
+  };
+  DoAllocator do_allocator_;
 };
 
 }  // namespace egress

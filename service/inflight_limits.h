@@ -35,6 +35,7 @@
 #include <thread>
 #include <unordered_map>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "service/clock.h"
@@ -84,7 +85,7 @@ struct InflightLimitsOptions {
 
 class InflightLimits {
  public:
-  using Done = std::function<void(absl::StatusOr<InflightSlot>)>;
+  using Done = absl::AnyInvocable<void(absl::StatusOr<InflightSlot>)>;
 
   // REQUIRES: `clock` outlives this.
   InflightLimits(const InflightLimitsOptions& options, const Clock& clock);

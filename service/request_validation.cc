@@ -228,7 +228,10 @@ absl::StatusOr<UpstreamRequest> ParseUrl(absl::string_view url,
   return request;
 }
 
-absl::StatusOr<UpstreamRequest> ValidateRequest(
+namespace {
+
+// Validates everything, fills everything but the body.
+absl::StatusOr<UpstreamRequest> ValidateAllButBody(
     const egress::v1::EgressRequest& proto, const ValidationLimits& limits) {
   std::string method = proto.method().empty() ? "GET" : proto.method();
   if (!IsHttpToken(method) || method.size() > 32) {
@@ -300,7 +303,6 @@ absl::StatusOr<UpstreamRequest> ValidateRequest(
         absl::StrFormat("body: %d bytes, over --max_request_bytes=%d",
                         proto.body().size(), limits.max_request_bytes));
   }
-  request->body = proto.body();
 
   if (proto.has_timeout()) {
     using google::protobuf::util::TimeUtil;
@@ -320,6 +322,22 @@ absl::StatusOr<UpstreamRequest> ValidateRequest(
       return Invalid("timeout", "must be positive when set");
     }
   }
+  return request;
+}
+
+}  // namespace
+
+absl::StatusOr<UpstreamRequest> ValidateRequest(
+    const egress::v1::EgressRequest& proto, const ValidationLimits& limits) {
+  absl::StatusOr<UpstreamRequest> request = ValidateAllButBody(proto, limits);
+  if (request.ok()) request->body = proto.body();
+  return request;
+}
+
+absl::StatusOr<UpstreamRequest> ValidateRequest(
+    egress::v1::EgressRequest&& proto, const ValidationLimits& limits) {
+  absl::StatusOr<UpstreamRequest> request = ValidateAllButBody(proto, limits);
+  if (request.ok()) request->body = std::move(*proto.mutable_body());
   return request;
 }
 

@@ -39,8 +39,12 @@ absl::StatusOr<UpstreamRequest> ParseUrl(absl::string_view url,
                                          const ValidationLimits& limits);
 
 // Validates the whole request: method, URL, headers, body size and timeout.
+// The body is copied from a const request; a valid rvalue one gives its body
+// up (moved, not copied).
 absl::StatusOr<UpstreamRequest> ValidateRequest(
     const egress::v1::EgressRequest& request, const ValidationLimits& limits);
+absl::StatusOr<UpstreamRequest> ValidateRequest(
+    egress::v1::EgressRequest&& request, const ValidationLimits& limits);
 
 // True when `s` is a non-empty RFC 9110 token (methods and header names).
 bool IsHttpToken(absl::string_view s);

@@ -51,6 +51,7 @@
 #include <vector>
 
 #include "absl/base/thread_annotations.h"
+#include "absl/functional/any_invocable.h"
 #include "service/defaults.h"
 
 namespace egress {
@@ -73,7 +74,8 @@ struct WorkerPoolOptions {
 template <typename Local>
 class WorkerPool {
  public:
-  using Task = std::function<void(Local&)>;
+  // Move-only: a task owns what its call needs (no copy is ever made).
+  using Task = absl::AnyInvocable<void(Local&)>;
   using LocalFactory = std::function<std::unique_ptr<Local>(size_t index)>;
 
   // Starts options.min_workers threads; each builds its Local with

@@ -254,6 +254,33 @@ TEST(RequestValidationDetailTest, ParsesOriginAndTarget) {
   EXPECT_EQ(request->origin.HostHeader(), "example.com:8080");
 }
 
+TEST(RequestValidationDetailTest, AnOwnedRequestGivesItsBodyUpWithoutACopy) {
+  egress::v1::EgressRequest proto;
+  proto.set_method("POST");
+  proto.set_url("http://example.com/upload");
+  proto.set_body(std::string(1 << 20, 'b'));
+  const char* bytes = proto.body().data();
+  // A const request keeps its body; the validated request has a copy.
+  auto copied = ValidateRequest(
+      static_cast<const egress::v1::EgressRequest&>(proto), ValidationLimits());
+  ASSERT_TRUE(copied.ok()) << copied.status();
+  EXPECT_EQ(proto.body().size(), 1u << 20);
+  EXPECT_NE(copied->body.data(), bytes);
+  // An rvalue one gives up the very buffer: the same bytes, not a copy.
+  auto moved = ValidateRequest(std::move(proto), ValidationLimits());
+  ASSERT_TRUE(moved.ok()) << moved.status();
+  EXPECT_EQ(moved->body.size(), 1u << 20);
+  EXPECT_EQ(moved->body.data(), bytes);
+}
+
+TEST(RequestValidationDetailTest, AnInvalidOwnedRequestKeepsItsBody) {
+  egress::v1::EgressRequest proto;
+  proto.set_url("ftp://example.com/");
+  proto.set_body("kept");
+  EXPECT_FALSE(ValidateRequest(std::move(proto), ValidationLimits()).ok());
+  EXPECT_EQ(proto.body(), "kept");  // NOLINT(bugprone-use-after-move)
+}
+
 TEST(RequestValidationDetailTest, TrailingDotAndCaseAreOneSpelling) {
   // The policy, the session cache, the Host header, SNI and the certificate
   // check all see the host as written here.
