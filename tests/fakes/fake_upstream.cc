@@ -82,12 +82,16 @@ void FakeUpstream::Serve() {
           for (size_t i = 0; i < n; ++i) body[i] = static_cast<char>(i % 256);
           res.set_content(body, "application/octet-stream");
         }));
-  s.Get(R"(/slow/(\d+))",
-        counted([](const httplib::Request& req, httplib::Response& res) {
-          int ms = std::atoi(req.matches[1].str().c_str());
-          std::this_thread::sleep_for(std::chrono::milliseconds(ms));
-          res.set_content("slow", "text/plain");
-        }));
+  auto slow = counted([](const httplib::Request& req, httplib::Response& res) {
+    int ms = std::atoi(req.matches[1].str().c_str());
+    std::this_thread::sleep_for(std::chrono::milliseconds(ms));
+    if (req.method == "POST") {
+      res.set_content(req.body, "application/octet-stream");
+    } else {
+      res.set_content("slow", "text/plain");
+    }
+  });
+  s.Get(R"(/slow/(\d+))", slow).Post(R"(/slow/(\d+))", slow);
   s.Get("/close", counted([](const httplib::Request&, httplib::Response& res) {
           res.set_header("Connection", "close");
           res.set_content("bye", "text/plain");

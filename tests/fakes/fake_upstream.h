@@ -8,7 +8,7 @@
 //   /status/N        status N, body "status N"
 //   /repeat          200 with three Set-Cookie headers, in order a, b, c
 //   /bytes/N         200, N bytes of every value 0..255 in turn
-//   /slow/N          200 after N milliseconds
+//   /slow/N          200 after N milliseconds; a POST's body comes back
 //   /close           200 with Connection: close
 //   /stream/N        200, N pattern bytes (PatternByte) with Content-Length,
 //                    generated as they are sent (no N-byte buffer)
