@@ -125,7 +125,7 @@ if sse:
 out.append("")
 if rows:
     out.append("Ratio 3 uses a call refused by validation as the empty gRPC call. Ratio 6 "
-           "runs egressd --workers=1000 against nginx's echo_sleep 0.2.")
+           "runs egressd --workers=1000 --max_inflight_per_origin=0 against nginx's echo_sleep 0.2.")
 text = "\n".join(out)
 print(text)
 if not smoke:
