@@ -6,8 +6,8 @@
 // the caller's receipt, and what the server costs (--pid): its peak resident
 // memory and its CPU time per event. Prints one JSON object.
 //
-//   sse_streams --via=egressd --target=127.0.0.1:50051 --pid=PID \
-//       --upstream_port=PORT --streams=5000 --seconds=30
+//   sse_streams --via=egressd --target=127.0.0.1:50051 --pid=PID
+//       --upstream_port=PORT --streams=5000 --seconds=30   (one line)
 //   sse_streams --via=proxy --target=127.0.0.1:8080 --pid=NGINX_WORKER ...
 //
 // The proxy must forward to http://127.0.0.1:PORT (the upstream listens on

@@ -164,7 +164,8 @@ void PacedUpstream::Loop() {
     bool want = !c.out.empty();
     if (want != c.writing) {
       epoll_event ev{};
-      ev.events = EPOLLIN | (want ? EPOLLOUT : 0);
+      ev.events = EPOLLIN;
+      if (want) ev.events |= EPOLLOUT;
       ev.data.fd = c.fd;
       epoll_ctl(epoll_, EPOLL_CTL_MOD, c.fd, &ev);
       c.writing = want;
