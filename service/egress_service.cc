@@ -168,7 +168,7 @@ class EgressService::StreamCall final
   }
 
   // ResponseSink (the worker).
-  bool OnHead(UpstreamResponse head) override {
+  bool OnHead(UpstreamResponse head, std::optional<uint64_t>) override {
     record_.http_status = head.status;
     record_.attempts = head.attempts;
     record_.reused = head.connection_reused;

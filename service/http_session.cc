@@ -20,7 +20,6 @@
 #include "absl/cleanup/cleanup.h"
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -34,23 +33,20 @@ using std::chrono::duration_cast;
 using std::chrono::microseconds;
 using std::chrono::nanoseconds;
 
-// Do's sink: keeps the whole response, up to max_response_bytes.
-// Do's response, whole. Every byte of the body's buffer is reserved from the
-// call's BudgetLease (when it has one) before it is allocated: the
-// Content-Length at once when the head gives one, else as the buffer grows.
+// Do's sink: keeps the whole response, up to max_response_bytes. Every byte
+// of the body's buffer is reserved from the call's BudgetLease (when it has
+// one) before it is allocated: the whole body at once when the head frames it
+// by Content-Length, else as the buffer grows.
 class BufferSink final : public ResponseSink {
  public:
   BufferSink(size_t max_bytes, std::string origin, BudgetLease* budget)
       : max_bytes_(max_bytes), origin_(std::move(origin)), budget_(budget) {}
 
-  bool OnHead(UpstreamResponse head) override {
+  bool OnHead(UpstreamResponse head,
+              std::optional<uint64_t> body_length) override {
     response_ = std::move(head);
-    for (const auto& [name, value] : response_.headers) {
-      size_t length = 0;
-      if (absl::EqualsIgnoreCase(name, "Content-Length") &&
-          absl::SimpleAtoi(value, &length) && length <= max_bytes_) {
-        return Reserve(length);
-      }
+    if (body_length.has_value() && *body_length <= max_bytes_) {
+      return Reserve(static_cast<size_t>(*body_length));
     }
     return true;
   }
@@ -673,7 +669,11 @@ void HttpSession::PrepareExchange(const UpstreamRequest& request,
         connections_opened_ == opened_before && requests_served_ > 0;
     head.attempts = attempt.number;
     head.upstream_time = clock_.Now() - start;
-    if (!sink.OnHead(std::move(head))) {
+    const std::optional<uint64_t> body_length =
+        received.framing == BodyFraming::kContentLength
+            ? std::optional<uint64_t>(received.content_length)
+            : std::nullopt;
+    if (!sink.OnHead(std::move(head), body_length)) {
       attempt.facts.sink_aborted = true;
       return false;
     }

@@ -47,6 +47,7 @@
 #include <cstdint>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -110,8 +111,11 @@ class ResponseSink {
   virtual ~ResponseSink() = default;
   // The head: status and headers (hop-by-hop removed), whether the connection
   // was reused, the attempt number, and the time to the head. `body` is empty.
-  // Return false to abandon the exchange.
-  virtual bool OnHead(UpstreamResponse head) = 0;
+  // `body_length`: the body's size when the head frames it by Content-Length
+  // (never for HEAD, 204 or 304), else nullopt. Return false to abandon the
+  // exchange.
+  virtual bool OnHead(UpstreamResponse head,
+                      std::optional<uint64_t> body_length) = 0;
   // Body bytes, in order. Return false to abandon the exchange.
   virtual bool OnBody(const char* data, size_t size) = 0;
   // After OnHead or OnBody returned false: the status Stream returns. An

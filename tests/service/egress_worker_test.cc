@@ -117,7 +117,7 @@ TEST_F(EgressWorkerTest, AbortCurrentCancelsTheCallBeingServed) {
 TEST_F(EgressWorkerTest, StreamsTakeTheSamePath) {
   class Collect final : public ResponseSink {
    public:
-    bool OnHead(UpstreamResponse head) override {
+    bool OnHead(UpstreamResponse head, std::optional<uint64_t>) override {
       status = head.status;
       return true;
     }

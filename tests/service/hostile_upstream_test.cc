@@ -447,6 +447,33 @@ TEST_F(HostileUpstreamTest, BodylessAnswersKeepTheConnection) {
   EXPECT_EQ(upstream.connections(), 1);
 }
 
+TEST_F(HostileUpstreamTest, OnlyAFramedBodyIsReservedFromTheBudget) {
+  // A HEAD answer announcing 30 MB holds nothing of a 1 MiB budget; a GET
+  // answer framed at 2 MiB is refused before its body is read, naming it.
+  std::atomic<int> n{0};
+  ScriptedUpstream upstream([&n](int fd, int) {
+    return ScriptedUpstream::Send(
+        fd, n++ == 0 ? "HTTP/1.1 200 OK\r\nContent-Length: 30000000\r\n\r\n"
+                     : "HTTP/1.1 200 OK\r\nContent-Length: 2097152\r\n\r\n");
+  });
+  auto session = SessionTo(upstream);
+  MemoryBudget budget(1 << 20);
+  {
+    BudgetLease lease(&budget);
+    auto head =
+        session->Send(Get("HEAD"), Deadline::In(RealClock::Get(), seconds(5)),
+                      nullptr, &lease);
+    ASSERT_TRUE(head.ok()) << head.status();
+    EXPECT_EQ(lease.held(), 0u);
+  }
+  BudgetLease lease(&budget);
+  auto get = session->Send(Get(), Deadline::In(RealClock::Get(), seconds(5)),
+                           nullptr, &lease);
+  EXPECT_TRUE(absl::IsResourceExhausted(get.status())) << get.status();
+  EXPECT_THAT(get.status().message(), HasSubstr("--max_buffered_bytes"));
+  EXPECT_EQ(lease.held(), 0u);
+}
+
 TEST_F(HostileUpstreamTest, NonUtf8HeaderBytesArriveIntact) {
   auto upstream = Upstream([](int fd) {
     return ScriptedUpstream::Send(
