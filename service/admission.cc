@@ -10,11 +10,6 @@ namespace egress {
 
 using std::chrono::nanoseconds;
 
-namespace {
-// What a DoStream's pump may hold: a chunk pending and one being written.
-constexpr size_t kStreamBufferBytes = 2 * (64 << 10);
-}  // namespace
-
 Admission::Admission(const AdmissionOptions& options, const Clock& clock)
     : options_(options), clock_(clock) {}
 
@@ -72,7 +67,8 @@ absl::StatusOr<Admitted> Admission::Admit(
   // to two 64 KiB chunks besides.
   auto budget = std::make_shared<BudgetLease>(options_.budget);
   const size_t held =
-      upstream->body.size() + (rpc == Rpc::kDoStream ? kStreamBufferBytes : 0);
+      upstream->body.size() +
+      (rpc == Rpc::kDoStream ? 2 * defaults::kStreamChunkBytes : 0);
   if (!budget->Grow(held)) {
     return options_.budget->Exhausted("the request", held);
   }

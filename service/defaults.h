@@ -57,6 +57,9 @@ inline constexpr size_t kMaxBufferedBytes = size_t{256} << 20;
 inline constexpr size_t kMaxRequestBytes = 16 << 20;
 inline constexpr size_t kMaxResponseBytes = 64 << 20;
 inline constexpr size_t kMaxStreamBytes = 0;  // unlimited
+// The most bytes one DoStream message carries; a stream's pump holds at most
+// one such chunk pending and one being written.
+inline constexpr size_t kStreamChunkBytes = 64 << 10;
 inline constexpr size_t kMaxResponseLineBytes = 16 << 10;
 inline constexpr size_t kMaxResponseHeaders = 200;
 inline constexpr size_t kMaxResponseHeadBytes = 64 << 10;

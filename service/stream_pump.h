@@ -41,6 +41,7 @@
 #include "absl/status/status.h"
 #include "service/clock.h"
 #include "service/deadline.h"
+#include "service/defaults.h"
 
 namespace egress {
 
@@ -72,7 +73,7 @@ class StreamPump {
   struct Limits {
     // The most bytes one write carries, and the pending bytes at which Push
     // waits for the write in flight.
-    size_t max_chunk = 64 << 10;
+    size_t max_chunk = defaults::kStreamChunkBytes;
     // The longest Push waits for the caller to take a write.
     std::chrono::nanoseconds idle_timeout = std::chrono::minutes(5);
     // Body bytes after which the stream fails (kTooLarge); 0 is unlimited.
