@@ -65,7 +65,7 @@ absl::StatusOr<Admitted> Admission::Admit(
   if (!deadline.ok()) return deadline.status();
   // The request body is held until the call ends; a stream's pump holds up
   // to two 64 KiB chunks besides.
-  auto budget = std::make_shared<BudgetLease>(options_.budget);
+  auto budget = std::make_unique<BudgetLease>(options_.budget);
   const size_t held =
       upstream->body.size() +
       (rpc == Rpc::kDoStream ? 2 * defaults::kStreamChunkBytes : 0);

@@ -52,8 +52,9 @@ struct Admitted {
   // max_inflight=, else --max_inflight_per_caller.
   size_t caller_limit = 0;
   // The bytes the call holds of --max_buffered_bytes: its request body (and a
-  // stream's buffers) from admission; Do's response body as it grows.
-  std::shared_ptr<BudgetLease> budget;
+  // stream's buffers) from admission; Do's response body as it grows. The
+  // call keeps it until it is done (after its answer is sent).
+  std::unique_ptr<BudgetLease> budget;
 };
 
 class Admission {

@@ -63,6 +63,7 @@ class EgressService::Call final : public grpc::ServerUnaryReactor {
 
   CallRecord& record() { return record_; }
   InflightSlot& slot() { return slot_; }
+  std::unique_ptr<BudgetLease>& budget() { return budget_; }
   std::atomic<uint64_t>& waiting_id() { return waiting_id_; }
 
   // Answers the call with `status` (the response as filled so far when OK)
@@ -98,8 +99,6 @@ class EgressService::Call final : public grpc::ServerUnaryReactor {
     absl::Status taken =
         service_.admission_.CheckTaken(context_, call.deadline, queued);
     if (!taken.ok()) return Answer(taken);
-    // Held until OnDone: the response body lives in response_ until then.
-    budget_ = call.budget;
     absl::StatusOr<UpstreamResponse> result =
         worker.Perform(*call.request, call.deadline, canceller_, budget_.get());
     if (!result.ok()) return Answer(result.status());
@@ -120,7 +119,8 @@ class EgressService::Call final : public grpc::ServerUnaryReactor {
   ExchangeCanceller canceller_;
   InflightSlot slot_;  // held from the start of the exchange to the answer
   std::atomic<uint64_t> waiting_id_{0};  // while it waits for a slot
-  std::shared_ptr<BudgetLease> budget_;  // written by the worker
+  // Until OnDone: the response body lives in response_ until then.
+  std::unique_ptr<BudgetLease> budget_;
 };
 
 // One DoStream call: the gRPC write reactor, the ResponseSink of the upstream
@@ -144,6 +144,7 @@ class EgressService::StreamCall final
 
   CallRecord& record() { return record_; }
   InflightSlot& slot() { return slot_; }
+  std::unique_ptr<BudgetLease>& budget() { return budget_; }
   std::atomic<uint64_t>& waiting_id() { return waiting_id_; }
 
   // Answers at once (the call failed before streaming).
@@ -233,6 +234,8 @@ class EgressService::StreamCall final
   ExchangeCanceller canceller_;
   InflightSlot slot_;  // held from the start of the exchange to the answer
   std::atomic<uint64_t> waiting_id_{0};  // while it waits for a slot
+  // Until OnDone: the pump's buffers drain after the worker is done.
+  std::unique_ptr<BudgetLease> budget_;
 };
 
 EgressService::EgressService(const ServiceOptions& options,
@@ -280,6 +283,7 @@ void EgressService::Start(CallT* call, const egress::v1::EgressRequest& request,
                    absl::StatusOr<InflightSlot> slot) mutable {
     if (!slot.ok()) return call->Answer(slot.status());
     call->slot() = *std::move(slot);
+    call->budget() = std::move(admitted.budget);
     absl::Status submitted =
         Submit([call, admitted = std::move(admitted)](EgressWorker& worker) {
           call->Run(worker, admitted);
