@@ -29,7 +29,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -43,6 +42,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "proto/egress/v1/egress.grpc.pb.h"
+#include "service/proc_stat.h"
 #include "tests/fakes/child_process.h"
 #include "tests/fakes/paced_upstream.h"
 
@@ -263,20 +263,7 @@ ProcessSample Sample(int pid) {
   if (pid <= 0) return s;
   s.rss_kib = egress::ProcStatusKib(pid, "VmRSS");
   s.hwm_kib = egress::ProcStatusKib(pid, "VmHWM");
-  std::ifstream stat(absl::StrCat("/proc/", pid, "/stat"));
-  std::string text((std::istreambuf_iterator<char>(stat)),
-                   std::istreambuf_iterator<char>());
-  // Fields after the command's closing parenthesis; utime and stime are the
-  // 14th and 15th fields of the line, the 12th and 13th after it.
-  const size_t paren = text.rfind(')');
-  if (paren != std::string::npos) {
-    std::vector<std::string> fields =
-        absl::StrSplit(text.substr(paren + 2), ' ');
-    if (fields.size() > 12) {
-      const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
-      s.cpu_seconds = (std::stod(fields[11]) + std::stod(fields[12])) / ticks;
-    }
-  }
+  s.cpu_seconds = egress::ProcCpuSeconds(std::to_string(pid));
   return s;
 }
 

@@ -22,10 +22,8 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstdio>
-#include <fstream>
 #include <map>
 #include <mutex>
-#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -40,6 +38,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "proto/egress/v1/egress.grpc.pb.h"
+#include "service/proc_stat.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "egressd address.");
 ABSL_FLAG(std::string, url, "", "URL each call requests (required).");
@@ -113,19 +112,6 @@ class Histogram {
   uint64_t count_ = 0;
   double max_ = 0;
 };
-
-double CpuSeconds(int pid) {
-  std::ifstream in(absl::StrCat("/proc/", pid, "/stat"));
-  std::string line;
-  std::getline(in, line);
-  const size_t close = line.rfind(')');
-  if (close == std::string::npos) return -1;
-  std::istringstream rest(line.substr(close + 2));
-  std::vector<std::string> f;
-  for (std::string x; rest >> x;) f.push_back(x);
-  if (f.size() < 13) return -1;
-  return (std::stod(f[11]) + std::stod(f[12])) / sysconf(_SC_CLK_TCK);
-}
 
 struct Worker {
   Histogram latency;
@@ -424,7 +410,8 @@ int main(int argc, char** argv) {
   }
 
   const int pid = absl::GetFlag(FLAGS_pid);
-  const double cpu_before = pid > 0 ? CpuSeconds(pid) : 0;
+  const double cpu_before =
+      pid > 0 ? egress::ProcCpuSeconds(std::to_string(pid)) : 0;
   Phase phase;
   phase.concurrency = concurrency;
   phase.rps = rps;
@@ -454,7 +441,8 @@ int main(int argc, char** argv) {
   const double seconds =
       std::min(std::chrono::duration<double>(Clock::now() - start).count(),
                std::chrono::duration<double>(phase.end - start).count());
-  const double cpu_after = pid > 0 ? CpuSeconds(pid) : 0;
+  const double cpu_after =
+      pid > 0 ? egress::ProcCpuSeconds(std::to_string(pid)) : 0;
 
   const Histogram& all = result.latency;
   std::map<int, uint64_t>& codes = result.codes;

@@ -5,8 +5,9 @@
 #include <unistd.h>
 
 #include <fstream>
-#include <sstream>
 #include <string>
+
+#include "service/proc_stat.h"
 
 namespace egress {
 namespace {
@@ -25,19 +26,6 @@ prometheus::MetricFamily Family(const char* name, const char* help,
   }
   family.metric.push_back(metric);
   return family;
-}
-
-// Fields of /proc/self/stat after the command name: [0] is field 3 (state).
-std::vector<std::string> StatFields() {
-  std::ifstream in("/proc/self/stat");
-  std::string line;
-  std::getline(in, line);
-  std::vector<std::string> fields;
-  const size_t close = line.rfind(')');  // the name may contain spaces
-  if (close == std::string::npos) return fields;
-  std::istringstream rest(line.substr(close + 2));
-  for (std::string f; rest >> f;) fields.push_back(f);
-  return fields;
 }
 
 double BootTimeSeconds() {
@@ -71,7 +59,7 @@ std::vector<prometheus::MetricFamily> CollectProcessMetrics() {
   const double ticks = static_cast<double>(sysconf(_SC_CLK_TCK));
   const double page = static_cast<double>(sysconf(_SC_PAGESIZE));
   std::vector<prometheus::MetricFamily> out;
-  const std::vector<std::string> stat = StatFields();
+  const std::vector<std::string> stat = ProcStatFields("self");
   if (stat.size() > 21) {
     // utime (14), stime (15), starttime (22), vsize (23), rss (24), 1-based.
     const double cpu = (std::stod(stat[11]) + std::stod(stat[12])) / ticks;
