@@ -35,7 +35,7 @@ void BM_SessionCacheHit(benchmark::State& state) {
 BENCHMARK(BM_SessionCacheHit);
 
 void BM_ValidateRequest(benchmark::State& state) {
-  egress::v1::EgressRequest request;
+  egress::v1::DoRequest request;
   request.set_method("POST");
   request.set_url("https://api.example.com/v1/items?limit=10&cursor=abcdef");
   for (auto [name, value] : {std::pair{"Content-Type", "application/json"},
@@ -75,7 +75,7 @@ void BM_ResponseConversion(benchmark::State& state) {
                         {"Date", "Sun, 29 Nov 2026 15:00:00 GMT"},
                         {"Server", "nginx"}};
     response.body = body;
-    egress::v1::EgressResponse proto;
+    egress::v1::DoResponse proto;
     ToResponseProto(std::move(response),
                     CallTiming{std::chrono::microseconds(5)}, proto);
     benchmark::DoNotOptimize(proto);

@@ -104,9 +104,9 @@ struct Tally {
 
 // One DoStream call, read with the callback API (no thread per stream).
 class GrpcStream
-    : public grpc::ClientReadReactor<egress::v1::EgressResponseChunk> {
+    : public grpc::ClientReadReactor<egress::v1::DoStreamResponse> {
  public:
-  GrpcStream(egress::v1::Egress::Stub& stub, const std::string& url,
+  GrpcStream(egress::v1::EgressService::Stub& stub, const std::string& url,
              std::chrono::system_clock::time_point deadline, Tally& tally)
       : tally_(tally) {
     context_.set_deadline(deadline);
@@ -145,8 +145,8 @@ class GrpcStream
  private:
   Tally& tally_;
   grpc::ClientContext context_;
-  egress::v1::EgressRequest request_;
-  egress::v1::EgressResponseChunk chunk_;
+  egress::v1::DoStreamRequest request_;
+  egress::v1::DoStreamResponse chunk_;
   EventParser parser_;
 };
 
@@ -317,7 +317,7 @@ int main(int argc, char** argv) {
     args.SetMaxReceiveMessageSize(-1);
     auto channel = grpc::CreateCustomChannel(
         target, grpc::InsecureChannelCredentials(), args);
-    auto stub = egress::v1::Egress::NewStub(channel);
+    auto stub = egress::v1::EgressService::NewStub(channel);
     const std::string url = upstream.Url(0, path);
     const auto gap = absl::ToChronoNanoseconds(ramp) / streams;
     const auto deadline =

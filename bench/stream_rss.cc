@@ -22,6 +22,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
 #include "proto/egress/v1/egress.grpc.pb.h"
+#include "proto/egress/v1/request_forms.h"
 #include "tests/fakes/child_process.h"
 #include "tests/fakes/fake_upstream.h"
 
@@ -55,7 +56,7 @@ int main(int argc, char** argv) {
     kill(child, SIGKILL);
     return 1;
   }
-  auto stub = egress::v1::Egress::NewStub(channel);
+  auto stub = egress::v1::EgressService::NewStub(channel);
   const long baseline = egress::ProcStatusKib(child, "VmRSS");
 
   std::atomic<bool> done{false};
@@ -68,7 +69,7 @@ int main(int argc, char** argv) {
     }
   });
 
-  egress::v1::EgressRequest request;
+  egress::v1::DoRequest request;
   request.set_url(
       upstream.Url(absl::StrCat("/stream/", absl::GetFlag(FLAGS_bytes))));
   grpc::ClientContext context;
@@ -76,8 +77,8 @@ int main(int argc, char** argv) {
       std::chrono::system_clock::now() +
       absl::ToChronoNanoseconds(absl::GetFlag(FLAGS_deadline)));
   const auto start = std::chrono::steady_clock::now();
-  auto reader = stub->DoStream(&context, request);
-  egress::v1::EgressResponseChunk chunk;
+  auto reader = stub->DoStream(&context, egress::v1::ForStream(request));
+  egress::v1::DoStreamResponse chunk;
   uint64_t received = 0;
   bool intact = true;
   const auto delay = absl::ToChronoNanoseconds(absl::GetFlag(FLAGS_delay));

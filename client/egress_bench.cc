@@ -38,6 +38,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "proto/egress/v1/egress.grpc.pb.h"
+#include "proto/egress/v1/request_forms.h"
 #include "service/proc_stat.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "egressd address.");
@@ -63,7 +64,7 @@ ABSL_FLAG(bool, json, false, "Print the report as JSON.");
 namespace {
 
 using Clock = std::chrono::steady_clock;
-using Stub = std::unique_ptr<egress::v1::Egress::Stub>;
+using Stub = std::unique_ptr<egress::v1::EgressService::Stub>;
 
 // Log-linear histogram of microseconds: 64 sub-buckets per power of two, from
 // 1 us to about 2^37 us; relative error below 1.6%.
@@ -150,14 +151,14 @@ struct Phase {
 };
 
 // One streamed call (DoStream), blocking; returns the gRPC code.
-int CallStream(egress::v1::Egress::Stub& stub,
-               const egress::v1::EgressRequest& request, Worker& w) {
+int CallStream(egress::v1::EgressService::Stub& stub,
+               const egress::v1::DoRequest& request, Worker& w) {
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() +
                        absl::ToChronoNanoseconds(absl::GetFlag(FLAGS_timeout)));
   int http = 0;
-  auto reader = stub.DoStream(&context, request);
-  egress::v1::EgressResponseChunk chunk;
+  auto reader = stub.DoStream(&context, egress::v1::ForStream(request));
+  egress::v1::DoStreamResponse chunk;
   while (reader->Read(&chunk)) {
     if (chunk.has_head()) http = chunk.head().status();
   }
@@ -168,7 +169,7 @@ int CallStream(egress::v1::Egress::Stub& stub,
 
 // DoStream: a thread per caller, each blocking on its stream.
 Worker RunStreams(const std::vector<Stub>& stubs,
-                  const egress::v1::EgressRequest& request, const Phase& phase,
+                  const egress::v1::DoRequest& request, const Phase& phase,
                   std::atomic<uint64_t>& done) {
   std::atomic<uint64_t> issued{0};
   std::vector<Worker> workers(phase.concurrency);
@@ -176,7 +177,7 @@ Worker RunStreams(const std::vector<Stub>& stubs,
   for (uint32_t t = 0; t < phase.concurrency; ++t) {
     threads.emplace_back([&, t] {
       Worker& w = workers[t];
-      egress::v1::Egress::Stub& stub = *stubs[t % stubs.size()];
+      egress::v1::EgressService::Stub& stub = *stubs[t % stubs.size()];
       // Open loop: this sender's share of the rate, phase-shifted per sender.
       const double interval = phase.rps > 0 ? phase.concurrency / phase.rps : 0;
       auto intended =
@@ -217,7 +218,7 @@ Worker RunStreams(const std::vector<Stub>& stubs,
 class UnaryRunner {
  public:
   UnaryRunner(const std::vector<Stub>& stubs,
-              const egress::v1::EgressRequest& request, const Phase& phase,
+              const egress::v1::DoRequest& request, const Phase& phase,
               std::atomic<uint64_t>& done)
       : request_(request), phase_(phase), done_(done) {
     slots_.resize(phase.concurrency);
@@ -241,9 +242,9 @@ class UnaryRunner {
 
  private:
   struct Slot {
-    egress::v1::Egress::Stub* stub = nullptr;
+    egress::v1::EgressService::Stub* stub = nullptr;
     std::unique_ptr<grpc::ClientContext> context;
-    egress::v1::EgressResponse response;
+    egress::v1::DoResponse response;
     Clock::time_point sent;
   };
 
@@ -338,7 +339,7 @@ class UnaryRunner {
     if (closed_loop) Kick(slot);
   }
 
-  const egress::v1::EgressRequest& request_;
+  const egress::v1::DoRequest& request_;
   const Phase phase_;
   std::atomic<uint64_t>& done_;
   std::vector<Slot> slots_;
@@ -356,13 +357,13 @@ class UnaryRunner {
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "Load generator for egress.v1.Egress (see the file's header).");
+      "Load generator for egress.v1.EgressService (see the file's header).");
   absl::ParseCommandLine(argc, argv);
   if (absl::GetFlag(FLAGS_url).empty()) {
     std::fprintf(stderr, "egress_bench: --url is required\n");
     return 2;
   }
-  egress::v1::EgressRequest request;
+  egress::v1::DoRequest request;
   request.set_method(absl::GetFlag(FLAGS_method));
   request.set_url(absl::GetFlag(FLAGS_url));
   request.set_body(std::string(absl::GetFlag(FLAGS_body_size), 'x'));
@@ -379,13 +380,13 @@ int main(int argc, char** argv) {
       std::max<uint32_t>(1, absl::GetFlag(FLAGS_concurrency));
   const uint32_t channel_count =
       std::max<uint32_t>(1, absl::GetFlag(FLAGS_channels));
-  std::vector<std::unique_ptr<egress::v1::Egress::Stub>> stubs;
+  std::vector<std::unique_ptr<egress::v1::EgressService::Stub>> stubs;
   for (uint32_t i = 0; i < channel_count; ++i) {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(-1);
     args.SetInt("egress_bench.channel",
                 static_cast<int>(i));  // distinct channels
-    stubs.push_back(egress::v1::Egress::NewStub(
+    stubs.push_back(egress::v1::EgressService::NewStub(
         grpc::CreateCustomChannel(absl::GetFlag(FLAGS_server),
                                   grpc::InsecureChannelCredentials(), args)));
   }

@@ -4,6 +4,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "proto/egress/v1/request_forms.h"
 
 namespace egress {
 namespace {
@@ -44,11 +45,11 @@ EgressClient::EgressClient(const std::string& target, ClientOptions options)
                                            ? options_.credentials
                                            : grpc::InsecureChannelCredentials(),
                                        args);
-  stub_ = egress::v1::Egress::NewStub(channel_);
+  stub_ = egress::v1::EgressService::NewStub(channel_);
 }
 
-egress::v1::EgressRequest EgressClient::ToProto(const Request& request) {
-  egress::v1::EgressRequest proto;
+egress::v1::DoRequest EgressClient::ToProto(const Request& request) {
+  egress::v1::DoRequest proto;
   proto.set_method(request.method);
   proto.set_url(request.url);
   for (const auto& [name, value] : request.headers) {
@@ -80,7 +81,7 @@ void EgressClient::Prepare(grpc::ClientContext& context, const Request& request,
 absl::StatusOr<Response> EgressClient::Do(const Request& request) const {
   grpc::ClientContext context;
   Prepare(context, request, options_.default_deadline);
-  egress::v1::EgressResponse proto;
+  egress::v1::DoResponse proto;
   grpc::Status status = stub_->Do(&context, ToProto(request), &proto);
   if (!status.ok()) return FromGrpc(status);
   Response response;
@@ -118,8 +119,9 @@ absl::Status EgressClient::Stream(
     const std::function<bool(absl::string_view bytes)>& on_body) const {
   grpc::ClientContext context;
   Prepare(context, request, std::chrono::milliseconds(0));
-  auto reader = stub_->DoStream(&context, ToProto(request));
-  egress::v1::EgressResponseChunk chunk;
+  auto reader =
+      stub_->DoStream(&context, egress::v1::ForStream(ToProto(request)));
+  egress::v1::DoStreamResponse chunk;
   bool stopped = false;
   while (reader->Read(&chunk)) {
     if (chunk.has_head()) {

@@ -93,18 +93,18 @@ class EgressClient {
       const std::function<void(const Response& head)>& on_head,
       const std::function<bool(absl::string_view bytes)>& on_body) const;
 
-  egress::v1::Egress::Stub& stub() const { return *stub_; }
+  egress::v1::EgressService::Stub& stub() const { return *stub_; }
 
  private:
   // Sets the deadline (`fallback` when the request gives none; zero: none)
   // and the credentials.
   void Prepare(grpc::ClientContext& context, const Request& request,
                std::chrono::milliseconds fallback) const;
-  static egress::v1::EgressRequest ToProto(const Request& request);
+  static egress::v1::DoRequest ToProto(const Request& request);
 
   const ClientOptions options_;
   std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<egress::v1::Egress::Stub> stub_;
+  std::unique_ptr<egress::v1::EgressService::Stub> stub_;
 };
 
 // The absl::Status of a gRPC status, code and message kept.

@@ -206,7 +206,7 @@ int main(int argc, char** argv) {
   absl::StatusOr<egress::Response> response = client.Do(request);
   if (!response.ok()) return Fail(response.status());
   if (json) {
-    egress::v1::EgressResponse proto;
+    egress::v1::DoResponse proto;
     proto.set_status(response->status);
     for (const auto& [name, value] : response->headers) {
       egress::v1::Header* h = proto.add_headers();

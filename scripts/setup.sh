@@ -3,7 +3,8 @@
 # npm registry (lockfiles) alone; nothing is assumed preinstalled.
 #   scripts/setup.sh           what building and running egressd need
 #   scripts/setup.sh --tests   that, plus what `bazel test //...` needs (test
-#                              libraries, real servers, kubectl, promtool, Node)
+#                              libraries, real servers, kubectl, promtool, Node,
+#                              buf)
 # Idempotent: with everything present it runs no apt or npm command and returns
 # in well under a second. Runs apt as root, or through sudo.
 set -euo pipefail
@@ -74,7 +75,7 @@ if cmp -s "$list.new" "$list"; then rm -f "$list.new"; else mv "$list.new" "$lis
 $tests || exit 0
 # npm dependencies exactly as their lockfiles say; only when they are missing or
 # the lockfile changed.
-for dir in client/node k8s/validate; do
+for dir in client/node k8s/validate proto; do
   if [ ! -f "$dir/node_modules/.package-lock.json" ] ||
      [ "$dir/package-lock.json" -nt "$dir/node_modules/.package-lock.json" ]; then
     echo "setup: npm ci in $dir" >&2

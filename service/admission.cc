@@ -22,7 +22,7 @@ nanoseconds Admission::GrpcRemaining(
 }
 
 absl::StatusOr<Admitted> Admission::Admit(
-    const egress::v1::EgressRequest& request, egress::v1::EgressRequest* owned,
+    const egress::v1::DoRequest& request, egress::v1::DoRequest* owned,
     const grpc::CallbackServerContext& context, Rpc rpc,
     CallRecord& record) const {
   // Labels only: Metrics folds anything but the standard methods into "OTHER".

@@ -70,8 +70,8 @@ class Admission {
   // `record` with what it learns (method, url, identity, origin). `owned` is
   // `request` itself when the service owns it (Do's, see EgressService), so
   // that an admitted body is moved instead of copied; nullptr otherwise.
-  absl::StatusOr<Admitted> Admit(const egress::v1::EgressRequest& request,
-                                 egress::v1::EgressRequest* owned,
+  absl::StatusOr<Admitted> Admit(const egress::v1::DoRequest& request,
+                                 egress::v1::DoRequest* owned,
                                  const grpc::CallbackServerContext& context,
                                  Rpc rpc, CallRecord& record) const;
 

@@ -7,6 +7,7 @@
 #include <utility>
 
 #include "absl/strings/str_format.h"
+#include "proto/egress/v1/request_forms.h"
 #include "service/response_proto.h"
 #include "service/status_mapping.h"
 
@@ -25,9 +26,8 @@ std::optional<absl::string_view> CallerRequestId(
 }
 
 // Do's messages, new for each call and deleted when gRPC releases them.
-class DoMessages final
-    : public grpc::MessageHolder<egress::v1::EgressRequest,
-                                 egress::v1::EgressResponse> {
+class DoMessages final : public grpc::MessageHolder<egress::v1::DoRequest,
+                                                    egress::v1::DoResponse> {
  public:
   DoMessages() {
     set_request(&request_);
@@ -36,13 +36,13 @@ class DoMessages final
   void Release() override { delete this; }
 
  private:
-  egress::v1::EgressRequest request_;
-  egress::v1::EgressResponse response_;
+  egress::v1::DoRequest request_;
+  egress::v1::DoResponse response_;
 };
 
 }  // namespace
 
-grpc::MessageHolder<egress::v1::EgressRequest, egress::v1::EgressResponse>*
+grpc::MessageHolder<egress::v1::DoRequest, egress::v1::DoResponse>*
 EgressService::DoAllocator::AllocateMessages() {
   return new DoMessages;
 }
@@ -55,7 +55,7 @@ EgressService::DoAllocator::AllocateMessages() {
 class EgressService::Call final : public grpc::ServerUnaryReactor {
  public:
   Call(EgressService& service, grpc::CallbackServerContext& context,
-       egress::v1::EgressResponse& response)
+       egress::v1::DoResponse& response)
       : service_(service), context_(context), response_(response) {
     service_.log_.Begin(CallerRequestId(context), service_.clock_.Now(),
                         record_);
@@ -114,7 +114,7 @@ class EgressService::Call final : public grpc::ServerUnaryReactor {
  private:
   EgressService& service_;
   grpc::CallbackServerContext& context_;
-  egress::v1::EgressResponse& response_;
+  egress::v1::DoResponse& response_;
   CallRecord record_;
   ExchangeCanceller canceller_;
   InflightSlot slot_;  // held from the start of the exchange to the answer
@@ -130,7 +130,7 @@ class EgressService::Call final : public grpc::ServerUnaryReactor {
 // Lifetime: deletes itself in OnDone, which gRPC calls after Finish and the
 // last OnWriteDone.
 class EgressService::StreamCall final
-    : public grpc::ServerWriteReactor<egress::v1::EgressResponseChunk>,
+    : public grpc::ServerWriteReactor<egress::v1::DoStreamResponse>,
       public ResponseSink,
       public StreamPump::Writer {
  public:
@@ -229,7 +229,7 @@ class EgressService::StreamCall final
   grpc::CallbackServerContext& context_;
   CallRecord record_;      // written by the worker until it finishes
   nanoseconds queued_{0};  // written by the worker before streaming starts
-  egress::v1::EgressResponseChunk out_;  // the write in flight
+  egress::v1::DoStreamResponse out_;  // the write in flight
   StreamPump pump_;
   ExchangeCanceller canceller_;
   InflightSlot slot_;  // held from the start of the exchange to the answer
@@ -265,8 +265,8 @@ absl::Status EgressService::Submit(WorkerPool<EgressWorker>::Task task) {
 }
 
 template <typename CallT>
-void EgressService::Start(CallT* call, const egress::v1::EgressRequest& request,
-                          egress::v1::EgressRequest* owned,
+void EgressService::Start(CallT* call, const egress::v1::DoRequest& request,
+                          egress::v1::DoRequest* owned,
                           const grpc::CallbackServerContext& context,
                           Admission::Rpc rpc) {
   absl::StatusOr<Admitted> admitted =
@@ -297,16 +297,14 @@ void EgressService::Start(CallT* call, const egress::v1::EgressRequest& request,
 }
 
 grpc::ServerUnaryReactor* EgressService::Do(
-    grpc::CallbackServerContext* context,
-    const egress::v1::EgressRequest* request,
-    egress::v1::EgressResponse* response) {
+    grpc::CallbackServerContext* context, const egress::v1::DoRequest* request,
+    egress::v1::DoResponse* response) {
   auto* call = new Call(*this, *context, *response);
   // The request is the one DoAllocator made, which the service owns.
-  auto* messages =
-      static_cast<grpc::MessageHolder<egress::v1::EgressRequest,
-                                      egress::v1::EgressResponse>*>(
-          context->GetRpcAllocatorState());
-  egress::v1::EgressRequest* owned =
+  auto* messages = static_cast<
+      grpc::MessageHolder<egress::v1::DoRequest, egress::v1::DoResponse>*>(
+      context->GetRpcAllocatorState());
+  egress::v1::DoRequest* owned =
       messages != nullptr && messages->request() == request
           ? messages->request()
           : nullptr;
@@ -314,11 +312,15 @@ grpc::ServerUnaryReactor* EgressService::Do(
   return call;
 }
 
-grpc::ServerWriteReactor<egress::v1::EgressResponseChunk>*
-EgressService::DoStream(grpc::CallbackServerContext* context,
-                        const egress::v1::EgressRequest* request) {
+grpc::ServerWriteReactor<egress::v1::DoStreamResponse>* EgressService::DoStream(
+    grpc::CallbackServerContext* context,
+    const egress::v1::DoStreamRequest* request) {
   auto* call = new StreamCall(*this, *context);
-  Start(call, *request, nullptr, *context, Admission::Rpc::kDoStream);
+  // gRPC's request is const (no allocator for streaming methods): its body is
+  // copied once here, and moved from then on.
+  egress::v1::DoRequest owned =
+      egress::v1::RequestAs<egress::v1::DoRequest>(*request);
+  Start(call, owned, &owned, *context, Admission::Rpc::kDoStream);
   return call;
 }
 

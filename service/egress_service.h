@@ -1,5 +1,5 @@
-// EgressService: the gRPC side of egress.v1.Egress: two reactors, and the
-// hand-off to the workers.
+// EgressService: the gRPC side of egress.v1.EgressService: two reactors, and
+// the hand-off to the workers.
 //
 // It runs on gRPC's callback threads and never blocks them. A call is logged
 // (CallLog), admitted (Admission: caller, request, host policy, Deadline),
@@ -46,19 +46,19 @@ struct ServiceOptions {
   InflightLimits* limits = nullptr;
 };
 
-class EgressService final : public egress::v1::Egress::CallbackService {
+class EgressService final : public egress::v1::EgressService::CallbackService {
  public:
   // REQUIRES: pool, metrics and clock outlive the service.
   EgressService(const ServiceOptions& options, WorkerPool<EgressWorker>& pool,
                 Metrics& metrics, const Clock& clock);
 
   grpc::ServerUnaryReactor* Do(grpc::CallbackServerContext* context,
-                               const egress::v1::EgressRequest* request,
-                               egress::v1::EgressResponse* response) override;
+                               const egress::v1::DoRequest* request,
+                               egress::v1::DoResponse* response) override;
 
-  grpc::ServerWriteReactor<egress::v1::EgressResponseChunk>* DoStream(
+  grpc::ServerWriteReactor<egress::v1::DoStreamResponse>* DoStream(
       grpc::CallbackServerContext* context,
-      const egress::v1::EgressRequest* request) override;
+      const egress::v1::DoStreamRequest* request) override;
 
  private:
   class Call;
@@ -67,8 +67,8 @@ class EgressService final : public egress::v1::Egress::CallbackService {
   // Admits the call and hands it to a worker, or answers it at once. `owned`:
   // see Admission::Admit.
   template <typename CallT>
-  void Start(CallT* call, const egress::v1::EgressRequest& request,
-             egress::v1::EgressRequest* owned,
+  void Start(CallT* call, const egress::v1::DoRequest& request,
+             egress::v1::DoRequest* owned,
              const grpc::CallbackServerContext& context, Admission::Rpc rpc);
   // RESOURCE_EXHAUSTED when the queue is full.
   absl::Status Submit(WorkerPool<EgressWorker>::Task task);
@@ -84,10 +84,10 @@ class EgressService final : public egress::v1::Egress::CallbackService {
   // and can move its body out (gRPC hands handlers a const request otherwise;
   // server-streaming methods have no allocator, so DoStream's body is copied).
   class DoAllocator final
-      : public grpc::MessageAllocator<egress::v1::EgressRequest,
-                                      egress::v1::EgressResponse> {
+      : public grpc::MessageAllocator<egress::v1::DoRequest,
+                                      egress::v1::DoResponse> {
    public:
-    grpc::MessageHolder<egress::v1::EgressRequest, egress::v1::EgressResponse>*
+    grpc::MessageHolder<egress::v1::DoRequest, egress::v1::DoResponse>*
     AllocateMessages() override;
   };
   DoAllocator do_allocator_;

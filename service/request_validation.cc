@@ -232,7 +232,7 @@ namespace {
 
 // Validates everything, fills everything but the body.
 absl::StatusOr<UpstreamRequest> ValidateAllButBody(
-    const egress::v1::EgressRequest& proto, const ValidationLimits& limits) {
+    const egress::v1::DoRequest& proto, const ValidationLimits& limits) {
   std::string method = proto.method().empty() ? "GET" : proto.method();
   if (!IsHttpToken(method) || method.size() > 32) {
     return Invalid("method",
@@ -328,14 +328,14 @@ absl::StatusOr<UpstreamRequest> ValidateAllButBody(
 }  // namespace
 
 absl::StatusOr<UpstreamRequest> ValidateRequest(
-    const egress::v1::EgressRequest& proto, const ValidationLimits& limits) {
+    const egress::v1::DoRequest& proto, const ValidationLimits& limits) {
   absl::StatusOr<UpstreamRequest> request = ValidateAllButBody(proto, limits);
   if (request.ok()) request->body = proto.body();
   return request;
 }
 
 absl::StatusOr<UpstreamRequest> ValidateRequest(
-    egress::v1::EgressRequest&& proto, const ValidationLimits& limits) {
+    egress::v1::DoRequest&& proto, const ValidationLimits& limits) {
   absl::StatusOr<UpstreamRequest> request = ValidateAllButBody(proto, limits);
   if (request.ok()) request->body = std::move(*proto.mutable_body());
   return request;

@@ -1,4 +1,4 @@
-// Request validation: turns a caller's EgressRequest into an UpstreamRequest
+// Request validation: turns a caller's DoRequest into an UpstreamRequest
 // that is safe to put on the wire, or explains precisely why it is refused.
 //
 // Every refusal is INVALID_ARGUMENT (RESOURCE_EXHAUSTED for a body over the
@@ -42,9 +42,9 @@ absl::StatusOr<UpstreamRequest> ParseUrl(absl::string_view url,
 // The body is copied from a const request; a valid rvalue one gives its body
 // up (moved, not copied).
 absl::StatusOr<UpstreamRequest> ValidateRequest(
-    const egress::v1::EgressRequest& request, const ValidationLimits& limits);
-absl::StatusOr<UpstreamRequest> ValidateRequest(
-    egress::v1::EgressRequest&& request, const ValidationLimits& limits);
+    const egress::v1::DoRequest& request, const ValidationLimits& limits);
+absl::StatusOr<UpstreamRequest> ValidateRequest(egress::v1::DoRequest&& request,
+                                                const ValidationLimits& limits);
 
 // True when `s` is a non-empty RFC 9110 token (methods and header names).
 bool IsHttpToken(absl::string_view s);

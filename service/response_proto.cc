@@ -7,8 +7,8 @@
 namespace egress {
 namespace {
 
-// Status, headers and timing: the same fields in EgressResponse and
-// EgressResponseHead.
+// Status, headers and timing: the same fields in DoResponse and
+// ResponseHead.
 template <typename Message>
 void FillHead(UpstreamResponse& from, const CallTiming& t, Message& to) {
   to.set_status(from.status);
@@ -42,13 +42,13 @@ void AddHeader(std::string&& name, std::string&& value,
 }
 
 void ToResponseProto(UpstreamResponse&& from, const CallTiming& timing,
-                     egress::v1::EgressResponse& to) {
+                     egress::v1::DoResponse& to) {
   FillHead(from, timing, to);
   to.set_body(std::move(from.body));
 }
 
 void ToHeadProto(UpstreamResponse&& from, const CallTiming& timing,
-                 egress::v1::EgressResponseHead& to) {
+                 egress::v1::ResponseHead& to) {
   FillHead(from, timing, to);
 }
 

@@ -1,6 +1,6 @@
 // Response conversion: the one place where an upstream response becomes the
-// egress.v1 messages a caller receives, for Do (EgressResponse) and for the
-// head of a DoStream (EgressResponseHead).
+// egress.v1 messages a caller receives, for Do (DoResponse) and for the
+// head of a DoStream (ResponseHead).
 //
 // Thread safety: pure functions.
 #pragma once
@@ -27,9 +27,9 @@ struct CallTiming {
 
 // Moves status, headers and timing of `from` into `to`; the body (Do) too.
 void ToResponseProto(UpstreamResponse&& from, const CallTiming& timing,
-                     egress::v1::EgressResponse& to);
+                     egress::v1::DoResponse& to);
 void ToHeadProto(UpstreamResponse&& from, const CallTiming& timing,
-                 egress::v1::EgressResponseHead& to);
+                 egress::v1::ResponseHead& to);
 
 // A duration in its proto form (google.protobuf.Duration).
 void SetDuration(std::chrono::nanoseconds d, google::protobuf::Duration& out);

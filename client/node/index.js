@@ -56,7 +56,7 @@ class EgressClient {
         loadBalancingConfig: [{ round_robin: {} }],
       });
     }
-    this._client = new egress.v1.Egress(
+    this._client = new egress.v1.EgressService(
       target, credentials || grpc.credentials.createInsecure(), options);
     this._token = token;
     this._deadlineMs = deadlineMs;

@@ -45,7 +45,7 @@ const egress::DestinationPolicy& Policy() {
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string input(reinterpret_cast<const char*>(data), size);
   std::vector<std::string> lines = absl::StrSplit(input, '\n');
-  egress::v1::EgressRequest request;
+  egress::v1::DoRequest request;
   if (!lines.empty()) request.set_method(lines[0]);
   if (lines.size() > 1) request.set_url(lines[1]);
   for (size_t i = 2; i < lines.size(); ++i) {

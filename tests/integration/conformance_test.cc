@@ -103,18 +103,18 @@ class ConformanceTest : public ::testing::Test {
   }
 
   // One Do call; fails the test unless gRPC says OK.
-  egress::v1::EgressResponse Call(
+  egress::v1::DoResponse Call(
       const std::string& method, const std::string& url,
       std::vector<std::pair<std::string, std::string>> headers = {},
       std::string body = "") {
-    egress::v1::EgressRequest request = MakeRequest(method, url);
+    egress::v1::DoRequest request = MakeRequest(method, url);
     for (auto& [name, value] : headers) {
       auto* h = request.add_headers();
       h->set_name(name);
       h->set_value(value);
     }
     request.set_body(std::move(body));
-    egress::v1::EgressResponse response;
+    egress::v1::DoResponse response;
     const auto start = std::chrono::steady_clock::now();
     grpc::Status status = egress_.Do(request, &response);
     took_ = std::chrono::duration_cast<milliseconds>(
@@ -124,8 +124,8 @@ class ConformanceTest : public ::testing::Test {
     return response;
   }
 
-  static std::vector<std::string> Values(
-      const egress::v1::EgressResponse& response, const std::string& name) {
+  static std::vector<std::string> Values(const egress::v1::DoResponse& response,
+                                         const std::string& name) {
     std::vector<std::string> values;
     for (const auto& h : response.headers()) {
       if (absl::EqualsIgnoreCase(h.name(), name)) values.push_back(h.value());
@@ -230,9 +230,9 @@ TEST_F(ConformanceTest, BasicAuth) {
 }
 
 TEST_F(ConformanceTest, DelayBeyondTheTimeoutIsDeadlineExceeded) {
-  egress::v1::EgressRequest request = MakeRequest("GET", Httpbin("/delay/3"));
+  egress::v1::DoRequest request = MakeRequest("GET", Httpbin("/delay/3"));
   request.mutable_timeout()->set_seconds(1);
-  egress::v1::EgressResponse response;
+  egress::v1::DoResponse response;
   const auto start = std::chrono::steady_clock::now();
   // The gRPC deadline (10 s) is far away: only the service's own timeout can
   // end this call after 1 s.
@@ -248,9 +248,9 @@ TEST_F(ConformanceTest, DripArrivesIncrementallyThroughDoStream) {
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + seconds(15));
   auto reader = egress_.stub().DoStream(
-      &context,
-      MakeRequest("GET", Httpbin("/drip?duration=2&numbytes=4&delay=0")));
-  egress::v1::EgressResponseChunk chunk;
+      &context, egress::v1::ForStream(MakeRequest(
+                    "GET", Httpbin("/drip?duration=2&numbytes=4&delay=0"))));
+  egress::v1::DoStreamResponse chunk;
   ASSERT_TRUE(reader->Read(&chunk));
   ASSERT_TRUE(chunk.has_head());
   EXPECT_EQ(chunk.head().status(), 200);
@@ -273,8 +273,9 @@ TEST_F(ConformanceTest, StreamHeadForBodylessAnswers) {
         {"GET", Httpbin("/status/204")}}) {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + seconds(5));
-    auto reader = egress_.stub().DoStream(&context, MakeRequest(method, url));
-    egress::v1::EgressResponseChunk chunk;
+    auto reader = egress_.stub().DoStream(
+        &context, egress::v1::ForStream(MakeRequest(method, url)));
+    egress::v1::DoStreamResponse chunk;
     ASSERT_TRUE(reader->Read(&chunk)) << url;
     ASSERT_TRUE(chunk.has_head()) << url;
     EXPECT_EQ(chunk.head().status(), method == "HEAD" ? 200 : 204);

@@ -30,7 +30,7 @@ void EgressHarness::Start(
   channel_ = grpc::CreateCustomChannel(
       absl::StrCat("127.0.0.1:", server_->grpc_port()),
       tls ? credentials : grpc::InsecureChannelCredentials(), args);
-  stub_ = egress::v1::Egress::NewStub(channel_);
+  stub_ = egress::v1::EgressService::NewStub(channel_);
 }
 
 void EgressHarness::Stop() {
@@ -40,8 +40,8 @@ void EgressHarness::Stop() {
   server_.reset();
 }
 
-grpc::Status EgressHarness::Do(const egress::v1::EgressRequest& request,
-                               egress::v1::EgressResponse* response,
+grpc::Status EgressHarness::Do(const egress::v1::DoRequest& request,
+                               egress::v1::DoResponse* response,
                                std::chrono::milliseconds deadline) {
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() + deadline);
@@ -66,9 +66,9 @@ double EgressHarness::Metric(const std::string& series) {
   return std::stod(text.substr(at + 1 + prefix.size()));
 }
 
-egress::v1::EgressRequest MakeRequest(const std::string& method,
-                                      const std::string& url) {
-  egress::v1::EgressRequest request;
+egress::v1::DoRequest MakeRequest(const std::string& method,
+                                  const std::string& url) {
+  egress::v1::DoRequest request;
   request.set_method(method);
   request.set_url(url);
   return request;

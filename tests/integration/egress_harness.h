@@ -4,7 +4,7 @@
 // Usage (in a fixture):
 //   EgressHarness egress;
 //   egress.Start([](Config& c) { c.workers = 8; });
-//   EgressResponse response;
+//   DoResponse response;
 //   grpc::Status status = egress.Do(request, &response);
 //   double reused = egress.Metric("egress_connections_reused_total");
 //
@@ -20,6 +20,7 @@
 #include <string>
 
 #include "proto/egress/v1/egress.grpc.pb.h"
+#include "proto/egress/v1/request_forms.h"
 #include "service/dns_cache.h"
 #include "service/egress_server.h"
 
@@ -44,8 +45,7 @@ class EgressHarness {
   void Stop();
 
   grpc::Status Do(
-      const egress::v1::EgressRequest& request,
-      egress::v1::EgressResponse* response,
+      const egress::v1::DoRequest& request, egress::v1::DoResponse* response,
       std::chrono::milliseconds deadline = std::chrono::seconds(10));
 
   // The Prometheus text the service exposes now.
@@ -57,18 +57,18 @@ class EgressHarness {
   void set_bearer_token(std::string token) { bearer_token_ = std::move(token); }
 
   EgressServer& server() { return *server_; }
-  egress::v1::Egress::Stub& stub() { return *stub_; }
+  egress::v1::EgressService::Stub& stub() { return *stub_; }
   const std::shared_ptr<grpc::Channel>& channel() { return channel_; }
 
  private:
   std::unique_ptr<EgressServer> server_;
   std::shared_ptr<grpc::Channel> channel_;
-  std::unique_ptr<egress::v1::Egress::Stub> stub_;
+  std::unique_ptr<egress::v1::EgressService::Stub> stub_;
   std::string bearer_token_;
 };
 
 // A request for `url` with `method`.
-egress::v1::EgressRequest MakeRequest(const std::string& method,
-                                      const std::string& url);
+egress::v1::DoRequest MakeRequest(const std::string& method,
+                                  const std::string& url);
 
 }  // namespace egress

@@ -23,8 +23,8 @@
 namespace egress {
 namespace {
 
-using ::egress::v1::EgressRequest;
-using ::egress::v1::EgressResponse;
+using ::egress::v1::DoRequest;
+using ::egress::v1::DoResponse;
 using std::chrono::milliseconds;
 using ::testing::HasSubstr;
 
@@ -36,14 +36,14 @@ class EgressIntegrationTest : public ::testing::Test {
     egress_.Start(tweak);
   }
 
-  grpc::Status Do(const EgressRequest& request, EgressResponse* response,
+  grpc::Status Do(const DoRequest& request, DoResponse* response,
                   milliseconds deadline = milliseconds(10000)) {
     return egress_.Do(request, response, deadline);
   }
-  EgressRequest Request(const std::string& method, const std::string& path) {
+  DoRequest Request(const std::string& method, const std::string& path) {
     return MakeRequest(method, upstream_.Url(path));
   }
-  grpc::Status Get(const std::string& path, EgressResponse* response) {
+  grpc::Status Get(const std::string& path, DoResponse* response) {
     return Do(Request("GET", path), response);
   }
   std::string MetricsText() { return egress_.MetricsText(); }
@@ -54,12 +54,12 @@ class EgressIntegrationTest : public ::testing::Test {
 };
 
 TEST_F(EgressIntegrationTest, ReturnsUpstreamStatusHeadersAndBody) {
-  EgressRequest request = Request("POST", "/echo?q=1");
+  DoRequest request = Request("POST", "/echo?q=1");
   request.set_body(std::string("\0\x01\xfe\xff", 4));
   auto* h = request.add_headers();
   h->set_name("X-Caller");
   h->set_value("test");
-  EgressResponse response;
+  DoResponse response;
   grpc::Status status = Do(request, &response);
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(response.status(), 200);
@@ -79,7 +79,7 @@ TEST_F(EgressIntegrationTest,
     c.max_connection_age = std::chrono::milliseconds(500);
     c.max_connection_age_grace = std::chrono::milliseconds(500);
   });
-  EgressResponse response;
+  DoResponse response;
   ASSERT_TRUE(Get("/", &response).ok());
   EXPECT_EQ(egress_.channel()->GetState(false), GRPC_CHANNEL_READY);
   const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(5);
@@ -98,7 +98,7 @@ TEST_F(EgressIntegrationTest,
 }
 
 TEST_F(EgressIntegrationTest, UpstreamErrorStatusIsAnOkCall) {
-  EgressResponse response;
+  DoResponse response;
   grpc::Status status = Get("/status/404", &response);
   ASSERT_TRUE(status.ok()) << status.error_message();
   EXPECT_EQ(response.status(), 404);
@@ -108,7 +108,7 @@ TEST_F(EgressIntegrationTest, UpstreamErrorStatusIsAnOkCall) {
 }
 
 TEST_F(EgressIntegrationTest, RepeatedResponseHeadersKeepTheirOrder) {
-  EgressResponse response;
+  DoResponse response;
   ASSERT_TRUE(Get("/repeat", &response).ok());
   std::vector<std::string> cookies;
   for (const auto& header : response.headers()) {
@@ -118,7 +118,7 @@ TEST_F(EgressIntegrationTest, RepeatedResponseHeadersKeepTheirOrder) {
 }
 
 TEST_F(EgressIntegrationTest, SequentialCallsReuseAHandfulOfConnections) {
-  EgressResponse response;
+  DoResponse response;
   for (int i = 0; i < 200; ++i) {
     ASSERT_TRUE(Get("/echo", &response).ok()) << "call " << i;
   }
@@ -135,7 +135,7 @@ TEST_F(EgressIntegrationTest, ConcurrentCallersStayWithinTheWorkerCount) {
   std::vector<std::thread> callers;
   for (int t = 0; t < 4; ++t) {
     callers.emplace_back([&] {
-      EgressResponse response;
+      DoResponse response;
       for (int i = 0; i < 200; ++i) {
         if (!Get("/echo", &response).ok()) ++failures;
       }
@@ -148,10 +148,10 @@ TEST_F(EgressIntegrationTest, ConcurrentCallersStayWithinTheWorkerCount) {
 }
 
 TEST_F(EgressIntegrationTest, MetricsShowRequestsReuseAndRecreationReasons) {
-  EgressResponse response;
+  DoResponse response;
   for (int i = 0; i < 5; ++i) ASSERT_TRUE(Get("/echo", &response).ok());
   // Three refused connects to a dead port drop that session as "errors".
-  EgressRequest dead;
+  DoRequest dead;
   dead.set_url(absl::StrCat("http://127.0.0.1:", UnusedLoopbackPort(), "/"));
   for (int i = 0; i < 3; ++i) {
     EXPECT_EQ(Do(dead, &response).error_code(), grpc::StatusCode::UNAVAILABLE);
@@ -182,7 +182,7 @@ TEST_F(EgressIntegrationTest, MetricsShowRequestsReuseAndRecreationReasons) {
 
 TEST_F(EgressIntegrationTest, NoPoolingBaselineRecreatesEverySession) {
   Restart([](Config& c) { c.max_requests_per_session = 1; });
-  EgressResponse response;
+  DoResponse response;
   for (int i = 0; i < 10; ++i) ASSERT_TRUE(Get("/echo", &response).ok());
   EXPECT_EQ(upstream_.connections(), 10);
   EXPECT_FALSE(response.timing().connection_reused());
@@ -192,7 +192,7 @@ TEST_F(EgressIntegrationTest, NoPoolingBaselineRecreatesEverySession) {
 
 TEST_F(EgressIntegrationTest, IdleSessionsAreClosedByTheWorkers) {
   Restart([](Config& c) { c.keepalive_timeout = milliseconds(200); });
-  EgressResponse response;
+  DoResponse response;
   ASSERT_TRUE(Get("/echo", &response).ok());
   // Bounded wait (up to 3 s) for the idle worker's maintenance to drop it.
   for (int i = 0; i < 300 && Metric("egress_sessions_active") != 0; ++i) {
@@ -225,7 +225,7 @@ TEST_F(EgressIntegrationTest, BadInputGetsItsCodeAndTheServerKeepsServing) {
        "Host"},
   };
   for (const Bad& bad : cases) {
-    EgressRequest request;
+    DoRequest request;
     request.set_method(bad.method);
     request.set_url(bad.url);
     if (!bad.header.empty()) {
@@ -233,13 +233,13 @@ TEST_F(EgressIntegrationTest, BadInputGetsItsCodeAndTheServerKeepsServing) {
       h->set_name(bad.header);
       h->set_value(bad.value);
     }
-    EgressResponse response;
+    DoResponse response;
     grpc::Status status = Do(request, &response);
     EXPECT_EQ(status.error_code(), bad.code) << bad.url;
     EXPECT_THAT(status.error_message(), HasSubstr(bad.words)) << bad.url;
   }
   EXPECT_EQ(upstream_.requests(), 0);  // nothing bad reached the upstream
-  EgressResponse response;
+  DoResponse response;
   ASSERT_TRUE(Get("/echo", &response).ok());
   EXPECT_THAT(MetricsText(), HasSubstr("outcome=\"INVALID_ARGUMENT\"} "));
 }
@@ -249,9 +249,9 @@ TEST_F(EgressIntegrationTest, BodiesOverTheLimitsAreResourceExhausted) {
     c.max_request_bytes = 1000;
     c.max_response_bytes = 5000;
   });
-  EgressRequest big = Request("POST", "/echo");
+  DoRequest big = Request("POST", "/echo");
   big.set_body(std::string(1001, 'x'));
-  EgressResponse response;
+  DoResponse response;
   grpc::Status status = Do(big, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(status.error_message(), HasSubstr("--max_request_bytes=1000"));
@@ -269,11 +269,11 @@ TEST_F(EgressIntegrationTest, SlowUpstreamHitsTheCallersDeadline) {
   // the next call at once, not when the upstream answers at 1.5 s, and the
   // call is not counted as a 2xx answer.
   Restart([](Config& c) { c.workers = 1; });
-  EgressResponse response;
+  DoResponse response;
   grpc::Status status =
       Do(Request("GET", "/slow/1500"), &response, milliseconds(300));
   EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
-  EgressResponse next;
+  DoResponse next;
   ASSERT_TRUE(Get("/echo", &next).ok());
   // Had the worker stayed on the upstream, this call would have queued for
   // about 1.2 s.
@@ -294,9 +294,9 @@ TEST_F(EgressIntegrationTest, SlowUpstreamHitsTheCallersDeadline) {
 }
 
 TEST_F(EgressIntegrationTest, RequestTimeoutBoundsTheUpstreamWait) {
-  EgressRequest request = Request("GET", "/slow/1500");
+  DoRequest request = Request("GET", "/slow/1500");
   request.mutable_timeout()->set_nanos(200 * 1000 * 1000);
-  EgressResponse response;
+  DoResponse response;
   const auto start = std::chrono::steady_clock::now();
   grpc::Status status = Do(request, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
@@ -311,9 +311,9 @@ TEST_F(EgressIntegrationTest, RequestTimeoutBoundsTheUpstreamWait) {
 
 TEST_F(EgressIntegrationTest, MaxTimeoutCapsTheRequestTimeout) {
   Restart([](Config& c) { c.max_timeout = milliseconds(200); });
-  EgressRequest request = Request("GET", "/slow/1500");
+  DoRequest request = Request("GET", "/slow/1500");
   request.mutable_timeout()->set_seconds(60);
-  EgressResponse response;
+  DoResponse response;
   grpc::Status status = Do(request, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   // The budget left when the exchange began: the 200 ms, less the moment the
@@ -330,21 +330,21 @@ TEST_F(EgressIntegrationTest, FullQueueIsRefusedAtOnce) {
   });
   // One call holds the only worker, a second one waits in the queue.
   std::thread holder([&] {
-    EgressResponse r;
+    DoResponse r;
     Do(Request("GET", "/slow/1000"), &r);
   });
   for (int i = 0; i < 500 && upstream_.requests() < 1; ++i) {
     std::this_thread::sleep_for(milliseconds(2));
   }
   std::thread waiter([&] {
-    EgressResponse r;
+    DoResponse r;
     Do(Request("GET", "/echo"), &r);
   });
   for (int i = 0;
        i < 500 && egress_.server().metrics().queue_depth().Value() < 1; ++i) {
     std::this_thread::sleep_for(milliseconds(2));
   }
-  EgressResponse response;
+  DoResponse response;
   const auto start = std::chrono::steady_clock::now();
   grpc::Status status = Get("/echo", &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
@@ -358,13 +358,13 @@ TEST_F(EgressIntegrationTest,
        CallWhoseDeadlinePassesInTheQueueNeverReachesUpstream) {
   Restart([](Config& c) { c.workers = 1; });
   std::thread holder([&] {
-    EgressResponse r;
+    DoResponse r;
     Do(Request("GET", "/slow/800"), &r);
   });
   for (int i = 0; i < 500 && upstream_.requests() < 1; ++i) {
     std::this_thread::sleep_for(milliseconds(2));
   }
-  EgressResponse response;
+  DoResponse response;
   grpc::Status status =
       Do(Request("GET", "/echo"), &response, milliseconds(200));
   EXPECT_EQ(status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
@@ -411,10 +411,10 @@ TEST_F(EgressIntegrationTest, ReflectionDescribesTheEgressService) {
   for (const auto& s : response.list_services_response().service()) {
     services.push_back(s.name());
   }
-  EXPECT_THAT(services, testing::IsSupersetOf(
-                            {"egress.v1.Egress", "grpc.health.v1.Health"}));
+  EXPECT_THAT(services, testing::IsSupersetOf({"egress.v1.EgressService",
+                                               "grpc.health.v1.Health"}));
 
-  request.set_file_containing_symbol("egress.v1.Egress");
+  request.set_file_containing_symbol("egress.v1.EgressService");
   ASSERT_TRUE(stream->Write(request));
   ASSERT_TRUE(stream->Read(&response));
   ASSERT_GT(response.file_descriptor_response().file_descriptor_proto_size(),
@@ -429,12 +429,12 @@ TEST_F(EgressIntegrationTest, RequestIdIsForwardedAndEveryCallIsLogged) {
   ::testing::internal::CaptureStderr();
   grpc::ClientContext context;
   context.AddMetadata("x-request-id", "req-42");
-  EgressResponse response;
+  DoResponse response;
   grpc::Status status =
       egress_.stub().Do(&context, Request("GET", "/headers"), &response);
   ASSERT_TRUE(status.ok()) << status.error_message();
   // Without one, the service makes an id up and still forwards it.
-  EgressResponse second;
+  DoResponse second;
   ASSERT_TRUE(Get("/headers", &second).ok());
   const std::string log = ::testing::internal::GetCapturedStderr();
   EXPECT_THAT(response.body(), HasSubstr("X-Request-Id: req-42"));
@@ -450,7 +450,7 @@ TEST_F(EgressIntegrationTest, RequestIdIsForwardedAndEveryCallIsLogged) {
 TEST_F(EgressIntegrationTest, AccessLogCanBeTurnedOff) {
   Restart([](Config& c) { c.access_log = false; });
   ::testing::internal::CaptureStderr();
-  EgressResponse response;
+  DoResponse response;
   ASSERT_TRUE(Get("/echo", &response).ok());
   EXPECT_THAT(::testing::internal::GetCapturedStderr(),
               testing::Not(HasSubstr("access caller=")));

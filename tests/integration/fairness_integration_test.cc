@@ -28,7 +28,7 @@
 namespace egress {
 namespace {
 
-using ::egress::v1::EgressResponse;
+using ::egress::v1::DoResponse;
 using ::google::protobuf::util::TimeUtil;
 using std::chrono::milliseconds;
 using ::testing::HasSubstr;
@@ -53,7 +53,7 @@ double WaitForMetric(EgressHarness& egress, const std::string& series,
 
 struct Result {
   grpc::Status status;
-  EgressResponse response;
+  DoResponse response;
 };
 
 // `n` calls at once, each on its own thread, with a bearer `token` if any.
@@ -70,7 +70,7 @@ class Burst {
         if (!token.empty()) {
           context.AddMetadata("authorization", "Bearer " + token);
         }
-        egress::v1::EgressRequest request = MakeRequest("GET", url);
+        egress::v1::DoRequest request = MakeRequest("GET", url);
         *request.mutable_timeout() =
             TimeUtil::MillisecondsToDuration(timeout.count());
         results_[i].status =
@@ -113,7 +113,7 @@ TEST(FairnessIntegrationTest, ASlowOriginDelaysNoOtherOrigin) {
   EXPECT_GE(egress.Metric("egress_workers"), 100);
   std::vector<int64_t> queued_us;
   for (int i = 0; i < 20; ++i) {
-    EgressResponse response;
+    DoResponse response;
     grpc::Status status =
         egress.Do(MakeRequest("GET", fast.Url("/echo")), &response);
     ASSERT_TRUE(status.ok()) << status.error_message();
@@ -162,7 +162,7 @@ TEST(FairnessIntegrationTest, ABusyCallerDelaysNoOtherCaller) {
   EXPECT_EQ(WaitForMetric(egress, "egress_limit_waiting{limit=\"caller\"}", 3),
             3);
   egress.set_bearer_token("token-for-calm-0000001");
-  EgressResponse response;
+  DoResponse response;
   const auto start = std::chrono::steady_clock::now();
   grpc::Status status =
       egress.Do(MakeRequest("GET", upstream.Url("/echo")), &response);
@@ -187,7 +187,7 @@ TEST(FairnessIntegrationTest, ACancelledWaitingCallNeverStarts) {
   Burst holder(egress, 1, upstream.Url("/slow/1000"), milliseconds(3000));
   ASSERT_EQ(WaitForMetric(egress, "egress_workers_busy", 1), 1);
   grpc::ClientContext context;
-  EgressResponse response;
+  DoResponse response;
   std::thread waiter([&] {
     grpc::Status status = egress.stub().Do(
         &context, MakeRequest("GET", upstream.Url("/slow/1000")), &response);
@@ -211,8 +211,8 @@ TEST(MemoryBudgetIntegrationTest,
   FakeUpstream upstream;
   EgressHarness egress;
   egress.Start([](Config& c) { c.max_buffered_bytes = 1 << 20; });
-  EgressResponse response;
-  egress::v1::EgressRequest upload = MakeRequest("POST", upstream.Url("/echo"));
+  DoResponse response;
+  egress::v1::DoRequest upload = MakeRequest("POST", upstream.Url("/echo"));
   upload.set_body(std::string(2 << 20, 'x'));
   grpc::Status status = egress.Do(upload, &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
@@ -286,8 +286,8 @@ class AsyncBurst {
  private:
   struct Call {
     grpc::ClientContext context;
-    egress::v1::EgressRequest request;
-    EgressResponse response;
+    egress::v1::DoRequest request;
+    DoResponse response;
     grpc::Status status;
   };
   std::mutex mu_;

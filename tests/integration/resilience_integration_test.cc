@@ -19,7 +19,7 @@
 namespace egress {
 namespace {
 
-using ::egress::v1::EgressResponse;
+using ::egress::v1::DoResponse;
 using std::chrono::milliseconds;
 using ::testing::HasSubstr;
 
@@ -44,7 +44,7 @@ TEST_F(ResilienceIntegrationTest,
   for (int t = 0; t < 16; ++t) {
     callers.emplace_back([&] {
       for (int i = 0; i < 25; ++i) {
-        EgressResponse response;
+        DoResponse response;
         grpc::Status status =
             egress_.Do(MakeRequest("GET", upstream.Url("/")), &response);
         if (!status.ok() || response.status() != 200) {
@@ -69,7 +69,7 @@ TEST_F(ResilienceIntegrationTest,
        UpstreamDownIsUnavailableFastAndRecoversWhenBack) {
   ScriptedUpstream upstream(Script::kNormal);
   egress_.Start();
-  EgressResponse response;
+  DoResponse response;
   ASSERT_TRUE(
       egress_.Do(MakeRequest("GET", upstream.Url("/")), &response).ok());
   upstream.Stop();
@@ -92,7 +92,7 @@ TEST_F(ResilienceIntegrationTest,
        ResetMidBodyIsUnavailableNotATruncatedAnswer) {
   ScriptedUpstream upstream(Script::kResetMidBody);
   egress_.Start();
-  EgressResponse response;
+  DoResponse response;
   grpc::Status status =
       egress_.Do(MakeRequest("GET", upstream.Url("/")), &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
@@ -107,9 +107,9 @@ TEST_F(ResilienceIntegrationTest, CancelledDoFreesItsWorkerAtOnce) {
   ScriptedUpstream fine(Script::kNormal);
   egress_.Start([](Config& c) { c.workers = 1; });
   grpc::ClientContext context;
-  egress::v1::EgressRequest slow = MakeRequest("GET", stall.Url("/"));
+  egress::v1::DoRequest slow = MakeRequest("GET", stall.Url("/"));
   slow.mutable_timeout()->set_seconds(30);
-  egress::v1::EgressResponse ignored;
+  egress::v1::DoResponse ignored;
   std::thread caller([&] {
     grpc::Status status = egress_.stub().Do(&context, slow, &ignored);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED);
@@ -121,7 +121,7 @@ TEST_F(ResilienceIntegrationTest, CancelledDoFreesItsWorkerAtOnce) {
   context.TryCancel();
   caller.join();
   const auto start = std::chrono::steady_clock::now();
-  egress::v1::EgressResponse response;
+  egress::v1::DoResponse response;
   grpc::Status next = egress_.Do(MakeRequest("GET", fine.Url("/")), &response);
   EXPECT_TRUE(next.ok()) << next.error_message();
   EXPECT_LT(std::chrono::steady_clock::now() - start, std::chrono::seconds(1));
@@ -130,7 +130,7 @@ TEST_F(ResilienceIntegrationTest, CancelledDoFreesItsWorkerAtOnce) {
 TEST_F(ResilienceIntegrationTest, GarbageThreeTimesRecreatesTheSession) {
   ScriptedUpstream upstream(Script::kGarbage);
   egress_.Start([](Config& c) { c.workers = 1; });
-  EgressResponse response;
+  DoResponse response;
   for (int i = 0; i < 3; ++i) {
     grpc::Status status =
         egress_.Do(MakeRequest("GET", upstream.Url("/")), &response);
@@ -145,7 +145,7 @@ TEST_F(ResilienceIntegrationTest, NamesResolveThroughTheServicesDnsCache) {
   FakeUpstream& upstream = *upstream_;
   resolver_.Set("api.test", "127.0.0.1");
   egress_.Start(nullptr, &resolver_);
-  EgressResponse response;
+  DoResponse response;
   grpc::Status status = egress_.Do(
       MakeRequest("GET", upstream.Url("/headers", "api.test")), &response);
   ASSERT_TRUE(status.ok()) << status.error_message();
@@ -169,7 +169,7 @@ TEST_F(HttpsIntegrationTest, ThousandSequentialCallsCostAHandfulOfHandshakes) {
   FakeUpstream& upstream = *upstream_;
   const std::string ca = ca_.cert_path();
   egress_.Start([&](Config& c) { c.ca_file = ca; });
-  EgressResponse response;
+  DoResponse response;
   for (int i = 0; i < 1000; ++i) {
     grpc::Status status = egress_.Do(
         MakeRequest("GET", upstream.Url("/echo", "localhost")), &response);
@@ -198,7 +198,7 @@ TEST_F(HttpsIntegrationTest, TrailingDotHostVerifiesAndSendsTheNormalName) {
     c.workers = 1;
   });
   for (const char* host : {"localhost.", "LOCALHOST", "localhost"}) {
-    EgressResponse response;
+    DoResponse response;
     grpc::Status status = egress_.Do(
         MakeRequest("GET", upstream.Url("/headers", host)), &response);
     ASSERT_TRUE(status.ok()) << host << ": " << status.error_message();
@@ -214,7 +214,7 @@ TEST_F(HttpsIntegrationTest, SelfSignedUpstreamIsUnavailableSayingWhy) {
   upstream_ = std::make_unique<FakeUpstream>(leaf.cert, leaf.key);
   FakeUpstream& upstream = *upstream_;
   egress_.Start([&](Config& c) { c.ca_file = ca_.cert_path(); });
-  EgressResponse response;
+  DoResponse response;
   grpc::Status status = egress_.Do(
       MakeRequest("GET", upstream.Url("/echo", "localhost")), &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
@@ -228,7 +228,7 @@ TEST_F(HttpsIntegrationTest, InsecureSkipVerifyIsVisibleInMetrics) {
   upstream_ = std::make_unique<FakeUpstream>(leaf.cert, leaf.key);
   FakeUpstream& upstream = *upstream_;
   egress_.Start([](Config& c) { c.insecure_skip_verify = true; });
-  EgressResponse response;
+  DoResponse response;
   EXPECT_TRUE(
       egress_
           .Do(MakeRequest("GET", upstream.Url("/echo", "localhost")), &response)

@@ -24,8 +24,8 @@
 namespace egress {
 namespace {
 
-using ::egress::v1::EgressRequest;
-using ::egress::v1::EgressResponse;
+using ::egress::v1::DoRequest;
+using ::egress::v1::DoResponse;
 using ::testing::HasSubstr;
 
 std::string WriteFile(const std::string& name, const std::string& text) {
@@ -57,7 +57,7 @@ TEST_F(SecurityIntegrationTest,
       "0x7f000001",      "017700000001", "[::1]",          "[::ffff:127.0.0.1]",
       "[::ffff:7f00:1]", "localhost",    "127.000.000.001"};
   for (const std::string& host : hosts) {
-    EgressResponse response;
+    DoResponse response;
     grpc::Status status = egress_.Do(
         MakeRequest("GET", absl::StrCat("http://", host, ":", Port(), "/echo")),
         &response);
@@ -76,7 +76,7 @@ TEST_F(SecurityIntegrationTest,
 
 TEST_F(SecurityIntegrationTest, MessageNamesTheAddressAndTheRule) {
   egress_.Start([](Config& c) { c.allow_cidrs = ""; });
-  EgressResponse response;
+  DoResponse response;
   grpc::Status status = egress_.Do(
       MakeRequest("GET", absl::StrCat("http://2130706433:", Port(), "/")),
       &response);
@@ -87,7 +87,7 @@ TEST_F(SecurityIntegrationTest, MessageNamesTheAddressAndTheRule) {
 TEST_F(SecurityIntegrationTest, DnsRebindingToLoopbackIsRefused) {
   resolver_.Set("rebind.test", "127.0.0.1");
   egress_.Start([](Config& c) { c.allow_cidrs = ""; }, &resolver_);
-  EgressResponse response;
+  DoResponse response;
   grpc::Status status = egress_.Do(
       MakeRequest("GET", absl::StrCat("http://rebind.test:", Port(), "/")),
       &response);
@@ -98,7 +98,7 @@ TEST_F(SecurityIntegrationTest, DnsRebindingToLoopbackIsRefused) {
 
 TEST_F(SecurityIntegrationTest, DenyCidrsWinsOverAllowCidrs) {
   egress_.Start([](Config& c) { c.deny_cidrs = "127.0.0.1/32"; });
-  EgressResponse response;
+  DoResponse response;
   grpc::Status status =
       egress_.Do(MakeRequest("GET", upstream_.Url("/echo")), &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::PERMISSION_DENIED);
@@ -115,7 +115,7 @@ TEST_F(SecurityIntegrationTest, HostLists) {
     c.allow_hosts = "localhost,*.allowed.test";
     c.deny_hosts = "bad.allowed.test";
   });
-  EgressResponse response;
+  DoResponse response;
   EXPECT_TRUE(egress_
                   .Do(MakeRequest("GET", upstream_.Url("/echo", "localhost")),
                       &response)
@@ -142,7 +142,7 @@ TEST_F(SecurityIntegrationTest, BearerTokensAreRequiredAndReloaded) {
   const std::string tokens =
       WriteFile("tokens", "# token identity\nsecret-token-alice-0001 alice\n");
   egress_.Start([&](Config& c) { c.auth_tokens_file = tokens; });
-  EgressResponse response;
+  DoResponse response;
   grpc::Status status =
       egress_.Do(MakeRequest("GET", upstream_.Url("/echo")), &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED);
@@ -180,7 +180,7 @@ TEST_F(SecurityIntegrationTest, TokensAreNeverLogged) {
   egress_.Start([&](Config& c) { c.auth_tokens_file = tokens; });
   ::testing::internal::CaptureStderr();
   egress_.set_bearer_token("leaked-if-logged-12345");
-  EgressResponse response;
+  DoResponse response;
   egress_.Do(MakeRequest("GET", upstream_.Url("/echo")), &response);
   egress_.set_bearer_token("secret-token-bob-00001");
   egress_.Do(MakeRequest("GET", "http://169.254.169.254/latest/meta-data/"),
@@ -208,7 +208,7 @@ TEST_F(SecurityIntegrationTest, IdentityHostListsLimitACaller) {
     c.auth_tokens_file = tokens;
     c.identity_hosts_file = hosts;
   });
-  EgressResponse response;
+  DoResponse response;
   egress_.set_bearer_token("token-for-carol-000001");
   EXPECT_TRUE(egress_
                   .Do(MakeRequest("GET", upstream_.Url("/echo", "localhost")),
@@ -240,7 +240,7 @@ TEST_F(SecurityIntegrationTest, TlsListenerAndMutualTlsIdentity) {
       nullptr,
       grpc::SslCredentials({ReadFile(ca.cert_path()), ReadFile(client.key),
                             ReadFile(client.cert)}));
-  EgressResponse response;
+  DoResponse response;
   grpc::Status status = egress_.Do(
       MakeRequest("GET", upstream_.Url("/echo", "localhost")), &response);
   ASSERT_TRUE(status.ok()) << status.error_message();
@@ -258,7 +258,7 @@ TEST_F(SecurityIntegrationTest, TlsListenerAndMutualTlsIdentity) {
   grpc::ClientContext context;
   context.set_deadline(std::chrono::system_clock::now() +
                        std::chrono::seconds(5));
-  status = egress::v1::Egress::NewStub(anonymous)->Do(
+  status = egress::v1::EgressService::NewStub(anonymous)->Do(
       &context, MakeRequest("GET", upstream_.Url("/echo", "localhost")),
       &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
@@ -269,7 +269,7 @@ TEST_F(SecurityIntegrationTest, TlsListenerAndMutualTlsIdentity) {
 TEST_F(SecurityIntegrationTest, OnlyAllowedPortsAreReachable) {
   egress_.Start([&](Config& c) { c.allow_ports = "80,443," + Port(); });
   for (int port : {25, 6379, 11211}) {
-    EgressResponse response;
+    DoResponse response;
     grpc::Status status = egress_.Do(
         MakeRequest("GET", absl::StrCat("http://127.0.0.1:", port, "/")),
         &response);
@@ -281,7 +281,7 @@ TEST_F(SecurityIntegrationTest, OnlyAllowedPortsAreReachable) {
   }
   EXPECT_EQ(egress_.Metric("egress_policy_denied_total{reason=\"port\"}"), 3);
   EXPECT_EQ(egress_.Metric("egress_connections_opened_total"), 0);
-  EgressResponse response;
+  DoResponse response;
   grpc::Status status =
       egress_.Do(MakeRequest("GET", upstream_.Url("/echo")), &response);
   EXPECT_TRUE(status.ok()) << status.error_message();
@@ -300,7 +300,7 @@ TEST_F(SecurityIntegrationTest, IdentityPortsReplaceAllowPorts) {
     c.auth_tokens_file = tokens;
     c.identity_hosts_file = ids;
   });
-  EgressResponse response;
+  DoResponse response;
   egress_.set_bearer_token("token-for-carol-000001");
   grpc::Status status =
       egress_.Do(MakeRequest("GET", upstream_.Url("/echo")), &response);
@@ -370,8 +370,8 @@ TEST_F(SecurityIntegrationTest, MutualTlsIdentityIsTheSpiffeIdElseRefused) {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() +
                          std::chrono::seconds(5));
-    EgressResponse response;
-    return egress::v1::Egress::NewStub(channel)->Do(
+    DoResponse response;
+    return egress::v1::EgressService::NewStub(channel)->Do(
         &context, MakeRequest("GET", url), &response);
   };
   // The SPIFFE ID's line limits it to localhost: 127.0.0.1 is refused.
@@ -410,14 +410,14 @@ TEST_F(SecurityIntegrationTest, CancelDuringABlackHoledConnectNeverBlocks) {
     grpc::Status status;
     std::thread caller([&] {
       if (stream) {
-        auto reader =
-            egress_.stub().DoStream(&context, MakeRequest("GET", url));
-        egress::v1::EgressResponseChunk chunk;
+        auto reader = egress_.stub().DoStream(
+            &context, egress::v1::ForStream(MakeRequest("GET", url)));
+        egress::v1::DoStreamResponse chunk;
         while (reader->Read(&chunk)) {
         }
         status = reader->Finish();
       } else {
-        EgressResponse response;
+        DoResponse response;
         status =
             egress_.stub().Do(&context, MakeRequest("GET", url), &response);
       }
@@ -721,14 +721,14 @@ TEST_F(SecurityIntegrationTest,
         h.url.replace(at, from.size(), to);
       }
     }
-    EgressRequest request = MakeRequest(h.method, h.url);
+    DoRequest request = MakeRequest(h.method, h.url);
     for (const auto& [name, value] : h.headers) {
       auto* header = request.add_headers();
       header->set_name(name);
       header->set_value(value);
     }
     request.set_body(std::string(h.body_bytes, 'b'));
-    EgressResponse response;
+    DoResponse response;
     grpc::Status status = egress_.Do(request, &response);
     EXPECT_EQ(status.error_code(), h.code)
         << h.name << ": " << status.error_message();
@@ -738,7 +738,7 @@ TEST_F(SecurityIntegrationTest,
     }
   }
   // Still serving, and healthy.
-  EgressResponse response;
+  DoResponse response;
   grpc::Status status =
       egress_.Do(MakeRequest("GET", upstream_.Url("/echo")), &response);
   ASSERT_TRUE(status.ok()) << status.error_message();

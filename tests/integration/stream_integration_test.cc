@@ -20,9 +20,9 @@
 namespace egress {
 namespace {
 
-using ::egress::v1::EgressRequest;
-using ::egress::v1::EgressResponse;
-using ::egress::v1::EgressResponseChunk;
+using ::egress::v1::DoRequest;
+using ::egress::v1::DoResponse;
+using ::egress::v1::DoStreamResponse;
 using std::chrono::milliseconds;
 using ::testing::HasSubstr;
 using Clock = std::chrono::steady_clock;
@@ -51,13 +51,14 @@ struct ReadOptions {
 
 class StreamIntegrationTest : public ::testing::Test {
  protected:
-  Received Stream(const EgressRequest& request, const ReadOptions& options = {},
+  Received Stream(const DoRequest& request, const ReadOptions& options = {},
                   milliseconds deadline = milliseconds(60000)) {
     Received got;
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + deadline);
-    auto reader = egress_.stub().DoStream(&context, request);
-    EgressResponseChunk chunk;
+    auto reader =
+        egress_.stub().DoStream(&context, egress::v1::ForStream(request));
+    DoStreamResponse chunk;
     while (reader->Read(&chunk)) {
       ++got.messages;
       if (chunk.has_head()) {
@@ -223,7 +224,7 @@ TEST_F(StreamIntegrationTest, CancelMidBodyClosesTheUpstreamAndFreesTheWorker) {
            1;
   }));
   // The only worker is free again and the origin's session healthy.
-  EgressResponse response;
+  DoResponse response;
   grpc::Status status =
       egress_.Do(MakeRequest("GET", upstream_->Url("/echo")), &response);
   ASSERT_TRUE(status.ok()) << status.error_message();
@@ -243,7 +244,7 @@ TEST_F(StreamIntegrationTest, DeadlineMidBodyAbandonsTheUpstream) {
   EXPECT_EQ(got.end.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_GT(got.body_bytes, 0u);
   EXPECT_TRUE(Eventually([&] { return upstream_->aborted_streams() == 1; }));
-  EgressResponse response;
+  DoResponse response;
   EXPECT_TRUE(
       egress_.Do(MakeRequest("GET", upstream_->Url("/echo")), &response).ok());
 }
@@ -253,8 +254,9 @@ TEST_F(StreamIntegrationTest,
   egress_.Start([](Config& c) { c.stream_idle_timeout = milliseconds(300); });
   grpc::ClientContext context;
   auto reader = egress_.stub().DoStream(
-      &context, MakeRequest("GET", upstream_->Url("/stream/1073741824")));
-  EgressResponseChunk chunk;
+      &context, egress::v1::ForStream(
+                    MakeRequest("GET", upstream_->Url("/stream/1073741824"))));
+  DoStreamResponse chunk;
   ASSERT_TRUE(reader->Read(&chunk));  // the head
   // Read nothing for a while: gRPC's windows fill, the worker's write stalls.
   EXPECT_TRUE(Eventually([&] {
@@ -289,7 +291,7 @@ TEST_F(StreamIntegrationTest, MaxStreamBytesEndsTheStream) {
   EXPECT_EQ(egress_.Metric("egress_stream_aborts_total{reason=\"too_large\"}"),
             1);
   // Do keeps its own limit: 1 MB is under --max_response_bytes.
-  EgressResponse response;
+  DoResponse response;
   EXPECT_TRUE(
       egress_
           .Do(MakeRequest("GET", upstream_->Url("/stream/1000000")), &response)
@@ -323,15 +325,15 @@ TEST_F(StreamIntegrationTest, HeaderBytesThatAreNotUtf8ArriveInRawValue) {
     EXPECT_EQ(headers[1].value(), "ok");  // UTF-8 values stay in value
     EXPECT_EQ(headers[1].raw_value(), "");
   };
-  egress::v1::EgressResponse response;
+  egress::v1::DoResponse response;
   grpc::Status status =
       egress_.Do(MakeRequest("GET", upstream.Url("/")), &response);
   ASSERT_TRUE(status.ok()) << status.error_message();
   check(response.headers());
   grpc::ClientContext context;
-  auto reader =
-      egress_.stub().DoStream(&context, MakeRequest("GET", upstream.Url("/")));
-  egress::v1::EgressResponseChunk chunk;
+  auto reader = egress_.stub().DoStream(
+      &context, egress::v1::ForStream(MakeRequest("GET", upstream.Url("/"))));
+  egress::v1::DoStreamResponse chunk;
   ASSERT_TRUE(reader->Read(&chunk));
   check(chunk.head().headers());
   while (reader->Read(&chunk)) {
@@ -343,7 +345,7 @@ TEST_F(StreamIntegrationTest, DoAndDoStreamAgree) {
   egress_.Start();
   for (const char* path :
        {"/repeat", "/status/404", "/bytes/100000", "/chunked/70000"}) {
-    EgressResponse whole;
+    DoResponse whole;
     ASSERT_TRUE(
         egress_.Do(MakeRequest("GET", upstream_->Url(path)), &whole).ok())
         << path;

@@ -22,8 +22,8 @@ struct Case {
   std::string message;  // must appear in the error message (empty when OK)
 };
 
-egress::v1::EgressRequest ToProto(const Case& c) {
-  egress::v1::EgressRequest request;
+egress::v1::DoRequest ToProto(const Case& c) {
+  egress::v1::DoRequest request;
   request.set_method(c.method);
   request.set_url(c.url);
   for (const auto& [name, value] : c.headers) {
@@ -242,7 +242,7 @@ INSTANTIATE_TEST_SUITE_P(Table, RequestValidationTest,
                          [](const auto& info) { return info.param.name; });
 
 TEST(RequestValidationDetailTest, ParsesOriginAndTarget) {
-  egress::v1::EgressRequest proto;
+  egress::v1::DoRequest proto;
   proto.set_url("HTTP://Example.COM:8080/a/b?c=d#frag");
   auto request = ValidateRequest(proto, ValidationLimits());
   ASSERT_TRUE(request.ok()) << request.status();
@@ -255,14 +255,14 @@ TEST(RequestValidationDetailTest, ParsesOriginAndTarget) {
 }
 
 TEST(RequestValidationDetailTest, AnOwnedRequestGivesItsBodyUpWithoutACopy) {
-  egress::v1::EgressRequest proto;
+  egress::v1::DoRequest proto;
   proto.set_method("POST");
   proto.set_url("http://example.com/upload");
   proto.set_body(std::string(1 << 20, 'b'));
   const char* bytes = proto.body().data();
   // A const request keeps its body; the validated request has a copy.
   auto copied = ValidateRequest(
-      static_cast<const egress::v1::EgressRequest&>(proto), ValidationLimits());
+      static_cast<const egress::v1::DoRequest&>(proto), ValidationLimits());
   ASSERT_TRUE(copied.ok()) << copied.status();
   EXPECT_EQ(proto.body().size(), 1u << 20);
   EXPECT_NE(copied->body.data(), bytes);
@@ -274,7 +274,7 @@ TEST(RequestValidationDetailTest, AnOwnedRequestGivesItsBodyUpWithoutACopy) {
 }
 
 TEST(RequestValidationDetailTest, AnInvalidOwnedRequestKeepsItsBody) {
-  egress::v1::EgressRequest proto;
+  egress::v1::DoRequest proto;
   proto.set_url("ftp://example.com/");
   proto.set_body("kept");
   EXPECT_FALSE(ValidateRequest(std::move(proto), ValidationLimits()).ok());
@@ -286,7 +286,7 @@ TEST(RequestValidationDetailTest, TrailingDotAndCaseAreOneSpelling) {
   // check all see the host as written here.
   for (const char* url : {"https://Example.COM./x", "https://example.com/x",
                           "https://EXAMPLE.com.:443/x"}) {
-    egress::v1::EgressRequest proto;
+    egress::v1::DoRequest proto;
     proto.set_url(url);
     auto request = ValidateRequest(proto, ValidationLimits());
     ASSERT_TRUE(request.ok()) << url << ": " << request.status();
@@ -294,14 +294,14 @@ TEST(RequestValidationDetailTest, TrailingDotAndCaseAreOneSpelling) {
     EXPECT_EQ(request->origin.Key(), "https://example.com:443") << url;
     EXPECT_EQ(request->origin.HostHeader(), "example.com") << url;
   }
-  egress::v1::EgressRequest two_dots;
+  egress::v1::DoRequest two_dots;
   two_dots.set_url("http://example.com../");
   EXPECT_TRUE(absl::IsInvalidArgument(
       ValidateRequest(two_dots, ValidationLimits()).status()));
 }
 
 TEST(RequestValidationDetailTest, DefaultPortAndIpv6HostHeader) {
-  egress::v1::EgressRequest proto;
+  egress::v1::DoRequest proto;
   proto.set_url("http://[::1]?q");
   auto request = ValidateRequest(proto, ValidationLimits());
   ASSERT_TRUE(request.ok()) << request.status();
@@ -314,7 +314,7 @@ TEST(RequestValidationDetailTest, DefaultPortAndIpv6HostHeader) {
 
 TEST(RequestValidationDetailTest,
      KeepsHeaderOrderAndDropsMatchingContentLength) {
-  egress::v1::EgressRequest proto;
+  egress::v1::DoRequest proto;
   proto.set_method("POST");
   proto.set_url("http://e.com/");
   proto.set_body("hello");
@@ -333,7 +333,7 @@ TEST(RequestValidationDetailTest,
 }
 
 TEST(RequestValidationDetailTest, BodyOverLimitIsResourceExhausted) {
-  egress::v1::EgressRequest proto;
+  egress::v1::DoRequest proto;
   proto.set_method("POST");
   proto.set_url("http://e.com/");
   proto.set_body(std::string(11, 'x'));
@@ -349,7 +349,7 @@ TEST(RequestValidationDetailTest, TooManyHeadersAndTooLongUrl) {
   ValidationLimits limits;
   limits.max_headers = 2;
   limits.max_url_bytes = 30;
-  egress::v1::EgressRequest proto;
+  egress::v1::DoRequest proto;
   proto.set_url("http://e.com/" + std::string(40, 'a'));
   EXPECT_THAT(std::string(ValidateRequest(proto, limits).status().message()),
               HasSubstr("over the limit of 30"));
@@ -361,7 +361,7 @@ TEST(RequestValidationDetailTest, TooManyHeadersAndTooLongUrl) {
 }
 
 TEST(RequestValidationDetailTest, Timeouts) {
-  egress::v1::EgressRequest proto;
+  egress::v1::DoRequest proto;
   proto.set_url("http://e.com/");
   proto.mutable_timeout()->set_seconds(2);
   proto.mutable_timeout()->set_nanos(500000000);

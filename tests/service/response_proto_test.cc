@@ -29,7 +29,7 @@ UpstreamResponse Sample() {
 }
 
 TEST(ResponseProtoTest, DoGetsStatusHeadersBodyAndTiming) {
-  egress::v1::EgressResponse out;
+  egress::v1::DoResponse out;
   ToResponseProto(Sample(), CallTiming{milliseconds(3), milliseconds(0)}, out);
   EXPECT_EQ(out.status(), 201);
   EXPECT_EQ(out.body(), "hello");
@@ -49,7 +49,7 @@ TEST(ResponseProtoTest, DoGetsStatusHeadersBodyAndTiming) {
 }
 
 TEST(ResponseProtoTest, TheStreamHeadCarriesTheSameFieldsAndItsTotal) {
-  egress::v1::EgressResponseHead head;
+  egress::v1::ResponseHead head;
   ToHeadProto(Sample(), CallTiming{milliseconds(3), milliseconds(20)}, head);
   EXPECT_EQ(head.status(), 201);
   ASSERT_EQ(head.headers_size(), 3);

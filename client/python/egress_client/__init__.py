@@ -49,7 +49,7 @@ class Response:
 
 
 class EgressClient:
-    """Calls egress.v1.Egress over one channel, created once."""
+    """Calls egress.v1.EgressService over one channel, created once."""
 
     def __init__(self, target: str, token: Optional[str] = None,
                  credentials: Optional[grpc.ChannelCredentials] = None,
@@ -59,7 +59,7 @@ class EgressClient:
             options.append(("grpc.lb_policy_name", "round_robin"))
         self._channel = (grpc.secure_channel(target, credentials, options)
                          if credentials else grpc.insecure_channel(target, options))
-        self._stub = egress_pb2_grpc.EgressStub(self._channel)
+        self._stub = egress_pb2_grpc.EgressServiceStub(self._channel)
         self._metadata = [("authorization", "Bearer " + token)] if token else []
         self._deadline = deadline
 
@@ -68,8 +68,8 @@ class EgressClient:
 
     @staticmethod
     def _request(method: str, url: str, headers: Headers, body: bytes,
-                 timeout: Optional[float]) -> "egress_pb2.EgressRequest":
-        request = egress_pb2.EgressRequest(method=method, url=url, body=body)
+                 timeout: Optional[float], kind=egress_pb2.DoRequest):
+        request = kind(method=method, url=url, body=body)
         for name, value in headers:
             request.headers.add(name=name, value=value)
         if timeout:
@@ -103,7 +103,8 @@ class EgressClient:
         A stream has no deadline unless `deadline` gives one: event streams
         last minutes, and the service ends a silent one
         (--stream_idle_timeout)."""
-        call = self._stub.DoStream(self._request(method, url, headers, body, timeout),
+        call = self._stub.DoStream(self._request(method, url, headers, body, timeout,
+                                                 egress_pb2.DoStreamRequest),
                                    timeout=deadline,
                                    metadata=self._metadata)
         for chunk in call:
