@@ -5,9 +5,14 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "proto/egress/v1/request_forms.h"
+#include "third_party/googleapis/google/rpc/error_details.pb.h"
+#include "third_party/googleapis/google/rpc/status.pb.h"
 
 namespace egress {
 namespace {
+
+// Where FromGrpc keeps the google.rpc.Status the service sent.
+constexpr char kStatusUrl[] = "type.googleapis.com/google.rpc.Status";
 
 // A header's value: its exact bytes, whichever field carried them.
 std::string HeaderValue(const egress::v1::Header& header) {
@@ -25,8 +30,38 @@ std::string Response::Header(absl::string_view name) const {
 
 absl::Status FromGrpc(const grpc::Status& status) {
   if (status.ok()) return absl::OkStatus();
-  return absl::Status(static_cast<absl::StatusCode>(status.error_code()),
-                      status.error_message());
+  absl::Status out(static_cast<absl::StatusCode>(status.error_code()),
+                   status.error_message());
+  if (!status.error_details().empty()) {
+    out.SetPayload(kStatusUrl, absl::Cord(status.error_details()));
+  }
+  return out;
+}
+
+ErrorDetails ErrorDetailsOf(const absl::Status& status) {
+  ErrorDetails out;
+  absl::optional<absl::Cord> payload = status.GetPayload(kStatusUrl);
+  google::rpc::Status details;
+  if (!payload || !details.ParseFromString(std::string(*payload))) return out;
+  for (const google::protobuf::Any& any : details.details()) {
+    google::rpc::ErrorInfo info;
+    google::rpc::RetryInfo retry;
+    google::rpc::BadRequest bad;
+    if (any.UnpackTo(&info)) {
+      out.reason = info.reason();
+      out.domain = info.domain();
+      out.metadata.insert(info.metadata().begin(), info.metadata().end());
+    } else if (any.UnpackTo(&retry)) {
+      out.retry_delay = std::chrono::milliseconds(
+          google::protobuf::util::TimeUtil::DurationToMilliseconds(
+              retry.retry_delay()));
+    } else if (any.UnpackTo(&bad)) {
+      for (const auto& v : bad.field_violations()) {
+        out.field_violations.emplace_back(v.field(), v.description());
+      }
+    }
+  }
+  return out;
 }
 
 EgressClient::EgressClient(const std::string& target, ClientOptions options)

@@ -3,8 +3,10 @@
 // One channel is created when the client is constructed and reused by every
 // call; calls are independent, so one client may be shared by many threads.
 // Errors keep the service's gRPC code and message in an absl::Status
-// (INVALID_ARGUMENT, PERMISSION_DENIED, UNAVAILABLE, ...); any HTTP status the
-// upstream answers with is a successful Response.
+// (INVALID_ARGUMENT, PERMISSION_DENIED, UNAVAILABLE, ...), and
+// ErrorDetailsOf(status) gives the stable reason (DESTINATION_DENIED,
+// CONNECT_REFUSED, ...) and its metadata; any HTTP status the upstream
+// answers with is a successful Response.
 //
 // Usage:
 //   egress::EgressClient client("dns:///egress.platform:50051");  // Kubernetes
@@ -23,7 +25,9 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -107,7 +111,23 @@ class EgressClient {
   std::unique_ptr<egress::v1::EgressService::Stub> stub_;
 };
 
-// The absl::Status of a gRPC status, code and message kept.
+// What an error says for programs: the google.rpc details egressd sends with
+// every error (docs/errors.md lists the reasons).
+struct ErrorDetails {
+  std::string reason;  // "DESTINATION_DENIED", ...; empty when none came
+  std::string domain;  // "egress.local"
+  std::map<std::string, std::string> metadata;  // origin, address, limit, ...
+  // RetryInfo: how long to wait before retrying, where waiting helps.
+  std::optional<std::chrono::milliseconds> retry_delay;
+  // BadRequest: (field, description) of each invalid field.
+  std::vector<std::pair<std::string, std::string>> field_violations;
+};
+
+// The absl::Status of a gRPC status, code and message kept, and the details
+// the service sent kept for ErrorDetailsOf.
 absl::Status FromGrpc(const grpc::Status& status);
+
+// The details of an error from EgressClient (empty for any other status).
+ErrorDetails ErrorDetailsOf(const absl::Status& status);
 
 }  // namespace egress

@@ -78,5 +78,9 @@ inline constexpr size_t kDnsCacheSize = 10000;
 // Logs.
 inline constexpr bool kAccessLog = true;
 
+// Errors: the RetryInfo delay of a refusal that waiting may cure (a full
+// queue, a limit, the memory budget).
+inline constexpr std::chrono::milliseconds kBusyRetryDelay{250};
+
 }  // namespace defaults
 }  // namespace egress

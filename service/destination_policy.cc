@@ -13,6 +13,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "service/error_details.h"
 
 namespace egress {
 namespace {
@@ -131,7 +132,8 @@ absl::Status Denied(const std::string& what, PolicyRule rule,
   absl::Status status = absl::PermissionDeniedError(
       absl::StrCat(what, " refused by policy: ", why));
   status.SetPayload(kReasonPayload, absl::Cord(PolicyRuleName(rule)));
-  return status;
+  return WithReason(std::move(status), ErrorReason::kDestinationDenied,
+                    {{"rule", PolicyRuleName(rule)}, {"refused", what}});
 }
 
 std::string Describe(PolicyRule rule) {

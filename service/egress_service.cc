@@ -8,6 +8,8 @@
 
 #include "absl/strings/str_format.h"
 #include "proto/egress/v1/request_forms.h"
+#include "service/defaults.h"
+#include "service/error_details.h"
 #include "service/response_proto.h"
 #include "service/status_mapping.h"
 
@@ -258,10 +260,13 @@ EgressService::EgressService(const ServiceOptions& options,
 
 absl::Status EgressService::Submit(WorkerPool<EgressWorker>::Task task) {
   if (pool_.TrySubmit(std::move(task))) return absl::OkStatus();
-  return absl::ResourceExhaustedError(
-      absl::StrFormat("queue full: %d calls already wait for a worker "
-                      "(--max_queue); retry with backoff",
-                      pool_.QueueDepth()));
+  return WithRetryDelay(
+      WithReason(absl::ResourceExhaustedError(absl::StrFormat(
+                     "queue full: %d calls already wait for a worker "
+                     "(--max_queue); retry with backoff",
+                     pool_.QueueDepth())),
+                 ErrorReason::kQueueFull, {{"limit", "--max_queue"}}),
+      defaults::kBusyRetryDelay);
 }
 
 template <typename CallT>

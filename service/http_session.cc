@@ -24,6 +24,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "service/address_order.h"
+#include "service/error_details.h"
 #include "service/tls_trust.h"
 
 namespace egress {
@@ -53,9 +54,13 @@ class BufferSink final : public ResponseSink {
   bool OnBody(const char* data, size_t size) override {
     std::string& body = response_.body;
     if (body.size() + size > max_bytes_) {
-      abort_ = absl::ResourceExhaustedError(
-          absl::StrFormat("%s: response body is over --max_response_bytes=%d",
-                          origin_, max_bytes_));
+      abort_ = WithReason(
+          absl::ResourceExhaustedError(absl::StrFormat(
+              "%s: response body is over --max_response_bytes=%d", origin_,
+              max_bytes_)),
+          ErrorReason::kResponseTooLarge,
+          {{"origin", origin_},
+           {"limit", absl::StrCat("--max_response_bytes=", max_bytes_)}});
       return false;
     }
     // std::string at least doubles its buffer when it grows.
@@ -408,10 +413,12 @@ absl::StatusOr<UpstreamResponse> HttpSession::Exchange(
           SendTryingAddresses(request, deadline, idle_timeout, sink, second);
       last = &second;
     } else if (!safe) {
-      status = absl::UnavailableError(absl::StrFormat(
-          "%s: reused connection failed (%s); the request may not have been "
-          "delivered and %s is not idempotent, so it was not retried",
-          Describe(), status.message(), request.method));
+      status = WithDetailsOf(
+          status, absl::StatusCode::kUnavailable,
+          absl::StrFormat("%s: reused connection failed (%s); the request may "
+                          "not have been delivered and %s is not idempotent, "
+                          "so it was not retried",
+                          Describe(), status.message(), request.method));
     }
   }
   last_used_ = clock_.Now();
@@ -446,6 +453,21 @@ absl::Status HttpSession::FailureStatus(const Attempt& attempt,
                                         ResponseSink& sink, nanoseconds budget,
                                         nanoseconds connect_budget,
                                         nanoseconds idle_timeout) const {
+  absl::Status status =
+      FailureText(attempt, sink, budget, connect_budget, idle_timeout);
+  // The sink's own status (a body over a limit, a slow reader) and a broken
+  // head have their reasons already.
+  if (attempt.failure == UpstreamFailure::kAbandoned || ReasonOf(status)) {
+    return status;
+  }
+  return WithReason(std::move(status), FailureReason(attempt.failure),
+                    {{"origin", origin_.Key()}, {"address", pinned_address_}});
+}
+
+absl::Status HttpSession::FailureText(const Attempt& attempt,
+                                      ResponseSink& sink, nanoseconds budget,
+                                      nanoseconds connect_budget,
+                                      nanoseconds idle_timeout) const {
   const std::string where = Describe();
   switch (attempt.failure) {
     case UpstreamFailure::kNone:
@@ -463,7 +485,8 @@ absl::Status HttpSession::FailureStatus(const Attempt& attempt,
           "%s: no data from the upstream for %.3fs (--stream_idle_timeout)",
           where, Seconds(idle_timeout)));
     case UpstreamFailure::kBadHead:
-      return absl::UnavailableError(
+      return WithDetailsOf(
+          exchange_.head_error, absl::StatusCode::kUnavailable,
           absl::StrCat(where, ": ", exchange_.head_error.message()));
     case UpstreamFailure::kConnectTimeout:
     case UpstreamFailure::kConnectDeadline:
@@ -519,7 +542,10 @@ absl::Status HttpSession::Pin(const Deadline& deadline) {
   }
   absl::StatusOr<DnsCache::Answer> answer =
       options_.dns->Lookup(origin_.host, deadline);
-  if (!answer.ok()) return answer.status();
+  if (!answer.ok()) {
+    return WithReason(answer.status(), ErrorReason::kDnsFailed,
+                      {{"host", origin_.host}, {"origin", origin_.Key()}});
+  }
   // Each address checked is one the session may connect to, and it connects
   // to no other: a later DNS answer cannot slip past (no re-resolution in
   // between). A refused address is never tried.
@@ -587,8 +613,10 @@ absl::Status HttpSession::SendOnce(const UpstreamRequest& request,
   const nanoseconds remaining = deadline.Remaining();
   if (remaining <= nanoseconds::zero()) {
     attempt.failure = UpstreamFailure::kDeadline;
-    return absl::DeadlineExceededError(absl::StrFormat(
-        "%s: deadline passed before the request was sent", Describe()));
+    return WithReason(
+        absl::DeadlineExceededError(absl::StrFormat(
+            "%s: deadline passed before the request was sent", Describe())),
+        ErrorReason::kDeadlineExceeded, {{"origin", origin_.Key()}});
   }
   if (AbortRequested()) {
     attempt.failure = UpstreamFailure::kCancelled;

@@ -212,6 +212,11 @@ class HttpSession {
                              std::chrono::nanoseconds budget,
                              std::chrono::nanoseconds connect_budget,
                              std::chrono::nanoseconds idle_timeout) const;
+  // FailureStatus without its ErrorInfo.
+  absl::Status FailureText(const Attempt& attempt, ResponseSink& sink,
+                           std::chrono::nanoseconds budget,
+                           std::chrono::nanoseconds connect_budget,
+                           std::chrono::nanoseconds idle_timeout) const;
   absl::Status SendOnce(const UpstreamRequest& request,
                         const Deadline& deadline,
                         std::chrono::nanoseconds idle_timeout,

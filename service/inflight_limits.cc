@@ -6,6 +6,8 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "service/defaults.h"
+#include "service/error_details.h"
 
 namespace egress {
 
@@ -49,7 +51,9 @@ InflightLimits::~InflightLimits() {
   expiry_cv_.notify_all();
   if (expiry_thread_.joinable()) expiry_thread_.join();
   for (Done& done : refused) {
-    done(absl::CancelledError("egressd is stopping; the call never started"));
+    done(WithReason(
+        absl::CancelledError("egressd is stopping; the call never started"),
+        ErrorReason::kShuttingDown));
   }
 }
 
@@ -101,8 +105,12 @@ uint64_t InflightLimits::Acquire(const std::string& origin,
     Tidy(origins_, origin);
     Tidy(callers_, caller);
     lock.unlock();
-    done(absl::ResourceExhaustedError(
-        absl::StrCat(why, "; retry with backoff")));
+    done(WithRetryDelay(
+        WithReason(absl::ResourceExhaustedError(
+                       absl::StrCat(why, "; retry with backoff")),
+                   ErrorReason::kQueueFull,
+                   {{"origin", origin}, {"limit", "--max_queue"}}),
+        defaults::kBusyRetryDelay));
     return 0;
   }
   auto w = std::make_shared<Waiter>();
@@ -272,7 +280,8 @@ void InflightLimits::ExpireWaiting() {
       std::shared_ptr<Waiter> w = found->second;
       waiters_.erase(found);
       std::string limit;
-      if (w->queue == Queue::kOrigin) {
+      const bool by_origin = w->queue == Queue::kOrigin;
+      if (by_origin) {
         Unqueue(origins_[w->origin], w.get());
         --waiting_origins_;
         limit =
@@ -288,10 +297,18 @@ void InflightLimits::ExpireWaiting() {
       Tidy(callers_, w->caller);
       expired.emplace_back(
           std::move(w->done),
-          absl::ResourceExhaustedError(absl::StrFormat(
-              "waited %.3fs for a slot of %s until the call's deadline; the "
-              "upstream was not contacted",
-              Seconds(now - w->since), limit)));
+          WithRetryDelay(
+              WithReason(absl::ResourceExhaustedError(absl::StrFormat(
+                             "waited %.3fs for a slot of %s until the call's "
+                             "deadline; the upstream was not contacted",
+                             Seconds(now - w->since), limit)),
+                         by_origin ? ErrorReason::kOriginLimit
+                                   : ErrorReason::kCallerLimit,
+                         {{"origin", w->origin},
+                          {"caller", by_origin ? "" : w->caller},
+                          {"limit", by_origin ? "--max_inflight_per_origin"
+                                              : "--max_inflight_per_caller"}}),
+              defaults::kBusyRetryDelay));
     }
     if (!expired.empty()) NotifyWaiting();
   }

@@ -5,6 +5,8 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_format.h"
+#include "service/defaults.h"
+#include "service/error_details.h"
 
 namespace egress {
 
@@ -18,10 +20,14 @@ bool MemoryBudget::TryReserve(size_t n) {
 }
 
 absl::Status MemoryBudget::Exhausted(const char* what, size_t n) const {
-  return absl::ResourceExhaustedError(absl::StrFormat(
-      "%s needs %d more bytes of --max_buffered_bytes=%d, of which calls in "
-      "flight hold %d; retry with backoff",
-      what, n, max_, used()));
+  return WithRetryDelay(
+      WithReason(absl::ResourceExhaustedError(absl::StrFormat(
+                     "%s needs %d more bytes of --max_buffered_bytes=%d, of "
+                     "which calls in flight hold %d; retry with backoff",
+                     what, n, max_, used())),
+                 ErrorReason::kMemoryBudget,
+                 {{"limit", absl::StrCat("--max_buffered_bytes=", max_)}}),
+      defaults::kBusyRetryDelay);
 }
 
 namespace {

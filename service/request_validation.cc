@@ -17,12 +17,14 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
+#include "service/error_details.h"
 
 namespace egress {
 namespace {
 
 absl::Status Invalid(absl::string_view field, absl::string_view problem) {
-  return absl::InvalidArgumentError(absl::StrCat(field, ": ", problem));
+  return WithFieldViolation(
+      absl::InvalidArgumentError(absl::StrCat(field, ": ", problem)), field);
 }
 
 bool IsTokenChar(char c) {
@@ -299,9 +301,12 @@ absl::StatusOr<UpstreamRequest> ValidateAllButBody(
   }
 
   if (proto.body().size() > limits.max_request_bytes) {
-    return absl::ResourceExhaustedError(
-        absl::StrFormat("body: %d bytes, over --max_request_bytes=%d",
-                        proto.body().size(), limits.max_request_bytes));
+    return WithReason(absl::ResourceExhaustedError(absl::StrFormat(
+                          "body: %d bytes, over --max_request_bytes=%d",
+                          proto.body().size(), limits.max_request_bytes)),
+                      ErrorReason::kRequestTooLarge,
+                      {{"limit", absl::StrCat("--max_request_bytes=",
+                                              limits.max_request_bytes)}});
   }
 
   if (proto.has_timeout()) {

@@ -9,6 +9,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "service/error_details.h"
 
 namespace egress {
 namespace {
@@ -23,6 +24,14 @@ absl::Status Malformed(absl::string_view what, absl::string_view line) {
       absl::StrCat("malformed response: ", what, " \"",
                    absl::CHexEscape(line.substr(0, kShown)),
                    line.size() > kShown ? "...\"" : "\""));
+}
+
+// "<before>--flag=<value><after>", with reason HEAD_TOO_LARGE.
+absl::Status OverLimit(absl::string_view before, absl::string_view flag,
+                       size_t value, absl::string_view after = "") {
+  const std::string limit = absl::StrCat(flag, "=", value);
+  return WithReason(absl::UnavailableError(absl::StrCat(before, limit, after)),
+                    ErrorReason::kHeadTooLarge, {{"limit", limit}});
 }
 
 // RFC 9110, 5.6.2: tchar.
@@ -82,18 +91,18 @@ absl::Status ResponseHeadReader::Append(absl::string_view bytes) {
     size_t length = newline - line_start_;
     if (length > 0 && buffer_[newline - 1] == '\r') --length;
     if (length > limits_.max_line_bytes) {
-      return absl::UnavailableError(absl::StrCat(
-          "response ", lines_ == 0 ? "status" : "header",
-          " line over --max_response_line_bytes=", limits_.max_line_bytes));
+      return OverLimit(
+          absl::StrCat("response ", lines_ == 0 ? "status" : "header",
+                       " line over "),
+          "--max_response_line_bytes", limits_.max_line_bytes);
     }
     const bool blank = length == 0 && lines_ > 0;
     ++lines_;
     line_start_ = scanned_;
     if (!blank) {
       if (lines_ - 1 > limits_.max_headers) {
-        return absl::UnavailableError(absl::StrCat(
-            "response has over --max_response_headers=", limits_.max_headers,
-            " header fields"));
+        return OverLimit("response has over ", "--max_response_headers",
+                         limits_.max_headers, " header fields");
       }
       continue;
     }
@@ -115,9 +124,10 @@ absl::Status ResponseHeadReader::Append(absl::string_view bytes) {
   const size_t partial = buffer_.size() - line_start_;
   // One byte of slack: the line's CR may have come without its LF yet.
   if (partial > limits_.max_line_bytes + 1) {
-    return absl::UnavailableError(absl::StrCat(
-        "response ", lines_ == 0 ? "status" : "header",
-        " line over --max_response_line_bytes=", limits_.max_line_bytes));
+    return OverLimit(
+        absl::StrCat("response ", lines_ == 0 ? "status" : "header",
+                     " line over "),
+        "--max_response_line_bytes", limits_.max_line_bytes);
   }
   if (interim_bytes_ + buffer_.size() > limits_.max_head_bytes) {
     return HeadTooLarge();
@@ -126,12 +136,12 @@ absl::Status ResponseHeadReader::Append(absl::string_view bytes) {
 }
 
 absl::Status ResponseHeadReader::HeadTooLarge() const {
-  return absl::UnavailableError(absl::StrCat(
-      "response head over --max_response_head_bytes=", limits_.max_head_bytes,
-      head_.interim_responses > 0
-          ? absl::StrCat(" (after ", head_.interim_responses,
-                         " interim 1xx responses)")
-          : ""));
+  return OverLimit("response head over ", "--max_response_head_bytes",
+                   limits_.max_head_bytes,
+                   head_.interim_responses > 0
+                       ? absl::StrCat(" (after ", head_.interim_responses,
+                                      " interim 1xx responses)")
+                       : "");
 }
 
 absl::Status ResponseHeadReader::ParseHead(size_t end) {

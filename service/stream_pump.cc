@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_format.h"
+#include "service/error_details.h"
 
 namespace egress {
 
@@ -59,8 +60,12 @@ bool StreamPump::Push(const char* data, size_t size) {
   streamed_ += size;
   if (limits_.max_bytes > 0 && streamed_ > limits_.max_bytes) {
     return RefuseLocked(
-        absl::ResourceExhaustedError(absl::StrFormat(
-            "stream is over --max_stream_bytes=%d", limits_.max_bytes)),
+        WithReason(
+            absl::ResourceExhaustedError(absl::StrFormat(
+                "stream is over --max_stream_bytes=%d", limits_.max_bytes)),
+            ErrorReason::kResponseTooLarge,
+            {{"limit",
+              absl::StrCat("--max_stream_bytes=", limits_.max_bytes)}}),
         StreamAbortReason::kTooLarge);
   }
   pending_.append(data, size);
@@ -73,10 +78,11 @@ bool StreamPump::Push(const char* data, size_t size) {
     const MonoTime now = clock_.Now();
     if (now >= wake) {
       return RefuseLocked(
-          absl::DeadlineExceededError(absl::StrFormat(
-              "the caller read nothing for %.3fs (--stream_idle_timeout or "
-              "deadline)",
-              Seconds(limits_.idle_timeout))),
+          WithReason(absl::DeadlineExceededError(
+                         absl::StrFormat("the caller read nothing for %.3fs "
+                                         "(--stream_idle_timeout or deadline)",
+                                         Seconds(limits_.idle_timeout))),
+                     ErrorReason::kSlowReader),
           StreamAbortReason::kSlowReader);
     }
     cv_.wait_for(lock, wake - now);

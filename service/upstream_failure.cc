@@ -80,6 +80,39 @@ bool MayBeStaleConnection(UpstreamFailure failure) {
   }
 }
 
+ErrorReason FailureReason(UpstreamFailure failure) {
+  switch (failure) {
+    case UpstreamFailure::kNone:
+    case UpstreamFailure::kAbandoned:
+    case UpstreamFailure::kOther:
+      return ErrorReason::kUpstreamFailed;
+    case UpstreamFailure::kCancelled:
+      return ErrorReason::kCancelled;
+    case UpstreamFailure::kDeadline:
+    case UpstreamFailure::kConnectDeadline:
+      return ErrorReason::kUpstreamTimeout;
+    case UpstreamFailure::kIdle:
+      return ErrorReason::kStreamIdle;
+    case UpstreamFailure::kBadHead:
+      return ErrorReason::kBadResponse;
+    case UpstreamFailure::kConnectTimeout:
+      return ErrorReason::kConnectTimeout;
+    case UpstreamFailure::kConnectRefused:
+      return ErrorReason::kConnectRefused;
+    case UpstreamFailure::kSendFailed:
+    case UpstreamFailure::kClosedBeforeResponse:
+      return ErrorReason::kUpstreamReset;
+    case UpstreamFailure::kBodyIncomplete:
+      return ErrorReason::kBodyIncomplete;
+    case UpstreamFailure::kTlsNameMismatch:
+    case UpstreamFailure::kTlsVerifyFailed:
+      return ErrorReason::kTlsVerifyFailed;
+    case UpstreamFailure::kTlsHandshakeFailed:
+      return ErrorReason::kTlsHandshakeFailed;
+  }
+  return ErrorReason::kUpstreamFailed;
+}
+
 bool IsSessionError(UpstreamFailure failure) {
   return failure != UpstreamFailure::kNone &&
          failure != UpstreamFailure::kAbandoned &&

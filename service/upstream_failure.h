@@ -15,6 +15,7 @@
 #include <httplib.h>
 
 #include "absl/status/status.h"
+#include "service/error_details.h"
 #include "service/upstream_stream.h"
 
 namespace egress {
@@ -56,6 +57,9 @@ UpstreamFailure ClassifyFailure(const AttemptFacts& facts);
 // The gRPC code a failure is answered with; kAbandoned has none of its own
 // (the sink's status is used) and gives kUnknown.
 absl::StatusCode FailureCode(UpstreamFailure failure);
+
+// The ErrorInfo reason of a failure (kAbandoned has the sink's).
+ErrorReason FailureReason(UpstreamFailure failure);
 
 // A new connection could not be made: the next address may be tried.
 bool IsConnectFailure(UpstreamFailure failure);

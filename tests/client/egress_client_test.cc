@@ -7,8 +7,10 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "tests/fakes/fake_resolver.h"
 #include "tests/fakes/fake_upstream.h"
 #include "tests/integration/egress_harness.h"
 
@@ -156,6 +158,73 @@ TEST_F(EgressClientTest, BearerTokenTravelsWithEveryCall) {
   ClientOptions options;
   options.bearer_token = "client-test-token-0001";
   EXPECT_TRUE(EgressClient(target, options).Get(upstream_.Url("/echo")).ok());
+}
+
+// Every error carries its stable reason and metadata; the client decodes the
+// google.rpc details from the trailer.
+TEST_F(EgressClientTest, ErrorsCarryAStableReason) {
+  FakeResolver resolver;
+  egress_.Start(
+      [](Config& c) {
+        c.max_response_bytes = 100;
+        c.max_inflight_per_origin = 1;
+      },
+      &resolver);
+  const EgressClient client(
+      absl::StrCat("127.0.0.1:", egress_.server().grpc_port()));
+  const auto details = [&client](const std::string& url) {
+    absl::StatusOr<Response> r = client.Get(url);
+    EXPECT_FALSE(r.ok()) << url;
+    return std::make_pair(r.status(), ErrorDetailsOf(r.status()));
+  };
+
+  auto [status, d] = details("ftp://127.0.0.1/file");
+  EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(d.reason, "INVALID_REQUEST");
+  EXPECT_EQ(d.domain, "egress.local");
+  ASSERT_EQ(d.field_violations.size(), 1u);
+  EXPECT_EQ(d.field_violations[0].first, "url");
+
+  std::tie(status, d) =
+      details(absl::StrCat("http://127.0.0.1:", UnusedLoopbackPort(), "/"));
+  EXPECT_EQ(status.code(), absl::StatusCode::kUnavailable);
+  EXPECT_EQ(d.reason, "CONNECT_REFUSED");
+  EXPECT_THAT(d.metadata["origin"], HasSubstr("http://127.0.0.1:"));
+  EXPECT_EQ(d.metadata["address"], "127.0.0.1");
+
+  std::tie(status, d) = details("http://no-such-host.test/");
+  EXPECT_EQ(d.reason, "DNS_FAILED");
+  EXPECT_EQ(d.metadata["host"], "no-such-host.test");
+
+  std::tie(status, d) = details("http://10.1.2.3/");
+  EXPECT_EQ(status.code(), absl::StatusCode::kPermissionDenied);
+  EXPECT_EQ(d.reason, "DESTINATION_DENIED");
+  EXPECT_FALSE(d.metadata["rule"].empty());
+
+  std::tie(status, d) = details(upstream_.Url("/bytes/1000"));
+  EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(d.reason, "RESPONSE_TOO_LARGE");
+  EXPECT_EQ(d.metadata["limit"], "--max_response_bytes=100");
+
+  // One call holds the origin's only slot; the next waits until its deadline
+  // and is told to retry later.
+  const int before = upstream_.requests();
+  std::thread slow([&] { (void)client.Get(upstream_.Url("/slow/1500")); });
+  while (upstream_.requests() == before) absl::SleepFor(absl::Milliseconds(5));
+  Request waiting;
+  waiting.url = upstream_.Url("/echo");
+  waiting.timeout = std::chrono::milliseconds(300);  // the service's deadline
+  absl::StatusOr<Response> r = client.Do(waiting);
+  slow.join();
+  d = ErrorDetailsOf(r.status());
+  EXPECT_EQ(r.status().code(), absl::StatusCode::kResourceExhausted);
+  EXPECT_EQ(d.reason, "ORIGIN_LIMIT");
+  EXPECT_EQ(d.metadata["limit"], "--max_inflight_per_origin");
+  ASSERT_TRUE(d.retry_delay.has_value());
+  EXPECT_GT(d.retry_delay->count(), 0);
+
+  // A status from elsewhere has no details.
+  EXPECT_TRUE(ErrorDetailsOf(absl::UnknownError("x")).reason.empty());
 }
 
 }  // namespace
