@@ -56,11 +56,13 @@ void BM_ValidateRequest(benchmark::State& state) {
 BENCHMARK(BM_ValidateRequest);
 
 void BM_RecordCall(benchmark::State& state) {
-  static Metrics* metrics = new Metrics();
+  static Metrics* metrics = new Metrics({"https://api.example.com:443"});
   const std::string method = "GET";
+  const std::string origin = "https://api.example.com:443";
   for (auto _ : state) {
     metrics->RecordCall(method, 200, absl::StatusCode::kOk, 0.0012);
-    metrics->RecordUpstreamSeconds(0.001);
+    metrics->RecordUpstreamSeconds(origin, RpcKind::kDo, 0.001);
+    metrics->RecordFirstByteSeconds(origin, RpcKind::kDo, 0.0008);
   }
 }
 BENCHMARK(BM_RecordCall)->Threads(1)->Threads(2);

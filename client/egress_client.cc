@@ -38,11 +38,15 @@ absl::Status FromGrpc(const grpc::Status& status) {
   return out;
 }
 
+std::string StatusDetailsOf(const absl::Status& status) {
+  absl::optional<absl::Cord> payload = status.GetPayload(kStatusUrl);
+  return payload ? std::string(*payload) : std::string();
+}
+
 ErrorDetails ErrorDetailsOf(const absl::Status& status) {
   ErrorDetails out;
-  absl::optional<absl::Cord> payload = status.GetPayload(kStatusUrl);
   google::rpc::Status details;
-  if (!payload || !details.ParseFromString(std::string(*payload))) return out;
+  if (!details.ParseFromString(StatusDetailsOf(status))) return out;
   for (const google::protobuf::Any& any : details.details()) {
     google::rpc::ErrorInfo info;
     google::rpc::RetryInfo retry;

@@ -130,4 +130,8 @@ absl::Status FromGrpc(const grpc::Status& status);
 // The details of an error from EgressClient (empty for any other status).
 ErrorDetails ErrorDetailsOf(const absl::Status& status);
 
+// The google.rpc.Status of an error from EgressClient, serialized; empty for
+// any other status.
+std::string StatusDetailsOf(const absl::Status& status);
+
 }  // namespace egress

@@ -2,13 +2,16 @@
 //
 //   egressctl [--server ADDR] [-X METHOD] [-H 'Name: value']...
 //             [-d DATA | --data-binary @FILE] [-i] [--stream] [--timeout 5s]
-//             [--json] [--token TOKEN] [--tls_ca FILE] URL
+//             [--json] [-w FORMAT] [--token TOKEN] [--tls_ca FILE] URL
 //
 // The body goes to stdout unchanged (binary safe); -i prints the status line
 // and headers first; --stream prints the body as it arrives (DoStream); --json
 // prints the whole response, timing included, as JSON (body base64, as in
-// proto3 JSON). Errors go to stderr as "egressctl: CODE: message". Exit codes:
-// 0 the upstream answered (any HTTP status), 1 the call failed, 2 bad usage.
+// proto3 JSON), or the error's google.rpc.Status; -w prints a line made from
+// the timing after the body, as curl's -w does. Errors go to stderr as
+// "egressctl: CODE: message" and "egressctl: reason REASON key=value...".
+// Exit codes: 0 the upstream answered (any HTTP status), 1 the call failed,
+// 2 bad usage.
 #include <google/protobuf/util/json_util.h>
 
 #include <chrono>
@@ -24,10 +27,12 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "client/egress_client.h"
+#include "third_party/googleapis/google/rpc/status.pb.h"
 
 namespace {
 
@@ -44,7 +49,14 @@ constexpr char kUsage[] =
     "  --stream               print the body as it arrives (DoStream)\n"
     "  --timeout DURATION     upstream timeout and call deadline: 5s, 250ms\n"
     "                         (default: 30s for a call, none for --stream)\n"
-    "  --json                 print the whole response as JSON, with timing\n"
+    "  --json                 print the whole response (or the error's\n"
+    "                         google.rpc.Status) as JSON, with timing\n"
+    "  -w, --write-out FORMAT print FORMAT after the body; %{name} is one of\n"
+    "                         http_code time_total time_queued time_upstream\n"
+    "                         time_dns time_connect time_tls time_first_byte\n"
+    "                         remote_ip remote_port attempts reused\n"
+    "                         size_download grpc_code reason (times in s;\n"
+    "                         \\n and \\t are a newline and a tab)\n"
     "  --token TOKEN          bearer token (default $EGRESS_TOKEN)\n"
     "  --tls_ca FILE          use TLS, trusting these PEM roots\n"
     "  --tls_server_name NAME name to check in the server's certificate\n"
@@ -55,10 +67,90 @@ int Usage(const std::string& problem) {
   return 2;
 }
 
-int Fail(const absl::Status& status) {
+int Fail(const absl::Status& status, bool json) {
   std::cerr << "egressctl: " << absl::StatusCodeToString(status.code()) << ": "
             << status.message() << "\n";
+  const egress::ErrorDetails details = egress::ErrorDetailsOf(status);
+  if (!details.reason.empty()) {
+    std::string line = absl::StrCat("egressctl: reason ", details.reason);
+    for (const auto& [key, value] : details.metadata) {
+      absl::StrAppend(&line, " ", key, "=", value);
+    }
+    if (details.retry_delay) {
+      absl::StrAppend(&line, " retry_after=", details.retry_delay->count(),
+                      "ms");
+    }
+    std::cerr << line << "\n";
+  }
+  if (json) {
+    google::rpc::Status proto;
+    if (!proto.ParseFromString(egress::StatusDetailsOf(status))) {
+      proto.set_code(static_cast<int>(status.code()));
+      proto.set_message(std::string(status.message()));
+    }
+    std::string text;
+    google::protobuf::util::JsonPrintOptions print;
+    print.add_whitespace = true;
+    (void)google::protobuf::util::MessageToJsonString(proto, &text, print);
+    fwrite(text.data(), 1, text.size(), stdout);
+    fflush(stdout);
+  }
   return 1;
+}
+
+double Secs(const google::protobuf::Duration& d) {
+  return static_cast<double>(d.seconds()) + d.nanos() / 1e9;
+}
+
+// curl's -w: FORMAT with %{name} replaced from the call's outcome.
+std::string WriteOut(absl::string_view format, const egress::Response* response,
+                     size_t body_bytes, const absl::Status& status) {
+  const egress::v1::Timing timing =
+      response != nullptr ? response->timing : egress::v1::Timing();
+  const egress::ErrorDetails details = egress::ErrorDetailsOf(status);
+  const auto value = [&](absl::string_view name) -> std::string {
+    const auto secs = [](const google::protobuf::Duration& d) {
+      return absl::StrFormat("%.6f", Secs(d));
+    };
+    if (name == "http_code")
+      return absl::StrCat(response ? response->status : 0);
+    if (name == "time_total") return secs(timing.total());
+    if (name == "time_queued") return secs(timing.queued());
+    if (name == "time_upstream") return secs(timing.upstream());
+    if (name == "time_dns") return secs(timing.dns());
+    if (name == "time_connect") return secs(timing.connect());
+    if (name == "time_tls") return secs(timing.tls());
+    if (name == "time_first_byte") return secs(timing.first_byte());
+    if (name == "remote_ip") return timing.remote_address();
+    if (name == "remote_port") return absl::StrCat(timing.remote_port());
+    if (name == "attempts") return absl::StrCat(timing.attempts());
+    if (name == "reused") return timing.connection_reused() ? "1" : "0";
+    if (name == "size_download") return absl::StrCat(body_bytes);
+    if (name == "grpc_code") return absl::StatusCodeToString(status.code());
+    if (name == "reason") return details.reason;
+    return absl::StrCat("%{", name, "}");  // unknown: kept, as curl does
+  };
+  std::string out;
+  for (size_t i = 0; i < format.size(); ++i) {
+    if (format[i] == '%' && format.substr(i, 2) == "%{") {
+      const size_t end = format.find('}', i);
+      if (end != absl::string_view::npos) {
+        absl::StrAppend(&out, value(format.substr(i + 2, end - i - 2)));
+        i = end;
+        continue;
+      }
+    }
+    if (format[i] == '\\' && i + 1 < format.size()) {
+      const char next = format[i + 1];
+      if (next == 'n' || next == 't' || next == '\\') {
+        out += next == 'n' ? '\n' : next == 't' ? '\t' : '\\';
+        ++i;
+        continue;
+      }
+    }
+    out += format[i];
+  }
+  return out;
 }
 
 void Write(absl::string_view bytes) {
@@ -96,7 +188,8 @@ int main(int argc, char** argv) {
   egress::Request request;
   std::string method;
   bool has_body = false, include = false, stream = false, json = false;
-  std::string tls_ca;
+  std::string tls_ca, write_out;
+  bool has_write_out = false;
 
   std::vector<std::string> args(argv + 1, argv + argc);
   for (size_t i = 0; i < args.size(); ++i) {
@@ -150,6 +243,9 @@ int main(int argc, char** argv) {
       stream = true;
     } else if (a == "--json") {
       json = true;
+    } else if (a == "-w" || a == "--write-out") {
+      if (!value(write_out)) return Usage("-w needs a format");
+      has_write_out = true;
     } else if (a == "--timeout") {
       absl::Duration d;
       if (!value(v) || !absl::ParseDuration(v, &d) ||
@@ -189,22 +285,35 @@ int main(int argc, char** argv) {
   egress::EgressClient client(server, options);
 
   if (stream) {
+    egress::Response head;
+    bool got_head = false;
+    size_t streamed = 0;
     absl::Status status = client.Stream(
         request,
-        [&](const egress::Response& head) {
+        [&](const egress::Response& h) {
+          head = h;
+          got_head = true;
           if (include) WriteHead(head);
         },
-        [](absl::string_view bytes) {
+        [&streamed](absl::string_view bytes) {
           Write(bytes);
+          streamed += bytes.size();
           fflush(stdout);  // each piece as it arrives
           return true;
         });
+    if (has_write_out) {
+      Write(WriteOut(write_out, got_head ? &head : nullptr, streamed, status));
+    }
     fflush(stdout);
-    return status.ok() ? 0 : Fail(status);
+    return status.ok() ? 0 : Fail(status, false);
   }
 
   absl::StatusOr<egress::Response> response = client.Do(request);
-  if (!response.ok()) return Fail(response.status());
+  if (!response.ok()) {
+    if (has_write_out)
+      Write(WriteOut(write_out, nullptr, 0, response.status()));
+    return Fail(response.status(), json);
+  }
   if (json) {
     egress::v1::DoResponse proto;
     proto.set_status(response->status);
@@ -225,5 +334,9 @@ int main(int argc, char** argv) {
   }
   if (include) WriteHead(*response);
   Write(response->body);
+  if (has_write_out) {
+    Write(WriteOut(write_out, &*response, response->body.size(),
+                   absl::OkStatus()));
+  }
   return fflush(stdout) == 0 ? 0 : 1;
 }

@@ -12,7 +12,9 @@
 #include "absl/flags/flag.h"
 #include "absl/strings/ascii.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "service/config.pb.h"
@@ -40,6 +42,10 @@ ABSL_FLAG(std::string, policy_check_caller, "anonymous",
 ABSL_FLAG(bool, access_log, kDefaults.access_log,
           "Log one line per call (caller, method, host, "
           "status, duration, attempts, connection reuse).");
+ABSL_FLAG(std::string, metrics_origins, kDefaults.metrics_origins,
+          "Origins (scheme://host:port, comma-separated) that get their own "
+          "origin label on the upstream latency histograms; every other "
+          "origin is \"other\", so the labels stay bounded.");
 ABSL_FLAG(std::string, listen, kDefaults.listen,
           "gRPC listen address (host:port). Beyond loopback, egressd starts "
           "only with caller authentication (--auth_tokens_file, --client_ca) "
@@ -188,9 +194,64 @@ absl::Status Bad(const char* flag, const std::string& problem) {
 
 }  // namespace
 
+absl::StatusOr<std::vector<std::string>> ParseMetricsOrigins(
+    absl::string_view list) {
+  constexpr size_t kMaxOrigins = 100;  // labels stay bounded
+  std::vector<std::string> out;
+  for (absl::string_view entry : absl::StrSplit(list, ',')) {
+    entry = absl::StripAsciiWhitespace(entry);
+    if (entry.empty()) continue;
+    const std::string lower = absl::AsciiStrToLower(entry);
+    absl::string_view rest = lower;
+    std::string scheme;
+    int default_port = 0;
+    if (absl::ConsumePrefix(&rest, "http://")) {
+      scheme = "http";
+      default_port = 80;
+    } else if (absl::ConsumePrefix(&rest, "https://")) {
+      scheme = "https";
+      default_port = 443;
+    } else {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "\"", entry, "\" is not http://host[:port] or https://host[:port]"));
+    }
+    absl::ConsumeSuffix(&rest, "/");
+    // host, [v6], host:port or [v6]:port
+    const size_t close = rest.rfind(']');
+    const size_t colon = rest.rfind(':');
+    absl::string_view host = rest;
+    int port = default_port;
+    if (colon != absl::string_view::npos &&
+        (close == absl::string_view::npos || colon > close)) {
+      host = rest.substr(0, colon);
+      if (!absl::SimpleAtoi(rest.substr(colon + 1), &port) || port < 1 ||
+          port > 65535) {
+        return absl::InvalidArgumentError(
+            absl::StrCat("\"", entry, "\" has an invalid port"));
+      }
+    }
+    if (host.empty() ||
+        host.find_first_of("/?#@ ") != absl::string_view::npos) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("\"", entry, "\" has an invalid host"));
+    }
+    out.push_back(absl::StrCat(scheme, "://", host, ":", port));
+    if (out.size() > kMaxOrigins) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("more than ", kMaxOrigins, " origins"));
+    }
+  }
+  return out;
+}
+
 absl::Status Config::Validate() const {
   using std::chrono::nanoseconds;
   if (listen.empty()) return Bad("listen", "must not be empty");
+  if (absl::StatusOr<std::vector<std::string>> origins =
+          ParseMetricsOrigins(metrics_origins);
+      !origins.ok()) {
+    return Bad("metrics_origins", std::string(origins.status().message()));
+  }
   if (workers > 65536) return Bad("workers", "must be 0-65536");
   if (min_workers < 1) return Bad("min_workers", "must be >= 1");
   if (max_workers < min_workers || max_workers > 65536) {
@@ -318,7 +379,7 @@ bool IsLoopbackListen(absl::string_view listen) {
   X(max_response_head_bytes) X(upstream_tls_min_version) X(allow_ports)    \
   X(allow_unauthenticated) X(min_workers) X(max_workers)                    \
   X(max_inflight_per_origin) X(max_inflight_per_caller)                     \
-  X(max_buffered_bytes) X(memory_limit)
+  X(max_buffered_bytes) X(memory_limit) X(metrics_origins)
 #define EGRESS_DURATION_SETTINGS(X)                                          \
   X(keepalive_timeout) X(default_timeout) X(max_timeout) X(connect_timeout) \
   X(stream_idle_timeout) X(drain_timeout) X(dns_ttl) X(dns_negative_ttl)   \

@@ -101,6 +101,9 @@ struct Config {
   size_t dns_cache_size = defaults::kDnsCacheSize;
 
   bool access_log = defaults::kAccessLog;  // one line per call
+  // Origins ("https://api.example.com:443", comma-separated) that get their
+  // own `origin` label on the upstream histograms; all others are "other".
+  std::string metrics_origins;
   // identity -> hosts and ports it may reach (config file only; see
   // caller_auth.h).
   std::map<std::string, IdentityEntry> identity_hosts;
@@ -119,6 +122,11 @@ std::string ConfigToText(const Config& config);
 // True when `listen` (a gRPC listen address) is reachable only from this
 // machine: a loopback address, "localhost", or a Unix socket.
 bool IsLoopbackListen(absl::string_view listen);
+
+// The origin keys of --metrics_origins ("http://host:80"), each as
+// Origin::Key() spells it: scheme and host lower-case, the port always given.
+absl::StatusOr<std::vector<std::string>> ParseMetricsOrigins(
+    absl::string_view list);
 
 // True when --print_config was given.
 bool PrintConfigRequested();

@@ -66,6 +66,7 @@ class Deadline {
                                           const CallTimeouts& timeouts);
 
   MonoTime at() const { return at_; }
+  const Clock& clock() const { return *clock_; }
   bool Expired() const { return clock_->Now() >= at_; }
   bool IsNever() const { return at_ == MonoTime::max(); }
   // Time left; zero once expired.

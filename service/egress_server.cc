@@ -123,7 +123,9 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
     setrlimit(RLIMIT_NOFILE, &files);
   }
   std::unique_ptr<EgressServer> s(new EgressServer(config, clock));
-  s->metrics_ = std::make_unique<Metrics>();
+  s->metrics_ =
+      std::make_unique<Metrics>(ParseMetricsOrigins(config.metrics_origins)
+                                    .value_or(std::vector<std::string>{}));
 
   if (!config.metrics_listen.empty()) {
     Metrics* m = s->metrics_.get();

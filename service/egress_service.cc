@@ -107,7 +107,11 @@ class EgressService::Call final : public grpc::ServerUnaryReactor {
     record_.attempts = result->attempts;
     record_.reused = result->connection_reused;
     record_.http_status = result->status;
-    service_.metrics_.RecordUpstreamSeconds(Seconds(result->upstream_time));
+    const std::string origin = call.request->origin.Key();
+    service_.metrics_.RecordUpstreamSeconds(origin, RpcKind::kDo,
+                                            Seconds(result->upstream_time));
+    service_.metrics_.RecordFirstByteSeconds(origin, RpcKind::kDo,
+                                             Seconds(result->first_byte_time));
     ToResponseProto(*std::move(result), CallTiming{queued, nanoseconds(0)},
                     response_);
     Answer(absl::OkStatus());
@@ -159,11 +163,14 @@ class EgressService::StreamCall final
         service_.admission_.CheckTaken(context_, call.deadline, queued_);
     if (!taken.ok()) return Answer(taken);
     pump_.SetDeadline(call.deadline);
+    origin_ = call.request->origin.Key();
     absl::StatusOr<UpstreamResponse> result =
         worker.Stream(*call.request, call.deadline,
                       service_.options_.stream_idle_timeout, *this, canceller_);
     if (result.ok()) {
-      service_.metrics_.RecordUpstreamSeconds(Seconds(result->upstream_time));
+      service_.metrics_.RecordUpstreamSeconds(call.request->origin.Key(),
+                                              RpcKind::kDoStream,
+                                              Seconds(result->upstream_time));
     } else if (auto reason = pump_.AbandonReason(result.status())) {
       service_.metrics_.RecordStreamAbort(*reason);
     }
@@ -175,6 +182,8 @@ class EgressService::StreamCall final
     record_.http_status = head.status;
     record_.attempts = head.attempts;
     record_.reused = head.connection_reused;
+    service_.metrics_.RecordFirstByteSeconds(origin_, RpcKind::kDoStream,
+                                             Seconds(head.first_byte_time));
     ToHeadProto(std::move(head),
                 CallTiming{queued_, service_.clock_.Now() - record_.start},
                 *out_.mutable_head());
@@ -231,6 +240,7 @@ class EgressService::StreamCall final
   grpc::CallbackServerContext& context_;
   CallRecord record_;      // written by the worker until it finishes
   nanoseconds queued_{0};  // written by the worker before streaming starts
+  std::string origin_;     // likewise
   egress::v1::DoStreamResponse out_;  // the write in flight
   StreamPump pump_;
   ExchangeCanceller canceller_;

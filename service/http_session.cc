@@ -34,6 +34,13 @@ using std::chrono::duration_cast;
 using std::chrono::microseconds;
 using std::chrono::nanoseconds;
 
+// SSL_CTX ex_data slot holding the HttpSession that owns the context.
+int SessionIndex() {
+  static const int index =
+      SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
 // Do's sink: keeps the whole response, up to max_response_bytes. Every byte
 // of the body's buffer is reserved from the call's BudgetLease (when it has
 // one) before it is allocated: the whole body at once when the head frames it
@@ -124,6 +131,7 @@ class GuardedClient final : public Base {
   bool process_socket(const typename Base::Socket& socket,
                       std::function<bool(httplib::Stream&)> callback) override {
     return Base::process_socket(socket, [&](httplib::Stream& inner) {
+      exchange_.ready_at = exchange_.deadline.clock().Now();
       UpstreamStream stream(inner, socket.sock, socket.ssl, exchange_, buffer_);
       const bool ok = callback(stream);
       // More than the response framed (or bytes nobody asked for): whatever
@@ -260,6 +268,8 @@ HttpSession::HttpSession(Origin origin, const SessionOptions& options,
       VerifyDuringHandshake(ssl->ssl_context(), options_.trust_store,
                             origin_.host, &verify_result_);
     }
+    SSL_CTX_set_ex_data(ssl->ssl_context(), SessionIndex(), this);
+    SSL_CTX_set_info_callback(ssl->ssl_context(), &HttpSession::OnTlsInfo);
     client_ = std::move(ssl);
   } else {
     client_ = std::make_unique<GuardedClient<httplib::ClientImpl>>(
@@ -284,7 +294,17 @@ HttpSession::~HttpSession() {
   if (abort_fd_ >= 0) close(abort_fd_);
 }
 
+void HttpSession::OnTlsInfo(const SSL* ssl, int where, int) {
+  if ((where & SSL_CB_HANDSHAKE_START) == 0) return;
+  auto* session = static_cast<HttpSession*>(
+      SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), SessionIndex()));
+  if (session != nullptr)
+    session->handshake_started_at_ = session->clock_.Now();
+}
+
 void HttpSession::OnSocket(int fd) {
+  socket_opened_at_ = clock_.Now();
+  handshake_started_at_ = MonoTime{};
   {
     std::lock_guard<std::mutex> lock(abort_mu_);
     if (abort_fd_ >= 0) close(abort_fd_);
@@ -385,6 +405,7 @@ absl::StatusOr<UpstreamResponse> HttpSession::Exchange(
   const MonoTime start = clock_.Now();
   BlockSigpipeOnThisThread();
   absl::Status pinned = Pin(deadline);
+  dns_time_ = clock_.Now() - start;
   if (!pinned.ok()) {
     last_used_ = start;
     // A refusal by policy says nothing about the upstream's health.
@@ -693,10 +714,23 @@ void HttpSession::PrepareExchange(const UpstreamRequest& request,
     for (const auto& [name, value] : received.headers) {
       if (!IsServiceOwnedHeader(name)) head.headers.emplace_back(name, value);
     }
-    head.connection_reused =
-        connections_opened_ == opened_before && requests_served_ > 0;
+    const MonoTime now = clock_.Now();
+    const bool new_socket = connections_opened_ != opened_before;
+    head.connection_reused = !new_socket && requests_served_ > 0;
     head.attempts = attempt.number;
-    head.upstream_time = clock_.Now() - start;
+    head.upstream_time = now - start;
+    head.dns_time = dns_time_;
+    if (new_socket && exchange_.ready_at >= socket_opened_at_) {
+      const bool tls = handshake_started_at_ >= socket_opened_at_;
+      const MonoTime connected =
+          tls ? handshake_started_at_ : exchange_.ready_at;
+      head.connect_time = connected - socket_opened_at_;
+      if (tls) head.tls_time = exchange_.ready_at - handshake_started_at_;
+    }
+    head.first_byte_time = dns_time_ + (now - start);
+    head.remote_address =
+        pinned_address_.empty() ? origin_.host : pinned_address_;
+    head.remote_port = origin_.port;
     const std::optional<uint64_t> body_length =
         received.framing == BodyFraming::kContentLength
             ? std::optional<uint64_t>(received.content_length)

@@ -203,6 +203,8 @@ class HttpSession {
   absl::StatusOr<UpstreamResponse> Exchange(
       const UpstreamRequest& request, const Deadline& deadline,
       std::chrono::nanoseconds idle_timeout, ResponseSink& sink);
+  // OpenSSL's info callback: notes when a handshake begins.
+  static void OnTlsInfo(const SSL* ssl, int where, int ret);
   // Resolves the host through the DnsCache when the pinned answer has expired.
   absl::Status Pin(const Deadline& deadline);
   // "http://host:80", plus the pinned address when it differs from the host.
@@ -269,6 +271,11 @@ class HttpSession {
   // Sockets the client has opened; bumped from httplib's socket callback, which
   // runs on the thread that calls Send.
   int64_t connections_opened_ = 0;
+  // The phases of the exchange in progress: when the last socket opened and
+  // its TLS handshake began (clock_, on this thread), and the DNS step.
+  MonoTime socket_opened_at_{};
+  MonoTime handshake_started_at_{};
+  std::chrono::nanoseconds dns_time_{0};
   int consecutive_errors_ = 0;
   int64_t requests_served_ = 0;
   MonoTime last_used_;

@@ -51,6 +51,17 @@ struct UpstreamResponse {
   bool connection_reused = false;
   int attempts = 0;
   std::chrono::nanoseconds upstream_time{0};
+  // Phases of the exchange (the last attempt's), zero when it had none: a
+  // cached DNS answer, a reused connection (no connect or TLS), plain HTTP
+  // (no TLS).
+  std::chrono::nanoseconds dns_time{0};
+  std::chrono::nanoseconds connect_time{0};
+  std::chrono::nanoseconds tls_time{0};
+  // From the start of the exchange (DNS included) to the response head.
+  std::chrono::nanoseconds first_byte_time{0};
+  // The address and port the request went to.
+  std::string remote_address;
+  int remote_port = 0;
 };
 
 // True when `s` is well-formed UTF-8 (no overlong forms, surrogates or code

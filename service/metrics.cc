@@ -35,7 +35,7 @@ Histogram::BucketBoundaries LatencyBuckets() {
 
 }  // namespace
 
-Metrics::Metrics()
+Metrics::Metrics(const std::vector<std::string>& origins)
     : registry_(std::make_shared<prometheus::Registry>()),
       requests_family_(
           prometheus::BuildCounter()
@@ -49,11 +49,18 @@ Metrics::Metrics()
                                   "inside the service.")
                             .Register(*registry_)
                             .Add({}, LatencyBuckets())),
-      upstream_duration_(prometheus::BuildHistogram()
-                             .Name("egress_upstream_duration_seconds")
-                             .Help("Time spent on the upstream exchange.")
-                             .Register(*registry_)
-                             .Add({}, LatencyBuckets())),
+      upstream_duration_family_(
+          prometheus::BuildHistogram()
+              .Name("egress_upstream_duration_seconds")
+              .Help("Time spent on the upstream exchange, by origin (those "
+                    "listed in --metrics_origins, else \"other\") and RPC.")
+              .Register(*registry_)),
+      first_byte_family_(
+          prometheus::BuildHistogram()
+              .Name("egress_upstream_first_byte_seconds")
+              .Help("Time from the start of the upstream exchange (DNS "
+                    "included) to the response head, by origin and RPC.")
+              .Register(*registry_)),
       cancel_callback_(
           prometheus::BuildHistogram()
               .Name("egress_cancel_callback_seconds")
@@ -170,6 +177,34 @@ Metrics::Metrics()
     recreations_[i] = &recreations_family_.Add(
         {{"reason", DropReasonName(static_cast<DropReason>(i))}});
   }
+  std::vector<std::string> labels;
+  for (const std::string& origin : origins) {
+    if (origin_index_.emplace(origin, labels.size()).second) {
+      labels.push_back(origin);
+    }
+  }
+  labels.push_back("other");
+  for (const std::string& origin : labels) {
+    std::array<UpstreamSeries, 2> series{};
+    for (RpcKind rpc : {RpcKind::kDo, RpcKind::kDoStream}) {
+      const std::map<std::string, std::string> l = {
+          {"origin", origin}, {"rpc", rpc == RpcKind::kDo ? "Do" : "DoStream"}};
+      series[static_cast<size_t>(rpc)] = {
+          &upstream_duration_family_.Add(l, LatencyBuckets()),
+          &first_byte_family_.Add(l, LatencyBuckets())};
+    }
+    upstream_.push_back(series);
+  }
+}
+
+const Metrics::UpstreamSeries& Metrics::Upstream(const std::string& origin,
+                                                 RpcKind rpc) const {
+  size_t index = upstream_.size() - 1;  // "other"
+  if (!origin_index_.empty()) {
+    auto it = origin_index_.find(origin);
+    if (it != origin_index_.end()) index = it->second;
+  }
+  return upstream_[index][static_cast<size_t>(rpc)];
 }
 
 std::vector<prometheus::MetricFamily> Metrics::Collect() const {

@@ -28,6 +28,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
 #include "service/destination_policy.h"
 #include "service/session_observer.h"
@@ -40,9 +41,14 @@ inline constexpr char kEgressVersion[] = "0.1.0";
 // The limits a call may wait for (the `limit` label).
 enum class LimitKind { kOrigin, kCaller };
 
+// The RPC a call came by (the `rpc` label).
+enum class RpcKind { kDo, kDoStream };
+
 class Metrics final : public SessionObserver {
  public:
-  Metrics();
+  // `origins`: origin keys (Origin::Key()) with their own `origin` label on
+  // the upstream histograms; every other origin is "other".
+  explicit Metrics(const std::vector<std::string>& origins = {});
   Metrics(const Metrics&) = delete;
   Metrics& operator=(const Metrics&) = delete;
 
@@ -58,8 +64,15 @@ class Metrics final : public SessionObserver {
   void RecordStreamAbort(StreamAbortReason reason);
   // A call refused by the destination policy, by rule (nullopt: "other").
   void RecordPolicyDenied(std::optional<PolicyRule> rule);
-  void RecordUpstreamSeconds(double seconds) {
-    upstream_duration_.Observe(seconds);
+  // The upstream exchange's time, and its time to first byte (the head), by
+  // origin (bounded: see the constructor) and RPC.
+  void RecordUpstreamSeconds(const std::string& origin, RpcKind rpc,
+                             double seconds) {
+    Upstream(origin, rpc).duration->Observe(seconds);
+  }
+  void RecordFirstByteSeconds(const std::string& origin, RpcKind rpc,
+                              double seconds) {
+    Upstream(origin, rpc).first_byte->Observe(seconds);
   }
   // Time a gRPC thread spent in a cancel callback (aborting the exchange):
   // it must never wait on the upstream.
@@ -97,10 +110,22 @@ class Metrics final : public SessionObserver {
   static constexpr int kCodeClasses = 6;  // none, 1xx .. 5xx
   static constexpr int kOutcomes = 17;    // gRPC codes 0..16
 
+  struct UpstreamSeries {
+    prometheus::Histogram* duration;
+    prometheus::Histogram* first_byte;
+  };
+  // The series of `origin` (or "other") and `rpc`; no lock.
+  const UpstreamSeries& Upstream(const std::string& origin, RpcKind rpc) const;
+
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>& requests_family_;
   prometheus::Histogram& request_duration_;
-  prometheus::Histogram& upstream_duration_;
+  prometheus::Family<prometheus::Histogram>& upstream_duration_family_;
+  prometheus::Family<prometheus::Histogram>& first_byte_family_;
+  // Index of each labelled origin in upstream_; "other" is last. Written only
+  // by the constructor.
+  absl::flat_hash_map<std::string, size_t> origin_index_;
+  std::vector<std::array<UpstreamSeries, 2>> upstream_;  // [origin][rpc]
   prometheus::Histogram& cancel_callback_;
   prometheus::Family<prometheus::Counter>& recreations_family_;
   std::array<prometheus::Counter*, kDropReasonCount> recreations_;

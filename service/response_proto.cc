@@ -22,6 +22,15 @@ void FillHead(UpstreamResponse& from, const CallTiming& t, Message& to) {
   SetDuration(t.queued, *timing.mutable_queued());
   SetDuration(from.upstream_time, *timing.mutable_upstream());
   if (t.total.count() > 0) SetDuration(t.total, *timing.mutable_total());
+  SetDuration(from.dns_time, *timing.mutable_dns());
+  if (from.connect_time.count() > 0) {
+    SetDuration(from.connect_time, *timing.mutable_connect());
+  }
+  if (from.tls_time.count() > 0)
+    SetDuration(from.tls_time, *timing.mutable_tls());
+  SetDuration(from.first_byte_time, *timing.mutable_first_byte());
+  timing.set_remote_address(std::move(from.remote_address));
+  timing.set_remote_port(from.remote_port);
 }
 
 }  // namespace

@@ -61,6 +61,9 @@ struct UpstreamExchange {
   // Bytes were left unread after the response (more than it framed, or data
   // nobody asked for): the connection must not carry another exchange.
   bool leftover = false;
+  // When the connection was ready for the request (connected, and TLS set
+  // up): the deadline's clock, set by the session's client.
+  MonoTime ready_at{};
 };
 
 class UpstreamStream final : public httplib::Stream {

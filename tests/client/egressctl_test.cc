@@ -106,5 +106,40 @@ TEST_F(EgressctlTest, BadUsageExitsTwo) {
   EXPECT_THAT(run.out, HasSubstr("usage: egressctl"));
 }
 
+// -w prints the timing phases after the body; an error prints its reason,
+// and with --json its google.rpc.Status.
+TEST_F(EgressctlTest, WriteOutShowsPhasesAndErrorsShowTheirReason) {
+  CtlRun run = Egressctl(
+      "-w '\\n%{http_code} %{remote_ip}:%{remote_port} reused=%{reused} "
+      "dns=%{time_dns} connect=%{time_connect} tls=%{time_tls} "
+      "first_byte=%{time_first_byte} size=%{size_download} %{bogus}\\n' " +
+      upstream_.Url("/status/201"));
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_THAT(run.out,
+              ::testing::MatchesRegex(
+                  "status 201\n201 127\\.0\\.0\\.1:[0-9]+ reused=0 "
+                  "dns=0\\.[0-9]{6} connect=0\\.[0-9]{6} tls=0\\.000000 "
+                  "first_byte=0\\.[0-9]{6} size=10 %\\{bogus\\}\n"));
+  EXPECT_THAT(run.out, ::testing::Not(HasSubstr("connect=0.000000")));
+
+  const std::string dead =
+      absl::StrCat("http://127.0.0.1:", UnusedLoopbackPort(), "/");
+  run = Egressctl("-w '%{grpc_code} %{reason}' " + dead);
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_EQ(run.out, "UNAVAILABLE CONNECT_REFUSED");
+  EXPECT_THAT(run.err, HasSubstr("egressctl: reason CONNECT_REFUSED "
+                                 "address=127.0.0.1 origin=http://127.0.0.1:"));
+
+  run = Egressctl("--json " + dead);
+  EXPECT_EQ(run.exit_code, 1);
+  std::printf("egressctl --json %s:\n%s\n", dead.c_str(), run.out.c_str());
+  EXPECT_THAT(run.out, HasSubstr("\"code\": 14"));
+  EXPECT_THAT(
+      run.out,
+      HasSubstr("\"@type\": \"type.googleapis.com/google.rpc.ErrorInfo\""));
+  EXPECT_THAT(run.out, HasSubstr("\"reason\": \"CONNECT_REFUSED\""));
+  EXPECT_THAT(run.out, HasSubstr("\"domain\": \"egress.local\""));
+}
+
 }  // namespace
 }  // namespace egress

@@ -1,5 +1,6 @@
 // End to end: an in-process egressd (gRPC on 127.0.0.1, port 0) in front of a
 // real loopback upstream, called through a real gRPC channel.
+#include <google/protobuf/util/time_util.h>
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
 
@@ -170,7 +171,10 @@ TEST_F(EgressIntegrationTest, MetricsShowRequestsReuseAndRecreationReasons) {
               HasSubstr("egress_session_recreations_total{reason=\"idle\"} 0"));
   EXPECT_GE(Metric("egress_connections_reused_total"), 4);
   EXPECT_THAT(text, HasSubstr("egress_request_duration_seconds_count 8"));
-  EXPECT_THAT(text, HasSubstr("egress_upstream_duration_seconds_count 5"));
+  EXPECT_THAT(text, HasSubstr("egress_upstream_duration_seconds_count{origin="
+                              "\"other\",rpc=\"Do\"} 5"));
+  EXPECT_THAT(text, HasSubstr("egress_upstream_first_byte_seconds_count{"
+                              "origin=\"other\",rpc=\"Do\"} 5"));
   EXPECT_EQ(Metric("egress_requests_in_flight"), 0);
   // What dashboards expect from any exporter.
   EXPECT_GT(Metric("process_resident_memory_bytes"), 1e6);
@@ -178,6 +182,60 @@ TEST_F(EgressIntegrationTest, MetricsShowRequestsReuseAndRecreationReasons) {
   EXPECT_GT(Metric("process_open_fds"), 3);
   EXPECT_GT(Metric("process_start_time_seconds"), 1.7e9);
   EXPECT_EQ(Metric("egress_build_info{version=\"0.1.0\"}"), 1);
+}
+
+// Plain HTTP: a connect phase on a new connection, none when reused, no TLS;
+// the origins listed in --metrics_origins get their own label.
+TEST_F(EgressIntegrationTest, TimingPhasesAndOriginLabels) {
+  const std::string origin =
+      absl::StrCat("http://127.0.0.1:", upstream_.port());
+  Restart([&](Config& c) {
+    c.metrics_origins = absl::StrCat("HTTP://127.0.0.1:", upstream_.port(),
+                                     ", https://api.example.com");
+  });
+  using google::protobuf::util::TimeUtil;
+  DoResponse first, second;
+  ASSERT_TRUE(Get("/echo", &first).ok());
+  ASSERT_TRUE(Get("/echo", &second).ok());
+  const egress::v1::Timing& t = first.timing();
+  EXPECT_GT(TimeUtil::DurationToNanoseconds(t.connect()), 0);
+  EXPECT_FALSE(t.has_tls());
+  EXPECT_GE(t.first_byte(), t.connect());
+  EXPECT_EQ(t.remote_address(), "127.0.0.1");
+  EXPECT_EQ(t.remote_port(), upstream_.port());
+  EXPECT_TRUE(second.timing().connection_reused());
+  EXPECT_FALSE(second.timing().has_connect());
+  EXPECT_GT(TimeUtil::DurationToNanoseconds(second.timing().first_byte()), 0);
+
+  // DoStream's head has the same phases.
+  grpc::ClientContext context;
+  auto reader = egress_.stub().DoStream(
+      &context, egress::v1::ForStream(Request("GET", "/echo")));
+  egress::v1::DoStreamResponse chunk;
+  ASSERT_TRUE(reader->Read(&chunk));
+  ASSERT_TRUE(chunk.has_head());
+  EXPECT_EQ(chunk.head().timing().remote_port(), upstream_.port());
+  EXPECT_GT(TimeUtil::DurationToNanoseconds(chunk.head().timing().first_byte()),
+            0);
+  while (reader->Read(&chunk)) {
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+
+  const std::string text = MetricsText();
+  const std::string labels =
+      absl::StrCat("{origin=\"", origin, "\",rpc=\"Do\"}");
+  EXPECT_EQ(Metric("egress_upstream_first_byte_seconds_count" + labels), 2)
+      << text;
+  EXPECT_EQ(Metric("egress_upstream_duration_seconds_count" + labels), 2);
+  EXPECT_EQ(Metric(absl::StrCat("egress_upstream_first_byte_seconds_count{",
+                                "origin=\"", origin, "\",rpc=\"DoStream\"}")),
+            1);
+  EXPECT_EQ(Metric("egress_upstream_first_byte_seconds_count{origin="
+                   "\"https://api.example.com:443\",rpc=\"Do\"}"),
+            0);
+  EXPECT_EQ(Metric("egress_upstream_first_byte_seconds_count{origin="
+                   "\"other\",rpc=\"Do\"}"),
+            0);
 }
 
 TEST_F(EgressIntegrationTest, NoPoolingBaselineRecreatesEverySession) {

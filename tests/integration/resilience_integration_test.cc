@@ -1,5 +1,7 @@
 // End to end through gRPC: upstreams that drop reused connections, go down and
 // come back, speak TLS, and names resolved through an injected resolver.
+#include <google/protobuf/util/time_util.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -185,6 +187,49 @@ TEST_F(HttpsIntegrationTest, ThousandSequentialCallsCostAHandfulOfHandshakes) {
   EXPECT_LE(handshakes, 3);
   EXPECT_GE(handshakes, 1);
   EXPECT_EQ(egress_.Metric("egress_tls_insecure_skip_verify"), 0);
+}
+
+// Timing phases over HTTPS: the first call connects and shakes hands, the
+// second reuses the connection and has neither phase.
+TEST_F(HttpsIntegrationTest, TimingShowsTheConnectAndTlsPhases) {
+  CertFiles leaf = ca_.Issue({"leaf", {"localhost"}, {"127.0.0.1"}});
+  upstream_ = std::make_unique<FakeUpstream>(leaf.cert, leaf.key);
+  FakeUpstream& upstream = *upstream_;
+  FakeResolver resolver;
+  resolver.Set("localhost", "127.0.0.1");
+  const std::string ca = ca_.cert_path();
+  egress_.Start([&](Config& c) { c.ca_file = ca; }, &resolver);
+  using google::protobuf::util::TimeUtil;
+  DoResponse first, second;
+  ASSERT_TRUE(
+      egress_.Do(MakeRequest("GET", upstream.Url("/echo", "localhost")), &first)
+          .ok());
+  ASSERT_TRUE(
+      egress_
+          .Do(MakeRequest("GET", upstream.Url("/echo", "localhost")), &second)
+          .ok());
+  const egress::v1::Timing& t = first.timing();
+  std::printf("first HTTPS call: dns %s connect %s tls %s first byte %s\n",
+              TimeUtil::ToString(t.dns()).c_str(),
+              TimeUtil::ToString(t.connect()).c_str(),
+              TimeUtil::ToString(t.tls()).c_str(),
+              TimeUtil::ToString(t.first_byte()).c_str());
+  EXPECT_FALSE(t.connection_reused());
+  EXPECT_TRUE(t.has_dns());
+  EXPECT_GT(TimeUtil::DurationToNanoseconds(t.connect()), 0);
+  EXPECT_GT(TimeUtil::DurationToNanoseconds(t.tls()), 0);
+  // The first byte comes after DNS, connect and TLS, and within the exchange.
+  EXPECT_GE(t.first_byte(), t.dns() + t.connect() + t.tls());
+  EXPECT_LE(t.first_byte(), t.upstream() + t.dns());
+  EXPECT_EQ(t.remote_address(), "127.0.0.1");
+  EXPECT_EQ(t.remote_port(), upstream.port());
+
+  const egress::v1::Timing& r = second.timing();
+  EXPECT_TRUE(r.connection_reused());
+  EXPECT_FALSE(r.has_connect());
+  EXPECT_FALSE(r.has_tls());
+  EXPECT_GT(TimeUtil::DurationToNanoseconds(r.first_byte()), 0);
+  EXPECT_EQ(r.remote_address(), "127.0.0.1");
 }
 
 TEST_F(HttpsIntegrationTest, TrailingDotHostVerifiesAndSendsTheNormalName) {

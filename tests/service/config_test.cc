@@ -126,6 +126,24 @@ TEST_F(ConfigTest, InvalidValuesNameTheKey) {
                         "alone"));
 }
 
+TEST_F(ConfigTest, MetricsOriginsAreNormalizedOrRefusedByName) {
+  absl::StatusOr<std::vector<std::string>> origins = ParseMetricsOrigins(
+      " HTTPS://API.Example.com , http://[::1]:8080/, http://10.0.0.1:81,,");
+  ASSERT_TRUE(origins.ok()) << origins.status();
+  EXPECT_THAT(*origins, ::testing::ElementsAre("https://api.example.com:443",
+                                               "http://[::1]:8080",
+                                               "http://10.0.0.1:81"));
+  Config c;
+  c.metrics_origins = "api.example.com";
+  EXPECT_THAT(std::string(c.Validate().message()),
+              HasSubstr("--metrics_origins: \"api.example.com\" is not "
+                        "http://host[:port]"));
+  c.metrics_origins = "http://a.example:99999";
+  EXPECT_THAT(std::string(c.Validate().message()), HasSubstr("invalid port"));
+  c.metrics_origins = "http://a.example/path";
+  EXPECT_THAT(std::string(c.Validate().message()), HasSubstr("invalid host"));
+}
+
 // An open relay needs saying so: beyond loopback, egressd starts only with
 // caller authentication or --allow_unauthenticated.
 TEST_F(ConfigTest, ListeningBeyondLoopbackNeedsAuthentication) {
