@@ -8,12 +8,16 @@
 //   console.log(r.status, r.header('content-type'), r.body.length);
 //   for await (const piece of client.stream('GET', 'https://api.example.com/events')) { ... }
 //
-// Errors reject with the gRPC error (err.code is a grpc.status value, e.g.
-// grpc.status.PERMISSION_DENIED; err.details the service's message).
+// Errors reject with an EgressError: err.code is a grpc.status value (e.g.
+// grpc.status.PERMISSION_DENIED), err.details the service's message, and
+// err.reason the stable reason egressd sends ('DESTINATION_DENIED',
+// 'CONNECT_REFUSED', ...: docs/errors.md), with err.info (origin, address,
+// limit, ...), err.retryDelayMs where waiting helps and err.fieldViolations.
 
 const path = require('node:path');
 const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
+const protobuf = require('protobufjs');
 
 const PROTO = path.join(__dirname, '..', '..', 'proto', 'egress', 'v1', 'egress.proto');
 const definition = protoLoader.loadSync(PROTO, {
@@ -29,6 +33,64 @@ const { egress } = grpc.loadPackageDefinition(definition);
 // survives: Buffer.from(value, 'latin1') gives them back.
 function headerValue(h) {
   return h.raw_value && h.raw_value.length > 0 ? Buffer.from(h.raw_value).toString('latin1') : h.value;
+}
+
+// google.rpc.Status and its details, decoded from the grpc-status-details-bin
+// trailer. (google/protobuf/*.proto come with protobufjs.)
+let rpcRoot;
+function rpcType(name) {
+  if (!rpcRoot) {
+    const dir = path.join(__dirname, '..', '..', 'third_party', 'googleapis', 'google', 'rpc');
+    rpcRoot = new protobuf.Root().loadSync(
+      [path.join(dir, 'status.proto'), path.join(dir, 'error_details.proto')], { keepCase: true });
+  }
+  return rpcRoot.lookupType(name);
+}
+
+class EgressError extends Error {
+  constructor(grpcError) {
+    super(grpcError.message);
+    this.name = 'EgressError';
+    this.code = grpcError.code;
+    this.details = grpcError.details;
+    this.metadata = grpcError.metadata; // the call's trailing grpc.Metadata
+    this.reason = ''; // 'CONNECT_REFUSED', ...; '' when none came
+    this.domain = '';
+    this.info = {}; // the ErrorInfo's metadata: origin, address, limit, ...
+    this.retryDelayMs = undefined; // RetryInfo, where waiting helps
+    this.fieldViolations = []; // [[field, description], ...]
+    const raw = grpcError.metadata && grpcError.metadata.get('grpc-status-details-bin')[0];
+    if (raw) {
+      try {
+        this._decode(Buffer.from(raw));
+      } catch (e) {
+        this.decodeError = e; // the code and message still stand
+      }
+    }
+  }
+
+  _decode(bytes) {
+    const status = rpcType('google.rpc.Status').decode(bytes);
+    for (const any of status.details) {
+      const name = any.type_url.slice(any.type_url.lastIndexOf('/') + 1);
+      if (name === 'google.rpc.ErrorInfo') {
+        const info = rpcType(name).decode(any.value);
+        this.reason = info.reason;
+        this.domain = info.domain;
+        this.info = { ...info.metadata };
+      } else if (name === 'google.rpc.RetryInfo') {
+        const delay = rpcType(name).decode(any.value).retry_delay || {};
+        this.retryDelayMs = Number(delay.seconds || 0) * 1000 + (delay.nanos || 0) / 1e6;
+      } else if (name === 'google.rpc.BadRequest') {
+        const bad = rpcType(name).decode(any.value);
+        this.fieldViolations = bad.field_violations.map((v) => [v.field, v.description]);
+      }
+    }
+  }
+}
+
+function egressError(err) {
+  return err && err.code !== undefined && err.metadata ? new EgressError(err) : err;
 }
 
 class Response {
@@ -94,7 +156,7 @@ class EgressClient {
     const deadline = Date.now() + (deadlineMs || this._deadlineMs);
     return new Promise((resolve, reject) => {
       this._client.Do(request, this._metadata(), { deadline }, (err, reply) => {
-        if (err) return reject(err);
+        if (err) return reject(egressError(err));
         resolve(new Response(reply.status, reply.headers.map((h) => [h.name, headerValue(h)]),
           reply.body, reply.timing));
       });
@@ -117,16 +179,21 @@ class EgressClient {
     const request = EgressClient._request(method, url, headers, body, timeoutMs);
     const callOptions = deadlineMs ? { deadline: Date.now() + deadlineMs } : {};
     const call = this._client.DoStream(request, this._metadata(), callOptions);
-    for await (const chunk of call) {
-      if (chunk.part === 'head') {
-        if (onHead) {
-          onHead(chunk.head.status, chunk.head.headers.map((h) => [h.name, headerValue(h)]));
+    try {
+      for await (const chunk of call) {
+        if (chunk.part === 'head') {
+          if (onHead) {
+            onHead(chunk.head.status, chunk.head.headers.map((h) => [h.name, headerValue(h)]),
+              chunk.head.timing);
+          }
+        } else {
+          yield chunk.body;
         }
-      } else {
-        yield chunk.body;
       }
+    } catch (err) {
+      throw egressError(err);
     }
   }
 }
 
-module.exports = { EgressClient, Response, grpc };
+module.exports = { EgressClient, EgressError, Response, grpc };

@@ -12,7 +12,7 @@ import unittest
 import xml.etree.ElementTree as ET
 
 import grpc
-from egress_client import EgressClient
+from egress_client import EgressClient, EgressError
 
 sys.path.insert(0, os.path.dirname(__file__))
 from egress_process import EgressProcess  # noqa: E402
@@ -130,9 +130,36 @@ class PythonClientTest(unittest.TestCase):
             self.client.get("http://10.0.0.1/")
         self.assertEqual(caught.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
         self.assertIn("private address", caught.exception.details())
-        with self.assertRaises(grpc.RpcError) as caught:
+        self.assertEqual(caught.exception.reason, "DESTINATION_DENIED")
+        self.assertEqual(caught.exception.domain, "egress.local")
+        self.assertIn("rule", caught.exception.metadata)
+        with self.assertRaises(EgressError) as caught:
             self.client.get("ftp://example.com/")
         self.assertEqual(caught.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
+        self.assertEqual(caught.exception.reason, "INVALID_REQUEST")
+        self.assertEqual(caught.exception.field_violations[0][0], "url")
+
+    def test_error_reason_of_a_refused_connect_and_timing_phases(self):
+        import socket
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        with self.assertRaises(EgressError) as caught:
+            self.client.get(f"http://127.0.0.1:{port}/")
+        self.assertEqual(caught.exception.code(), grpc.StatusCode.UNAVAILABLE)
+        self.assertEqual(caught.exception.reason, "CONNECT_REFUSED")
+        self.assertEqual(caught.exception.metadata["address"], "127.0.0.1")
+        # A new connection each: the phases are there.
+        client = EgressClient(self.egress.target)
+        try:
+            r = client.get(self.base + "/missing")
+            t = r.timing
+            self.assertEqual(t.remote_address, "127.0.0.1")
+            self.assertEqual(t.remote_port, self.http.server_address[1])
+            self.assertGreater(t.first_byte.ToNanoseconds(), 0)
+            self.assertTrue(t.HasField("dns"))
+        finally:
+            client.close()
 
 
 class JUnitResult(unittest.TextTestResult):

@@ -6,7 +6,7 @@ const assert = require('node:assert');
 const http = require('node:http');
 const net = require('node:net');
 const { spawn } = require('node:child_process');
-const { EgressClient, grpc } = require('../index.js');
+const { EgressClient, EgressError, grpc } = require('../index.js');
 
 let upstream;
 let rawUpstream;
@@ -151,4 +151,39 @@ test('refused destinations and bad URLs keep their codes', async () => {
     err.code === grpc.status.PERMISSION_DENIED && /private address/.test(err.details));
   await assert.rejects(client.get('ftp://example.com/'),
     (err) => err.code === grpc.status.INVALID_ARGUMENT);
+});
+
+test('errors carry their reason, and responses their timing phases', async () => {
+  await assert.rejects(client.get('http://10.0.0.1/'), (err) => {
+    assert.ok(err instanceof EgressError);
+    assert.strictEqual(err.reason, 'DESTINATION_DENIED');
+    assert.strictEqual(err.domain, 'egress.local');
+    assert.ok(err.info.rule);
+    return true;
+  });
+  await assert.rejects(client.get('ftp://example.com/'), (err) => {
+    assert.strictEqual(err.reason, 'INVALID_REQUEST');
+    assert.strictEqual(err.fieldViolations[0][0], 'url');
+    return true;
+  });
+  // A port nobody listens on: refused.
+  const closed = net.createServer();
+  await new Promise((resolve) => closed.listen(0, '127.0.0.1', resolve));
+  const port = closed.address().port;
+  await new Promise((resolve) => closed.close(resolve));
+  await assert.rejects(client.get(`http://127.0.0.1:${port}/`), (err) => {
+    assert.strictEqual(err.code, grpc.status.UNAVAILABLE);
+    assert.strictEqual(err.reason, 'CONNECT_REFUSED');
+    assert.strictEqual(err.info.address, '127.0.0.1');
+    return true;
+  });
+  const fresh = new EgressClient(target);
+  try {
+    const r = await fresh.get(`${base}/repeat`);
+    assert.strictEqual(r.timing.remote_address, '127.0.0.1');
+    assert.ok(Number(r.timing.first_byte.nanos) > 0 || Number(r.timing.first_byte.seconds) > 0);
+    assert.ok(r.timing.dns);
+  } finally {
+    fresh.close();
+  }
 });

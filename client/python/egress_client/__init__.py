@@ -11,15 +11,22 @@ from proto/egress/v1/egress.proto at build time (bazel build
     for piece in client.stream("GET", "https://api.example.com/events"):
         ...
 
-Errors raise grpc.RpcError with the service's code and message (e.g.
-grpc.StatusCode.PERMISSION_DENIED). One client may be shared by threads.
+Errors raise EgressError, a grpc.RpcError with the service's code and message
+(e.g. grpc.StatusCode.PERMISSION_DENIED) and the details egressd sends: a
+stable `reason` ("DESTINATION_DENIED", "CONNECT_REFUSED", ...), its
+`metadata`, `retry_delay` (seconds, where waiting helps) and
+`field_violations` (docs/errors.md lists the reasons). One client may be
+shared by threads.
 """
 
 import dataclasses
-from typing import Iterator, List, Optional, Sequence, Tuple
+import functools
+import os
+from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 import grpc
 from egress.v1 import egress_pb2, egress_pb2_grpc
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 Headers = Sequence[Tuple[str, str]]
 
@@ -31,6 +38,71 @@ def _value(header: "egress_pb2.Header") -> str:
     if header.raw_value:
         return header.raw_value.decode("latin-1")
     return header.value
+
+
+@functools.lru_cache(maxsize=None)
+def _rpc_types() -> Dict[str, type]:
+    """google.rpc message classes from google_rpc.binpb, in a private pool."""
+    path = os.path.join(os.path.dirname(__file__), "google_rpc.binpb")
+    with open(path, "rb") as f:
+        files = descriptor_pb2.FileDescriptorSet.FromString(f.read())
+    pool = descriptor_pool.DescriptorPool()
+    for file in files.file:
+        pool.Add(file)
+    get_class = getattr(message_factory, "GetMessageClass", None)
+    if get_class is None:  # protobuf < 4.21
+        get_class = message_factory.MessageFactory(pool).GetPrototype
+    names = ("Status", "ErrorInfo", "RetryInfo", "BadRequest")
+    return {n: get_class(pool.FindMessageTypeByName("google.rpc." + n))
+            for n in names}
+
+
+class EgressError(grpc.RpcError):
+    """A failed call: the gRPC code and message, and egressd's details."""
+
+    def __init__(self, code: grpc.StatusCode, message: str,
+                 status_details: bytes = b""):
+        super().__init__(f"{code.name}: {message}")
+        self._code = code
+        self._message = message
+        self.reason: str = ""           # "CONNECT_REFUSED", ...; "" if none came
+        self.domain: str = ""           # "egress.local"
+        self.metadata: Dict[str, str] = {}  # origin, address, limit, ...
+        self.retry_delay: Optional[float] = None  # seconds (RetryInfo)
+        self.field_violations: List[Tuple[str, str]] = []  # (field, why)
+        if status_details:
+            self._decode(status_details)
+
+    def _decode(self, data: bytes) -> None:
+        types = _rpc_types()
+        status = types["Status"].FromString(data)
+        for detail in status.details:
+            name = detail.type_url.rsplit("/", 1)[-1]
+            if name == "google.rpc.ErrorInfo":
+                info = types["ErrorInfo"].FromString(detail.value)
+                self.reason, self.domain = info.reason, info.domain
+                self.metadata = dict(info.metadata)
+            elif name == "google.rpc.RetryInfo":
+                delay = types["RetryInfo"].FromString(detail.value).retry_delay
+                self.retry_delay = delay.seconds + delay.nanos / 1e9
+            elif name == "google.rpc.BadRequest":
+                bad = types["BadRequest"].FromString(detail.value)
+                self.field_violations = [(v.field, v.description)
+                                         for v in bad.field_violations]
+
+    @classmethod
+    def from_rpc_error(cls, error: grpc.RpcError) -> "EgressError":
+        details = b""
+        for key, value in (error.trailing_metadata() or ()):
+            if key == "grpc-status-details-bin":
+                details = value
+        return cls(error.code(), error.details() or "", details)
+
+    def code(self) -> grpc.StatusCode:
+        return self._code
+
+    def details(self) -> str:
+        return self._message
 
 
 @dataclasses.dataclass
@@ -80,9 +152,12 @@ class EgressClient:
            timeout: Optional[float] = None,
            deadline: Optional[float] = None) -> Response:
         """One request; `timeout` bounds the upstream, `deadline` the call (s)."""
-        reply = self._stub.Do(self._request(method, url, headers, body, timeout),
-                              timeout=deadline or self._deadline,
-                              metadata=self._metadata)
+        try:
+            reply = self._stub.Do(self._request(method, url, headers, body, timeout),
+                                  timeout=deadline or self._deadline,
+                                  metadata=self._metadata)
+        except grpc.RpcError as error:
+            raise EgressError.from_rpc_error(error) from None
         return Response(reply.status, [(h.name, _value(h)) for h in reply.headers],
                         reply.body, reply.timing)
 
@@ -107,10 +182,14 @@ class EgressClient:
                                                  egress_pb2.DoStreamRequest),
                                    timeout=deadline,
                                    metadata=self._metadata)
-        for chunk in call:
-            if chunk.HasField("head"):
-                if head is not None:
-                    head.append((chunk.head.status,
-                                 [(h.name, _value(h)) for h in chunk.head.headers]))
-            else:
-                yield chunk.body
+        try:
+            for chunk in call:
+                if chunk.HasField("head"):
+                    if head is not None:
+                        head.append((chunk.head.status,
+                                     [(h.name, _value(h))
+                                      for h in chunk.head.headers]))
+                else:
+                    yield chunk.body
+        except grpc.RpcError as error:
+            raise EgressError.from_rpc_error(error) from None
