@@ -40,12 +40,22 @@ absl::StatusOr<Admitted> Admission::Admit(
                        : ValidateRequest(request, options_.limits);
   if (!upstream.ok()) return upstream.status();
   record.origin = upstream->origin.Key();
-  // The request id travels upstream too, unless the caller set its own.
-  if (std::none_of(upstream->headers.begin(), upstream->headers.end(),
-                   [](const auto& h) {
-                     return absl::EqualsIgnoreCase(h.first, "X-Request-Id");
-                   })) {
-    upstream->headers.emplace_back("X-Request-Id", record.request_id);
+  // The request id and the trace context travel upstream too, unless the
+  // caller set those headers in the request itself.
+  if (options_.forward_trace_context) {
+    const auto forward = [&upstream](const char* name,
+                                     const std::string& value) {
+      if (value.empty()) return;
+      if (std::none_of(upstream->headers.begin(), upstream->headers.end(),
+                       [name](const auto& h) {
+                         return absl::EqualsIgnoreCase(h.first, name);
+                       })) {
+        upstream->headers.emplace_back(name, value);
+      }
+    };
+    forward("X-Request-Id", record.request_id);
+    forward("traceparent", record.traceparent);
+    forward("tracestate", record.tracestate);
   }
   if (options_.policy != nullptr) {
     absl::Status allowed = options_.policy->CheckDestination(

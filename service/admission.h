@@ -42,6 +42,9 @@ struct AdmissionOptions {
   // Which hosts and ports may be reached (addresses are checked by the
   // sessions); nullptr allows every host and port.
   const DestinationPolicy* policy = nullptr;
+  // Send the caller's x-request-id (or the generated one), traceparent and
+  // tracestate upstream as headers (--forward_trace_context).
+  bool forward_trace_context = true;
 };
 
 // An admitted call: its upstream request and its deadline.

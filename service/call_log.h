@@ -28,6 +28,11 @@ namespace egress {
 struct CallRecord {
   MonoTime start;
   std::string request_id;  // x-request-id metadata, or generated
+  // W3C trace context from the caller's metadata, when well-formed; empty
+  // otherwise.
+  std::string traceparent;
+  std::string tracestate;
+  std::string reason;  // the error's ErrorInfo reason, for the access log
   std::string method = "GET";
   std::string identity = "anonymous";
   std::string url;
@@ -39,6 +44,20 @@ struct CallRecord {
 
 // The longest caller-given request id kept; a longer one is replaced.
 inline constexpr size_t kMaxRequestIdBytes = 128;
+// The longest tracestate kept (W3C: 32 members of at most 256 bytes; 512 is
+// what the W3C asks a vendor to propagate at least).
+inline constexpr size_t kMaxTraceStateBytes = 512;
+
+// What the caller's gRPC metadata says about the call's identity in traces.
+struct CallerTrace {
+  std::optional<absl::string_view> request_id;   // x-request-id
+  std::optional<absl::string_view> traceparent;  // W3C trace context
+  std::optional<absl::string_view> tracestate;
+};
+
+// True for a W3C traceparent: "vv-<32 hex>-<16 hex>-<2 hex>", lower-case, the
+// ids not all zero, version not ff.
+bool IsValidTraceparent(absl::string_view value);
 
 class CallLog {
  public:
@@ -50,6 +69,9 @@ class CallLog {
   // in-flight gauge.
   void Begin(std::optional<absl::string_view> caller_request_id, MonoTime start,
              CallRecord& record);
+  // The same, also keeping the trace context when it is well-formed (a
+  // malformed one is dropped, as W3C asks).
+  void Begin(const CallerTrace& trace, MonoTime start, CallRecord& record);
   // A call ends with `status`: metrics, a warning for a refusal by policy or
   // authentication (naming the caller), the access log line. Returns the
   // call's total time. Called once per Begin.

@@ -42,6 +42,12 @@ ABSL_FLAG(std::string, policy_check_caller, "anonymous",
 ABSL_FLAG(bool, access_log, kDefaults.access_log,
           "Log one line per call (caller, method, host, "
           "status, duration, attempts, connection reuse).");
+ABSL_FLAG(std::string, log_format, kDefaults.log_format,
+          "Log lines as \"text\" or as \"json\" (one JSON object per line, "
+          "the access log's fields as keys).");
+ABSL_FLAG(bool, forward_trace_context, kDefaults.forward_trace_context,
+          "Send the caller's x-request-id (or the generated one), traceparent "
+          "and tracestate metadata upstream as headers.");
 ABSL_FLAG(std::string, metrics_origins, kDefaults.metrics_origins,
           "Origins (scheme://host:port, comma-separated) that get their own "
           "origin label on the upstream latency histograms; every other "
@@ -247,6 +253,9 @@ absl::StatusOr<std::vector<std::string>> ParseMetricsOrigins(
 absl::Status Config::Validate() const {
   using std::chrono::nanoseconds;
   if (listen.empty()) return Bad("listen", "must not be empty");
+  if (log_format != "text" && log_format != "json") {
+    return Bad("log_format", "must be text or json");
+  }
   if (absl::StatusOr<std::vector<std::string>> origins =
           ParseMetricsOrigins(metrics_origins);
       !origins.ok()) {
@@ -379,7 +388,8 @@ bool IsLoopbackListen(absl::string_view listen) {
   X(max_response_head_bytes) X(upstream_tls_min_version) X(allow_ports)    \
   X(allow_unauthenticated) X(min_workers) X(max_workers)                    \
   X(max_inflight_per_origin) X(max_inflight_per_caller)                     \
-  X(max_buffered_bytes) X(memory_limit) X(metrics_origins)
+  X(max_buffered_bytes) X(memory_limit) X(metrics_origins) X(log_format)     \
+  X(forward_trace_context)
 #define EGRESS_DURATION_SETTINGS(X)                                          \
   X(keepalive_timeout) X(default_timeout) X(max_timeout) X(connect_timeout) \
   X(stream_idle_timeout) X(drain_timeout) X(dns_ttl) X(dns_negative_ttl)   \

@@ -104,6 +104,10 @@ struct Config {
   // Origins ("https://api.example.com:443", comma-separated) that get their
   // own `origin` label on the upstream histograms; all others are "other".
   std::string metrics_origins;
+  // "text" or "json" (one JSON object per line).
+  std::string log_format = defaults::kLogFormat;
+  // Forward the caller's x-request-id, traceparent and tracestate upstream.
+  bool forward_trace_context = defaults::kForwardTraceContext;
   // identity -> hosts and ports it may reach (config file only; see
   // caller_auth.h).
   std::map<std::string, IdentityEntry> identity_hosts;

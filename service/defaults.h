@@ -77,6 +77,10 @@ inline constexpr size_t kDnsCacheSize = 10000;
 
 // Logs.
 inline constexpr bool kAccessLog = true;
+inline constexpr char kLogFormat[] = "text";
+
+// Trace context (x-request-id, traceparent, tracestate) goes upstream.
+inline constexpr bool kForwardTraceContext = true;
 
 // Errors: the RetryInfo delay of a refusal that waiting may cure (a full
 // queue, a limit, the memory budget).

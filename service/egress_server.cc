@@ -122,6 +122,8 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
     files.rlim_cur = files.rlim_max;
     setrlimit(RLIMIT_NOFILE, &files);
   }
+  SetLogFormat(config.log_format == "json" ? LogFormat::kJson
+                                           : LogFormat::kText);
   std::unique_ptr<EgressServer> s(new EgressServer(config, clock));
   s->metrics_ =
       std::make_unique<Metrics>(ParseMetricsOrigins(config.metrics_origins)
@@ -247,6 +249,8 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
   service_options.stream_idle_timeout = config.stream_idle_timeout;
   service_options.max_stream_bytes = config.max_stream_bytes;
   service_options.access_log = config.access_log;
+  service_options.admission.forward_trace_context =
+      config.forward_trace_context;
   s->service_ = std::make_unique<EgressService>(service_options, *s->pool_,
                                                 *s->metrics_, clock);
 

@@ -18,13 +18,18 @@ namespace {
 
 using std::chrono::nanoseconds;
 
-// The caller's x-request-id metadata, if it sent one.
-std::optional<absl::string_view> CallerRequestId(
-    const grpc::CallbackServerContext& context) {
+// The caller's x-request-id, traceparent and tracestate metadata, those it
+// sent. (Views into the metadata, which outlives the call's Begin.)
+CallerTrace CallerTraceOf(const grpc::CallbackServerContext& context) {
   const auto& metadata = context.client_metadata();
-  auto it = metadata.find("x-request-id");
-  if (it == metadata.end()) return std::nullopt;
-  return absl::string_view(it->second.data(), it->second.size());
+  const auto find =
+      [&metadata](const char* key) -> std::optional<absl::string_view> {
+    auto it = metadata.find(key);
+    if (it == metadata.end()) return std::nullopt;
+    return absl::string_view(it->second.data(), it->second.size());
+  };
+  return CallerTrace{find("x-request-id"), find("traceparent"),
+                     find("tracestate")};
 }
 
 // Do's messages, new for each call and deleted when gRPC releases them.
@@ -59,8 +64,7 @@ class EgressService::Call final : public grpc::ServerUnaryReactor {
   Call(EgressService& service, grpc::CallbackServerContext& context,
        egress::v1::DoResponse& response)
       : service_(service), context_(context), response_(response) {
-    service_.log_.Begin(CallerRequestId(context), service_.clock_.Now(),
-                        record_);
+    service_.log_.Begin(CallerTraceOf(context), service_.clock_.Now(), record_);
   }
 
   CallRecord& record() { return record_; }
@@ -144,8 +148,7 @@ class EgressService::StreamCall final
       : service_(service),
         context_(context),
         pump_(*this, service.clock_, service.pump_limits_) {
-    service_.log_.Begin(CallerRequestId(context), service_.clock_.Now(),
-                        record_);
+    service_.log_.Begin(CallerTraceOf(context), service_.clock_.Now(), record_);
   }
 
   CallRecord& record() { return record_; }

@@ -149,6 +149,11 @@ std::optional<std::string> ReasonOf(const absl::Status& status) {
   return info.reason();
 }
 
+std::string CallerReason(const absl::Status& status) {
+  if (std::optional<std::string> own = ReasonOf(status)) return *own;
+  return ErrorReasonName(DefaultReason(status.code()));
+}
+
 ErrorReason DefaultReason(absl::StatusCode code) {
   switch (code) {
     case absl::StatusCode::kInvalidArgument:

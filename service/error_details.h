@@ -86,4 +86,8 @@ std::optional<std::string> ReasonOf(const absl::Status& status);
 // The reason a status without an ErrorInfo gets, from its code alone.
 ErrorReason DefaultReason(absl::StatusCode code);
 
+// The reason the caller sees for a non-OK `status`: its own, else the
+// default for its code.
+std::string CallerReason(const absl::Status& status);
+
 }  // namespace egress

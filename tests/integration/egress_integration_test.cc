@@ -1,5 +1,7 @@
 // End to end: an in-process egressd (gRPC on 127.0.0.1, port 0) in front of a
 // real loopback upstream, called through a real gRPC channel.
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
 #include <google/protobuf/util/time_util.h>
 #include <grpcpp/grpcpp.h>
 #include <httplib.h>
@@ -12,6 +14,7 @@
 #include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proto/egress/v1/egress.grpc.pb.h"
@@ -28,6 +31,7 @@ using ::egress::v1::DoRequest;
 using ::egress::v1::DoResponse;
 using std::chrono::milliseconds;
 using ::testing::HasSubstr;
+using ::testing::Not;
 
 class EgressIntegrationTest : public ::testing::Test {
  protected:
@@ -503,6 +507,81 @@ TEST_F(EgressIntegrationTest, RequestIdIsForwardedAndEveryCallIsLogged) {
                   "127.0.0.1:",
                   upstream_.port(), " outcome=OK status=200")));
   EXPECT_THAT(log, HasSubstr("attempts=1 reused="));
+}
+
+// W3C trace context from the caller's metadata goes upstream with the request
+// id, and is in the access log; --forward_trace_context=false keeps all three
+// inside.
+TEST_F(EgressIntegrationTest, TraceContextIsForwardedAndLogged) {
+  const std::string parent =
+      "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  const auto call = [&](const std::string& traceparent) {
+    grpc::ClientContext context;
+    context.AddMetadata("x-request-id", "req-7");
+    context.AddMetadata("traceparent", traceparent);
+    context.AddMetadata("tracestate", "congo=t61rcWkgMzE");
+    DoResponse response;
+    EXPECT_TRUE(egress_.stub()
+                    .Do(&context, Request("GET", "/headers"), &response)
+                    .ok());
+    return response.body();
+  };
+  ::testing::internal::CaptureStderr();
+  std::string seen = call(parent);
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  EXPECT_THAT(seen, HasSubstr("traceparent: " + parent));
+  EXPECT_THAT(seen, HasSubstr("tracestate: congo=t61rcWkgMzE"));
+  EXPECT_THAT(seen, HasSubstr("X-Request-Id: req-7"));
+  EXPECT_THAT(log, HasSubstr("traceparent=" + parent +
+                             " tracestate=congo=t61rcWkgMzE"));
+  // Malformed: dropped, with its tracestate.
+  seen = call("00-not-a-trace");
+  EXPECT_THAT(seen, Not(HasSubstr("traceparent")));
+  EXPECT_THAT(seen, Not(HasSubstr("tracestate")));
+
+  Restart([](Config& c) { c.forward_trace_context = false; });
+  seen = call(parent);
+  EXPECT_THAT(seen, Not(HasSubstr("traceparent")));
+  EXPECT_THAT(seen, Not(HasSubstr("X-Request-Id")));
+}
+
+// --log_format=json: every line egressd writes is one JSON object.
+TEST_F(EgressIntegrationTest, JsonLogsAreOneObjectPerLine) {
+  ::testing::internal::CaptureStderr();
+  Restart([](Config& c) { c.log_format = "json"; });
+  DoResponse response;
+  ASSERT_TRUE(Get("/echo", &response).ok());
+  DoRequest dead;
+  dead.set_url(absl::StrCat("http://127.0.0.1:", UnusedLoopbackPort(), "/"));
+  EXPECT_FALSE(Do(dead, &response).ok());
+  egress_.Stop();
+  const std::string log = ::testing::internal::GetCapturedStderr();
+  int lines = 0, access = 0;
+  for (absl::string_view line : absl::StrSplit(log, '\n', absl::SkipEmpty())) {
+    // Lines written before Start took the flag are text.
+    if (line.front() != '{') continue;
+    ++lines;
+    google::protobuf::Struct parsed;
+    ASSERT_TRUE(
+        google::protobuf::util::JsonStringToMessage(std::string(line), &parsed)
+            .ok())
+        << line;
+    const auto& f = parsed.fields();
+    ASSERT_TRUE(f.contains("time") && f.contains("level") &&
+                f.contains("message"))
+        << line;
+    if (f.at("message").string_value() != "access") continue;
+    ++access;
+    EXPECT_TRUE(f.contains("request_id"));
+    if (f.at("outcome").string_value() == "UNAVAILABLE") {
+      EXPECT_EQ(f.at("reason").string_value(), "CONNECT_REFUSED");
+    } else {
+      EXPECT_EQ(f.at("status").number_value(), 200);
+    }
+  }
+  EXPECT_EQ(access, 2);
+  EXPECT_GE(lines, 4) << log;  // start, 2 calls, stop
+  Restart([](Config& c) { c.log_format = "text"; });
 }
 
 TEST_F(EgressIntegrationTest, AccessLogCanBeTurnedOff) {

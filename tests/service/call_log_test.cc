@@ -3,6 +3,8 @@
 // and the real log output.
 #include "service/call_log.h"
 
+#include <google/protobuf/struct.pb.h>
+#include <google/protobuf/util/json_util.h>
 #include <prometheus/text_serializer.h>
 
 #include <chrono>
@@ -11,6 +13,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "service/destination_policy.h"
+#include "service/log.h"
 #include "tests/fakes/fake_clock.h"
 
 namespace egress {
@@ -100,6 +103,75 @@ TEST_F(CallLogTest, TheAccessLogLineCanBeTurnedOff) {
   ::testing::internal::CaptureStderr();
   quiet.Complete(record, absl::OkStatus());
   EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
+}
+
+TEST(TraceparentTest, OnlyWellFormedW3CValuesAreKept) {
+  const std::string good =
+      "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  EXPECT_TRUE(IsValidTraceparent(good));
+  // A later version may carry more fields; version 00 may not.
+  EXPECT_TRUE(IsValidTraceparent(
+      "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-extra"));
+  EXPECT_FALSE(IsValidTraceparent(good + "-extra"));
+  EXPECT_FALSE(IsValidTraceparent(
+      "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01"));  // upper
+  EXPECT_FALSE(IsValidTraceparent(
+      "00-00000000000000000000000000000000-00f067aa0ba902b7-01"));  // zero id
+  EXPECT_FALSE(IsValidTraceparent(
+      "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01"));
+  EXPECT_FALSE(IsValidTraceparent(
+      "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"));
+  EXPECT_FALSE(IsValidTraceparent("00-4bf92f35-00f067aa0ba902b7-01"));
+  EXPECT_FALSE(IsValidTraceparent(""));
+}
+
+TEST_F(CallLogTest, TraceContextIsKeptWhenValidAndLoggedAsJson) {
+  CallRecord record;
+  const std::string parent =
+      "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+  log_.Begin(CallerTrace{absl::string_view("r7"), absl::string_view(parent),
+                         absl::string_view("congo=t61rcWkgMzE")},
+             clock_.Now(), record);
+  EXPECT_EQ(record.traceparent, parent);
+  EXPECT_EQ(record.tracestate, "congo=t61rcWkgMzE");
+  record.identity = "billing";
+  record.method = "POST";
+  record.origin = "https://api.example.com:443";
+
+  SetLogFormat(LogFormat::kJson);
+  ::testing::internal::CaptureStderr();
+  log_.Complete(record, absl::UnavailableError("connect refused"));
+  const std::string line = ::testing::internal::GetCapturedStderr();
+  SetLogFormat(LogFormat::kText);
+  ASSERT_FALSE(line.empty());
+  EXPECT_EQ(line.back(), '\n');
+  EXPECT_EQ(line.find('\n'), line.size() - 1) << "one line";
+  google::protobuf::Struct parsed;
+  ASSERT_TRUE(google::protobuf::util::JsonStringToMessage(line, &parsed).ok())
+      << line;
+  const auto& f = parsed.fields();
+  EXPECT_EQ(f.at("message").string_value(), "access");
+  EXPECT_EQ(f.at("level").string_value(), "I");
+  EXPECT_EQ(f.at("request_id").string_value(), "r7");
+  EXPECT_EQ(f.at("caller").string_value(), "billing");
+  EXPECT_EQ(f.at("method").string_value(), "POST");
+  EXPECT_EQ(f.at("origin").string_value(), "https://api.example.com:443");
+  EXPECT_EQ(f.at("outcome").string_value(), "UNAVAILABLE");
+  EXPECT_EQ(f.at("reason").string_value(), "UPSTREAM_FAILED");
+  EXPECT_EQ(f.at("status").number_value(), 0);
+  EXPECT_FALSE(f.at("reused").bool_value());
+  EXPECT_EQ(f.at("traceparent").string_value(), parent);
+  EXPECT_EQ(f.at("tracestate").string_value(), "congo=t61rcWkgMzE");
+  EXPECT_TRUE(f.contains("time"));
+
+  // A malformed traceparent is dropped, and its tracestate with it.
+  CallRecord bad;
+  log_.Begin(CallerTrace{std::nullopt, absl::string_view("00-xyz"),
+                         absl::string_view("a=b")},
+             clock_.Now(), bad);
+  EXPECT_TRUE(bad.traceparent.empty());
+  EXPECT_TRUE(bad.tracestate.empty());
+  log_.Complete(bad, absl::OkStatus());
 }
 
 }  // namespace
