@@ -48,6 +48,11 @@ ABSL_FLAG(std::string, log_format, kDefaults.log_format,
 ABSL_FLAG(bool, forward_trace_context, kDefaults.forward_trace_context,
           "Send the caller's x-request-id (or the generated one), traceparent "
           "and tracestate metadata upstream as headers.");
+ABSL_FLAG(double, retry_budget_ratio, kDefaults.retry_budget_ratio,
+          "Retries of answers that ask for one (429/503 with Retry-After, in "
+          "calls that opt in) are at most this share of all calls (0-1).");
+ABSL_FLAG(uint32_t, retry_budget_burst, kDefaults.retry_budget_burst,
+          "Such retries allowed in reserve, above --retry_budget_ratio.");
 ABSL_FLAG(std::string, metrics_origins, kDefaults.metrics_origins,
           "Origins (scheme://host:port, comma-separated) that get their own "
           "origin label on the upstream latency histograms; every other "
@@ -253,6 +258,12 @@ absl::StatusOr<std::vector<std::string>> ParseMetricsOrigins(
 absl::Status Config::Validate() const {
   using std::chrono::nanoseconds;
   if (listen.empty()) return Bad("listen", "must not be empty");
+  if (!(retry_budget_ratio >= 0 && retry_budget_ratio <= 1)) {
+    return Bad("retry_budget_ratio", "must be 0 to 1");
+  }
+  if (retry_budget_burst > 100000) {
+    return Bad("retry_budget_burst", "must be at most 100000");
+  }
   if (log_format != "text" && log_format != "json") {
     return Bad("log_format", "must be text or json");
   }
@@ -389,7 +400,7 @@ bool IsLoopbackListen(absl::string_view listen) {
   X(allow_unauthenticated) X(min_workers) X(max_workers)                    \
   X(max_inflight_per_origin) X(max_inflight_per_caller)                     \
   X(max_buffered_bytes) X(memory_limit) X(metrics_origins) X(log_format)     \
-  X(forward_trace_context)
+  X(forward_trace_context) X(retry_budget_ratio) X(retry_budget_burst)
 #define EGRESS_DURATION_SETTINGS(X)                                          \
   X(keepalive_timeout) X(default_timeout) X(max_timeout) X(connect_timeout) \
   X(stream_idle_timeout) X(drain_timeout) X(dns_ttl) X(dns_negative_ttl)   \

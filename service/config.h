@@ -108,6 +108,9 @@ struct Config {
   std::string log_format = defaults::kLogFormat;
   // Forward the caller's x-request-id, traceparent and tracestate upstream.
   bool forward_trace_context = defaults::kForwardTraceContext;
+  // Retry-After retries: at most this share of calls, this many in reserve.
+  double retry_budget_ratio = defaults::kRetryBudgetRatio;
+  uint32_t retry_budget_burst = defaults::kRetryBudgetBurst;
   // identity -> hosts and ports it may reach (config file only; see
   // caller_auth.h).
   std::map<std::string, IdentityEntry> identity_hosts;

@@ -79,6 +79,11 @@ inline constexpr size_t kDnsCacheSize = 10000;
 inline constexpr bool kAccessLog = true;
 inline constexpr char kLogFormat[] = "text";
 
+// Retry-After retries (opt-in per call) are at most this share of calls, with
+// this many in reserve.
+inline constexpr double kRetryBudgetRatio = 0.1;
+inline constexpr uint32_t kRetryBudgetBurst = 10;
+
 // Trace context (x-request-id, traceparent, tracestate) goes upstream.
 inline constexpr bool kForwardTraceContext = true;
 

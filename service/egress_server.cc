@@ -238,6 +238,9 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
 
   ServiceOptions service_options;
   service_options.limits = s->limits_.get();
+  s->retry_budget_ = std::make_unique<RetryBudget>(
+      config.retry_budget_ratio, static_cast<int>(config.retry_budget_burst));
+  service_options.retry_budget = s->retry_budget_.get();
   service_options.admission.budget = s->budget_.get();
   service_options.admission.max_inflight_per_caller =
       config.max_inflight_per_caller;

@@ -77,6 +77,7 @@ class EgressServer {
   // Before the pool and the service: destroyed after them.
   std::unique_ptr<MemoryBudget> budget_;
   std::unique_ptr<InflightLimits> limits_;
+  std::unique_ptr<RetryBudget> retry_budget_;
   std::unique_ptr<WorkerPool<EgressWorker>> pool_;
   std::unique_ptr<EgressService> service_;
   std::unique_ptr<grpc::Server> server_;

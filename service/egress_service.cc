@@ -105,9 +105,35 @@ class EgressService::Call final : public grpc::ServerUnaryReactor {
     absl::Status taken =
         service_.admission_.CheckTaken(context_, call.deadline, queued);
     if (!taken.ok()) return Answer(taken);
-    absl::StatusOr<UpstreamResponse> result =
-        worker.Perform(*call.request, call.deadline, canceller_, budget_.get());
-    if (!result.ok()) return Answer(result.status());
+    if (service_.options_.retry_budget != nullptr) {
+      service_.options_.retry_budget->OnCall();
+    }
+    // Answers that ask for a retry (Retry-After), when the call opted in.
+    const size_t held_before = budget_ != nullptr ? budget_->held() : 0;
+    int attempts = 0;
+    nanoseconds upstream{0}, waited{0};
+    absl::StatusOr<UpstreamResponse> result;
+    for (int answers = 1;; ++answers) {
+      result = worker.Perform(*call.request, call.deadline, canceller_,
+                              budget_.get());
+      if (!result.ok()) return Answer(result.status());
+      attempts += result->attempts;
+      upstream += result->upstream_time;
+      const RetryDecision retry = service_.DecideAnswerRetry(
+          *call.request, *result, answers, call.deadline);
+      if (retry.outcome != RetryOutcome::kRetry) break;
+      // This answer is dropped: its body's bytes go back to the budget.
+      result->body = std::string();
+      if (budget_ != nullptr) budget_->Shrink(budget_->held() - held_before);
+      if (!canceller_.WaitFor(retry.wait)) {
+        return Answer(absl::CancelledError(
+            "the call was cancelled while waiting to retry (Retry-After)"));
+      }
+      waited += retry.wait;
+    }
+    result->attempts = attempts;
+    result->upstream_time = upstream;
+    result->retry_wait = waited;
     record_.attempts = result->attempts;
     record_.reused = result->connection_reused;
     record_.http_status = result->status;
@@ -167,9 +193,26 @@ class EgressService::StreamCall final
     if (!taken.ok()) return Answer(taken);
     pump_.SetDeadline(call.deadline);
     origin_ = call.request->origin.Key();
-    absl::StatusOr<UpstreamResponse> result =
-        worker.Stream(*call.request, call.deadline,
-                      service_.options_.stream_idle_timeout, *this, canceller_);
+    request_ = call.request.get();
+    deadline_ = &call.deadline;
+    if (service_.options_.retry_budget != nullptr) {
+      service_.options_.retry_budget->OnCall();
+    }
+    absl::StatusOr<UpstreamResponse> result;
+    for (;;) {
+      result = worker.Stream(*call.request, call.deadline,
+                             service_.options_.stream_idle_timeout, *this,
+                             canceller_);
+      if (retry_wait_ == nanoseconds::zero()) break;
+      // OnHead dropped an answer that asked for a retry.
+      const nanoseconds wait = std::exchange(retry_wait_, nanoseconds::zero());
+      if (!canceller_.WaitFor(wait)) {
+        result = absl::CancelledError(
+            "the call was cancelled while waiting to retry (Retry-After)");
+        break;
+      }
+      waited_ += wait;
+    }
     if (result.ok()) {
       service_.metrics_.RecordUpstreamSeconds(call.request->origin.Key(),
                                               RpcKind::kDoStream,
@@ -182,6 +225,17 @@ class EgressService::StreamCall final
 
   // ResponseSink (the worker).
   bool OnHead(UpstreamResponse head, std::optional<uint64_t>) override {
+    ++answers_;
+    attempts_ += head.attempts;
+    const RetryDecision retry =
+        service_.DecideAnswerRetry(*request_, head, answers_, *deadline_);
+    if (retry.outcome == RetryOutcome::kRetry) {
+      // Not sent: the exchange is abandoned and Run tries again.
+      retry_wait_ = std::max(retry.wait, nanoseconds(1));
+      return false;
+    }
+    head.attempts = attempts_;
+    head.retry_wait = waited_;
     record_.http_status = head.status;
     record_.attempts = head.attempts;
     record_.reused = head.connection_reused;
@@ -197,7 +251,12 @@ class EgressService::StreamCall final
   bool OnBody(const char* data, size_t size) override {
     return pump_.Push(data, size);
   }
-  absl::Status AbortStatus() const override { return pump_.abort_status(); }
+  absl::Status AbortStatus() const override {
+    if (retry_wait_ > nanoseconds::zero()) {
+      return absl::AbortedError("answer dropped to retry after Retry-After");
+    }
+    return pump_.abort_status();
+  }
 
   // StreamPump::Writer: one write at a time, so out_ is never shared.
   void StartBodyWrite(std::string bytes) override {
@@ -244,6 +303,14 @@ class EgressService::StreamCall final
   CallRecord record_;      // written by the worker until it finishes
   nanoseconds queued_{0};  // written by the worker before streaming starts
   std::string origin_;     // likewise
+  // The worker's, while it runs the call: the request, its deadline, and the
+  // Retry-After retries so far.
+  const UpstreamRequest* request_ = nullptr;
+  const Deadline* deadline_ = nullptr;
+  int answers_ = 0;
+  int attempts_ = 0;
+  nanoseconds waited_{0};
+  nanoseconds retry_wait_{0};  // set by OnHead when the answer is retried
   egress::v1::DoStreamResponse out_;  // the write in flight
   StreamPump pump_;
   ExchangeCanceller canceller_;
@@ -280,6 +347,19 @@ absl::Status EgressService::Submit(WorkerPool<EgressWorker>::Task task) {
                      pool_.QueueDepth())),
                  ErrorReason::kQueueFull, {{"limit", "--max_queue"}}),
       defaults::kBusyRetryDelay);
+}
+
+RetryDecision EgressService::DecideAnswerRetry(const UpstreamRequest& request,
+                                               const UpstreamResponse& answer,
+                                               int answers,
+                                               const Deadline& deadline) {
+  const RetryDecision decision =
+      DecideRetry(request, answer.status, answer.headers, answers,
+                  deadline.Remaining(), absl::Now(), options_.retry_budget);
+  if (decision.outcome != RetryOutcome::kNotAsked) {
+    metrics_.RecordAnswerRetry(decision.outcome);
+  }
+  return decision;
 }
 
 template <typename CallT>

@@ -21,6 +21,7 @@
 #include "absl/status/status.h"
 #include "proto/egress/v1/egress.grpc.pb.h"
 #include "service/admission.h"
+#include "service/answer_retry.h"
 #include "service/call_log.h"
 #include "service/clock.h"
 #include "service/defaults.h"
@@ -44,6 +45,9 @@ struct ServiceOptions {
   // Calls in flight per origin and per caller, each with its own queue;
   // nullptr: no such limits. Must outlive the service's calls.
   InflightLimits* limits = nullptr;
+  // Takes a token for each Retry-After retry (DoRequest.retry); nullptr:
+  // unlimited. Must outlive the service's calls.
+  RetryBudget* retry_budget = nullptr;
 };
 
 class EgressService final : public egress::v1::EgressService::CallbackService {
@@ -72,6 +76,10 @@ class EgressService final : public egress::v1::EgressService::CallbackService {
              const grpc::CallbackServerContext& context, Admission::Rpc rpc);
   // RESOURCE_EXHAUSTED when the queue is full.
   absl::Status Submit(WorkerPool<EgressWorker>::Task task);
+  // Whether an answer is retried (answer_retry.h), counted by outcome.
+  RetryDecision DecideAnswerRetry(const UpstreamRequest& request,
+                                  const UpstreamResponse& answer, int answers,
+                                  const Deadline& deadline);
 
   const ServiceOptions options_;
   WorkerPool<EgressWorker>& pool_;

@@ -229,6 +229,12 @@ void ExchangeCanceller::Cancel() {
   std::lock_guard<std::mutex> lock(mu_);
   cancelled_ = true;
   if (session_ != nullptr) session_->Abort();
+  cancelled_cv_.notify_all();
+}
+
+bool ExchangeCanceller::WaitFor(std::chrono::nanoseconds d) {
+  std::unique_lock<std::mutex> lock(mu_);
+  return !cancelled_cv_.wait_for(lock, d, [this] { return cancelled_; });
 }
 
 bool ExchangeCanceller::cancelled() const {

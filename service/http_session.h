@@ -44,6 +44,7 @@
 #include <openssl/types.h>
 
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -136,6 +137,9 @@ class ExchangeCanceller {
   // Never blocks on the upstream: it only shuts a socket down.
   void Cancel();
   bool cancelled() const;
+  // Waits `d` between exchanges (a Retry-After); false, at once, when the
+  // call is or gets cancelled.
+  bool WaitFor(std::chrono::nanoseconds d);
 
  private:
   friend class HttpSession;
@@ -143,6 +147,7 @@ class ExchangeCanceller {
   void Detach();
 
   mutable std::mutex mu_;
+  std::condition_variable cancelled_cv_;
   HttpSession* session_ = nullptr;  // guarded by mu_
   bool cancelled_ = false;          // guarded by mu_
 };

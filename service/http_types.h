@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -42,6 +43,11 @@ struct UpstreamRequest {
   std::string body;
   // The caller's own timeout, when it gave one (zero means none given).
   std::chrono::nanoseconds timeout{0};
+  // Retries of answers that ask for them (DoRequest.retry; answer_retry.h).
+  struct Retry {
+    int max_attempts = 1;  // the first included; 1: none
+    std::optional<std::chrono::nanoseconds> max_wait;  // none: the deadline
+  } retry;
 };
 
 struct UpstreamResponse {
@@ -62,6 +68,8 @@ struct UpstreamResponse {
   // The address and port the request went to.
   std::string remote_address;
   int remote_port = 0;
+  // Time waited as answers' Retry-After asked, before this answer.
+  std::chrono::nanoseconds retry_wait{0};
 };
 
 // True when `s` is well-formed UTF-8 (no overlong forms, surrogates or code

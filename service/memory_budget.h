@@ -16,6 +16,7 @@
 // used by one thread at a time.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <optional>
@@ -63,6 +64,12 @@ class BudgetLease {
     if (budget_ != nullptr && !budget_->TryReserve(n)) return false;
     held_ += n;
     return true;
+  }
+  // Gives back `n` of the bytes held (at most all of them).
+  void Shrink(size_t n) {
+    n = std::min(n, held_);
+    if (budget_ != nullptr) budget_->Release(n);
+    held_ -= n;
   }
   size_t held() const { return held_; }
   MemoryBudget* budget() const { return budget_; }

@@ -154,7 +154,18 @@ Metrics::Metrics(const std::vector<std::string>& origins)
                                 .Name("egress_stream_aborts_total")
                                 .Help("DoStream exchanges abandoned on purpose "
                                       "(connection closed), by reason.")
-                                .Register(*registry_)) {
+                                .Register(*registry_)),
+      answer_retries_family_(
+          prometheus::BuildCounter()
+              .Name("egress_answer_retries_total")
+              .Help("Upstream answers that asked for a retry (429 or 503 with "
+                    "Retry-After, in calls that opted in), by outcome: "
+                    "retried, or not for attempts, too_long or no_budget.")
+              .Register(*registry_)) {
+  for (int i = 1; i < kRetryOutcomeCount; ++i) {
+    answer_retries_[i] = &answer_retries_family_.Add(
+        {{"outcome", RetryOutcomeName(static_cast<RetryOutcome>(i))}});
+  }
   // Every reason is present from the start, so a dashboard shows zeros, not
   // gaps.
   prometheus::BuildGauge()

@@ -30,6 +30,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "service/answer_retry.h"
 #include "service/destination_policy.h"
 #include "service/session_observer.h"
 #include "service/stream_pump.h"
@@ -62,6 +63,10 @@ class Metrics final : public SessionObserver {
                   absl::StatusCode outcome, double seconds);
   // A DoStream exchange abandoned on purpose.
   void RecordStreamAbort(StreamAbortReason reason);
+  // An answer that asked for a retry (Retry-After), by what became of it.
+  void RecordAnswerRetry(RetryOutcome outcome) {
+    answer_retries_[static_cast<size_t>(outcome)]->Increment();
+  }
   // A call refused by the destination policy, by rule (nullopt: "other").
   void RecordPolicyDenied(std::optional<PolicyRule> rule);
   // The upstream exchange's time, and its time to first byte (the head), by
@@ -146,6 +151,9 @@ class Metrics final : public SessionObserver {
   prometheus::Family<prometheus::Counter>& policy_denied_family_;
   prometheus::Family<prometheus::Counter>& stream_aborts_family_;
   std::array<prometheus::Counter*, kStreamAbortReasonCount> stream_aborts_;
+  prometheus::Family<prometheus::Counter>& answer_retries_family_;
+  // By RetryOutcome; kNotAsked is never counted (nullptr).
+  std::array<prometheus::Counter*, kRetryOutcomeCount> answer_retries_{};
   // One per PolicyRule, then "other".
   std::array<prometheus::Counter*, kPolicyRuleCount + 1> policy_denied_;
   std::atomic<prometheus::Counter*> requests_[kMethods][kCodeClasses]

@@ -17,6 +17,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/strip.h"
+#include "service/answer_retry.h"
 #include "service/error_details.h"
 
 namespace egress {
@@ -325,6 +326,26 @@ absl::StatusOr<UpstreamRequest> ValidateAllButBody(
         std::chrono::nanoseconds(TimeUtil::DurationToNanoseconds(t));
     if (request->timeout.count() == 0) {
       return Invalid("timeout", "must be positive when set");
+    }
+  }
+
+  if (proto.has_retry()) {
+    using google::protobuf::util::TimeUtil;
+    const egress::v1::RetryPolicy& retry = proto.retry();
+    if (retry.max_attempts() < 0 || retry.max_attempts() > kMaxRetryAttempts) {
+      return Invalid("retry.max_attempts",
+                     absl::StrFormat("is %d; must be 0 to %d",
+                                     retry.max_attempts(), kMaxRetryAttempts));
+    }
+    request->retry.max_attempts = std::max(1, retry.max_attempts());
+    if (retry.has_max_wait()) {
+      const google::protobuf::Duration& w = retry.max_wait();
+      if (w.seconds() < 0 || w.nanos() < 0 || w.nanos() > 999999999 ||
+          w.seconds() > 365LL * 24 * 3600) {
+        return Invalid("retry.max_wait", "must be a duration of 0 to a year");
+      }
+      request->retry.max_wait =
+          std::chrono::nanoseconds(TimeUtil::DurationToNanoseconds(w));
     }
   }
   return request;

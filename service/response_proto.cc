@@ -31,6 +31,9 @@ void FillHead(UpstreamResponse& from, const CallTiming& t, Message& to) {
   SetDuration(from.first_byte_time, *timing.mutable_first_byte());
   timing.set_remote_address(std::move(from.remote_address));
   timing.set_remote_port(from.remote_port);
+  if (from.retry_wait.count() > 0) {
+    SetDuration(from.retry_wait, *timing.mutable_retry_wait());
+  }
 }
 
 }  // namespace

@@ -92,6 +92,26 @@ void FakeUpstream::Serve() {
     }
   });
   s.Get(R"(/slow/(\d+))", slow).Post(R"(/slow/(\d+))", slow);
+  // /busy/<key>/<n>/<s>: the first n requests for <key> are answered 429
+  // with "Retry-After: <s>" (503 for POST), the next 200 "ok after n".
+  auto busy =
+      counted([this](const httplib::Request& req, httplib::Response& res) {
+        const int n = std::atoi(req.matches[2].str().c_str());
+        int seen;
+        {
+          std::lock_guard<std::mutex> lock(mu_);
+          seen = busy_[req.matches[1].str()]++;
+        }
+        if (seen < n) {
+          res.status = req.method == "POST" ? 503 : 429;
+          res.set_header("Retry-After", req.matches[3].str());
+          res.set_content("busy", "text/plain");
+          return;
+        }
+        res.set_content("ok after " + std::to_string(seen), "text/plain");
+      });
+  s.Get(R"(/busy/(\w+)/(\d+)/(\d+))", busy)
+      .Post(R"(/busy/(\w+)/(\d+)/(\d+))", busy);
   s.Get("/close", counted([](const httplib::Request&, httplib::Response& res) {
           res.set_header("Connection", "close");
           res.set_content("bye", "text/plain");

@@ -22,6 +22,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <set>
@@ -74,6 +75,7 @@ class FakeUpstream {
   std::atomic<int> aborted_streams_{0};
   mutable std::mutex mu_;
   std::set<std::pair<std::string, int>> peers_;  // guarded by mu_
+  std::map<std::string, int> busy_;  // /busy requests by key; guarded by mu_
   std::vector<std::chrono::steady_clock::time_point>
       sse_sent_;  // guarded by mu_
 };

@@ -584,6 +584,72 @@ TEST_F(EgressIntegrationTest, JsonLogsAreOneObjectPerLine) {
   Restart([](Config& c) { c.log_format = "text"; });
 }
 
+// Answers that ask for a retry (429/503 with Retry-After) are retried when the
+// call opts in, within its attempts, its max_wait and the server's budget.
+TEST_F(EgressIntegrationTest, RetryAfterAnswersAreRetriedWhenTheCallOptsIn) {
+  using google::protobuf::util::TimeUtil;
+  const auto call = [&](const std::string& method, const std::string& path,
+                        int max_attempts, int64_t max_wait_ms = -1) {
+    DoRequest request = Request(method, path);
+    if (max_attempts > 0)
+      request.mutable_retry()->set_max_attempts(max_attempts);
+    if (max_wait_ms >= 0) {
+      *request.mutable_retry()->mutable_max_wait() =
+          TimeUtil::MillisecondsToDuration(max_wait_ms);
+    }
+    DoResponse response;
+    EXPECT_TRUE(Do(request, &response).ok());
+    return response;
+  };
+  // Two 429s, then 200: three attempts.
+  DoResponse r = call("GET", "/busy/a/2/0", 3);
+  EXPECT_EQ(r.status(), 200);
+  EXPECT_EQ(r.body(), "ok after 2");
+  EXPECT_EQ(r.timing().attempts(), 3);
+  // Not opted in, or not idempotent: the 429/503 comes back.
+  EXPECT_EQ(call("GET", "/busy/b/1/0", 0).status(), 429);
+  EXPECT_EQ(call("POST", "/busy/c/1/0", 3).status(), 503);
+  // Attempts used up.
+  r = call("GET", "/busy/d/5/0", 2);
+  EXPECT_EQ(r.status(), 429);
+  EXPECT_EQ(r.timing().attempts(), 2);
+  // A wait over max_wait is not taken; one within it is, and is reported.
+  EXPECT_EQ(call("GET", "/busy/e/1/1", 3, 100).status(), 429);
+  r = call("GET", "/busy/f/1/1", 3);
+  EXPECT_EQ(r.status(), 200);
+  EXPECT_GE(TimeUtil::DurationToMilliseconds(r.timing().retry_wait()), 1000);
+
+  // DoStream: the retried answer's head is never sent.
+  grpc::ClientContext context;
+  DoRequest request = Request("GET", "/busy/g/1/0");
+  request.mutable_retry()->set_max_attempts(2);
+  auto reader =
+      egress_.stub().DoStream(&context, egress::v1::ForStream(request));
+  egress::v1::DoStreamResponse chunk;
+  ASSERT_TRUE(reader->Read(&chunk));
+  ASSERT_TRUE(chunk.has_head());
+  EXPECT_EQ(chunk.head().status(), 200);
+  EXPECT_EQ(chunk.head().timing().attempts(), 2);
+  std::string body;
+  while (reader->Read(&chunk)) body += chunk.body();
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(body, "ok after 1");
+
+  // a: 2, d: 1, f: 1, g: 1.
+  EXPECT_EQ(Metric("egress_answer_retries_total{outcome=\"retried\"}"), 5);
+  EXPECT_EQ(Metric("egress_answer_retries_total{outcome=\"attempts\"}"), 1);
+  EXPECT_EQ(Metric("egress_answer_retries_total{outcome=\"too_long\"}"), 1);
+
+  // The server's budget: one retry in reserve and none earned.
+  Restart([](Config& c) {
+    c.retry_budget_ratio = 0;
+    c.retry_budget_burst = 1;
+  });
+  EXPECT_EQ(call("GET", "/busy/h/1/0", 3).status(), 200);
+  EXPECT_EQ(call("GET", "/busy/i/1/0", 3).status(), 429);
+  EXPECT_EQ(Metric("egress_answer_retries_total{outcome=\"no_budget\"}"), 1);
+}
+
 TEST_F(EgressIntegrationTest, AccessLogCanBeTurnedOff) {
   Restart([](Config& c) { c.access_log = false; });
   ::testing::internal::CaptureStderr();

@@ -380,5 +380,33 @@ TEST(RequestValidationDetailTest, Timeouts) {
             absl::StatusCode::kInvalidArgument);
 }
 
+TEST(RequestValidationDetailTest, RetryPolicy) {
+  egress::v1::DoRequest proto;
+  proto.set_url("http://e.com/");
+  auto request = ValidateRequest(proto, ValidationLimits());
+  ASSERT_TRUE(request.ok());
+  EXPECT_EQ(request->retry.max_attempts, 1);  // none unless asked
+  EXPECT_FALSE(request->retry.max_wait.has_value());
+
+  proto.mutable_retry()->set_max_attempts(4);
+  proto.mutable_retry()->mutable_max_wait()->set_seconds(2);
+  request = ValidateRequest(proto, ValidationLimits());
+  ASSERT_TRUE(request.ok());
+  EXPECT_EQ(request->retry.max_attempts, 4);
+  EXPECT_EQ(request->retry.max_wait, std::chrono::seconds(2));
+
+  proto.mutable_retry()->set_max_attempts(11);
+  EXPECT_THAT(
+      std::string(
+          ValidateRequest(proto, ValidationLimits()).status().message()),
+      HasSubstr("retry.max_attempts: is 11; must be 0 to 10"));
+  proto.mutable_retry()->set_max_attempts(2);
+  proto.mutable_retry()->mutable_max_wait()->set_seconds(-1);
+  EXPECT_THAT(
+      std::string(
+          ValidateRequest(proto, ValidationLimits()).status().message()),
+      HasSubstr("retry.max_wait: must be a duration"));
+}
+
 }  // namespace
 }  // namespace egress

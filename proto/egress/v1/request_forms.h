@@ -20,6 +20,7 @@ To RequestAs(From from) {
   to.mutable_headers()->Swap(from.mutable_headers());
   to.mutable_body()->swap(*from.mutable_body());
   if (from.has_timeout()) to.mutable_timeout()->Swap(from.mutable_timeout());
+  if (from.has_retry()) to.mutable_retry()->Swap(from.mutable_retry());
   return to;
 }
 
