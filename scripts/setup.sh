@@ -29,7 +29,9 @@ build_packages=(
 )
 test_packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
-  python3 python3-grpcio python3-grpc-tools
+  # The Python package, installed with pip into a venv over Debian's grpcio.
+  python3 python3-grpcio python3-protobuf python3-venv python3-pip
+  python3-setuptools
   # Real servers nobody here wrote, for the conformance tests.
   python3-httpbin gunicorn nginx
   # promtool and a real Prometheus for the dashboard and alert tests.

@@ -21,7 +21,8 @@ class EgressProcess:
         self._log = tempfile.NamedTemporaryFile(prefix="egressd-", suffix=".log",
                                                 delete=False)
         self._process = subprocess.Popen(
-            [os.path.join(os.getcwd(), "service/egressd"), "--listen=127.0.0.1:0",
+            [os.environ.get("EGRESSD", os.path.join(os.getcwd(), "service/egressd")),
+             "--listen=127.0.0.1:0",
              "--metrics_listen=", "--allow_cidrs=127.0.0.0/8,::1/128",
              "--allow_ports=*",
              *self._flags],

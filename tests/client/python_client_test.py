@@ -1,8 +1,11 @@
-"""The Python client against a real egressd and a loopback upstream.
+"""The Python package, installed with pip, against a real egressd and a
+loopback upstream: the synchronous and the asyncio client.
 
-Run by Bazel (sh_test python_client_test) with Debian's /usr/bin/python3; writes
-JUnit XML to $XML_OUTPUT_FILE so that CI counts each case.
+Run by Bazel (sh_test python_client_test, which installs the package into a
+virtual environment over Debian's python3-grpcio); writes JUnit XML to
+$XML_OUTPUT_FILE so that CI counts each case.
 """
+import asyncio
 import http.server
 import os
 import sys
@@ -12,7 +15,7 @@ import unittest
 import xml.etree.ElementTree as ET
 
 import grpc
-from egress_client import EgressClient, EgressError
+from egress_client import AsyncEgressClient, EgressClient, EgressError
 
 sys.path.insert(0, os.path.dirname(__file__))
 from egress_process import EgressProcess  # noqa: E402
@@ -20,6 +23,7 @@ from egress_process import EgressProcess  # noqa: E402
 
 class Upstream(http.server.BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    busy_seen = set()
 
     def log_message(self, *args):
         pass
@@ -39,6 +43,15 @@ class Upstream(http.server.BaseHTTPRequestHandler):
             # http.server writes header values as ISO-8859-1: byte 0xE9.
             self._send(200, b"ok", [("Content-Disposition",
                                      'attachment; filename="caf\xe9.txt"')])
+        elif self.path.startswith("/busy-once/"):
+            # The first request for each key: 429 with Retry-After: 0.
+            key = self.path
+            first = key not in Upstream.busy_seen
+            Upstream.busy_seen.add(key)
+            if first:
+                self._send(429, b"busy", [("Retry-After", "0")])
+            else:
+                self._send(200, b"ok")
         elif self.path == "/slow":
             time.sleep(2)
             self._send(200, b"late")
@@ -104,7 +117,7 @@ class PythonClientTest(unittest.TestCase):
     def test_streamed_response(self):
         head = []
         body = b"".join(self.client.stream("GET", self.base + "/sse", head=head))
-        self.assertEqual(head[0][0], 200)
+        self.assertEqual(head[0].status, 200)
         self.assertEqual(body, b"data: 0\n\ndata: 1\n\ndata: 2\n\n")
 
     def test_streams_have_no_default_deadline(self):
@@ -138,6 +151,47 @@ class PythonClientTest(unittest.TestCase):
         self.assertEqual(caught.exception.code(), grpc.StatusCode.INVALID_ARGUMENT)
         self.assertEqual(caught.exception.reason, "INVALID_REQUEST")
         self.assertEqual(caught.exception.field_violations[0][0], "url")
+
+    def test_the_package_is_the_installed_one(self):
+        import egress_client
+        self.assertNotIn("client/python", egress_client.__file__)
+        self.assertTrue(os.path.exists(os.path.join(
+            os.path.dirname(egress_client.__file__), "py.typed")))
+
+    def test_retry_of_an_answer_that_asks_for_it(self):
+        r = self.client.get(self.base + "/busy-once/a")
+        self.assertEqual(r.status, 429)  # not opted in
+        r = self.client.get(self.base + "/busy-once/b", retry_attempts=2)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.timing.attempts, 2)
+
+    def test_async_client_has_the_same_surface(self):
+        async def run():
+            async with AsyncEgressClient(self.egress.target) as client:
+                r = await client.get(self.base + "/missing")
+                self.assertEqual(r.status, 404)
+                self.assertEqual(r.body, b"not found")
+                self.assertGreater(r.timing.first_byte.ToNanoseconds(), 0)
+                r = await client.post(self.base + "/echo", b"abc")
+                self.assertEqual((r.status, r.body), (200, b"abc"))
+                head = []
+                pieces = [p async for p in client.stream("GET", self.base + "/sse",
+                                                         head=head)]
+                self.assertEqual(head[0].status, 200)
+                self.assertEqual(head[0].header("content-type"), "text/event-stream")
+                self.assertEqual(b"".join(pieces), b"data: 0\n\ndata: 1\n\ndata: 2\n\n")
+                with self.assertRaises(EgressError) as caught:
+                    await client.get("http://10.0.0.1/")
+                self.assertEqual(caught.exception.code(), grpc.StatusCode.PERMISSION_DENIED)
+                self.assertEqual(caught.exception.reason, "DESTINATION_DENIED")
+                with self.assertRaises(EgressError) as caught:
+                    await client.get(self.base + "/slow", deadline=0.3)
+                self.assertEqual(caught.exception.code(), grpc.StatusCode.DEADLINE_EXCEEDED)
+                # Many calls at once on one channel.
+                replies = await asyncio.gather(
+                    *[client.get(self.base + "/missing") for _ in range(20)])
+                self.assertEqual({r.status for r in replies}, {404})
+        asyncio.run(run())
 
     def test_error_reason_of_a_refused_connect_and_timing_phases(self):
         import socket
