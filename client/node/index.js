@@ -1,6 +1,7 @@
 'use strict';
 // A small Node client for the egress service, on @grpc/grpc-js. The proto is
-// loaded at run time from proto/egress/v1/egress.proto (nothing generated).
+// loaded at run time from this package's proto/ (nothing generated); types
+// are in index.d.ts.
 //
 //   const { EgressClient } = require('./client/node');
 //   const client = new EgressClient('127.0.0.1:50051');
@@ -19,7 +20,9 @@ const grpc = require('@grpc/grpc-js');
 const protoLoader = require('@grpc/proto-loader');
 const protobuf = require('protobufjs');
 
-const PROTO = path.join(__dirname, '..', '..', 'proto', 'egress', 'v1', 'egress.proto');
+// Copies of proto/egress/v1/egress.proto and third_party/googleapis/google/rpc
+// kept in this package (test/fresh.test.js checks they match).
+const PROTO = path.join(__dirname, 'proto', 'egress', 'v1', 'egress.proto');
 const definition = protoLoader.loadSync(PROTO, {
   keepCase: true,
   longs: Number,
@@ -40,7 +43,7 @@ function headerValue(h) {
 let rpcRoot;
 function rpcType(name) {
   if (!rpcRoot) {
-    const dir = path.join(__dirname, '..', '..', 'third_party', 'googleapis', 'google', 'rpc');
+    const dir = path.join(__dirname, 'proto', 'google', 'rpc');
     rpcRoot = new protobuf.Root().loadSync(
       [path.join(dir, 'status.proto'), path.join(dir, 'error_details.proto')], { keepCase: true });
   }
@@ -134,25 +137,29 @@ class EgressClient {
     return metadata;
   }
 
-  static _request(method, url, headers = [], body = Buffer.alloc(0), timeoutMs) {
+  static _request(method, url, { headers = [], body = Buffer.alloc(0), timeoutMs,
+    retryAttempts, retryMaxWaitMs } = {}) {
+    const duration = (ms) => ({ seconds: Math.floor(ms / 1000), nanos: Math.round((ms % 1000) * 1e6) });
     const request = {
       method,
       url,
       headers: headers.map(([name, value]) => ({ name, value })),
       body: Buffer.from(body),
     };
-    if (timeoutMs) {
-      request.timeout = {
-        seconds: Math.floor(timeoutMs / 1000),
-        nanos: (timeoutMs % 1000) * 1e6,
-      };
+    if (timeoutMs) request.timeout = duration(timeoutMs);
+    if (retryAttempts > 1) {
+      request.retry = { max_attempts: retryAttempts };
+      if (retryMaxWaitMs !== undefined) request.retry.max_wait = duration(retryMaxWaitMs);
     }
     return request;
   }
 
-  // One request. timeoutMs bounds the upstream, deadlineMs the call.
-  do(method, url, { headers, body, timeoutMs, deadlineMs } = {}) {
-    const request = EgressClient._request(method, url, headers, body, timeoutMs);
+  // One request. timeoutMs bounds the upstream, deadlineMs the call;
+  // retryAttempts > 1 retries answers that ask for it (429/503 with
+  // Retry-After) up to that many attempts in all.
+  do(method, url, options = {}) {
+    const { deadlineMs } = options;
+    const request = EgressClient._request(method, url, options);
     const deadline = Date.now() + (deadlineMs || this._deadlineMs);
     return new Promise((resolve, reject) => {
       this._client.Do(request, this._metadata(), { deadline }, (err, reply) => {
@@ -171,12 +178,13 @@ class EgressClient {
     return this.do('POST', url, { ...options, body });
   }
 
-  // Yields body Buffers as they arrive; options.onHead(status, headers) gets the
+  // Yields body Buffers as they arrive; options.onHead(status, headers, timing) gets the
   // head. A failure mid-body throws: a stream that ends without one is complete.
   // A stream has no deadline unless deadlineMs gives one: event streams last
   // minutes, and the service ends a silent one (--stream_idle_timeout).
-  async* stream(method, url, { headers, body, timeoutMs, deadlineMs, onHead } = {}) {
-    const request = EgressClient._request(method, url, headers, body, timeoutMs);
+  async* stream(method, url, options = {}) {
+    const { deadlineMs, onHead } = options;
+    const request = EgressClient._request(method, url, options);
     const callOptions = deadlineMs ? { deadline: Date.now() + deadlineMs } : {};
     const call = this._client.DoStream(request, this._metadata(), callOptions);
     try {

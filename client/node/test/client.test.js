@@ -9,6 +9,7 @@ const { spawn } = require('node:child_process');
 const { EgressClient, EgressError, grpc } = require('../index.js');
 
 let upstream;
+const busySeen = new Set();
 let rawUpstream;
 let base;
 let egressd;
@@ -40,6 +41,13 @@ test.before(async () => {
     if (req.url === '/repeat') {
       res.setHeader('Set-Cookie', ['a=1', 'b=2']);
       res.end('ok');
+    } else if (req.url.startsWith('/busy-once/')) {
+      // The first request for each path: 429 with Retry-After: 0.
+      const first = !busySeen.has(req.url);
+      busySeen.add(req.url);
+      res.statusCode = first ? 429 : 200;
+      if (first) res.setHeader('Retry-After', '0');
+      res.end(first ? 'busy' : 'ok');
     } else if (req.url === '/slow') {
       setTimeout(() => res.end('late'), 2000);
     } else if (req.url === '/sse' || req.url === '/sse-long') {
@@ -186,4 +194,19 @@ test('errors carry their reason, and responses their timing phases', async () =>
   } finally {
     fresh.close();
   }
+});
+
+test('answers that ask for a retry are retried when asked', async () => {
+  assert.strictEqual((await client.get(`${base}/busy-once/a`)).status, 429);
+  const r = await client.get(`${base}/busy-once/b`, { retryAttempts: 2 });
+  assert.strictEqual(r.status, 200);
+  assert.strictEqual(r.timing.attempts, 2);
+  let head;
+  const pieces = [];
+  for await (const piece of client.stream('GET', `${base}/busy-once/c`, {
+    retryAttempts: 2, onHead: (status, headers, timing) => { head = { status, timing }; },
+  })) pieces.push(piece);
+  assert.strictEqual(head.status, 200);
+  assert.strictEqual(head.timing.attempts, 2);
+  assert.strictEqual(Buffer.concat(pieces).toString(), 'ok');
 });
