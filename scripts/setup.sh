@@ -32,6 +32,11 @@ test_packages=(
   # The Python package, installed with pip into a venv over Debian's grpcio.
   python3 python3-grpcio python3-protobuf python3-venv python3-pip
   python3-setuptools
+  # The Go client, built offline from Debian's Go packages (protobuf 1.5's
+  # github.com/golang/protobuf: the 1.3 one cannot decode today's stubs).
+  golang-go golang-google-grpc-dev golang-google-protobuf-dev
+  golang-google-genproto-dev golang-github-golang-protobuf-1-5-dev
+  protoc-gen-go protoc-gen-go-grpc
   # Real servers nobody here wrote, for the conformance tests.
   python3-httpbin gunicorn nginx
   # promtool and a real Prometheus for the dashboard and alert tests.
