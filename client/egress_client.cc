@@ -102,6 +102,14 @@ egress::v1::DoRequest EgressClient::ToProto(const Request& request) {
         google::protobuf::util::TimeUtil::MillisecondsToDuration(
             request.timeout.count());
   }
+  if (request.retry_attempts > 1) {
+    proto.mutable_retry()->set_max_attempts(request.retry_attempts);
+    if (request.retry_max_wait.count() > 0) {
+      *proto.mutable_retry()->mutable_max_wait() =
+          google::protobuf::util::TimeUtil::MillisecondsToDuration(
+              request.retry_max_wait.count());
+    }
+  }
   return proto;
 }
 

@@ -65,6 +65,11 @@ struct Request {
   // The call's deadline (0: ClientOptions::default_deadline for Do, none for
   // Stream).
   std::chrono::milliseconds deadline{0};
+  // > 1: the service retries an answer that asks for it (429 or 503 with
+  // Retry-After) up to this many attempts in all, waiting at most
+  // retry_max_wait (0: what the deadline allows).
+  int retry_attempts = 0;
+  std::chrono::milliseconds retry_max_wait{0};
 };
 
 struct Response {

@@ -2,7 +2,8 @@
 //
 //   egressctl [--server ADDR] [-X METHOD] [-H 'Name: value']...
 //             [-d DATA | --data-binary @FILE] [-i] [--stream] [--timeout 5s]
-//             [--json] [-w FORMAT] [--token TOKEN] [--tls_ca FILE] URL
+//             [--json] [-w FORMAT] [--retry N] [--token TOKEN]
+//             [--tls_ca FILE] URL
 //
 // The body goes to stdout unchanged (binary safe); -i prints the status line
 // and headers first; --stream prints the body as it arrives (DoStream); --json
@@ -26,6 +27,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/string_view.h"
@@ -48,6 +50,8 @@ constexpr char kUsage[] =
     "  -i, --include          print the status line and headers first\n"
     "  --stream               print the body as it arrives (DoStream)\n"
     "  --timeout DURATION     upstream timeout and call deadline: 5s, 250ms\n"
+    "  --retry N              let egressd retry a 429/503 with Retry-After,\n"
+    "                         N attempts in all (idempotent requests)\n"
     "                         (default: 30s for a call, none for --stream)\n"
     "  --json                 print the whole response (or the error's\n"
     "                         google.rpc.Status) as JSON, with timing\n"
@@ -256,6 +260,11 @@ int main(int argc, char** argv) {
       // A little slack: the service's own timeout answers first, more
       // precisely.
       request.deadline = request.timeout + std::chrono::seconds(1);
+    } else if (a == "--retry") {
+      if (!value(v) || !absl::SimpleAtoi(v, &request.retry_attempts) ||
+          request.retry_attempts < 1 || request.retry_attempts > 10) {
+        return Usage("--retry needs a number of attempts from 1 to 10");
+      }
     } else if (a == "--token") {
       if (!value(options.bearer_token)) return Usage("--token needs a token");
     } else if (a == "--tls_ca") {

@@ -130,6 +130,13 @@ TEST_F(EgressctlTest, WriteOutShowsPhasesAndErrorsShowTheirReason) {
   EXPECT_THAT(run.err, HasSubstr("egressctl: reason CONNECT_REFUSED "
                                  "address=127.0.0.1 origin=http://127.0.0.1:"));
 
+  // --retry: egressd retries an answer that asks for it.
+  run = Egressctl("--retry 3 -w ' %{http_code} %{attempts}' " +
+                  upstream_.Url("/busy/ctl/2/0"));
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, "ok after 2 200 3");
+  EXPECT_EQ(Egressctl("--retry 11 " + dead).exit_code, 2);
+
   run = Egressctl("--json " + dead);
   EXPECT_EQ(run.exit_code, 1);
   std::printf("egressctl --json %s:\n%s\n", dead.c_str(), run.out.c_str());
