@@ -11,21 +11,48 @@ constexpr char kErrorInfoUrl[] = "type.googleapis.com/google.rpc.ErrorInfo";
 constexpr char kRetryInfoUrl[] = "type.googleapis.com/google.rpc.RetryInfo";
 constexpr char kBadRequestUrl[] = "type.googleapis.com/google.rpc.BadRequest";
 
-constexpr std::array kReasons = {
-    ErrorReason::kInvalidRequest,     ErrorReason::kRequestTooLarge,
-    ErrorReason::kUnauthenticated,    ErrorReason::kDestinationDenied,
-    ErrorReason::kDnsFailed,          ErrorReason::kConnectRefused,
-    ErrorReason::kConnectTimeout,     ErrorReason::kTlsVerifyFailed,
-    ErrorReason::kTlsHandshakeFailed, ErrorReason::kUpstreamReset,
-    ErrorReason::kBodyIncomplete,     ErrorReason::kBadResponse,
-    ErrorReason::kHeadTooLarge,       ErrorReason::kResponseTooLarge,
-    ErrorReason::kUpstreamTimeout,    ErrorReason::kStreamIdle,
-    ErrorReason::kSlowReader,         ErrorReason::kDeadlineExceeded,
-    ErrorReason::kQueueFull,          ErrorReason::kOriginLimit,
-    ErrorReason::kCallerLimit,        ErrorReason::kMemoryBudget,
-    ErrorReason::kCancelled,          ErrorReason::kShuttingDown,
-    ErrorReason::kUpstreamFailed,     ErrorReason::kInternal,
+// Every reason and its name, in ErrorReason's order (checked by
+// status_mapping_test).
+struct ReasonName {
+  ErrorReason reason;
+  const char* name;
 };
+constexpr ReasonName kReasons[] = {
+    {ErrorReason::kInvalidRequest, "INVALID_REQUEST"},
+    {ErrorReason::kRequestTooLarge, "REQUEST_TOO_LARGE"},
+    {ErrorReason::kUnauthenticated, "UNAUTHENTICATED"},
+    {ErrorReason::kDestinationDenied, "DESTINATION_DENIED"},
+    {ErrorReason::kDnsFailed, "DNS_FAILED"},
+    {ErrorReason::kConnectRefused, "CONNECT_REFUSED"},
+    {ErrorReason::kConnectTimeout, "CONNECT_TIMEOUT"},
+    {ErrorReason::kTlsVerifyFailed, "TLS_VERIFY_FAILED"},
+    {ErrorReason::kTlsHandshakeFailed, "TLS_HANDSHAKE_FAILED"},
+    {ErrorReason::kUpstreamReset, "UPSTREAM_RESET"},
+    {ErrorReason::kBodyIncomplete, "BODY_INCOMPLETE"},
+    {ErrorReason::kBadResponse, "BAD_RESPONSE"},
+    {ErrorReason::kHeadTooLarge, "HEAD_TOO_LARGE"},
+    {ErrorReason::kResponseTooLarge, "RESPONSE_TOO_LARGE"},
+    {ErrorReason::kUpstreamTimeout, "UPSTREAM_TIMEOUT"},
+    {ErrorReason::kStreamIdle, "STREAM_IDLE"},
+    {ErrorReason::kSlowReader, "SLOW_READER"},
+    {ErrorReason::kDeadlineExceeded, "DEADLINE_EXCEEDED"},
+    {ErrorReason::kQueueFull, "QUEUE_FULL"},
+    {ErrorReason::kOriginLimit, "ORIGIN_LIMIT"},
+    {ErrorReason::kCallerLimit, "CALLER_LIMIT"},
+    {ErrorReason::kMemoryBudget, "MEMORY_BUDGET"},
+    {ErrorReason::kCancelled, "CANCELLED"},
+    {ErrorReason::kShuttingDown, "SHUTTING_DOWN"},
+    {ErrorReason::kUpstreamFailed, "UPSTREAM_FAILED"},
+    {ErrorReason::kInternal, "INTERNAL"},
+};
+constexpr size_t kReasonCount = sizeof(kReasons) / sizeof(kReasons[0]);
+
+constexpr std::array<ErrorReason, kReasonCount> AllReasons() {
+  std::array<ErrorReason, kReasonCount> all{};
+  for (size_t i = 0; i < kReasonCount; ++i) all[i] = kReasons[i].reason;
+  return all;
+}
+constexpr std::array<ErrorReason, kReasonCount> kAllReasons = AllReasons();
 
 absl::Cord Serialized(const google::protobuf::MessageLite& message) {
   return absl::Cord(message.SerializeAsString());
@@ -33,64 +60,11 @@ absl::Cord Serialized(const google::protobuf::MessageLite& message) {
 
 }  // namespace
 
-absl::Span<const ErrorReason> AllErrorReasons() { return kReasons; }
+absl::Span<const ErrorReason> AllErrorReasons() { return kAllReasons; }
 
 const char* ErrorReasonName(ErrorReason reason) {
-  switch (reason) {
-    case ErrorReason::kInvalidRequest:
-      return "INVALID_REQUEST";
-    case ErrorReason::kRequestTooLarge:
-      return "REQUEST_TOO_LARGE";
-    case ErrorReason::kUnauthenticated:
-      return "UNAUTHENTICATED";
-    case ErrorReason::kDestinationDenied:
-      return "DESTINATION_DENIED";
-    case ErrorReason::kDnsFailed:
-      return "DNS_FAILED";
-    case ErrorReason::kConnectRefused:
-      return "CONNECT_REFUSED";
-    case ErrorReason::kConnectTimeout:
-      return "CONNECT_TIMEOUT";
-    case ErrorReason::kTlsVerifyFailed:
-      return "TLS_VERIFY_FAILED";
-    case ErrorReason::kTlsHandshakeFailed:
-      return "TLS_HANDSHAKE_FAILED";
-    case ErrorReason::kUpstreamReset:
-      return "UPSTREAM_RESET";
-    case ErrorReason::kBodyIncomplete:
-      return "BODY_INCOMPLETE";
-    case ErrorReason::kBadResponse:
-      return "BAD_RESPONSE";
-    case ErrorReason::kHeadTooLarge:
-      return "HEAD_TOO_LARGE";
-    case ErrorReason::kResponseTooLarge:
-      return "RESPONSE_TOO_LARGE";
-    case ErrorReason::kUpstreamTimeout:
-      return "UPSTREAM_TIMEOUT";
-    case ErrorReason::kStreamIdle:
-      return "STREAM_IDLE";
-    case ErrorReason::kSlowReader:
-      return "SLOW_READER";
-    case ErrorReason::kDeadlineExceeded:
-      return "DEADLINE_EXCEEDED";
-    case ErrorReason::kQueueFull:
-      return "QUEUE_FULL";
-    case ErrorReason::kOriginLimit:
-      return "ORIGIN_LIMIT";
-    case ErrorReason::kCallerLimit:
-      return "CALLER_LIMIT";
-    case ErrorReason::kMemoryBudget:
-      return "MEMORY_BUDGET";
-    case ErrorReason::kCancelled:
-      return "CANCELLED";
-    case ErrorReason::kShuttingDown:
-      return "SHUTTING_DOWN";
-    case ErrorReason::kUpstreamFailed:
-      return "UPSTREAM_FAILED";
-    case ErrorReason::kInternal:
-      return "INTERNAL";
-  }
-  return "INTERNAL";
+  const auto i = static_cast<size_t>(reason);
+  return i < kReasonCount ? kReasons[i].name : "INTERNAL";
 }
 
 absl::Status WithReason(absl::Status status, ErrorReason reason,

@@ -26,7 +26,8 @@ import grpc
 
 from egress.v1 import egress_pb2, egress_pb2_grpc
 from egress_client._common import (EgressError, Headers, Response,
-                                   build_request, channel_options, response_from)
+                                   build_request, channel_options, response_from,
+                                   stream_part)
 
 __all__ = ["EgressClient", "AsyncEgressClient", "EgressError", "Response"]
 
@@ -93,11 +94,9 @@ class EgressClient:
                                    metadata=self._metadata)
         try:
             for chunk in call:
-                if chunk.HasField("head"):
-                    if head is not None:
-                        head.append(response_from(chunk.head))
-                else:
-                    yield chunk.body
+                piece = stream_part(chunk, head)
+                if piece is not None:
+                    yield piece
         except grpc.RpcError as error:
             raise EgressError.from_rpc_error(error) from None
 

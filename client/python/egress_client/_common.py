@@ -49,6 +49,17 @@ def response_from(reply: Union[egress_pb2.DoResponse, egress_pb2.ResponseHead],
                     body, reply.timing)
 
 
+def stream_part(chunk: egress_pb2.DoStreamResponse,
+                head: Optional[List[Response]]) -> Optional[bytes]:
+    """One DoStream message: body bytes, or None for the head (appended to
+    `head` when it is a list)."""
+    if chunk.HasField("head"):
+        if head is not None:
+            head.append(response_from(chunk.head))
+        return None
+    return chunk.body
+
+
 def build_request(kind: Type[RequestMessage], method: str, url: str,
                   headers: Headers, body: bytes, timeout: Optional[float],
                   retry_attempts: int, retry_max_wait: Optional[float]) -> RequestMessage:
