@@ -137,7 +137,9 @@ class EgressService::Call final : public grpc::ServerUnaryReactor {
     record_.attempts = result->attempts;
     record_.reused = result->connection_reused;
     record_.http_status = result->status;
-    const std::string origin = call.request->origin.Key();
+    const std::string origin = service_.metrics_.labels_origins()
+                                   ? call.request->origin.Key()
+                                   : std::string();
     service_.metrics_.RecordUpstreamSeconds(origin, RpcKind::kDo,
                                             Seconds(result->upstream_time));
     service_.metrics_.RecordFirstByteSeconds(origin, RpcKind::kDo,
@@ -192,7 +194,9 @@ class EgressService::StreamCall final
         service_.admission_.CheckTaken(context_, call.deadline, queued_);
     if (!taken.ok()) return Answer(taken);
     pump_.SetDeadline(call.deadline);
-    origin_ = call.request->origin.Key();
+    if (service_.metrics_.labels_origins()) {
+      origin_ = call.request->origin.Key();
+    }
     request_ = call.request.get();
     deadline_ = &call.deadline;
     if (service_.options_.retry_budget != nullptr) {
@@ -214,8 +218,7 @@ class EgressService::StreamCall final
       waited_ += wait;
     }
     if (result.ok()) {
-      service_.metrics_.RecordUpstreamSeconds(call.request->origin.Key(),
-                                              RpcKind::kDoStream,
+      service_.metrics_.RecordUpstreamSeconds(origin_, RpcKind::kDoStream,
                                               Seconds(result->upstream_time));
     } else if (auto reason = pump_.AbandonReason(result.status())) {
       service_.metrics_.RecordStreamAbort(*reason);

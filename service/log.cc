@@ -9,7 +9,6 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 
@@ -37,15 +36,13 @@ void WriteLine(std::string line) {
 }
 
 void WriteJson(LogLevel level, absl::string_view message,
-               const google::protobuf::Struct* fields) {
+               const LogFields* fields) {
   google::protobuf::Struct line;
   auto& out = *line.mutable_fields();
   out["time"].set_string_value(Now());
   out["level"].set_string_value(Tag(level));
   out["message"].set_string_value(std::string(message));
-  if (fields != nullptr) {
-    for (const auto& [key, value] : fields->fields()) out[key] = value;
-  }
+  if (fields != nullptr) fields->AddTo(line);
   std::string text;
   google::protobuf::util::JsonPrintOptions options;
   options.preserve_proto_field_names = true;
@@ -60,53 +57,36 @@ void WriteJson(LogLevel level, absl::string_view message,
 void SetLogFormat(LogFormat format) { g_format.store(format); }
 LogFormat GetLogFormat() { return g_format.load(); }
 
-google::protobuf::Value& LogFields::Slot(absl::string_view key) {
-  absl::StrAppend(&order_, key, absl::string_view("\0", 1));
-  return (*fields_.mutable_fields())[std::string(key)];
-}
-
-LogFields& LogFields::Add(absl::string_view key, absl::string_view value) {
-  Slot(key).set_string_value(std::string(value));
-  return *this;
-}
-
-LogFields& LogFields::Add(absl::string_view key, double value) {
-  Slot(key).set_number_value(value);
-  return *this;
-}
-
-LogFields& LogFields::Add(absl::string_view key, bool value) {
-  Slot(key).set_bool_value(value);
-  return *this;
-}
-
 std::string LogFields::Text() const {
   std::string out;
-  for (absl::string_view key :
-       absl::StrSplit(order_, absl::string_view("\0", 1), absl::SkipEmpty())) {
-    const google::protobuf::Value& v = fields_.fields().at(std::string(key));
+  for (const auto& [key, value] : fields_) {
     absl::StrAppend(&out, " ", key, "=");
-    switch (v.kind_case()) {
-      case google::protobuf::Value::kStringValue:
-        absl::StrAppend(&out,
-                        v.string_value().empty() ? "-" : v.string_value());
-        break;
-      case google::protobuf::Value::kNumberValue:
-        if (v.number_value() == std::floor(v.number_value()) &&
-            std::fabs(v.number_value()) < 1e15) {
-          absl::StrAppend(&out, static_cast<int64_t>(v.number_value()));
-        } else {
-          absl::StrAppend(&out, absl::StrFormat("%.3f", v.number_value()));
-        }
-        break;
-      case google::protobuf::Value::kBoolValue:
-        absl::StrAppend(&out, v.bool_value() ? "true" : "false");
-        break;
-      default:
-        absl::StrAppend(&out, "-");
+    if (const auto* text = std::get_if<std::string>(&value)) {
+      absl::StrAppend(&out, text->empty() ? "-" : *text);
+    } else if (const auto* number = std::get_if<double>(&value)) {
+      if (*number == std::floor(*number) && std::fabs(*number) < 1e15) {
+        absl::StrAppend(&out, static_cast<int64_t>(*number));
+      } else {
+        absl::StrAppend(&out, absl::StrFormat("%.3f", *number));
+      }
+    } else {
+      absl::StrAppend(&out, std::get<bool>(value) ? "true" : "false");
     }
   }
   return out;
+}
+
+void LogFields::AddTo(google::protobuf::Struct& out) const {
+  for (const auto& [key, value] : fields_) {
+    google::protobuf::Value& v = (*out.mutable_fields())[std::string(key)];
+    if (const auto* text = std::get_if<std::string>(&value)) {
+      v.set_string_value(*text);
+    } else if (const auto* number = std::get_if<double>(&value)) {
+      v.set_number_value(*number);
+    } else {
+      v.set_bool_value(std::get<bool>(value));
+    }
+  }
 }
 
 void Log(LogLevel level, absl::string_view message) {
@@ -119,7 +99,7 @@ void Log(LogLevel level, absl::string_view message) {
 void LogEvent(LogLevel level, absl::string_view message,
               const LogFields& fields) {
   if (GetLogFormat() == LogFormat::kJson) {
-    return WriteJson(level, message, &fields.fields());
+    return WriteJson(level, message, &fields);
   }
   WriteLine(absl::StrCat(Now(), " ", Tag(level), " ", message, fields.Text()));
 }

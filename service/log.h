@@ -17,6 +17,9 @@
 #include <google/protobuf/struct.pb.h>
 
 #include <string>
+#include <utility>
+#include <variant>
+#include <vector>
 
 #include "absl/strings/string_view.h"
 
@@ -28,29 +31,38 @@ enum class LogFormat { kText, kJson };
 void SetLogFormat(LogFormat format);
 LogFormat GetLogFormat();
 
-// Named values of one event, in the order added.
+// Named values of one event, in the order added. Keys are string literals
+// (kept as views); a protobuf Struct is made only for a JSON line.
 class LogFields {
  public:
-  LogFields& Add(absl::string_view key, absl::string_view value);
+  LogFields& Add(absl::string_view key, absl::string_view value) {
+    fields_.emplace_back(key, std::string(value));
+    return *this;
+  }
   LogFields& Add(absl::string_view key, const char* value) {
     return Add(key, absl::string_view(value));
   }
-  LogFields& Add(absl::string_view key, double value);
+  LogFields& Add(absl::string_view key, double value) {
+    fields_.emplace_back(key, value);
+    return *this;
+  }
   LogFields& Add(absl::string_view key, int value) {
     return Add(key, static_cast<double>(value));
   }
-  LogFields& Add(absl::string_view key, bool value);
+  LogFields& Add(absl::string_view key, bool value) {
+    fields_.emplace_back(key, value);
+    return *this;
+  }
 
   // " k=v k=v": strings as they are ("-" when empty), numbers without a
   // fraction when whole, else with three decimals.
   std::string Text() const;
-  const google::protobuf::Struct& fields() const { return fields_; }
+  // The fields as JSON values.
+  void AddTo(google::protobuf::Struct& out) const;
 
  private:
-  google::protobuf::Value& Slot(absl::string_view key);
-
-  google::protobuf::Struct fields_;
-  std::string order_;  // the keys, NUL-separated, in the order added
+  using Value = std::variant<std::string, double, bool>;
+  std::vector<std::pair<absl::string_view, Value>> fields_;
 };
 
 void Log(LogLevel level, absl::string_view message);

@@ -69,6 +69,9 @@ class Metrics final : public SessionObserver {
   }
   // A call refused by the destination policy, by rule (nullopt: "other").
   void RecordPolicyDenied(std::optional<PolicyRule> rule);
+  // True when some origins have their own label: only then does a caller need
+  // to pass the origin (else "" is "other" and saves making the key).
+  bool labels_origins() const { return !origin_index_.empty(); }
   // The upstream exchange's time, and its time to first byte (the head), by
   // origin (bounded: see the constructor) and RPC.
   void RecordUpstreamSeconds(const std::string& origin, RpcKind rpc,
