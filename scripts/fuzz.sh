@@ -52,14 +52,22 @@ httplib_defines() {
     sed -n 's/^ *defines = \[\(.*\)\],$/\1/p' | tr -d '" ' | tr ',' '\n' | sed 's/^/-D/'
 }
 
-build_request() {
+# The C++ code of the protos every target needs (egress.v1, and the
+# google.rpc details that service/error_details uses), into $work/gen.
+gen_protos() {
   mkdir -p "$work/gen"
-  protoc -I. -I/usr/include --cpp_out="$work/gen" proto/egress/v1/egress.proto
+  protoc -I. -I/usr/include --cpp_out="$work/gen" proto/egress/v1/egress.proto \
+    third_party/googleapis/google/rpc/status.proto \
+    third_party/googleapis/google/rpc/error_details.proto
+  find "$work/gen" -name '*.pb.cc' | sort
+}
+
+build_request() {
   # shellcheck disable=SC2046
   clang++-14 "${flags[@]}" -I"$work/gen" $(pkg-config --cflags protobuf "${absl_modules[@]}") \
     tests/fuzz/request_fuzzer.cc \
     $(service_sources "//service:request_validation + //service:destination_policy") \
-    "$work/gen/proto/egress/v1/egress.pb.cc" \
+    $(gen_protos) \
     $(pkg-config --libs protobuf "${absl_modules[@]}") \
     -o "$work/request_fuzzer"
 }
@@ -69,21 +77,21 @@ build_response() {
   defines=$(httplib_defines)
   [ -n "$defines" ] || { echo "fuzz.sh: no defines from //third_party/httplib" >&2; exit 1; }
   # shellcheck disable=SC2046,SC2086
-  clang++-14 "${flags[@]}" -Ithird_party/httplib/src $defines \
-    $(pkg-config --cflags openssl "${absl_modules[@]}") \
+  clang++-14 "${flags[@]}" -Ithird_party/httplib/src -I"$work/gen" $defines \
+    $(pkg-config --cflags openssl protobuf "${absl_modules[@]}") \
     tests/fuzz/response_fuzzer.cc third_party/httplib/src/httplib.cc \
-    $(service_sources //service:http_session) \
-    $(pkg-config --libs openssl "${absl_modules[@]}" absl_flat_hash_map \
+    $(service_sources //service:http_session) $(gen_protos) \
+    $(pkg-config --libs openssl protobuf "${absl_modules[@]}" absl_flat_hash_map \
         absl_synchronization absl_time) -lpthread \
     -o "$work/response_fuzzer"
 }
 
 build_policy() {
   # shellcheck disable=SC2046
-  clang++-14 "${flags[@]}" $(pkg-config --cflags "${absl_modules[@]}") \
+  clang++-14 "${flags[@]}" -I"$work/gen" $(pkg-config --cflags protobuf "${absl_modules[@]}") \
     tests/fuzz/policy_fuzzer.cc \
-    $(service_sources "//service:policy_files") \
-    $(pkg-config --libs "${absl_modules[@]}") \
+    $(service_sources "//service:policy_files") $(gen_protos) \
+    $(pkg-config --libs protobuf "${absl_modules[@]}") \
     -o "$work/policy_fuzzer"
 }
 
