@@ -356,6 +356,8 @@ RetryDecision EgressService::DecideAnswerRetry(const UpstreamRequest& request,
                                                const UpstreamResponse& answer,
                                                int answers,
                                                const Deadline& deadline) {
+  // Most calls do not opt in: no clock is read for them.
+  if (request.retry.max_attempts <= 1) return RetryDecision{};
   const RetryDecision decision =
       DecideRetry(request, answer.status, answer.headers, answers,
                   deadline.Remaining(), absl::Now(), options_.retry_budget);
