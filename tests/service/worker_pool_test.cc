@@ -304,6 +304,11 @@ TEST_F(ElasticPoolTest, IdleWorkersAboveTheMinimumRetireAndSlotsAreReused) {
   EXPECT_EQ(pool->Workers(), 8u);
   first_burst.Open();
   ASSERT_TRUE(WaitForWorkers(*pool, 2)) << pool->Workers();
+  // A retiring worker leaves the count before its Local is destroyed: wait
+  // (boundedly) for the last destructor too.
+  for (int i = 0; i < 500 && retired_locals.load() - retired_before < 6; ++i) {
+    std::this_thread::sleep_for(milliseconds(10));
+  }
   EXPECT_EQ(retired_locals.load() - retired_before, 6);
   EXPECT_EQ(workers_seen_.load(), 2u);
   for (int i = 0; i < 500 && busy_seen_.load() != 0; ++i) {
