@@ -32,6 +32,14 @@ CallerTrace CallerTraceOf(const grpc::CallbackServerContext& context) {
                      find("tracestate")};
 }
 
+// Waits as an answer's Retry-After asked; CANCELLED when the call goes away
+// meanwhile.
+absl::Status WaitToRetry(ExchangeCanceller& canceller, nanoseconds wait) {
+  if (canceller.WaitFor(wait)) return absl::OkStatus();
+  return absl::CancelledError(
+      "the call was cancelled while waiting to retry (Retry-After)");
+}
+
 // Do's messages, new for each call and deleted when gRPC releases them.
 class DoMessages final : public grpc::MessageHolder<egress::v1::DoRequest,
                                                     egress::v1::DoResponse> {
@@ -105,9 +113,6 @@ class EgressService::Call final : public grpc::ServerUnaryReactor {
     absl::Status taken =
         service_.admission_.CheckTaken(context_, call.deadline, queued);
     if (!taken.ok()) return Answer(taken);
-    if (service_.options_.retry_budget != nullptr) {
-      service_.options_.retry_budget->OnCall();
-    }
     // Answers that ask for a retry (Retry-After), when the call opted in.
     const size_t held_before = budget_ != nullptr ? budget_->held() : 0;
     int attempts = 0;
@@ -125,9 +130,9 @@ class EgressService::Call final : public grpc::ServerUnaryReactor {
       // This answer is dropped: its body's bytes go back to the budget.
       result->body = std::string();
       if (budget_ != nullptr) budget_->Shrink(budget_->held() - held_before);
-      if (!canceller_.WaitFor(retry.wait)) {
-        return Answer(absl::CancelledError(
-            "the call was cancelled while waiting to retry (Retry-After)"));
+      if (absl::Status waited_out = WaitToRetry(canceller_, retry.wait);
+          !waited_out.ok()) {
+        return Answer(waited_out);
       }
       waited += retry.wait;
     }
@@ -199,9 +204,6 @@ class EgressService::StreamCall final
     }
     request_ = call.request.get();
     deadline_ = &call.deadline;
-    if (service_.options_.retry_budget != nullptr) {
-      service_.options_.retry_budget->OnCall();
-    }
     absl::StatusOr<UpstreamResponse> result;
     for (;;) {
       result = worker.Stream(*call.request, call.deadline,
@@ -210,9 +212,9 @@ class EgressService::StreamCall final
       if (retry_wait_ == nanoseconds::zero()) break;
       // OnHead dropped an answer that asked for a retry.
       const nanoseconds wait = std::exchange(retry_wait_, nanoseconds::zero());
-      if (!canceller_.WaitFor(wait)) {
-        result = absl::CancelledError(
-            "the call was cancelled while waiting to retry (Retry-After)");
+      if (absl::Status waited_out = WaitToRetry(canceller_, wait);
+          !waited_out.ok()) {
+        result = waited_out;
         break;
       }
       waited_ += wait;
@@ -375,6 +377,8 @@ void EgressService::Start(CallT* call, const egress::v1::DoRequest& request,
   absl::StatusOr<Admitted> admitted =
       admission_.Admit(request, owned, context, rpc, call->record());
   if (!admitted.ok()) return call->Answer(admitted.status());
+  // Every admitted call earns the retry budget its share.
+  if (options_.retry_budget != nullptr) options_.retry_budget->OnCall();
   // With its origin's and caller's slots, to the workers; until then it waits
   // in that origin's or caller's queue, holding no worker.
   // The admitted call moves from here to the slot's callback to the worker's

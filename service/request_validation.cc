@@ -28,6 +28,22 @@ absl::Status Invalid(absl::string_view field, absl::string_view problem) {
       absl::InvalidArgumentError(absl::StrCat(field, ": ", problem)), field);
 }
 
+// A well-formed, non-negative Duration in nanoseconds, anything beyond a year
+// clamped to a year (every limit is far lower, and nanoseconds in int64
+// overflow after 292 years); nullopt otherwise.
+std::optional<std::chrono::nanoseconds> ToNanoseconds(
+    google::protobuf::Duration d) {
+  using google::protobuf::util::TimeUtil;
+  if (d.seconds() < 0 || d.nanos() < 0 || d.nanos() > 999999999 ||
+      d.seconds() > TimeUtil::kDurationMaxSeconds) {
+    return std::nullopt;
+  }
+  const google::protobuf::Duration year =
+      TimeUtil::SecondsToDuration(365LL * 24 * 3600);
+  if (d > year) d = year;
+  return std::chrono::nanoseconds(TimeUtil::DurationToNanoseconds(d));
+}
+
 bool IsTokenChar(char c) {
   if (absl::ascii_isalnum(static_cast<unsigned char>(c))) return true;
   switch (c) {
@@ -311,26 +327,15 @@ absl::StatusOr<UpstreamRequest> ValidateAllButBody(
   }
 
   if (proto.has_timeout()) {
-    using google::protobuf::util::TimeUtil;
-    google::protobuf::Duration t = proto.timeout();
-    if (t.seconds() < 0 || t.nanos() < 0 || t.nanos() > 999999999 ||
-        t.seconds() > TimeUtil::kDurationMaxSeconds) {
-      return Invalid("timeout", "must be a non-negative duration");
-    }
-    // Anything beyond a year is clamped: --max_timeout caps it far lower
-    // anyway, and nanoseconds in int64 overflow after 292 years.
-    const google::protobuf::Duration year =
-        TimeUtil::SecondsToDuration(365LL * 24 * 3600);
-    if (t > year) t = year;
-    request->timeout =
-        std::chrono::nanoseconds(TimeUtil::DurationToNanoseconds(t));
+    std::optional<std::chrono::nanoseconds> t = ToNanoseconds(proto.timeout());
+    if (!t) return Invalid("timeout", "must be a non-negative duration");
+    request->timeout = *t;
     if (request->timeout.count() == 0) {
       return Invalid("timeout", "must be positive when set");
     }
   }
 
   if (proto.has_retry()) {
-    using google::protobuf::util::TimeUtil;
     const egress::v1::RetryPolicy& retry = proto.retry();
     if (retry.max_attempts() < 0 || retry.max_attempts() > kMaxRetryAttempts) {
       return Invalid("retry.max_attempts",
@@ -339,13 +344,10 @@ absl::StatusOr<UpstreamRequest> ValidateAllButBody(
     }
     request->retry.max_attempts = std::max(1, retry.max_attempts());
     if (retry.has_max_wait()) {
-      const google::protobuf::Duration& w = retry.max_wait();
-      if (w.seconds() < 0 || w.nanos() < 0 || w.nanos() > 999999999 ||
-          w.seconds() > 365LL * 24 * 3600) {
+      request->retry.max_wait = ToNanoseconds(retry.max_wait());
+      if (!request->retry.max_wait) {
         return Invalid("retry.max_wait", "must be a duration of 0 to a year");
       }
-      request->retry.max_wait =
-          std::chrono::nanoseconds(TimeUtil::DurationToNanoseconds(w));
     }
   }
   return request;
