@@ -37,6 +37,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "grpcpp/generic/generic_stub.h"
 #include "proto/egress/v1/egress.grpc.pb.h"
 #include "proto/egress/v1/request_forms.h"
 #include "service/proc_stat.h"
@@ -60,6 +61,9 @@ ABSL_FLAG(absl::Duration, warmup, absl::ZeroDuration(),
 ABSL_FLAG(int32_t, pid, 0, "egressd's PID: report its CPU time per call.");
 ABSL_FLAG(uint32_t, channels, 4, "gRPC channels to spread the callers over.");
 ABSL_FLAG(bool, json, false, "Print the report as JSON.");
+ABSL_FLAG(bool, health, false,
+          "Call grpc.health.v1.Health/Check (an empty call answered at once: "
+          "the gRPC floor) instead of Do; --url is then not needed.");
 
 namespace {
 
@@ -212,18 +216,26 @@ Worker RunStreams(const std::vector<Stub>& stubs,
   return all;
 }
 
+grpc::ByteBuffer EmptyMessage() {
+  const grpc::Slice empty{std::string()};
+  return grpc::ByteBuffer(&empty, 1);
+}
+
 // Do: calls through gRPC's callback API, so that a few gRPC threads drive any
 // number of calls in flight (the way wrk drives nginx), instead of a blocked
 // thread per call whose wake-ups would cost more CPU than the calls measured.
 class UnaryRunner {
  public:
+  // With `health` stubs (one per channel), calls Health/Check instead of Do.
   UnaryRunner(const std::vector<Stub>& stubs,
+              const std::vector<std::unique_ptr<grpc::GenericStub>>& health,
               const egress::v1::DoRequest& request, const Phase& phase,
               std::atomic<uint64_t>& done)
       : request_(request), phase_(phase), done_(done) {
     slots_.resize(phase.concurrency);
     for (size_t i = 0; i < slots_.size(); ++i) {
       slots_[i].stub = stubs[i % stubs.size()].get();
+      if (!health.empty()) slots_[i].health = health[i % health.size()].get();
     }
   }
 
@@ -243,8 +255,10 @@ class UnaryRunner {
  private:
   struct Slot {
     egress::v1::EgressService::Stub* stub = nullptr;
+    grpc::GenericStub* health = nullptr;  // with --health
     std::unique_ptr<grpc::ClientContext> context;
     egress::v1::DoResponse response;
+    grpc::ByteBuffer health_response;
     Clock::time_point sent;
   };
 
@@ -311,6 +325,14 @@ class UnaryRunner {
         absl::ToChronoNanoseconds(absl::GetFlag(FLAGS_timeout)));
     slot->response.Clear();
     slot->sent = sent;
+    if (slot->health != nullptr) {
+      slot->health_response.Clear();
+      slot->health->UnaryCall(
+          slot->context.get(), "/grpc.health.v1.Health/Check",
+          grpc::StubOptions(), &empty_, &slot->health_response,
+          [this, slot](grpc::Status status) { OnDone(slot, status); });
+      return;
+    }
     slot->stub->async()->Do(
         slot->context.get(), &request_, &slot->response,
         [this, slot](grpc::Status status) { OnDone(slot, status); });
@@ -340,6 +362,8 @@ class UnaryRunner {
   }
 
   const egress::v1::DoRequest& request_;
+  // An empty HealthCheckRequest (the service's overall status).
+  const grpc::ByteBuffer empty_ = EmptyMessage();
   const Phase phase_;
   std::atomic<uint64_t>& done_;
   std::vector<Slot> slots_;
@@ -359,7 +383,8 @@ int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "Load generator for egress.v1.EgressService (see the file's header).");
   absl::ParseCommandLine(argc, argv);
-  if (absl::GetFlag(FLAGS_url).empty()) {
+  const bool health = absl::GetFlag(FLAGS_health);
+  if (absl::GetFlag(FLAGS_url).empty() && !health) {
     std::fprintf(stderr, "egress_bench: --url is required\n");
     return 2;
   }
@@ -381,22 +406,31 @@ int main(int argc, char** argv) {
   const uint32_t channel_count =
       std::max<uint32_t>(1, absl::GetFlag(FLAGS_channels));
   std::vector<std::unique_ptr<egress::v1::EgressService::Stub>> stubs;
+  std::vector<std::unique_ptr<grpc::GenericStub>> health_stubs;
   for (uint32_t i = 0; i < channel_count; ++i) {
     grpc::ChannelArguments args;
     args.SetMaxReceiveMessageSize(-1);
     args.SetInt("egress_bench.channel",
                 static_cast<int>(i));  // distinct channels
-    stubs.push_back(egress::v1::EgressService::NewStub(
-        grpc::CreateCustomChannel(absl::GetFlag(FLAGS_server),
-                                  grpc::InsecureChannelCredentials(), args)));
+    std::shared_ptr<grpc::Channel> channel = grpc::CreateCustomChannel(
+        absl::GetFlag(FLAGS_server), grpc::InsecureChannelCredentials(), args);
+    stubs.push_back(egress::v1::EgressService::NewStub(channel));
+    if (health)
+      health_stubs.push_back(std::make_unique<grpc::GenericStub>(channel));
   }
   const bool stream = absl::GetFlag(FLAGS_stream);
+  if (stream && health) {
+    std::fprintf(stderr,
+                 "egress_bench: --health is a unary call, not --stream\n");
+    return 2;
+  }
 
   const double rps = absl::GetFlag(FLAGS_rps);
   std::atomic<uint64_t> done{0};
   auto run = [&](Phase phase) {
-    return stream ? RunStreams(stubs, request, phase, done)
-                  : UnaryRunner(stubs, request, phase, done).Run();
+    return stream
+               ? RunStreams(stubs, request, phase, done)
+               : UnaryRunner(stubs, health_stubs, request, phase, done).Run();
   };
 
   // Warm-up: unrecorded calls, closed loop.
