@@ -25,6 +25,8 @@ build_packages=(
   libabsl-dev
   libssl-dev dpkg-dev patch xz-utils debian-archive-keyring
   prometheus-cpp-dev
+  # tcmalloc (gperftools), egressd's allocator.
+  libgoogle-perftools-dev
   openssl ca-certificates
 )
 test_packages=(
