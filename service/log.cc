@@ -23,9 +23,49 @@ const char* Tag(LogLevel level) {
                                        : "E";
 }
 
+// Appends the time as 2026-11-30T16:05:13.500Z. The date and time up to the
+// second are formatted once a second per thread, the milliseconds by hand: a
+// busy egressd writes a line per call.
+void AppendNow(std::string& out) {
+  thread_local int64_t cached_second = -1;
+  thread_local std::string cached;  // "2026-11-30T16:05:13"
+  const int64_t millis = absl::ToUnixMillis(absl::Now());
+  const int64_t second = millis >= 0 ? millis / 1000 : (millis - 999) / 1000;
+  if (second != cached_second) {
+    cached =
+        absl::FormatTime("%Y-%m-%dT%H:%M:%S", absl::FromUnixSeconds(second),
+                         absl::UTCTimeZone());
+    cached_second = second;
+  }
+  const int ms = static_cast<int>(millis - second * 1000);
+  const char fraction[] = {'.', static_cast<char>('0' + ms / 100),
+                           static_cast<char>('0' + ms / 10 % 10),
+                           static_cast<char>('0' + ms % 10), 'Z'};
+  out.append(cached).append(fraction, sizeof(fraction));
+}
+
 std::string Now() {
-  return absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", absl::Now(),
-                          absl::UTCTimeZone());
+  std::string out;
+  AppendNow(out);
+  return out;
+}
+
+// Appends `number` with three decimals, as printf's "%.3f" would.
+void AppendFixed3(std::string& out, double number) {
+  const double thousandths = std::round(number * 1000);
+  if (!(std::fabs(thousandths) < 9e15)) {  // NaN, infinities, huge values
+    out.append(absl::StrFormat("%.3f", number));
+    return;
+  }
+  const int64_t n = static_cast<int64_t>(thousandths);
+  if (n < 0) out.push_back('-');
+  const uint64_t magnitude = n < 0 ? -static_cast<uint64_t>(n) : n;
+  absl::StrAppend(&out, magnitude / 1000);
+  const unsigned fraction = static_cast<unsigned>(magnitude % 1000);
+  const char digits[] = {'.', static_cast<char>('0' + fraction / 100),
+                         static_cast<char>('0' + fraction / 10 % 10),
+                         static_cast<char>('0' + fraction % 10)};
+  out.append(digits, sizeof(digits));
 }
 
 // One write per line keeps concurrent lines whole; a short write to stderr is
@@ -33,6 +73,19 @@ std::string Now() {
 void WriteLine(std::string line) {
   line.push_back('\n');
   (void)!write(STDERR_FILENO, line.data(), line.size());
+}
+
+// The start of a text line: time, level and message.
+std::string TextLine(LogLevel level, absl::string_view message,
+                     size_t reserve) {
+  std::string line;
+  line.reserve(32 + message.size() + reserve);
+  AppendNow(line);
+  line.append(" ")
+      .append(Tag(level))
+      .append(" ")
+      .append(message.data(), message.size());
+  return line;
 }
 
 void WriteJson(LogLevel level, absl::string_view message,
@@ -57,23 +110,21 @@ void WriteJson(LogLevel level, absl::string_view message,
 void SetLogFormat(LogFormat format) { g_format.store(format); }
 LogFormat GetLogFormat() { return g_format.load(); }
 
-std::string LogFields::Text() const {
-  std::string out;
+void LogFields::AppendText(std::string& out) const {
   for (const auto& [key, value] : fields_) {
-    absl::StrAppend(&out, " ", key, "=");
+    out.append(" ").append(key.data(), key.size()).append("=");
     if (const auto* text = std::get_if<std::string>(&value)) {
-      absl::StrAppend(&out, text->empty() ? "-" : *text);
+      out.append(text->empty() ? "-" : *text);
     } else if (const auto* number = std::get_if<double>(&value)) {
       if (*number == std::floor(*number) && std::fabs(*number) < 1e15) {
         absl::StrAppend(&out, static_cast<int64_t>(*number));
       } else {
-        absl::StrAppend(&out, absl::StrFormat("%.3f", *number));
+        AppendFixed3(out, *number);
       }
     } else {
-      absl::StrAppend(&out, std::get<bool>(value) ? "true" : "false");
+      out.append(std::get<bool>(value) ? "true" : "false");
     }
   }
-  return out;
 }
 
 void LogFields::AddTo(google::protobuf::Struct& out) const {
@@ -93,7 +144,7 @@ void Log(LogLevel level, absl::string_view message) {
   if (GetLogFormat() == LogFormat::kJson) {
     return WriteJson(level, message, nullptr);
   }
-  WriteLine(absl::StrCat(Now(), " ", Tag(level), " ", message));
+  WriteLine(TextLine(level, message, 0));
 }
 
 void LogEvent(LogLevel level, absl::string_view message,
@@ -101,7 +152,9 @@ void LogEvent(LogLevel level, absl::string_view message,
   if (GetLogFormat() == LogFormat::kJson) {
     return WriteJson(level, message, &fields);
   }
-  WriteLine(absl::StrCat(Now(), " ", Tag(level), " ", message, fields.Text()));
+  std::string line = TextLine(level, message, 224);
+  fields.AppendText(line);
+  WriteLine(std::move(line));
 }
 
 }  // namespace egress

@@ -54,9 +54,9 @@ class LogFields {
     return *this;
   }
 
-  // " k=v k=v": strings as they are ("-" when empty), numbers without a
-  // fraction when whole, else with three decimals.
-  std::string Text() const;
+  // Appends " k=v k=v": strings as they are ("-" when empty), numbers
+  // without a fraction when whole, else with three decimals.
+  void AppendText(std::string& out) const;
   // The fields as JSON values.
   void AddTo(google::protobuf::Struct& out) const;
 

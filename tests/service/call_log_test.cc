@@ -10,6 +10,8 @@
 #include <chrono>
 #include <string>
 
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "service/destination_policy.h"
@@ -103,6 +105,43 @@ TEST_F(CallLogTest, TheAccessLogLineCanBeTurnedOff) {
   ::testing::internal::CaptureStderr();
   quiet.Complete(record, absl::OkStatus());
   EXPECT_EQ(::testing::internal::GetCapturedStderr(), "");
+}
+
+// The text line is built by hand (the time formatted once a second, numbers
+// with three decimals as printf's "%.3f"): its format is checked here.
+TEST(LogTextTest, LinesHaveTheTimeLevelMessageAndFields) {
+  const int64_t before = absl::ToUnixMillis(absl::Now());
+  ::testing::internal::CaptureStderr();
+  LogEvent(LogLevel::kInfo, "access",
+           LogFields()
+               .Add("caller", "billing")
+               .Add("empty", "")
+               .Add("status", 200)
+               .Add("duration_ms", 1.33)
+               .Add("small", 0.0004)
+               .Add("rounded", 2.9996)
+               .Add("negative", -0.25)
+               .Add("large", 123456.789)
+               .Add("reused", true));
+  Log(LogLevel::kWarning, "second line");
+  const std::string logged = ::testing::internal::GetCapturedStderr();
+  const int64_t after = absl::ToUnixMillis(absl::Now());
+  EXPECT_THAT(
+      logged,
+      MatchesRegex("[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}"
+                   "\\.[0-9]{3}Z I access caller=billing empty=- "
+                   "status=200 duration_ms=1\\.330 small=0\\.000 "
+                   "rounded=3\\.000 negative=-0\\.250 "
+                   "large=123456\\.789 reused=true\n"
+                   "[0-9T:.Z-]{24} W second line\n"));
+  // The time is now's, to the millisecond.
+  absl::Time logged_at;
+  std::string error;
+  ASSERT_TRUE(absl::ParseTime("%Y-%m-%dT%H:%M:%E3SZ", logged.substr(0, 24),
+                              &logged_at, &error))
+      << error;
+  EXPECT_GE(absl::ToUnixMillis(logged_at), before);
+  EXPECT_LE(absl::ToUnixMillis(logged_at), after);
 }
 
 TEST(TraceparentTest, OnlyWellFormedW3CValuesAreKept) {
