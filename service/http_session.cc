@@ -480,6 +480,8 @@ absl::Status HttpSession::FailureStatus(const Attempt& attempt,
                                         ResponseSink& sink, nanoseconds budget,
                                         nanoseconds connect_budget,
                                         nanoseconds idle_timeout) const {
+  // Most exchanges succeed: no text is formed for them.
+  if (attempt.failure == UpstreamFailure::kNone) return absl::OkStatus();
   absl::Status status =
       FailureText(attempt, sink, budget, connect_budget, idle_timeout);
   // The sink's own status (a body over a limit, a slow reader) and a broken
@@ -651,7 +653,8 @@ absl::Status HttpSession::SendOnce(const UpstreamRequest& request,
                          idle_timeout);
   }
   verify_result_ = X509_V_OK;
-  ERR_clear_error();
+  // OpenSSL's error queue is per thread: only TLS leaves anything in it.
+  if (origin_.scheme == "https") ERR_clear_error();
   const Deadline::Budget connect = deadline.Cap(connect_timeout);
   client_->set_connection_timeout(
       std::max(duration_cast<microseconds>(connect.time), microseconds(1)));

@@ -147,6 +147,8 @@ absl::Status ResponseHeadReader::HeadTooLarge() const {
 absl::Status ResponseHeadReader::ParseHead(size_t end) {
   if (interim_bytes_ + end > limits_.max_head_bytes) return HeadTooLarge();
   absl::string_view all = absl::string_view(buffer_).substr(0, end);
+  // Most heads have fewer: no reallocation while they are read.
+  head_.headers.reserve(16);
   bool first = true;
   for (absl::string_view line : absl::StrSplit(all, '\n')) {
     absl::ConsumeSuffix(&line, "\r");
