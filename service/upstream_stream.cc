@@ -2,6 +2,7 @@
 
 #include <openssl/ssl.h>
 #include <poll.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cerrno>
@@ -57,8 +58,19 @@ bool UpstreamStream::Wait(bool for_write) {
 }
 
 ssize_t UpstreamStream::Fill() {
-  if (!Wait(/*for_write=*/false)) return -1;
-  const ssize_t n = inner_.read(buffer_.data(), buffer_.size());
+  ssize_t n;
+  if (ssl_ != nullptr) {
+    if (!Wait(/*for_write=*/false)) return -1;
+    n = inner_.read(buffer_.data(), buffer_.size());
+  } else {
+    // Plain TCP: after the wait, the socket is read directly. httplib's
+    // SocketStream would poll it once more first.
+    do {
+      if (!Wait(/*for_write=*/false)) return -1;
+      n = recv(fd_, buffer_.data(), buffer_.size(), MSG_DONTWAIT);
+    } while (n < 0 &&
+             (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR));
+  }
   buffer_end_ = n > 0 ? static_cast<size_t>(n) : 0;
   buffer_offset_ = 0;
   return n;
@@ -114,8 +126,24 @@ ssize_t UpstreamStream::read(char* ptr, size_t size) {
 }
 
 ssize_t UpstreamStream::write(const char* ptr, size_t size) {
-  if (!Wait(/*for_write=*/true)) return -1;
-  return inner_.write(ptr, size);
+  if (ssl_ != nullptr) {
+    if (!Wait(/*for_write=*/true)) return -1;
+    return inner_.write(ptr, size);
+  }
+  // Plain TCP: send at once, and wait (no longer than the time left) only
+  // while the socket's buffer is full. httplib's SocketStream would poll the
+  // socket twice before every send.
+  if (exchange_.deadline.Remaining() <= nanoseconds::zero()) {
+    exchange_.failure = UpstreamExchange::Failure::kDeadline;
+    return -1;
+  }
+  while (true) {
+    const ssize_t n = send(fd_, ptr, size, MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n >= 0) return n;
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) return -1;
+    if (!Wait(/*for_write=*/true)) return -1;
+  }
 }
 
 bool UpstreamStream::is_readable() const {
