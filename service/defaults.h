@@ -28,6 +28,8 @@ inline constexpr char kMetricsListen[] = "0.0.0.0:9464";
 inline constexpr size_t kMinWorkers = 16;
 inline constexpr size_t kMaxWorkers = 4096;
 inline constexpr minutes kWorkerIdleRetire{5};
+// How long egressd's log lines may wait to be written in a batch (log.h).
+inline constexpr std::chrono::milliseconds kLogFlushInterval{50};
 inline constexpr size_t kMaxQueue = 1024;
 // Calls in flight to one origin (the seed's connector allowed 100 per host)
 // and from one caller identity (0: no limit); more wait in that origin's or

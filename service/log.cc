@@ -4,8 +4,12 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <cerrno>
 #include <cmath>
+#include <condition_variable>
+#include <mutex>
 #include <string>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
@@ -68,11 +72,63 @@ void AppendFixed3(std::string& out, double number) {
   out.append(digits, sizeof(digits));
 }
 
-// One write per line keeps concurrent lines whole; a short write to stderr is
-// not worth retrying for a log line.
-void WriteLine(std::string line) {
+// Writes all of `bytes` to stderr (a batch may be larger than a pipe takes in
+// one write); gives up on an error, since there is nowhere to report it.
+void WriteAll(absl::string_view bytes) {
+  while (!bytes.empty()) {
+    const ssize_t n = write(STDERR_FILENO, bytes.data(), bytes.size());
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return;
+    bytes.remove_prefix(static_cast<size_t>(n));
+  }
+}
+
+// The pending batch while a LogBatching exists. Never destroyed: a thread may
+// log while the process exits.
+struct Batch {
+  std::mutex mu;
+  std::string pending;    // whole lines; guarded by mu
+  bool active = false;    // guarded by mu
+  bool stopping = false;  // guarded by mu
+  std::condition_variable wake;
+  // Held while a batch is written, taken before mu is released: batches go
+  // out in the order they were cut.
+  std::mutex write_mu;
+  std::thread flusher;
+};
+Batch& TheBatch() {
+  static Batch* batch = new Batch;
+  return *batch;
+}
+constexpr size_t kMaxPending = 64 << 10;
+
+// Cuts the pending batch and writes it; releases `lock` (on batch.mu).
+void WritePending(Batch& batch, std::unique_lock<std::mutex>& lock) {
+  std::string out;
+  out.swap(batch.pending);
+  std::lock_guard<std::mutex> writing(batch.write_mu);
+  lock.unlock();
+  WriteAll(out);
+}
+
+// Writes `line` (and a newline) whole: at once, or into the batch.
+void WriteLine(std::string line, bool urgent) {
   line.push_back('\n');
-  (void)!write(STDERR_FILENO, line.data(), line.size());
+  Batch& batch = TheBatch();
+  std::unique_lock<std::mutex> lock(batch.mu);
+  if (!batch.active) {
+    lock.unlock();
+    WriteAll(line);
+    return;
+  }
+  const bool first = batch.pending.empty();
+  batch.pending.append(line);
+  if (urgent || batch.pending.size() >= kMaxPending) {
+    WritePending(batch, lock);
+  } else if (first) {
+    lock.unlock();
+    batch.wake.notify_one();  // the flusher starts the batch's interval
+  }
 }
 
 // The start of a text line: time, level and message.
@@ -102,10 +158,46 @@ void WriteJson(LogLevel level, absl::string_view message,
   if (!google::protobuf::util::MessageToJsonString(line, &text, options).ok()) {
     text = R"({"level":"E","message":"log line not printable as JSON"})";
   }
-  WriteLine(std::move(text));
+  WriteLine(std::move(text), level != LogLevel::kInfo);
 }
 
 }  // namespace
+
+LogBatching::LogBatching(std::chrono::milliseconds interval) {
+  Batch& batch = TheBatch();
+  std::lock_guard<std::mutex> lock(batch.mu);
+  batch.active = true;
+  batch.stopping = false;
+  batch.flusher = std::thread([&batch, interval] {
+    std::unique_lock<std::mutex> lock(batch.mu);
+    while (!batch.stopping) {
+      // Asleep while nothing is pending; then gathers lines for `interval`.
+      batch.wake.wait(lock,
+                      [&] { return batch.stopping || !batch.pending.empty(); });
+      batch.wake.wait_for(lock, interval, [&] { return batch.stopping; });
+      if (!batch.pending.empty()) {
+        WritePending(batch, lock);
+        lock.lock();
+      }
+    }
+  });
+}
+
+LogBatching::~LogBatching() {
+  Batch& batch = TheBatch();
+  std::thread flusher;
+  {
+    std::unique_lock<std::mutex> lock(batch.mu);
+    batch.stopping = true;
+    flusher = std::move(batch.flusher);
+  }
+  batch.wake.notify_all();
+  flusher.join();
+  // Lines logged from here on are written at once.
+  std::unique_lock<std::mutex> lock(batch.mu);
+  batch.active = false;
+  WritePending(batch, lock);
+}
 
 void SetLogFormat(LogFormat format) { g_format.store(format); }
 LogFormat GetLogFormat() { return g_format.load(); }
@@ -144,7 +236,7 @@ void Log(LogLevel level, absl::string_view message) {
   if (GetLogFormat() == LogFormat::kJson) {
     return WriteJson(level, message, nullptr);
   }
-  WriteLine(TextLine(level, message, 0));
+  WriteLine(TextLine(level, message, 0), level != LogLevel::kInfo);
 }
 
 void LogEvent(LogLevel level, absl::string_view message,
@@ -154,7 +246,7 @@ void LogEvent(LogLevel level, absl::string_view message,
   }
   std::string line = TextLine(level, message, 224);
   fields.AppendText(line);
-  WriteLine(std::move(line));
+  WriteLine(std::move(line), level != LogLevel::kInfo);
 }
 
 }  // namespace egress

@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "service/config.h"
+#include "service/defaults.h"
 #include "service/dns_cache.h"
 #include "service/egress_server.h"
 #include "service/log.h"
@@ -88,6 +89,9 @@ int main(int argc, char** argv) {
     egress::LogError(std::string(server.status().message()));
     return 2;
   }
+  // While serving, log lines (an access line per call) go out in batches;
+  // everything pending is written when this ends, after the drain.
+  egress::LogBatching log_batching(egress::defaults::kLogFlushInterval);
   int received = 0;
   // SIGHUP reloads the callers' tokens and host lists; the others stop.
   while (sigwait(&stop_signals, &received) == 0 && received == SIGHUP) {

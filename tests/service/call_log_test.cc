@@ -3,12 +3,19 @@
 // and the real log output.
 #include "service/call_log.h"
 
+#include <fcntl.h>
 #include <google/protobuf/struct.pb.h>
 #include <google/protobuf/util/json_util.h>
 #include <prometheus/text_serializer.h>
+#include <unistd.h>
 
 #include <chrono>
+#include <fstream>
+#include <iterator>
+#include <sstream>
 #include <string>
+#include <thread>
+#include <vector>
 
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -142,6 +149,93 @@ TEST(LogTextTest, LinesHaveTheTimeLevelMessageAndFields) {
       << error;
   EXPECT_GE(absl::ToUnixMillis(logged_at), before);
   EXPECT_LE(absl::ToUnixMillis(logged_at), after);
+}
+
+// Points stderr at a file for the life of the object; Read() is what was
+// written so far (gtest's CaptureStderr can be read only once, at the end).
+class StderrToFile {
+ public:
+  StderrToFile() : path_(::testing::TempDir() + "/stderr-batching.txt") {
+    fd_ = open(path_.c_str(), O_CREAT | O_TRUNC | O_RDWR, 0600);
+    saved_ = dup(STDERR_FILENO);
+    dup2(fd_, STDERR_FILENO);
+  }
+  ~StderrToFile() {
+    dup2(saved_, STDERR_FILENO);
+    close(saved_);
+    close(fd_);
+  }
+  std::string Read() const {
+    std::ifstream in(path_);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+  }
+
+ private:
+  std::string path_;
+  int fd_ = -1;
+  int saved_ = -1;
+};
+
+TEST(LogBatchingTest, LinesWaitForAWarningTheIntervalOrTheEnd) {
+  StderrToFile err;
+  {
+    LogBatching batching(std::chrono::hours(1));  // no timed batch here
+    LogInfo("one");
+    LogInfo("two");
+    EXPECT_EQ(err.Read(), "");
+    LogWarning("three");  // goes out at once, after the lines before it
+    EXPECT_THAT(err.Read(), MatchesRegex(".* I one\n.* I two\n.* W three\n"));
+    LogInfo("four");
+    EXPECT_THAT(err.Read(), testing::Not(HasSubstr("four")));
+  }
+  // The end writes what was pending; then a line is written at once.
+  EXPECT_THAT(err.Read(), HasSubstr(" I four\n"));
+  LogInfo("five");
+  EXPECT_THAT(err.Read(), HasSubstr(" I five\n"));
+  {
+    LogBatching batching(std::chrono::milliseconds(10));
+    LogInfo("six");
+    // Written by the interval's batch, well before the end of the scope.
+    const auto give_up =
+        std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (err.Read().find("six") == std::string::npos &&
+           std::chrono::steady_clock::now() < give_up) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
+    EXPECT_THAT(err.Read(), HasSubstr(" I six\n"));
+  }
+}
+
+TEST(LogBatchingTest, LinesFromManyThreadsStayWholeAndNoneIsLost) {
+  StderrToFile err;
+  constexpr int kThreads = 8,
+                kLines = 500;  // 4,000 lines: several full batches
+  {
+    LogBatching batching(std::chrono::milliseconds(5));
+    std::vector<std::thread> threads;
+    for (int t = 0; t < kThreads; ++t) {
+      threads.emplace_back([t] {
+        for (int i = 0; i < kLines; ++i) {
+          LogEvent(LogLevel::kInfo, "access",
+                   LogFields()
+                       .Add("thread", t)
+                       .Add("line", i)
+                       .Add("padding", std::string(40, 'x')));
+        }
+      });
+    }
+    for (auto& thread : threads) thread.join();
+  }
+  const std::string text = err.Read();
+  std::istringstream lines(text);
+  std::string line;
+  int count = 0;
+  while (std::getline(lines, line)) {
+    ++count;
+    ASSERT_THAT(line, MatchesRegex(".* I access thread=[0-9] line=[0-9]+ "
+                                   "padding=x{40}"));
+  }
+  EXPECT_EQ(count, kThreads * kLines);
 }
 
 TEST(TraceparentTest, OnlyWellFormedW3CValuesAreKept) {
