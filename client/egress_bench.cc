@@ -12,7 +12,9 @@
 // calls through a thread each. Reports throughput, latency
 // p50/p90/p99/p99.9/max from a log-linear histogram, errors by gRPC code, and
 // with --pid the service's CPU time per call. Every run is bounded by
-// --requests or --duration.
+// --requests or --duration. --health calls grpc.health.v1.Health/Check
+// instead of Do: an empty call gRPC answers at once, the gRPC floor that
+// bench/compare measures egressd against.
 #include <grpcpp/grpcpp.h>
 #include <unistd.h>
 
