@@ -58,15 +58,16 @@ class DoMessages final : public grpc::MessageHolder<egress::v1::DoRequest,
   void Release() override { delete this; }
 
  private:
-  static google::protobuf::ArenaOptions ArenaOptionsFor(char (&block)[2048]) {
-    google::protobuf::ArenaOptions options;
-    options.initial_block = block;
-    options.initial_block_size = sizeof(block);
-    return options;
-  }
   // Enough for a typical call (a response with a dozen headers); the arena
   // takes more blocks from the heap when a call needs them.
-  alignas(8) char first_block_[2048];
+  static constexpr size_t kFirstBlockBytes = 2048;
+  static google::protobuf::ArenaOptions ArenaOptionsFor(char* block) {
+    google::protobuf::ArenaOptions options;
+    options.initial_block = block;
+    options.initial_block_size = kFirstBlockBytes;
+    return options;
+  }
+  alignas(8) char first_block_[kFirstBlockBytes];
   google::protobuf::Arena arena_;
 };
 

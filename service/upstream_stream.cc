@@ -33,13 +33,18 @@ UpstreamStream::UpstreamStream(httplib::Stream& inner, int fd, SSL* ssl,
   exchange_.connected = true;
 }
 
-bool UpstreamStream::Wait(bool for_write) {
-  if (!for_write && ssl_ != nullptr && SSL_pending(ssl_) > 0) return true;
+nanoseconds UpstreamStream::TimeLeft() {
   const nanoseconds remaining = exchange_.deadline.Remaining();
   if (remaining <= nanoseconds::zero()) {
     exchange_.failure = UpstreamExchange::Failure::kDeadline;
-    return false;
   }
+  return remaining;
+}
+
+bool UpstreamStream::Wait(bool for_write) {
+  if (!for_write && ssl_ != nullptr && SSL_pending(ssl_) > 0) return true;
+  const nanoseconds remaining = TimeLeft();
+  if (remaining <= nanoseconds::zero()) return false;
   const bool idle_bound = !for_write && exchange_.idle_timeout < remaining;
   const int timeout_ms =
       CeilMillis(idle_bound ? exchange_.idle_timeout : remaining);
@@ -133,10 +138,7 @@ ssize_t UpstreamStream::write(const char* ptr, size_t size) {
   // Plain TCP: send at once, and wait (no longer than the time left) only
   // while the socket's buffer is full. httplib's SocketStream would poll the
   // socket twice before every send.
-  if (exchange_.deadline.Remaining() <= nanoseconds::zero()) {
-    exchange_.failure = UpstreamExchange::Failure::kDeadline;
-    return -1;
-  }
+  if (TimeLeft() <= nanoseconds::zero()) return -1;
   while (true) {
     const ssize_t n = send(fd_, ptr, size, MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n >= 0) return n;

@@ -91,6 +91,9 @@ class UpstreamStream final : public httplib::Stream {
   // Waits until the socket can be read (or written); false, with the
   // exchange's failure set, when the deadline or idle timeout comes first.
   bool Wait(bool for_write);
+  // The time left before the deadline; zero or less, with the exchange's
+  // failure set to kDeadline, when it has passed.
+  std::chrono::nanoseconds TimeLeft();
   // Reads the next block from the socket into buffer_; the bytes read, 0 at
   // the end of the stream, -1 on error or timeout.
   ssize_t Fill();
