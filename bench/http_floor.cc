@@ -1,12 +1,11 @@
 // http_floor: the HTTP-client floor of egressd's request path. cpp-httplib
 // alone, on one thread, sends keep-alive GETs to one upstream for a while and
 // prints the calls per second, the CPU per call and the latency percentiles as
-// one JSON object. egressd's own cost is its CPU per call less this floor and
+// one JSON object (CPU from /proc/self/stat: the process is this one
+// thread). egressd's own cost is its CPU per call less this floor and
 // the gRPC floor (bench/compare).
 //
 //   http_floor --url=http://127.0.0.1:8080/ --duration=3
-#include <time.h>
-
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -17,18 +16,13 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_format.h"
 #include "httplib.h"
+#include "service/proc_stat.h"
 
 ABSL_FLAG(std::string, url, "", "The upstream's origin and path, http only");
 ABSL_FLAG(double, duration, 3, "Seconds to send for (at most)");
 ABSL_FLAG(int64_t, max_calls, 10'000'000, "Calls to send at most");
 
 namespace {
-
-double ThreadCpuSeconds() {
-  timespec ts{};
-  clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-  return static_cast<double>(ts.tv_sec) + static_cast<double>(ts.tv_nsec) / 1e9;
-}
 
 double Percentile(std::vector<double>& values, double q) {
   if (values.empty()) return 0;
@@ -62,7 +56,7 @@ int main(int argc, char** argv) {
   std::vector<double> latency_us;
   latency_us.reserve(1 << 20);
   int64_t ok = 0, failed = 0;
-  const double cpu_start = ThreadCpuSeconds();
+  const double cpu_start = egress::ProcCpuSeconds("self");
   const auto start = Steady::now();
   auto now = start;
   while (now < end && ok + failed < max_calls) {
@@ -77,7 +71,7 @@ int main(int argc, char** argv) {
     }
     now = done;
   }
-  const double cpu = ThreadCpuSeconds() - cpu_start;
+  const double cpu = egress::ProcCpuSeconds("self") - cpu_start;
   const double seconds = std::chrono::duration<double>(now - start).count();
   const double p50 = Percentile(latency_us, 0.5);
   const double p99 = Percentile(latency_us, 0.99);

@@ -1,6 +1,7 @@
 // A few seconds of each benchmark tool, so they cannot rot: egress_bench
-// against an in-process egressd (closed and open loop, Do and DoStream), and
-// the micro-benchmarks with a tiny minimum time. Measures nothing; checks that
+// against an in-process egressd (closed and open loop, Do and DoStream, and
+// the health check), bench/http_floor against a loopback upstream, and the
+// micro-benchmarks with a tiny minimum time. Measures nothing; checks that
 // the tools run and report.
 #include <sys/wait.h>
 
@@ -39,7 +40,8 @@ TEST(BenchSmokeTest, EgressBenchRunsClosedAndOpenLoop) {
   for (const std::string& mode :
        {std::string("--concurrency=4"),
         std::string("--concurrency=2 --rps=200"),
-        std::string("--concurrency=2 --stream --requests=50")}) {
+        std::string("--concurrency=2 --stream --requests=50"),
+        std::string("--concurrency=2 --health")}) {
     auto [code, out] =
         RunCommand(absl::StrCat(base, " ", mode, " --pid=", getpid()));
     EXPECT_EQ(code, 0) << mode << ": " << out;
@@ -47,6 +49,16 @@ TEST(BenchSmokeTest, EgressBenchRunsClosedAndOpenLoop) {
     EXPECT_THAT(out, HasSubstr("\"codes\": {\"OK\": ")) << mode;
     EXPECT_THAT(out, HasSubstr("\"p99\": ")) << mode;
   }
+}
+
+TEST(BenchSmokeTest, HttpFloorRuns) {
+  FakeUpstream upstream;
+  auto [code, out] = RunCommand(absl::StrCat(
+      "bench/http_floor --url=", upstream.Url("/echo"), " --duration=1"));
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("\"failed\":0,"));
+  EXPECT_THAT(out, HasSubstr("\"cpu_per_call_us\":"));
+  EXPECT_THAT(out, HasSubstr("\"p50\":"));
 }
 
 TEST(BenchSmokeTest, MicroBenchmarksRun) {
