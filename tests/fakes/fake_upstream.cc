@@ -15,8 +15,9 @@
 
 namespace egress {
 
-FakeUpstream::FakeUpstream() : server_(std::make_unique<httplib::Server>()) {
-  Serve();
+FakeUpstream::FakeUpstream(int threads)
+    : server_(std::make_unique<httplib::Server>()) {
+  Serve(threads);
 }
 
 FakeUpstream::FakeUpstream(const std::string& cert_file,
@@ -24,13 +25,13 @@ FakeUpstream::FakeUpstream(const std::string& cert_file,
     : server_(std::make_unique<httplib::SSLServer>(cert_file.c_str(),
                                                    key_file.c_str())),
       tls_(true) {
-  Serve();
+  Serve(160);
 }
 
-void FakeUpstream::Serve() {
+void FakeUpstream::Serve(int threads) {
   httplib::Server& s = *server_;
   // Many idle keep-alive connections at once must not starve new ones.
-  s.new_task_queue = [] { return new httplib::ThreadPool(160); };
+  s.new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   s.set_keep_alive_max_count(1000000);
   s.set_keep_alive_timeout(60);
 
@@ -112,6 +113,15 @@ void FakeUpstream::Serve() {
       });
   s.Get(R"(/busy/(\w+)/(\d+)/(\d+))", busy)
       .Post(R"(/busy/(\w+)/(\d+)/(\d+))", busy);
+  s.Post("/gate",
+         counted([this](const httplib::Request& req, httplib::Response& res) {
+           std::unique_lock<std::mutex> lock(mu_);
+           ++gate_waiting_;
+           gate_cv_.wait_for(lock, std::chrono::seconds(60),
+                             [this] { return gate_open_; });
+           --gate_waiting_;
+           res.set_content(std::to_string(req.body.size()), "text/plain");
+         }));
   s.Get("/close", counted([](const httplib::Request&, httplib::Response& res) {
           res.set_header("Connection", "close");
           res.set_content("bye", "text/plain");
@@ -191,6 +201,7 @@ void FakeUpstream::Serve() {
 }
 
 FakeUpstream::~FakeUpstream() {
+  OpenGate();  // no request waits out its 60 s at a stopping server
   server_->stop();
   thread_.join();
 }
@@ -204,6 +215,24 @@ std::vector<std::chrono::steady_clock::time_point> FakeUpstream::sse_sent()
     const {
   std::lock_guard<std::mutex> lock(mu_);
   return sse_sent_;
+}
+
+void FakeUpstream::CloseGate() {
+  std::lock_guard<std::mutex> lock(mu_);
+  gate_open_ = false;
+}
+
+void FakeUpstream::OpenGate() {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    gate_open_ = true;
+  }
+  gate_cv_.notify_all();
+}
+
+int FakeUpstream::gate_waiting() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return gate_waiting_;
 }
 
 int FakeUpstream::connections() const {

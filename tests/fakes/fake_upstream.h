@@ -15,12 +15,17 @@
 //   /chunked/N       the same bytes with chunked transfer encoding
 //   /sse/N/MS        text/event-stream: N events "data: i\n\n", MS ms apart;
 //                    the send time of each is kept (sse_sent())
+//   /gate            waits while the gate is closed (CloseGate; at most 60 s),
+//                    counted in gate_waiting(), then 200 with the request
+//                    body's length as text: a test holds many requests at
+//                    the upstream at once, then lets them all go (OpenGate)
 //
 // Thread safety: accessors are thread-safe; the server runs on its own threads.
 #pragma once
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -41,8 +46,9 @@ namespace egress {
 
 class FakeUpstream {
  public:
-  // Plain HTTP.
-  FakeUpstream();
+  // Plain HTTP, served by `threads` threads (each request in flight holds
+  // one: a test that holds more at the gate needs more).
+  explicit FakeUpstream(int threads = 160);
   // HTTPS with the given PEM certificate and key files.
   FakeUpstream(const std::string& cert_file, const std::string& key_file);
   ~FakeUpstream();
@@ -63,9 +69,15 @@ class FakeUpstream {
   // When each /sse event was written, in order.
   std::vector<std::chrono::steady_clock::time_point> sse_sent() const;
 
+  // The /gate route: closed, requests wait there; open, they pass (and so do
+  // the waiting ones). Open at first.
+  void CloseGate();
+  void OpenGate();
+  int gate_waiting() const;
+
  private:
   void Count(const std::string& addr, int port);
-  void Serve();
+  void Serve(int threads);
 
   std::unique_ptr<httplib::Server> server_;
   bool tls_ = false;
@@ -77,7 +89,10 @@ class FakeUpstream {
   std::set<std::pair<std::string, int>> peers_;  // guarded by mu_
   std::map<std::string, int> busy_;  // /busy requests by key; guarded by mu_
   std::vector<std::chrono::steady_clock::time_point>
-      sse_sent_;  // guarded by mu_
+      sse_sent_;           // guarded by mu_
+  bool gate_open_ = true;  // guarded by mu_
+  int gate_waiting_ = 0;   // guarded by mu_
+  std::condition_variable gate_cv_;
 };
 
 // Byte `i` of the bodies /stream and /chunked generate.
