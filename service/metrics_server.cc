@@ -40,6 +40,13 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
   s->collect_ = std::move(collect);
   s->server_ = std::make_unique<httplib::Server>();
   s->server_->new_task_queue = [] { return new httplib::ThreadPool(2); };
+  // SO_REUSEADDR but not httplib's default SO_REUSEPORT: a port another
+  // process (a forgotten egressd) listens on is an error at start, not a
+  // port whose scrapes two processes answer in turn.
+  s->server_->set_socket_options([](socket_t sock) {
+    int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof(yes));
+  });
   const Collect* collector = &s->collect_;
   s->server_->Get(
       "/metrics", [collector](const httplib::Request&, httplib::Response& res) {
@@ -55,6 +62,10 @@ absl::StatusOr<std::unique_ptr<MetricsServer>> MetricsServer::Start(
   }
   httplib::Server* server = s->server_.get();
   s->thread_ = std::thread([server] { server->listen_after_bind(); });
+  // httplib's stop() does nothing until the listen loop has started: a server
+  // stopped right after Start would otherwise accept forever, and the
+  // destructor's join would never return (found by scripts/flake-hunt).
+  server->wait_until_ready();
   return s;
 }
 
