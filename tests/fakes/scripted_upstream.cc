@@ -201,6 +201,7 @@ void ScriptedUpstream::Serve(int fd) {
   open_fds_.erase(std::remove(open_fds_.begin(), open_fds_.end(), fd),
                   open_fds_.end());
   close(fd);
+  ++closed_;
 }
 
 }  // namespace egress

@@ -71,6 +71,8 @@ class ScriptedUpstream {
   std::string Url(absl::string_view path) const;
   int connections() const { return connections_.load(); }
   int requests() const { return requests_.load(); }
+  // Connections this server has closed (by its script, or a peer's EOF).
+  int closed() const { return closed_.load(); }
 
  private:
   void AcceptLoop(int listen_fd);
@@ -89,6 +91,7 @@ class ScriptedUpstream {
   std::atomic<bool> stopping_{false};
   std::atomic<int> connections_{0};
   std::atomic<int> requests_{0};
+  std::atomic<int> closed_{0};
   std::thread acceptor_;
   mutable std::mutex mu_;
   std::string last_request_head_;      // guarded by mu_

@@ -33,6 +33,16 @@ class EgressWorkerTest : public ::testing::Test {
   Deadline Within(milliseconds d = milliseconds(10000)) {
     return Deadline::In(RealClock::Get(), d);
   }
+  // Waits (bounded, 10 s) until the upstream has received `n` requests: the
+  // exchange a test means to interrupt is then under way.
+  void WaitForUpstreamRequests(int n) {
+    const auto until = std::chrono::steady_clock::now() + seconds(10);
+    while (upstream_.requests() < n &&
+           std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(milliseconds(2));
+    }
+    ASSERT_EQ(upstream_.requests(), n);
+  }
 
   FakeUpstream upstream_;
   CountingObserver observer_;
@@ -62,7 +72,7 @@ TEST_F(EgressWorkerTest, ALateCancelArrivingDuringTheNextCallLeavesItAlone) {
   auto next = std::async(std::launch::async, [&] {
     return worker_.Perform(Get("/slow/300"), Within(), second);
   });
-  std::this_thread::sleep_for(milliseconds(100));
+  WaitForUpstreamRequests(2);
   first.Cancel();
   absl::StatusOr<UpstreamResponse> result = next.get();
   ASSERT_TRUE(result.ok()) << result.status();
@@ -74,7 +84,7 @@ TEST_F(EgressWorkerTest, ACancelDuringAnExchangeAbortsOnlyThatExchange) {
   auto slow = std::async(std::launch::async, [&] {
     return worker_.Perform(Get("/slow/1500"), Within(), first);
   });
-  std::this_thread::sleep_for(milliseconds(200));
+  WaitForUpstreamRequests(1);
   const auto cancelled_at = std::chrono::steady_clock::now();
   first.Cancel();
   absl::StatusOr<UpstreamResponse> result = slow.get();
@@ -104,7 +114,7 @@ TEST_F(EgressWorkerTest, AbortCurrentCancelsTheCallBeingServed) {
   auto slow = std::async(std::launch::async, [&] {
     return worker_.Perform(Get("/slow/1500"), Within(), canceller);
   });
-  std::this_thread::sleep_for(milliseconds(200));
+  WaitForUpstreamRequests(1);
   worker_.AbortCurrent();  // the drain time is over
   EXPECT_EQ(slow.get().status().code(), absl::StatusCode::kCancelled);
   EXPECT_TRUE(canceller.cancelled());
