@@ -6,7 +6,8 @@
 //   BlackHole hole;                       // 127.0.0.1, an ephemeral port
 //   ... connect to 127.0.0.1:hole.port() hangs until its timeout
 //
-// Thread safety: not thread-safe; port() may be read from any thread.
+// Thread safety: not thread-safe; port() and Connecting() may be called from
+// any thread.
 #pragma once
 
 #include <arpa/inet.h>
@@ -15,6 +16,10 @@
 #include <unistd.h>
 
 #include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -49,6 +54,27 @@ class BlackHole {
   BlackHole& operator=(const BlackHole&) = delete;
 
   int port() const { return port_; }
+
+  // Sockets of this machine in SYN_SENT towards port() (/proc/net/tcp): a
+  // test waits for one more than before to know a connect is under way.
+  int Connecting() const {
+    std::ifstream tcp("/proc/net/tcp");
+    std::string line;
+    std::getline(tcp, line);  // the column names
+    char remote[16];
+    std::snprintf(remote, sizeof(remote), ":%04X", port_);
+    int n = 0;
+    while (std::getline(tcp, line)) {
+      std::istringstream fields(line);
+      std::string slot, local, rem, state;
+      fields >> slot >> local >> rem >> state;
+      if (state == "02" && rem.size() >= 5 &&
+          rem.compare(rem.size() - 5, 5, remote) == 0) {
+        ++n;
+      }
+    }
+    return n;
+  }
 
  private:
   int fd_ = -1;

@@ -406,6 +406,7 @@ TEST_F(SecurityIntegrationTest, CancelDuringABlackHoledConnectNeverBlocks) {
   const std::string url = absl::StrCat("http://127.0.0.1:", hole.port(), "/");
   int cancels = 0;
   for (bool stream : {false, true}) {
+    const int connecting_before = hole.Connecting();
     grpc::ClientContext context;
     grpc::Status status;
     std::thread caller([&] {
@@ -422,12 +423,12 @@ TEST_F(SecurityIntegrationTest, CancelDuringABlackHoledConnectNeverBlocks) {
             egress_.stub().Do(&context, MakeRequest("GET", url), &response);
       }
     });
-    // Bounded: the call is in flight, then give it time to be in connect().
-    for (int i = 0; i < 500 && egress_.Metric("egress_requests_in_flight") < 1;
-         ++i) {
+    // Bounded (5 s): the cancel comes once egressd's connect is under way
+    // (one more socket in SYN_SENT towards the black hole).
+    for (int i = 0; i < 500 && hole.Connecting() <= connecting_before; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    EXPECT_GT(hole.Connecting(), connecting_before) << stream;
     const auto cancelled = std::chrono::steady_clock::now();
     context.TryCancel();
     caller.join();
