@@ -193,6 +193,37 @@ void FakeUpstream::Serve(int threads) {
             releaser);
       }));
 
+  s.Get(R"(/sse-lockstep/(\d+))",
+        counted([=](const httplib::Request& req, httplib::Response& res) {
+          const int events = std::atoi(req.matches[1].str().c_str());
+          {
+            std::lock_guard<std::mutex> lock(mu_);
+            sse_acked_ = 0;
+          }
+          auto next = std::make_shared<int>(0);
+          res.set_chunked_content_provider(
+              "text/event-stream",
+              [this, events, next](size_t, httplib::DataSink& sink) {
+                if (*next >= events) {
+                  sink.done();
+                  return true;
+                }
+                {
+                  std::unique_lock<std::mutex> lock(mu_);
+                  if (!sse_ack_cv_.wait_for(
+                          lock, std::chrono::seconds(10),
+                          [&] { return sse_acked_ >= *next; })) {
+                    ++sse_ack_timeouts_;
+                  }
+                  sse_sent_.push_back(std::chrono::steady_clock::now());
+                }
+                const std::string event = absl::StrCat("data: ", *next, "\n\n");
+                ++*next;
+                return sink.write(event.data(), event.size());
+              },
+              releaser);
+        }));
+
   port_ = s.bind_to_any_port("127.0.0.1");
   thread_ = std::thread([this] { server_->listen_after_bind(); });
   while (!server_->is_running()) {
@@ -215,6 +246,14 @@ std::vector<std::chrono::steady_clock::time_point> FakeUpstream::sse_sent()
     const {
   std::lock_guard<std::mutex> lock(mu_);
   return sse_sent_;
+}
+
+void FakeUpstream::AckSseEvent(int n) {
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    sse_acked_ = n;
+  }
+  sse_ack_cv_.notify_all();
 }
 
 void FakeUpstream::CloseGate() {

@@ -15,6 +15,10 @@
 //   /chunked/N       the same bytes with chunked transfer encoding
 //   /sse/N/MS        text/event-stream: N events "data: i\n\n", MS ms apart;
 //                    the send time of each is kept (sse_sent())
+//   /sse-lockstep/N  text/event-stream: N events "data: i\n\n", each written
+//                    only once the test has acknowledged the one before
+//                    (AckSseEvent); a wait over 10 s is counted
+//                    (sse_ack_timeouts) and the stream goes on
 //   /gate            waits while the gate is closed (CloseGate; at most 60 s),
 //                    counted in gate_waiting(), then 200 with the request
 //                    body's length as text: a test holds many requests at
@@ -69,6 +73,10 @@ class FakeUpstream {
   // When each /sse event was written, in order.
   std::vector<std::chrono::steady_clock::time_point> sse_sent() const;
 
+  // /sse-lockstep: the caller has received events 0..n-1.
+  void AckSseEvent(int n);
+  int sse_ack_timeouts() const { return sse_ack_timeouts_.load(); }
+
   // The /gate route: closed, requests wait there; open, they pass (and so do
   // the waiting ones). Open at first.
   void CloseGate();
@@ -89,7 +97,10 @@ class FakeUpstream {
   std::set<std::pair<std::string, int>> peers_;  // guarded by mu_
   std::map<std::string, int> busy_;  // /busy requests by key; guarded by mu_
   std::vector<std::chrono::steady_clock::time_point>
-      sse_sent_;           // guarded by mu_
+      sse_sent_;       // guarded by mu_
+  int sse_acked_ = 0;  // guarded by mu_
+  std::condition_variable sse_ack_cv_;
+  std::atomic<int> sse_ack_timeouts_{0};
   bool gate_open_ = true;  // guarded by mu_
   int gate_waiting_ = 0;   // guarded by mu_
   std::condition_variable gate_cv_;

@@ -59,6 +59,7 @@ class WorkerPoolTest : public ::testing::Test {
     options.max_workers = workers;
     options.max_queue = max_queue;
     options.maintenance_interval = milliseconds(20);
+    options.on_workers = [this](size_t, size_t busy) { busy_ = busy; };
     return std::make_unique<WorkerPool<Local>>(
         options, [](size_t i) { return std::make_unique<Local>(i); });
   }
@@ -69,6 +70,19 @@ class WorkerPoolTest : public ::testing::Test {
     EXPECT_TRUE(pool.TrySubmit([&](Local& l) { done.set_value(l.index); }));
     return done.get_future().get();
   }
+
+  // Waits (bounded, 5 s) until no worker is busy: a worker goes back on the
+  // idle stack only after its task has returned.
+  bool AllIdle() {
+    const auto until =
+        std::chrono::steady_clock::now() + std::chrono::seconds(5);
+    while (busy_.load() != 0 && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(milliseconds(1));
+    }
+    return busy_.load() == 0;
+  }
+
+  std::atomic<size_t> busy_{0};  // as the pool last reported it
 };
 
 TEST_F(WorkerPoolTest, EachTaskRunsOnItsWorkersOwnThreadWithItsLocal) {
@@ -108,8 +122,8 @@ TEST_F(WorkerPoolTest, MostRecentlyIdleWorkerTakesTheNextTask) {
   // Sequential light traffic stays on that one warm worker.
   for (int i = 0; i < 50; ++i) {
     // The worker pushes itself back on the stack right after the task returns;
-    // give it that moment so the test checks the policy, not a race.
-    std::this_thread::sleep_for(milliseconds(1));
+    // wait until it has, so the test checks the policy, not a race.
+    ASSERT_TRUE(AllIdle()) << "call " << i;
     EXPECT_EQ(RunOne(*pool), first) << "call " << i;
   }
 }
