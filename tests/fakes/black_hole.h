@@ -15,8 +15,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
-#include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <string>
@@ -43,6 +43,10 @@ class BlackHole {
       int c = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
       connect(c, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
       fillers_.push_back(c);
+      sockaddr_in local{};
+      socklen_t local_len = sizeof(local);
+      getsockname(c, reinterpret_cast<sockaddr*>(&local), &local_len);
+      filler_ports_.push_back(ntohs(local.sin_port));
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
@@ -55,21 +59,25 @@ class BlackHole {
 
   int port() const { return port_; }
 
-  // Sockets of this machine in SYN_SENT towards port() (/proc/net/tcp): a
-  // test waits for one more than before to know a connect is under way.
+  // Sockets of this machine in SYN_SENT towards port() (/proc/net/tcp), its
+  // own backlog fillers left out: a test waits for one to know that a
+  // connect is under way.
   int Connecting() const {
+    // "0100007F:9C40" -> 0x9C40
+    auto port_of = [](const std::string& address) {
+      return std::stoi(address.substr(address.rfind(':') + 1), nullptr, 16);
+    };
     std::ifstream tcp("/proc/net/tcp");
     std::string line;
     std::getline(tcp, line);  // the column names
-    char remote[16];
-    std::snprintf(remote, sizeof(remote), ":%04X", port_);
     int n = 0;
     while (std::getline(tcp, line)) {
       std::istringstream fields(line);
-      std::string slot, local, rem, state;
-      fields >> slot >> local >> rem >> state;
-      if (state == "02" && rem.size() >= 5 &&
-          rem.compare(rem.size() - 5, 5, remote) == 0) {
+      std::string slot, local, remote, state;
+      fields >> slot >> local >> remote >> state;
+      if (state == "02" && port_of(remote) == port_ &&
+          std::find(filler_ports_.begin(), filler_ports_.end(),
+                    port_of(local)) == filler_ports_.end()) {
         ++n;
       }
     }
@@ -80,6 +88,7 @@ class BlackHole {
   int fd_ = -1;
   int port_ = 0;
   std::vector<int> fillers_;
+  std::vector<int> filler_ports_;  // their local ports
 };
 
 }  // namespace egress

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
+#include <functional>
 #include <memory>
 #include <string>
 
@@ -166,33 +167,40 @@ void FakeUpstream::Serve(int threads) {
               },
               releaser);
         }));
-  s.Get(
-      R"(/sse/(\d+)/(\d+))",
-      counted([=](const httplib::Request& req, httplib::Response& res) {
-        const int events = std::atoi(req.matches[1].str().c_str());
-        const int gap_ms = std::atoi(req.matches[2].str().c_str());
-        auto next = std::make_shared<int>(0);
-        res.set_chunked_content_provider(
-            "text/event-stream",
-            [this, events, gap_ms, next](size_t, httplib::DataSink& sink) {
-              if (*next >= events) {
-                sink.done();
-                return true;
-              }
-              if (*next > 0) {
-                std::this_thread::sleep_for(std::chrono::milliseconds(gap_ms));
-              }
-              const std::string event = absl::StrCat("data: ", *next, "\n\n");
-              {
-                std::lock_guard<std::mutex> lock(mu_);
-                sse_sent_.push_back(std::chrono::steady_clock::now());
-              }
-              ++*next;
-              return sink.write(event.data(), event.size());
-            },
-            releaser);
-      }));
-
+  // Event streams: before writing event i, `wait_before(i)`; then the send
+  // time is kept and "data: i\n\n" written.
+  auto events_provider = [=](int events, std::function<void(int)> wait_before) {
+    auto next = std::make_shared<int>(0);
+    return [this, events, wait_before, next](size_t, httplib::DataSink& sink) {
+      if (*next >= events) {
+        sink.done();
+        return true;
+      }
+      wait_before(*next);
+      {
+        std::lock_guard<std::mutex> lock(mu_);
+        sse_sent_.push_back(std::chrono::steady_clock::now());
+      }
+      const std::string event = absl::StrCat("data: ", *next, "\n\n");
+      ++*next;
+      return sink.write(event.data(), event.size());
+    };
+  };
+  s.Get(R"(/sse/(\d+)/(\d+))",
+        counted([=](const httplib::Request& req, httplib::Response& res) {
+          const int events = std::atoi(req.matches[1].str().c_str());
+          const int gap_ms = std::atoi(req.matches[2].str().c_str());
+          res.set_chunked_content_provider(
+              "text/event-stream",
+              events_provider(events,
+                              [gap_ms](int i) {
+                                if (i > 0) {
+                                  std::this_thread::sleep_for(
+                                      std::chrono::milliseconds(gap_ms));
+                                }
+                              }),
+              releaser);
+        }));
   s.Get(R"(/sse-lockstep/(\d+))",
         counted([=](const httplib::Request& req, httplib::Response& res) {
           const int events = std::atoi(req.matches[1].str().c_str());
@@ -200,27 +208,17 @@ void FakeUpstream::Serve(int threads) {
             std::lock_guard<std::mutex> lock(mu_);
             sse_acked_ = 0;
           }
-          auto next = std::make_shared<int>(0);
           res.set_chunked_content_provider(
               "text/event-stream",
-              [this, events, next](size_t, httplib::DataSink& sink) {
-                if (*next >= events) {
-                  sink.done();
-                  return true;
-                }
-                {
-                  std::unique_lock<std::mutex> lock(mu_);
-                  if (!sse_ack_cv_.wait_for(
-                          lock, std::chrono::seconds(10),
-                          [&] { return sse_acked_ >= *next; })) {
-                    ++sse_ack_timeouts_;
-                  }
-                  sse_sent_.push_back(std::chrono::steady_clock::now());
-                }
-                const std::string event = absl::StrCat("data: ", *next, "\n\n");
-                ++*next;
-                return sink.write(event.data(), event.size());
-              },
+              events_provider(events,
+                              [this](int i) {
+                                std::unique_lock<std::mutex> lock(mu_);
+                                if (!sse_ack_cv_.wait_for(
+                                        lock, std::chrono::seconds(10),
+                                        [&] { return sse_acked_ >= i; })) {
+                                  ++sse_ack_timeouts_;
+                                }
+                              }),
               releaser);
         }));
 

@@ -23,6 +23,7 @@
 #include "client/egress_client.h"
 #include "gtest/gtest.h"
 #include "tests/fakes/fake_upstream.h"
+#include "tests/fakes/wait_until.h"
 #include "tests/integration/egressd_process.h"
 
 namespace egress {
@@ -97,14 +98,10 @@ Load RunLoad(FakeUpstream& upstream, const std::string& budget_flag) {
   }
   // Every call is either at the gate or back with its answer: nothing more
   // can arrive, and every admitted body is held at once. Bounded: 60 s.
-  const auto until =
-      std::chrono::steady_clock::now() + std::chrono::seconds(60);
-  while (upstream.gate_waiting() + returned.load() < kCallers &&
-         std::chrono::steady_clock::now() < until) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(10));
-  }
+  load.gate_filled = WaitUntil(
+      [&] { return upstream.gate_waiting() + returned.load() == kCallers; },
+      std::chrono::seconds(60));
   load.held_at_gate = upstream.gate_waiting();
-  load.gate_filled = load.held_at_gate + returned.load() == kCallers;
   upstream.OpenGate();
   for (auto& t : callers) t.join();
   load.ok = ok.load();

@@ -19,6 +19,7 @@
 #include "tests/fakes/fake_resolver.h"
 #include "tests/fakes/fake_upstream.h"
 #include "tests/fakes/test_certs.h"
+#include "tests/fakes/wait_until.h"
 #include "tests/integration/egress_harness.h"
 
 namespace egress {
@@ -423,12 +424,11 @@ TEST_F(SecurityIntegrationTest, CancelDuringABlackHoledConnectNeverBlocks) {
             egress_.stub().Do(&context, MakeRequest("GET", url), &response);
       }
     });
-    // Bounded (5 s): the cancel comes once egressd's connect is under way
-    // (one more socket in SYN_SENT towards the black hole).
-    for (int i = 0; i < 500 && hole.Connecting() <= connecting_before; ++i) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    EXPECT_GT(hole.Connecting(), connecting_before) << stream;
+    // Bounded: the cancel comes once egressd's connect is under way (one
+    // more socket in SYN_SENT towards the black hole).
+    EXPECT_TRUE(WaitUntil([&] {
+      return hole.Connecting() > connecting_before;
+    })) << stream;
     const auto cancelled = std::chrono::steady_clock::now();
     context.TryCancel();
     caller.join();

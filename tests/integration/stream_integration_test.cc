@@ -16,6 +16,7 @@
 #include "gtest/gtest.h"
 #include "tests/fakes/fake_upstream.h"
 #include "tests/fakes/scripted_upstream.h"
+#include "tests/fakes/wait_until.h"
 #include "tests/integration/egress_harness.h"
 
 namespace egress {
@@ -94,16 +95,6 @@ class StreamIntegrationTest : public ::testing::Test {
     }
     got.end = reader->Finish();
     return got;
-  }
-
-  // Waits (bounded: up to 5 s) for `done` to hold.
-  template <typename F>
-  static bool Eventually(F done) {
-    for (int i = 0; i < 500; ++i) {
-      if (done()) return true;
-      std::this_thread::sleep_for(milliseconds(10));
-    }
-    return done();
   }
 
   std::unique_ptr<FakeUpstream> upstream_ = std::make_unique<FakeUpstream>();
@@ -217,8 +208,8 @@ TEST_F(StreamIntegrationTest, CancelMidBodyClosesTheUpstreamAndFreesTheWorker) {
   EXPECT_EQ(got.end.error_code(), grpc::StatusCode::CANCELLED);
   // The upstream saw its transfer cut short: the connection was closed, not
   // kept half-read.
-  EXPECT_TRUE(Eventually([&] { return upstream_->aborted_streams() == 1; }));
-  EXPECT_TRUE(Eventually([&] {
+  EXPECT_TRUE(WaitUntil([&] { return upstream_->aborted_streams() == 1; }));
+  EXPECT_TRUE(WaitUntil([&] {
     return egress_.Metric("egress_stream_aborts_total{reason=\"cancelled\"}") ==
            1;
   }));
@@ -242,7 +233,7 @@ TEST_F(StreamIntegrationTest, DeadlineMidBodyAbandonsTheUpstream) {
              milliseconds(500));
   EXPECT_EQ(got.end.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_GT(got.body_bytes, 0u);
-  EXPECT_TRUE(Eventually([&] { return upstream_->aborted_streams() == 1; }));
+  EXPECT_TRUE(WaitUntil([&] { return upstream_->aborted_streams() == 1; }));
   DoResponse response;
   EXPECT_TRUE(
       egress_.Do(MakeRequest("GET", upstream_->Url("/echo")), &response).ok());
@@ -258,7 +249,7 @@ TEST_F(StreamIntegrationTest,
   DoStreamResponse chunk;
   ASSERT_TRUE(reader->Read(&chunk));  // the head
   // Read nothing for a while: gRPC's windows fill, the worker's write stalls.
-  EXPECT_TRUE(Eventually([&] {
+  EXPECT_TRUE(WaitUntil([&] {
     return egress_.Metric(
                "egress_stream_aborts_total{reason=\"slow_reader\"}") == 1;
   }));
@@ -267,7 +258,7 @@ TEST_F(StreamIntegrationTest,
   grpc::Status end = reader->Finish();
   EXPECT_EQ(end.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
   EXPECT_THAT(end.error_message(), HasSubstr("the caller read nothing"));
-  EXPECT_TRUE(Eventually([&] { return upstream_->aborted_streams() == 1; }));
+  EXPECT_TRUE(WaitUntil([&] { return upstream_->aborted_streams() == 1; }));
 }
 
 TEST_F(StreamIntegrationTest, UpstreamResetMidBodyEndsWithUnavailableNotOk) {

@@ -12,6 +12,7 @@
 #include "gtest/gtest.h"
 #include "tests/fakes/counting_observer.h"
 #include "tests/fakes/fake_upstream.h"
+#include "tests/fakes/wait_until.h"
 
 namespace egress {
 namespace {
@@ -33,14 +34,11 @@ class EgressWorkerTest : public ::testing::Test {
   Deadline Within(milliseconds d = milliseconds(10000)) {
     return Deadline::In(RealClock::Get(), d);
   }
-  // Waits (bounded, 10 s) until the upstream has received `n` requests: the
+  // Waits (bounded) until the upstream has received `n` requests: the
   // exchange a test means to interrupt is then under way.
   void WaitForUpstreamRequests(int n) {
-    const auto until = std::chrono::steady_clock::now() + seconds(10);
-    while (upstream_.requests() < n &&
-           std::chrono::steady_clock::now() < until) {
-      std::this_thread::sleep_for(milliseconds(2));
-    }
+    ASSERT_TRUE(
+        WaitUntil([&] { return upstream_.requests() >= n; }, seconds(10)));
     ASSERT_EQ(upstream_.requests(), n);
   }
 

@@ -24,6 +24,7 @@
 #include "tests/fakes/fake_resolver.h"
 #include "tests/fakes/fake_upstream.h"
 #include "tests/fakes/scripted_upstream.h"
+#include "tests/fakes/wait_until.h"
 
 namespace egress {
 namespace {
@@ -109,14 +110,9 @@ TEST_F(HttpSessionFaultsTest, ConnectionClosedWhileIdleReconnectsWithoutError) {
   for (int i = 0; i < 3; ++i) {
     auto r = session->Send(RequestTo("127.0.0.1", upstream.port()), Within());
     ASSERT_TRUE(r.ok()) << r.status();
-    // The upstream closes the idle connection after 50 ms; wait (bounded, 5 s)
+    // The upstream closes the idle connection after 50 ms; wait (bounded)
     // until it has, so the next request always finds it closed.
-    const auto until = std::chrono::steady_clock::now() + seconds(5);
-    while (upstream.closed() < i + 1 &&
-           std::chrono::steady_clock::now() < until) {
-      std::this_thread::sleep_for(milliseconds(5));
-    }
-    ASSERT_EQ(upstream.closed(), i + 1);
+    ASSERT_TRUE(WaitUntil([&] { return upstream.closed() == i + 1; }));
   }
   EXPECT_EQ(session->consecutive_errors(), 0);
   EXPECT_EQ(upstream.connections(), 3);

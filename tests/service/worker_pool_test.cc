@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/fakes/wait_until.h"
 
 namespace egress {
 namespace {
@@ -71,17 +72,6 @@ class WorkerPoolTest : public ::testing::Test {
     return done.get_future().get();
   }
 
-  // Waits (bounded, 5 s) until no worker is busy: a worker goes back on the
-  // idle stack only after its task has returned.
-  bool AllIdle() {
-    const auto until =
-        std::chrono::steady_clock::now() + std::chrono::seconds(5);
-    while (busy_.load() != 0 && std::chrono::steady_clock::now() < until) {
-      std::this_thread::sleep_for(milliseconds(1));
-    }
-    return busy_.load() == 0;
-  }
-
   std::atomic<size_t> busy_{0};  // as the pool last reported it
 };
 
@@ -123,7 +113,7 @@ TEST_F(WorkerPoolTest, MostRecentlyIdleWorkerTakesTheNextTask) {
   for (int i = 0; i < 50; ++i) {
     // The worker pushes itself back on the stack right after the task returns;
     // wait until it has, so the test checks the policy, not a race.
-    ASSERT_TRUE(AllIdle()) << "call " << i;
+    ASSERT_TRUE(WaitUntil([&] { return busy_.load() == 0; })) << "call " << i;
     EXPECT_EQ(RunOne(*pool), first) << "call " << i;
   }
 }
