@@ -72,8 +72,8 @@ ABSL_FLAG(uint32_t, max_workers, kDefaults.max_workers,
           "calls wait in the queue.");
 ABSL_FLAG(absl::Duration, worker_idle_timeout,
           absl::FromChrono(kDefaults.worker_idle_timeout),
-          "A worker above --min_workers idle this long retires, closing its "
-          "sessions (egress_session_recreations_total{reason=\"retired\"}).");
+          "A worker above --min_workers idle this long retires; its idle "
+          "connection stays in the shared pool for other workers.");
 ABSL_FLAG(uint32_t, workers, kDefaults.workers,
           "A fixed pool of this many workers (sets --min_workers and "
           "--max_workers); 0: the elastic pool they describe.");
@@ -100,9 +100,16 @@ ABSL_FLAG(int32_t, max_session_errors, kDefaults.max_session_errors,
           "Consecutive upstream failures after which a session is recreated.");
 ABSL_FLAG(absl::Duration, keepalive_timeout,
           absl::FromChrono(kDefaults.keepalive_timeout),
-          "Sessions idle longer than this are closed.");
-ABSL_FLAG(uint32_t, max_sessions_per_worker, kDefaults.max_sessions_per_worker,
-          "Sessions one worker keeps (least recently used are evicted).");
+          "Idle keep-alive connections unused this long are closed (within "
+          "about a second, by the pool's janitor).");
+ABSL_FLAG(uint32_t, max_idle_per_origin, kDefaults.max_idle_per_origin,
+          "Idle keep-alive connections kept for one origin, across all "
+          "workers; beyond it the least recently used is closed "
+          "(egress_session_recreations_total{reason=\"evicted\"}).");
+ABSL_FLAG(uint32_t, max_idle_connections, kDefaults.max_idle_connections,
+          "Idle keep-alive connections kept in all; beyond it the least "
+          "recently used is closed "
+          "(egress_session_recreations_total{reason=\"evicted\"}).");
 ABSL_FLAG(int64_t, max_requests_per_session, kDefaults.max_requests_per_session,
           "Requests after which a session is recreated; 0 is unlimited, 1 "
           "disables connection reuse.");
@@ -285,8 +292,10 @@ absl::Status Config::Validate() const {
   if (keepalive_timeout <= nanoseconds::zero()) {
     return Bad("keepalive_timeout", "must be positive");
   }
-  if (max_sessions_per_worker < 1) {
-    return Bad("max_sessions_per_worker", "must be >= 1");
+  if (max_idle_per_origin < 1)
+    return Bad("max_idle_per_origin", "must be >= 1");
+  if (max_idle_connections < max_idle_per_origin) {
+    return Bad("max_idle_connections", "must be >= --max_idle_per_origin");
   }
   if (max_requests_per_session < 0) {
     return Bad("max_requests_per_session", "must be >= 0");
@@ -390,7 +399,7 @@ bool IsLoopbackListen(absl::string_view listen) {
 // clang-format off
 #define EGRESS_SCALAR_SETTINGS(X)                                           \
   X(listen) X(metrics_listen) X(workers) X(max_queue) X(max_session_errors) \
-  X(max_sessions_per_worker) X(max_requests_per_session)                    \
+  X(max_idle_per_origin) X(max_idle_connections) X(max_requests_per_session) \
   X(max_request_bytes) X(max_response_bytes) X(max_stream_bytes)            \
   X(ca_file) X(insecure_skip_verify) X(allow_cidrs) X(deny_cidrs)           \
   X(allow_hosts) X(deny_hosts) X(tls_cert) X(tls_key) X(client_ca)          \

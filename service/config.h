@@ -45,7 +45,8 @@ struct Config {
 
   int max_session_errors = defaults::kMaxSessionErrors;
   std::chrono::nanoseconds keepalive_timeout = defaults::kKeepaliveTimeout;
-  size_t max_sessions_per_worker = defaults::kMaxSessionsPerWorker;
+  size_t max_idle_per_origin = defaults::kMaxIdlePerOrigin;
+  size_t max_idle_connections = defaults::kMaxIdleConnections;
   int64_t max_requests_per_session =
       defaults::kMaxRequestsPerSession;  // 0: unlimited; 1: no reuse
 

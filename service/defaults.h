@@ -40,7 +40,9 @@ inline constexpr size_t kMaxInflightPerCaller = 0;
 // Sessions.
 inline constexpr int kMaxSessionErrors = 3;
 inline constexpr seconds kKeepaliveTimeout{30};
-inline constexpr size_t kMaxSessionsPerWorker = 256;
+// Idle keep-alive sessions kept for one origin and in all (docs/limits.md).
+inline constexpr size_t kMaxIdlePerOrigin = 100;
+inline constexpr size_t kMaxIdleConnections = 4096;
 inline constexpr int64_t kMaxRequestsPerSession = 0;  // unlimited
 
 // Time.

@@ -27,11 +27,19 @@ namespace egress {
 namespace {
 
 std::chrono::nanoseconds MaintenanceInterval(const Config& config) {
-  // Often enough that an idle session outlives keepalive_timeout by at most
-  // half of it, rarely enough to cost nothing.
-  return std::clamp<std::chrono::nanoseconds>(config.keepalive_timeout / 2,
-                                              std::chrono::milliseconds(100),
-                                              std::chrono::seconds(5));
+  // How long an idle worker keeps its last session to itself before it parks
+  // it in the shared tier: short, so that other workers and the janitor see
+  // it soon; long enough that a caller's next call usually comes first.
+  return std::clamp<std::chrono::nanoseconds>(config.keepalive_timeout / 4,
+                                              std::chrono::milliseconds(50),
+                                              std::chrono::milliseconds(500));
+}
+
+// How often the janitor closes idle sessions past --keepalive_timeout.
+std::chrono::nanoseconds JanitorInterval(const Config& config) {
+  return std::clamp<std::chrono::nanoseconds>(config.keepalive_timeout / 4,
+                                              std::chrono::milliseconds(50),
+                                              std::chrono::milliseconds(250));
 }
 
 using X509Ptr = std::unique_ptr<X509, decltype(&X509_free)>;
@@ -174,8 +182,8 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
   if (!auth.ok()) return auth.status();
   s->auth_ = *std::move(auth);
 
+  s->tls_sessions_ = std::make_unique<TlsSessionStore>();
   SessionCacheOptions cache_options;
-  cache_options.max_sessions = config.max_sessions_per_worker;
   cache_options.keepalive_timeout = config.keepalive_timeout;
   cache_options.session.connect_timeout = config.connect_timeout;
   cache_options.session.max_errors = config.max_session_errors;
@@ -193,6 +201,16 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
   cache_options.session.trust_store = s->trust_->get();
   cache_options.session.dns = s->dns_.get();
   cache_options.session.policy = s->policy_.get();
+  cache_options.session.tls_sessions = s->tls_sessions_.get();
+
+  SessionPoolOptions shared_options;
+  shared_options.max_idle_per_origin = config.max_idle_per_origin;
+  shared_options.max_idle_connections = config.max_idle_connections;
+  shared_options.keepalive_timeout = config.keepalive_timeout;
+  shared_options.janitor_interval = JanitorInterval(config);
+  shared_options.dns = s->dns_.get();
+  s->sessions_ =
+      std::make_unique<SessionPool>(shared_options, clock, *s->metrics_);
 
   WorkerPoolOptions pool_options;
   pool_options.min_workers = config.MinWorkers();
@@ -209,11 +227,12 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
     metrics->workers_busy().Set(static_cast<double>(busy));
   };
   const Clock* clock_ptr = &clock;
+  SessionPool* shared = s->sessions_.get();
   metrics->workers_max().Set(static_cast<double>(config.MaxWorkers()));
   s->pool_ = std::make_unique<WorkerPool<EgressWorker>>(
-      pool_options, [cache_options, clock_ptr, metrics](size_t index) {
-        return std::make_unique<EgressWorker>(index, cache_options, *clock_ptr,
-                                              *metrics);
+      pool_options, [cache_options, shared, clock_ptr, metrics](size_t index) {
+        return std::make_unique<EgressWorker>(index, cache_options, *shared,
+                                              *clock_ptr, *metrics);
       });
 
   s->budget_ = std::make_unique<MemoryBudget>(config.max_buffered_bytes);
@@ -346,7 +365,8 @@ void EgressServer::Shutdown(std::chrono::nanoseconds drain) {
   }
   cv.notify_all();
   watchdog.join();
-  pool_->Shutdown();  // runs what is queued, closes every session
+  pool_->Shutdown();  // runs what is queued, closes the workers' sessions
+  sessions_->DropAll(DropReason::kShutdown);
   server_->Wait();
   LogInfo("egressd stopped");
 }

@@ -30,6 +30,8 @@
 #include "service/memory_budget.h"
 #include "service/metrics.h"
 #include "service/metrics_server.h"
+#include "service/session_pool.h"
+#include "service/tls_session_store.h"
 #include "service/tls_trust.h"
 #include "service/worker_pool.h"
 
@@ -78,6 +80,10 @@ class EgressServer {
   std::unique_ptr<MemoryBudget> budget_;
   std::unique_ptr<InflightLimits> limits_;
   std::unique_ptr<RetryBudget> retry_budget_;
+  // Before the pool: the workers' sessions go here, and the pool's sessions
+  // save TLS sessions here, until the workers are gone.
+  std::unique_ptr<TlsSessionStore> tls_sessions_;
+  std::unique_ptr<SessionPool> sessions_;
   std::unique_ptr<WorkerPool<EgressWorker>> pool_;
   std::unique_ptr<EgressService> service_;
   std::unique_ptr<grpc::Server> server_;

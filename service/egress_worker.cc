@@ -6,8 +6,9 @@
 namespace egress {
 
 EgressWorker::EgressWorker(size_t index, const SessionCacheOptions& options,
-                           const Clock& clock, SessionObserver& observer)
-    : index_(index), sessions_(options, clock, observer) {}
+                           SessionPool& shared, const Clock& clock,
+                           SessionObserver& observer)
+    : index_(index), sessions_(options, shared, clock, observer) {}
 
 // Publishes the call being served, for AbortCurrent, for its lifetime.
 class EgressWorker::Serving {

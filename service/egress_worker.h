@@ -1,5 +1,6 @@
 // EgressWorker: the state one worker thread owns for its whole life (its
-// SessionCache) and the upstream exchange it performs for each call.
+// SessionCache, the first tier of the session pool) and the upstream exchange
+// it performs for each call.
 //
 // WorkerPool<EgressWorker> builds one per thread, on that thread, and hands it
 // to every task the thread runs: the worker's identity and its sessions are
@@ -11,6 +12,7 @@
 #include <chrono>
 #include <mutex>
 
+#include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
 #include "service/clock.h"
 #include "service/deadline.h"
@@ -23,9 +25,10 @@ namespace egress {
 
 class EgressWorker {
  public:
-  // REQUIRES: `clock` and `observer` outlive the worker.
+  // REQUIRES: `shared`, `clock` and `observer` outlive the worker.
   EgressWorker(size_t index, const SessionCacheOptions& options,
-               const Clock& clock, SessionObserver& observer);
+               SessionPool& shared, const Clock& clock,
+               SessionObserver& observer);
 
   // Sends `request` over this worker's session for its origin and returns the
   // upstream's whole response; `deadline` bounds the exchange, and
@@ -47,11 +50,16 @@ class EgressWorker {
   // over). Thread-safe.
   void AbortCurrent();
 
-  // Called by WorkerPool while the worker is idle: closes idle sessions.
-  void Maintain() { sessions_.DropIdle(); }
-  // Called by WorkerPool when the worker retires: closes every session
-  // (counted as "retired").
-  void Retire() { sessions_.DropAll(DropReason::kRetired); }
+  // Called by WorkerPool when the worker has been idle for a maintenance
+  // interval, and when it retires: its session goes to the shared tier, where
+  // other workers find it and the janitor closes it on time.
+  void Maintain() { sessions_.ParkKept(); }
+  void Retire() { sessions_.ParkKept(); }
+  // Called by WorkerPool, under its lock, when another worker went on the
+  // idle stack above this one (which waits, not touching its state): the
+  // returned job, run by that other worker, parks this worker's session in
+  // the shared tier, where the next call for its origin finds it.
+  absl::AnyInvocable<void()> Demote() { return sessions_.DemoteKept(); }
 
   size_t index() const { return index_; }
   const SessionCache& sessions() const { return sessions_; }

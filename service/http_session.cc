@@ -1,11 +1,13 @@
 #include "service/http_session.h"
 
+#include <errno.h>
 #include <fcntl.h>
 #include <httplib.h>
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <openssl/x509_vfy.h>
+#include <poll.h>
 #include <pthread.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -15,6 +17,7 @@
 #include <condition_variable>
 #include <map>
 #include <thread>
+#include <type_traits>
 #include <utility>
 
 #include "absl/cleanup/cleanup.h"
@@ -118,37 +121,6 @@ void BlockSigpipeOnThisThread() {
   (void)blocked;
 }
 
-// An httplib client, plain (ClientImpl) or TLS (SSLClient), whose every
-// exchange runs over an UpstreamStream bound to the session's exchange.
-template <class Base>
-class GuardedClient final : public Base {
- public:
-  template <class... Args>
-  explicit GuardedClient(UpstreamExchange& exchange, Args&&... args)
-      : Base(std::forward<Args>(args)...), exchange_(exchange) {}
-
- private:
-  bool process_socket(const typename Base::Socket& socket,
-                      std::function<bool(httplib::Stream&)> callback) override {
-    return Base::process_socket(socket, [&](httplib::Stream& inner) {
-      exchange_.ready_at = exchange_.deadline.clock().Now();
-      UpstreamStream stream(inner, socket.sock, socket.ssl, exchange_, buffer_);
-      const bool ok = callback(stream);
-      // More than the response framed (or bytes nobody asked for): whatever
-      // they are, they must not be read as the next response. (`socket` is
-      // the client's own: httplib may have closed it already, for
-      // "Connection: close" or HTTP/1.0, and then there is nothing to keep.)
-      if (ok && socket.is_open() && stream.HasUnreadBytes()) {
-        exchange_.leftover = true;
-      }
-      return ok;
-    });
-  }
-
-  UpstreamExchange& exchange_;
-  std::string buffer_;  // UpstreamStream's, kept between exchanges
-};
-
 }  // namespace
 
 namespace internal {
@@ -215,6 +187,71 @@ class ConnectWatchdog {
       entries_;  // guarded by mu_
 };
 
+// An httplib client, plain (ClientImpl) or TLS (SSLClient), whose every
+// exchange runs over an UpstreamStream bound to the session's exchange, and
+// which tells the session when its connection is up for an exchange and
+// before httplib closes it (for Abort), and prepares each TLS handshake.
+template <class Base>
+class GuardedClient final : public Base, public ConnectionView {
+ public:
+  template <class... Args>
+  explicit GuardedClient(HttpSession& session, Args&&... args)
+      : Base(std::forward<Args>(args)...), session_(session) {}
+
+  int socket() const override {
+    return this->socket_.is_open() ? static_cast<int>(this->socket_.sock) : -1;
+  }
+  SSL* ssl() const override {
+    if constexpr (std::is_same_v<Base, httplib::SSLClient>) {
+      return this->socket_.ssl;
+    }
+    return nullptr;
+  }
+
+ private:
+  bool process_socket(const typename Base::Socket& socket,
+                      std::function<bool(httplib::Stream&)> callback) override {
+    UpstreamExchange& exchange = session_.exchange_;
+    // The connection is up, and httplib closes it only on this thread, after
+    // shutdown_ssl: Abort may shut this very socket down until then.
+    session_.OnExchangeSocket(static_cast<int>(socket.sock));
+    const bool result =
+        Base::process_socket(socket, [&](httplib::Stream& inner) {
+          exchange.ready_at = exchange.deadline.clock().Now();
+          UpstreamStream stream(inner, socket.sock, socket.ssl, exchange,
+                                buffer_);
+          const bool ok = callback(stream);
+          // More than the response framed (or bytes nobody asked for): whatever
+          // they are, they must not be read as the next response. (`socket` is
+          // the client's own: httplib may have closed it already, for
+          // "Connection: close" or HTTP/1.0, and then there is nothing to
+          // keep.)
+          if (ok && socket.is_open() && stream.HasUnreadBytes()) {
+            exchange.leftover = true;
+          }
+          return ok;
+        });
+    session_.OnSocketClosing();
+    return result;
+  }
+
+  // httplib calls this before each close of the client's socket.
+  void shutdown_ssl(typename Base::Socket& socket,
+                    bool shutdown_gracefully) override {
+    session_.OnSocketClosing();
+    Base::shutdown_ssl(socket, shutdown_gracefully);
+  }
+
+  void prepare_ssl(SSL* ssl) {
+    if constexpr (std::is_same_v<Base, httplib::SSLClient>) {
+      session_.PrepareTls(ssl);
+    }
+  }
+
+  HttpSession& session_;
+  std::string buffer_;  // UpstreamStream's, kept between exchanges
+};
+
 }  // namespace internal
 
 // One call to httplib: what it observed, and why it failed.
@@ -256,14 +293,15 @@ void ExchangeCanceller::Detach() {
 HttpSession::HttpSession(Origin origin, const SessionOptions& options,
                          const Clock& clock, SessionObserver& observer)
     : origin_(std::move(origin)),
+      key_(origin_.Key()),
       options_(options),
       clock_(clock),
       observer_(observer),
       pinned_until_(clock.Now()),
       last_used_(clock.Now()) {
   if (origin_.scheme == "https") {
-    auto ssl = std::make_unique<GuardedClient<httplib::SSLClient>>(
-        exchange_, origin_.host, origin_.port);
+    auto ssl = std::make_unique<internal::GuardedClient<httplib::SSLClient>>(
+        *this, origin_.host, origin_.port);
     // OpenSSL verifies the chain and the host name during the handshake, not
     // httplib after it: httplib's verification reloads the system roots into
     // the context on every new client (tens of ms of CPU per session, and a
@@ -276,10 +314,22 @@ HttpSession::HttpSession(Origin origin, const SessionOptions& options,
     }
     SSL_CTX_set_ex_data(ssl->ssl_context(), SessionIndex(), this);
     SSL_CTX_set_info_callback(ssl->ssl_context(), &HttpSession::OnTlsInfo);
+    if (options_.tls_sessions != nullptr) {
+      // The client side of OpenSSL's cache only hands each new session to
+      // OnNewTlsSession; the store keeps them, for every session of the origin.
+      SSL_CTX_set_session_cache_mode(
+          ssl->ssl_context(),
+          SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+      SSL_CTX_sess_set_new_cb(ssl->ssl_context(),
+                              &HttpSession::OnNewTlsSession);
+    }
+    connection_ = ssl.get();
     client_ = std::move(ssl);
   } else {
-    client_ = std::make_unique<GuardedClient<httplib::ClientImpl>>(
-        exchange_, origin_.host, origin_.port);
+    auto plain = std::make_unique<internal::GuardedClient<httplib::ClientImpl>>(
+        *this, origin_.host, origin_.port);
+    connection_ = plain.get();
+    client_ = std::move(plain);
   }
   client_->set_keep_alive(true);
   client_->set_tcp_nodelay(true);
@@ -297,30 +347,103 @@ HttpSession::HttpSession(Origin origin, const SessionOptions& options,
 
 HttpSession::~HttpSession() {
   client_.reset();
-  if (abort_fd_ >= 0) close(abort_fd_);
+  if (abort_fd_owned_) close(abort_fd_);
 }
 
-void HttpSession::OnTlsInfo(const SSL* ssl, int where, int) {
-  if ((where & SSL_CB_HANDSHAKE_START) == 0) return;
-  auto* session = static_cast<HttpSession*>(
+namespace {
+
+HttpSession* SessionOf(const SSL* ssl) {
+  return static_cast<HttpSession*>(
       SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), SessionIndex()));
-  if (session != nullptr)
+}
+
+}  // namespace
+
+void HttpSession::OnTlsInfo(const SSL* ssl, int where, int) {
+  HttpSession* session = SessionOf(ssl);
+  if (session == nullptr) return;
+  if ((where & SSL_CB_HANDSHAKE_START) != 0) {
     session->handshake_started_at_ = session->clock_.Now();
+  }
+  if ((where & SSL_CB_HANDSHAKE_DONE) != 0) {
+    session->handshake_resumed_ = SSL_session_reused(ssl) == 1;
+  }
+}
+
+int HttpSession::OnNewTlsSession(SSL* ssl, SSL_SESSION* tls_session) {
+  HttpSession* session = SessionOf(ssl);
+  if (session == nullptr || session->options_.tls_sessions == nullptr) {
+    return 0;  // OpenSSL keeps its reference
+  }
+  session->options_.tls_sessions->Save(session->key_, tls_session);
+  return 1;  // the store took the reference
+}
+
+void HttpSession::PrepareTls(SSL* ssl) {
+  handshake_resumed_ = false;
+  if (options_.tls_sessions == nullptr) return;
+  SSL_SESSION* saved = options_.tls_sessions->Take(key_);
+  if (saved == nullptr) return;
+  SSL_set_session(ssl, saved);  // takes its own reference
+  SSL_SESSION_free(saved);
+}
+
+bool HttpSession::connection_open() const { return connection_->socket() >= 0; }
+
+bool HttpSession::IdleConnectionUsable() {
+  const int fd = connection_->socket();
+  if (fd < 0) return true;
+  pollfd p{fd, POLLIN, 0};
+  if (poll(&p, 1, 0) <= 0) return true;  // nothing arrived while idle
+  if ((p.revents & (POLLERR | POLLHUP | POLLNVAL)) != 0) return false;
+  char byte;
+  const ssize_t n = recv(fd, &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  if (n == 0) return false;  // the upstream closed it
+  if (n < 0) return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR;
+  SSL* ssl = connection_->ssl();
+  if (ssl == nullptr) return false;  // bytes nobody asked for
+  // TLS: a record arrived. TLS 1.3 tickets and key updates come after the
+  // handshake and are harmless; OpenSSL reads them without blocking here. A
+  // close_notify, an alert or application data means the connection is done.
+  const int flags = fcntl(fd, F_GETFL);
+  fcntl(fd, F_SETFL, flags | O_NONBLOCK);
+  ERR_clear_error();
+  const int peeked = SSL_peek(ssl, &byte, 1);
+  const int error = SSL_get_error(ssl, peeked);
+  fcntl(fd, F_SETFL, flags);
+  ERR_clear_error();
+  return peeked <= 0 && error == SSL_ERROR_WANT_READ;
 }
 
 void HttpSession::OnSocket(int fd) {
   socket_opened_at_ = clock_.Now();
   handshake_started_at_ = MonoTime{};
+  handshake_resumed_ = false;
   {
     std::lock_guard<std::mutex> lock(abort_mu_);
-    if (abort_fd_ >= 0) close(abort_fd_);
+    if (abort_fd_owned_) close(abort_fd_);
     abort_fd_ = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    abort_fd_owned_ = abort_fd_ >= 0;
     if (abort_requested_ && abort_fd_ >= 0) shutdown(abort_fd_, SHUT_RDWR);
   }
   // Not under abort_mu_: the watchdog takes its own lock, then abort_mu_.
   if (watch_ == 0) {
     watch_ = internal::ConnectWatchdog::Get().Watch(this, connect_deadline_);
   }
+}
+
+void HttpSession::OnExchangeSocket(int fd) {
+  std::lock_guard<std::mutex> lock(abort_mu_);
+  if (abort_fd_owned_) close(abort_fd_);
+  abort_fd_ = fd;
+  abort_fd_owned_ = false;
+  if (abort_requested_ || deadline_abort_) shutdown(fd, SHUT_RDWR);
+}
+
+void HttpSession::OnSocketClosing() {
+  std::lock_guard<std::mutex> lock(abort_mu_);
+  if (abort_fd_owned_) return;  // a duplicate: the session closes it
+  abort_fd_ = -1;
 }
 
 void HttpSession::AbortAtDeadline() {
@@ -344,18 +467,14 @@ void HttpSession::BeginExchange(ExchangeCanceller* canceller) {
 void HttpSession::EndExchange(ExchangeCanceller* canceller) {
   // Before the exchange ends, so that the canceller never reaches the next.
   if (canceller != nullptr) canceller->Detach();
-  const bool open = client_->is_socket_open();
-  {
-    std::lock_guard<std::mutex> lock(abort_mu_);
-    in_exchange_ = false;
-    abort_requested_ = false;
-    deadline_abort_ = false;
-    // httplib closed the connection: let the socket go.
-    if (!open && abort_fd_ >= 0) {
-      close(abort_fd_);
-      abort_fd_ = -1;
-    }
-  }
+  std::lock_guard<std::mutex> lock(abort_mu_);
+  in_exchange_ = false;
+  abort_requested_ = false;
+  deadline_abort_ = false;
+  // Between exchanges nothing is aborted: no descriptor is kept for it.
+  if (abort_fd_owned_) close(abort_fd_);
+  abort_fd_ = -1;
+  abort_fd_owned_ = false;
 }
 
 HttpSession::State HttpSession::state() const {
@@ -681,9 +800,10 @@ absl::Status HttpSession::SendOnce(const UpstreamRequest& request,
   const bool new_socket = connections_opened_ != opened_before;
   attempt.reused = !new_socket && requests_served_ > 0;
   if (new_socket && exchange_.connected) {
-    observer_.OnConnectionOpened(origin_.scheme == "https");
+    const bool tls = origin_.scheme == "https";
+    observer_.OnConnectionOpened(key_, tls, tls && handshake_resumed_);
   }
-  if (attempt.reused) observer_.OnConnectionReused();
+  if (attempt.reused) observer_.OnConnectionReused(key_);
   // Bytes beyond the response: never read them as the next one.
   if (exchange_.leftover) client_->stop();
 

@@ -62,6 +62,7 @@
 #include "service/memory_budget.h"
 #include "service/response_head.h"
 #include "service/session_observer.h"
+#include "service/tls_session_store.h"
 #include "service/upstream_failure.h"
 #include "service/upstream_stream.h"
 
@@ -74,6 +75,17 @@ enum class Error;
 namespace egress {
 namespace internal {
 class ConnectWatchdog;
+template <class Base>
+class GuardedClient;
+
+// What the session reads of its client's connection (implemented by the
+// client): the socket, and for TLS its SSL. Owner thread only.
+class ConnectionView {
+ public:
+  virtual ~ConnectionView() = default;
+  virtual int socket() const = 0;  // -1 when there is no connection
+  virtual SSL* ssl() const = 0;    // nullptr for plain HTTP
+};
 }  // namespace internal
 
 // How long a connect to one of several addresses may take before the next
@@ -103,6 +115,9 @@ struct SessionOptions {
   // Checks every address before the session connects to it (needs `dns`, which
   // pins the checked address as the connected one); nullptr checks nothing.
   const DestinationPolicy* policy = nullptr;
+  // https: where TLS sessions are saved and offered for resumption, shared by
+  // every session of the process; nullptr: every handshake is a full one.
+  TlsSessionStore* tls_sessions = nullptr;
 };
 
 // Receives one response as it arrives. Called on the thread that called
@@ -193,6 +208,18 @@ class HttpSession {
   State state() const;
 
   const Origin& origin() const { return origin_; }
+  // origin().Key(), made once.
+  const std::string& key() const { return key_; }
+
+  // False when the session's idle connection can no longer serve a request:
+  // the upstream closed or reset it, or sent bytes nobody asked for (a TLS
+  // record that is not application data, such as a session ticket, is fine).
+  // True when there is no connection (the next exchange opens one). A poll(2)
+  // and, only when something arrived, a peek. REQUIRES: state() is not
+  // kInExchange.
+  bool IdleConnectionUsable();
+  // Whether the session holds an open connection.
+  bool connection_open() const;
   // The address this session connects to; empty before the first Send or
   // without a DnsCache.
   const std::string& pinned_address() const { return pinned_address_; }
@@ -205,6 +232,18 @@ class HttpSession {
  private:
   friend class ExchangeCanceller;
   struct Attempt;
+  template <class Base>
+  friend class internal::GuardedClient;
+  // OpenSSL's new-session callback: saves the session for resumption.
+  static int OnNewTlsSession(SSL* ssl, SSL_SESSION* session);
+  // Before each handshake: offers a saved session of the origin.
+  void PrepareTls(SSL* ssl);
+  // The connection's socket, up and owned by httplib until the exchange's
+  // process step ends: Abort shuts it down directly from now on (no duplicate).
+  void OnExchangeSocket(int fd);
+  // httplib is about to close the connection's socket (or the process step
+  // ended): Abort must no longer touch its number.
+  void OnSocketClosing();
   absl::StatusOr<UpstreamResponse> Exchange(
       const UpstreamRequest& request, const Deadline& deadline,
       std::chrono::nanoseconds idle_timeout, ResponseSink& sink);
@@ -245,8 +284,10 @@ class HttpSession {
                                    ResponseSink& sink, Attempt& attempt);
   // Connects to candidates_[i] from now on.
   void UseAddress(size_t i);
-  // A new socket: keeps a duplicate of it for Abort, and has the connect and
-  // TLS handshake watched against the exchange's deadline.
+  // A new socket, before its connect: keeps a duplicate of it for Abort until
+  // the connection is up (httplib may close a socket whose connect failed
+  // without telling anyone), and has the connect and TLS handshake watched
+  // against the exchange's deadline.
   void OnSocket(int fd);
   // The watchdog's Abort: the exchange's deadline passed while connecting.
   void AbortAtDeadline();
@@ -261,12 +302,15 @@ class HttpSession {
   bool AbortRequested();
 
   const Origin origin_;
+  const std::string key_;
   const SessionOptions options_;
   const Clock& clock_;
   SessionObserver& observer_;
   // The exchange in progress, read by client_'s UpstreamStream.
   UpstreamExchange exchange_;
   std::unique_ptr<httplib::ClientImpl> client_;
+  // client_'s connection, for IdleConnectionUsable.
+  const internal::ConnectionView* connection_ = nullptr;
   // The first certificate verification failure of the last handshake (an
   // X509_V_ERR_* code), written by OpenSSL's verify callback on this thread.
   long verify_result_ = 0;
@@ -280,18 +324,25 @@ class HttpSession {
   // its TLS handshake began (clock_, on this thread), and the DNS step.
   MonoTime socket_opened_at_{};
   MonoTime handshake_started_at_{};
+  // Whether the last handshake resumed a saved TLS session.
+  bool handshake_resumed_ = false;
   std::chrono::nanoseconds dns_time_{0};
   int consecutive_errors_ = 0;
   int64_t requests_served_ = 0;
   MonoTime last_used_;
 
   // Abort's view of the session; touched by the owner only when a connection
-  // opens and at the start and end of an exchange.
+  // opens, when it comes up and closes, and at the start and end of an
+  // exchange.
   std::mutex abort_mu_;
-  // A duplicate of the connection's socket: shutting it down ends every wait
-  // on the connection, and the number cannot be reused by another socket while
-  // it is open, as httplib's own could be.
+  // The socket Abort shuts down: while a new connection is being made, a
+  // duplicate the session owns (abort_fd_owned_), whose number cannot be
+  // reused by another socket while it is open, even if httplib closes the
+  // original; while httplib processes an exchange on the connection, the
+  // connection's own socket, unregistered (OnSocketClosing) before httplib
+  // closes it; else -1. Idle connections hold one descriptor.
   int abort_fd_ = -1;             // guarded by abort_mu_
+  bool abort_fd_owned_ = false;   // guarded by abort_mu_
   bool in_exchange_ = false;      // guarded by abort_mu_
   bool abort_requested_ = false;  // guarded by abort_mu_
   bool deadline_abort_ = false;   // guarded by abort_mu_: by the watchdog

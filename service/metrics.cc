@@ -73,11 +73,12 @@ Metrics::Metrics(const std::vector<std::string>& origins)
                               .Name("egress_session_recreations_total")
                               .Help("Upstream sessions dropped, by reason.")
                               .Register(*registry_)),
-      sessions_active_(prometheus::BuildGauge()
-                           .Name("egress_sessions_active")
-                           .Help("Upstream sessions held by all workers.")
-                           .Register(*registry_)
-                           .Add({})),
+      sessions_active_(
+          prometheus::BuildGauge()
+              .Name("egress_sessions_active")
+              .Help("Upstream sessions, busy or idle, in the whole pool.")
+              .Register(*registry_)
+              .Add({})),
       requests_in_flight_(prometheus::BuildGauge()
                               .Name("egress_requests_in_flight")
                               .Help("Calls received and not yet answered.")
@@ -115,29 +116,44 @@ Metrics::Metrics(const std::vector<std::string>& origins)
               .Register(*registry_)),
       waiting_origin_(limit_waiting_family_.Add({{"limit", "origin"}})),
       waiting_caller_(limit_waiting_family_.Add({{"limit", "caller"}})),
-      connections_reused_(
+      connections_reused_family_(
           prometheus::BuildCounter()
               .Name("egress_connections_reused_total")
-              .Help("Requests sent over an already open connection.")
-              .Register(*registry_)
-              .Add({})),
-      connections_opened_(prometheus::BuildCounter()
-                              .Name("egress_connections_opened_total")
-                              .Help("TCP connections opened to upstreams.")
-                              .Register(*registry_)
-                              .Add({})),
+              .Help("Requests sent over an already open connection, by origin "
+                    "(those listed in --metrics_origins, else \"other\").")
+              .Register(*registry_)),
+      connections_opened_family_(
+          prometheus::BuildCounter()
+              .Name("egress_connections_opened_total")
+              .Help("TCP connections opened to upstreams, by origin.")
+              .Register(*registry_)),
+      pool_connections_family_(
+          prometheus::BuildGauge()
+              .Name("egress_pool_connections")
+              .Help("Pooled upstream sessions (each holds at most one "
+                    "connection), by state (idle: in a worker's cache or the "
+                    "shared tier; busy: serving a call) and origin.")
+              .Register(*registry_)),
+      leases_family_(prometheus::BuildCounter()
+                         .Name("egress_pool_leases_total")
+                         .Help("Sessions lent to calls, by where they were "
+                               "found: local (the worker's own), shared (the "
+                               "shared tier) or new.")
+                         .Register(*registry_)),
       stale_retries_(prometheus::BuildCounter()
                          .Name("egress_stale_retries_total")
                          .Help("Requests resent on a fresh connection after a "
                                "reused one failed before any response.")
                          .Register(*registry_)
                          .Add({})),
-      tls_handshakes_(prometheus::BuildCounter()
-                          .Name("egress_tls_handshakes_total")
-                          .Help("TLS handshakes with upstreams (one per new "
-                                "https connection).")
-                          .Register(*registry_)
-                          .Add({})),
+      tls_handshakes_family_(
+          prometheus::BuildCounter()
+              .Name("egress_tls_handshakes_total")
+              .Help("TLS handshakes with upstreams (one per new https "
+                    "connection), by whether they resumed a saved session.")
+              .Register(*registry_)),
+      tls_full_(tls_handshakes_family_.Add({{"resumed", "false"}})),
+      tls_resumed_(tls_handshakes_family_.Add({{"resumed", "true"}})),
       tls_insecure_(prometheus::BuildGauge()
                         .Name("egress_tls_insecure_skip_verify")
                         .Help("1 when upstream certificates are NOT verified "
@@ -205,17 +221,37 @@ Metrics::Metrics(const std::vector<std::string>& origins)
           &first_byte_family_.Add(l, LatencyBuckets())};
     }
     upstream_.push_back(series);
+    const std::map<std::string, std::string> l = {{"origin", origin}};
+    pool_.push_back(PoolSeries{
+        &connections_opened_family_.Add(l), &connections_reused_family_.Add(l),
+        &pool_connections_family_.Add({{"origin", origin}, {"state", "idle"}}),
+        &pool_connections_family_.Add(
+            {{"origin", origin}, {"state", "busy"}})});
   }
+  for (int i = 0; i < kLeaseSourceCount; ++i) {
+    leases_[i] = &leases_family_.Add(
+        {{"source", LeaseSourceName(static_cast<LeaseSource>(i))}});
+  }
+}
+
+size_t Metrics::OriginIndex(const std::string& origin) const {
+  if (!origin_index_.empty()) {
+    auto it = origin_index_.find(origin);
+    if (it != origin_index_.end()) return it->second;
+  }
+  return upstream_.size() - 1;  // "other"
+}
+
+void Metrics::OnPoolChange(const std::string& origin, int idle_delta,
+                           int busy_delta) {
+  const PoolSeries& series = Pool(origin);
+  if (idle_delta != 0) series.idle->Increment(idle_delta);
+  if (busy_delta != 0) series.busy->Increment(busy_delta);
 }
 
 const Metrics::UpstreamSeries& Metrics::Upstream(const std::string& origin,
                                                  RpcKind rpc) const {
-  size_t index = upstream_.size() - 1;  // "other"
-  if (!origin_index_.empty()) {
-    auto it = origin_index_.find(origin);
-    if (it != origin_index_.end()) index = it->second;
-  }
-  return upstream_[index][static_cast<size_t>(rpc)];
+  return upstream_[OriginIndex(origin)][static_cast<size_t>(rpc)];
 }
 
 std::vector<prometheus::MetricFamily> Metrics::Collect() const {

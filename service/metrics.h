@@ -106,11 +106,19 @@ class Metrics final : public SessionObserver {
   // SessionObserver.
   void OnSessionCreated() override { sessions_active_.Increment(); }
   void OnSessionDropped(DropReason reason) override;
-  void OnConnectionOpened(bool tls) override {
-    connections_opened_.Increment();
-    if (tls) tls_handshakes_.Increment();
+  void OnPoolChange(const std::string& origin, int idle_delta,
+                    int busy_delta) override;
+  void OnLease(LeaseSource source) override {
+    leases_[static_cast<size_t>(source)]->Increment();
   }
-  void OnConnectionReused() override { connections_reused_.Increment(); }
+  void OnConnectionOpened(const std::string& origin, bool tls,
+                          bool resumed) override {
+    Pool(origin).opened->Increment();
+    if (tls) (resumed ? tls_resumed_ : tls_full_).Increment();
+  }
+  void OnConnectionReused(const std::string& origin) override {
+    Pool(origin).reused->Increment();
+  }
   void OnStaleRetry() override { stale_retries_.Increment(); }
 
  private:
@@ -122,8 +130,20 @@ class Metrics final : public SessionObserver {
     prometheus::Histogram* duration;
     prometheus::Histogram* first_byte;
   };
+  // The connection pool's series of one origin class.
+  struct PoolSeries {
+    prometheus::Counter* opened;
+    prometheus::Counter* reused;
+    prometheus::Gauge* idle;
+    prometheus::Gauge* busy;
+  };
+  // The index of `origin`'s label in upstream_ and pool_ ("other" is last).
+  size_t OriginIndex(const std::string& origin) const;
   // The series of `origin` (or "other") and `rpc`; no lock.
   const UpstreamSeries& Upstream(const std::string& origin, RpcKind rpc) const;
+  const PoolSeries& Pool(const std::string& origin) const {
+    return pool_[OriginIndex(origin)];
+  }
 
   std::shared_ptr<prometheus::Registry> registry_;
   prometheus::Family<prometheus::Counter>& requests_family_;
@@ -146,10 +166,16 @@ class Metrics final : public SessionObserver {
   prometheus::Family<prometheus::Gauge>& limit_waiting_family_;
   prometheus::Gauge& waiting_origin_;
   prometheus::Gauge& waiting_caller_;
-  prometheus::Counter& connections_reused_;
-  prometheus::Counter& connections_opened_;
+  prometheus::Family<prometheus::Counter>& connections_reused_family_;
+  prometheus::Family<prometheus::Counter>& connections_opened_family_;
+  prometheus::Family<prometheus::Gauge>& pool_connections_family_;
+  std::vector<PoolSeries> pool_;  // [origin]
+  prometheus::Family<prometheus::Counter>& leases_family_;
+  std::array<prometheus::Counter*, kLeaseSourceCount> leases_{};
   prometheus::Counter& stale_retries_;
-  prometheus::Counter& tls_handshakes_;
+  prometheus::Family<prometheus::Counter>& tls_handshakes_family_;
+  prometheus::Counter& tls_full_;
+  prometheus::Counter& tls_resumed_;
   prometheus::Gauge& tls_insecure_;
   prometheus::Family<prometheus::Counter>& policy_denied_family_;
   prometheus::Family<prometheus::Counter>& stream_aborts_family_;

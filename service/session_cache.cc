@@ -4,53 +4,60 @@
 
 namespace egress {
 
-// Invariants: every element of lru_ has exactly one index_ entry whose key is
-// the element's key and whose value points at it; lru_.size() <= max_sessions
-// after every public call.
+// Invariant: while lent_, kept_ is the session of the live SessionLease and
+// counts as busy; otherwise kept_ (when not null) counts as idle.
 
 SessionCache::SessionCache(const SessionCacheOptions& options,
-                           const Clock& clock, SessionObserver& observer)
-    : options_(options), clock_(clock), observer_(observer) {}
+                           SessionPool& shared, const Clock& clock,
+                           SessionObserver& observer)
+    : options_(options), shared_(shared), clock_(clock), observer_(observer) {}
 
-SessionCache::~SessionCache() { DropAll(DropReason::kShutdown); }
+SessionCache::~SessionCache() { DropKept(DropReason::kShutdown); }
 
-void SessionCache::DropAll(DropReason reason) {
-  while (!lru_.empty()) Drop(lru_.begin(), reason);
+void SessionCache::DropKept(DropReason reason) {
+  if (kept_ == nullptr) return;
+  DropSession(std::move(kept_), reason, /*idle=*/!lent_, options_.session.dns,
+              observer_);
 }
 
-bool SessionCache::IdleExpired(const HttpSession& session, MonoTime now) const {
-  return now - session.last_used() > options_.keepalive_timeout;
+void SessionCache::ParkKept() {
+  if (kept_ == nullptr || lent_) return;
+  shared_.Park(std::move(kept_));
 }
 
-void SessionCache::Drop(List::iterator it, DropReason reason) {
-  // A host that keeps failing may have moved: look its name up afresh.
-  if (reason == DropReason::kErrors && options_.session.dns != nullptr) {
-    options_.session.dns->Invalidate(it->session->origin().host);
-  }
-  index_.erase(it->key);
-  lru_.erase(it);  // destroys the session, which closes its connection
-  observer_.OnSessionDropped(reason);
+absl::AnyInvocable<void()> SessionCache::DemoteKept() {
+  if (kept_ == nullptr || lent_) return nullptr;
+  return [shared = &shared_, session = std::move(kept_)]() mutable {
+    shared->Park(std::move(session));
+  };
 }
 
 HttpSession& SessionCache::Acquire(const Origin& origin) {
-  std::string key = origin.Key();
-  auto found = index_.find(key);
-  if (found != index_.end()) {
-    List::iterator it = found->second;
-    if (!IdleExpired(*it->session, clock_.Now())) {
-      lru_.splice(lru_.begin(), lru_, it);
-      return *it->session;
+  if (kept_ != nullptr && kept_->origin() == origin) {
+    // The hit path: no lock; the socket is polled, not used, when idle.
+    if (clock_.Now() - kept_->last_used() > options_.keepalive_timeout) {
+      DropKept(DropReason::kIdle);
+    } else if (!kept_->IdleConnectionUsable()) {
+      DropKept(DropReason::kUpstreamClosed);
+    } else {
+      observer_.OnPoolChange(kept_->key(), -1, +1);
+      observer_.OnLease(LeaseSource::kLocal);
+      return *kept_;
     }
-    Drop(it, DropReason::kIdle);
   }
-  lru_.push_front(Entry{key, std::make_unique<HttpSession>(
-                                 origin, options_.session, clock_, observer_)});
-  index_.emplace(std::move(key), lru_.begin());
-  HttpSession& session = *lru_.front().session;
-  while (lru_.size() > options_.max_sessions) {
-    Drop(std::prev(lru_.end()), DropReason::kEvicted);
+  ParkKept();
+  const std::string key = origin.Key();
+  kept_ = shared_.Take(key);
+  if (kept_ != nullptr) {
+    observer_.OnPoolChange(key, -1, +1);
+    observer_.OnLease(LeaseSource::kShared);
+  } else {
+    kept_ = std::make_unique<HttpSession>(origin, options_.session, clock_,
+                                          observer_);
+    observer_.OnPoolChange(key, 0, +1);
+    observer_.OnLease(LeaseSource::kNew);
   }
-  return session;
+  return *kept_;
 }
 
 SessionLease::~SessionLease() {
@@ -58,28 +65,23 @@ SessionLease::~SessionLease() {
 }
 
 SessionLease SessionCache::Lease(const Origin& origin) {
-  return SessionLease(*this, Acquire(origin));
+  HttpSession& session = Acquire(origin);
+  lent_ = true;
+  return SessionLease(*this, session);
 }
 
 void SessionCache::Release(HttpSession& session) {
+  lent_ = false;
   const HttpSession::State state = session.state();
-  if (state != HttpSession::State::kBroken &&
-      state != HttpSession::State::kExhausted) {
+  if (state == HttpSession::State::kBroken ||
+      state == HttpSession::State::kExhausted) {
+    DropSession(std::move(kept_),
+                state == HttpSession::State::kBroken ? DropReason::kErrors
+                                                     : DropReason::kMaxRequests,
+                /*idle=*/false, options_.session.dns, observer_);
     return;
   }
-  auto found = index_.find(session.origin().Key());
-  if (found == index_.end() || found->second->session.get() != &session) return;
-  Drop(found->second, state == HttpSession::State::kBroken
-                          ? DropReason::kErrors
-                          : DropReason::kMaxRequests);
-}
-
-void SessionCache::DropIdle() {
-  const MonoTime now = clock_.Now();
-  // Least recently used sit at the back: stop at the first one still fresh.
-  while (!lru_.empty() && IdleExpired(*lru_.back().session, now)) {
-    Drop(std::prev(lru_.end()), DropReason::kIdle);
-  }
+  observer_.OnPoolChange(session.key(), +1, -1);
 }
 
 }  // namespace egress

@@ -1,12 +1,20 @@
-// SessionCache: one worker's keep-alive sessions, keyed by origin.
+// SessionCache: a worker's own tier of the session pool, the one session it
+// used last, in front of the shared SessionPool.
 //
 // Each worker thread owns exactly one cache and is the only thread that touches
-// it, so there is no lock and no ownership check on the hit path: Acquire is a
-// hash lookup and a list splice. Sessions are dropped, and the drop counted
-// with its reason, when an exchange left them kBroken (consecutive errors) or
-// kExhausted (max_requests_per_session), idle longer than keepalive_timeout,
-// evicted as least recently used beyond max_sessions, or when the cache is
-// destroyed (shutdown). Dropping for errors also forgets the host's DNS answer,
+// it, so the hit path (the next call is for the origin of the worker's last
+// one, as for sequential calls, which the worker pool sends to the worker that
+// finished last) takes no lock and validates nothing per call beyond a poll(2)
+// of the socket: the worker's identity is known to the task that runs on it.
+// On a miss the worker parks its session in the shared tier and takes one of
+// the call's origin from there (one lock each), or makes a new one, which
+// connects. A worker idle for a maintenance interval parks its session too
+// (Maintain), so no idle session stays out of other workers' reach, or the
+// janitor's, for long.
+//
+// When a lease ends, a session left kBroken (consecutive errors) is dropped as
+// kErrors, one left kExhausted (max_requests_per_session) as kMaxRequests, and
+// the drop is counted; dropping for errors also forgets the host's DNS answer,
 // so an upstream that moved is found again.
 //
 // A session is lent for one exchange as a SessionLease, whose destructor gives
@@ -21,21 +29,18 @@
 #pragma once
 
 #include <chrono>
-#include <cstddef>
-#include <list>
 #include <memory>
-#include <string>
 
-#include "absl/container/flat_hash_map.h"
+#include "absl/functional/any_invocable.h"
 #include "service/clock.h"
 #include "service/defaults.h"
 #include "service/http_session.h"
 #include "service/session_observer.h"
+#include "service/session_pool.h"
 
 namespace egress {
 
 struct SessionCacheOptions {
-  size_t max_sessions = defaults::kMaxSessionsPerWorker;
   std::chrono::nanoseconds keepalive_timeout = defaults::kKeepaliveTimeout;
   SessionOptions session;
 };
@@ -67,48 +72,48 @@ class SessionLease {
 
 class SessionCache {
  public:
-  // REQUIRES: `clock` and `observer` outlive the cache.
-  SessionCache(const SessionCacheOptions& options, const Clock& clock,
-               SessionObserver& observer);
-  // Drops every session with reason kShutdown.
+  // REQUIRES: `shared`, `clock` and `observer` outlive the cache.
+  SessionCache(const SessionCacheOptions& options, SessionPool& shared,
+               const Clock& clock, SessionObserver& observer);
+  // Drops the worker's session with reason kShutdown.
   ~SessionCache();
   SessionCache(const SessionCache&) = delete;
   SessionCache& operator=(const SessionCache&) = delete;
 
-  // Lends the session for `origin`, created when there is none or when the
-  // cached one has been idle longer than keepalive_timeout (that one is
-  // dropped as kIdle). When the lease ends, a session left kBroken is dropped
-  // as kErrors, one left kExhausted as kMaxRequests.
+  // Lends a session for `origin`: the worker's own when it is for `origin`,
+  // fresh and its connection not closed by the upstream (else it is dropped
+  // as kIdle or kUpstreamClosed); else one from the shared tier; else a new
+  // one. A kept session of another origin is parked in the shared tier first.
   SessionLease Lease(const Origin& origin);
 
-  // Drops every session idle longer than keepalive_timeout, closing its
-  // connection. A worker calls this while it waits for work.
-  void DropIdle();
+  // Parks the worker's session in the shared tier. The worker calls this
+  // when it has been idle for a maintenance interval, and when it retires.
+  void ParkKept();
 
-  // Drops every session with `reason` (the worker retires).
-  void DropAll(DropReason reason);
+  // Drops the worker's session with `reason`.
+  void DropKept(DropReason reason);
 
-  size_t size() const { return lru_.size(); }
+  // Moves the worker's idle session out and returns a job that parks it in
+  // the shared tier (empty when there is none). For another thread, while the
+  // owning worker is blocked idle and cannot touch the cache (WorkerPool
+  // guarantees it under its lock).
+  absl::AnyInvocable<void()> DemoteKept();
+
+  // 1 while the worker keeps a session of its own, else 0.
+  size_t size() const { return kept_ != nullptr ? 1 : 0; }
 
  private:
   friend class SessionLease;
   HttpSession& Acquire(const Origin& origin);
   void Release(HttpSession& session);
 
-  struct Entry {
-    std::string key;
-    std::unique_ptr<HttpSession> session;
-  };
-  using List = std::list<Entry>;
-
-  bool IdleExpired(const HttpSession& session, MonoTime now) const;
-  void Drop(List::iterator it, DropReason reason);
-
   const SessionCacheOptions options_;
+  SessionPool& shared_;
   const Clock& clock_;
   SessionObserver& observer_;
-  List lru_;  // most recently used first
-  absl::flat_hash_map<std::string, List::iterator> index_;
+  // The session this worker used last; lent, or idle with the worker.
+  std::unique_ptr<HttpSession> kept_;
+  bool lent_ = false;
 };
 
 }  // namespace egress

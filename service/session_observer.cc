@@ -14,8 +14,20 @@ const char* DropReasonName(DropReason reason) {
       return "evicted";
     case DropReason::kShutdown:
       return "shutdown";
-    case DropReason::kRetired:
-      return "retired";
+    case DropReason::kUpstreamClosed:
+      return "upstream_closed";
+  }
+  return "unknown";
+}
+
+const char* LeaseSourceName(LeaseSource source) {
+  switch (source) {
+    case LeaseSource::kLocal:
+      return "local";
+    case LeaseSource::kShared:
+      return "shared";
+    case LeaseSource::kNew:
+      return "new";
   }
   return "unknown";
 }

@@ -18,7 +18,13 @@
 // bottom of the stack are the ones that idle long enough to retire.
 //
 // A worker that stays idle for `maintenance_interval` calls Local::Maintain()
-// (the service drops idle sessions there).
+// (the service parks its last session in the shared tier there). A worker
+// waiting on the stack that another one goes on top of will not take the next
+// task: the pool calls its Local::Demote() under the pool's lock (it must only
+// move state out, quickly) and runs the job it returns, if any, on the pushing
+// thread after the lock is released (the service parks the demoted worker's
+// session there, so that no idle connection stays hidden in a worker that is
+// not next in line).
 //
 // Usage:
 // clang-format off
@@ -76,6 +82,9 @@ class WorkerPool {
  public:
   // Move-only: a task owns what its call needs (no copy is ever made).
   using Task = absl::AnyInvocable<void(Local&)>;
+  // What Local::Demote() returns: work to run outside the pool's lock, or
+  // empty.
+  using Job = absl::AnyInvocable<void()>;
   using LocalFactory = std::function<std::unique_ptr<Local>(size_t index)>;
 
   // Starts options.min_workers threads; each builds its Local with
@@ -167,12 +176,16 @@ class WorkerPool {
   static void ReleaseCurrentWorker() {
     Current current = current_;
     if (current.pool == nullptr) return;
-    std::lock_guard<std::mutex> lock(current.pool->mu_);
-    if (current.slot->on_stack || current.pool->shutdown_ ||
-        !current.pool->queue_.empty()) {
-      return;
+    Job demoted;
+    {
+      std::lock_guard<std::mutex> lock(current.pool->mu_);
+      if (current.slot->on_stack || current.pool->shutdown_ ||
+          !current.pool->queue_.empty()) {
+        return;
+      }
+      demoted = current.pool->PushIdle(*current.slot);
     }
-    current.pool->PushIdle(*current.slot);
+    if (demoted) demoted();
   }
 
   // Calls `fn` with every worker's Local, under the pool's lock, from the
@@ -205,7 +218,10 @@ class WorkerPool {
     // When it last went on the idle stack; guarded by mu_.
     std::chrono::steady_clock::time_point idle_since;
     Local* local = nullptr;  // guarded by mu_
-    std::thread thread;      // guarded by threads_mu_
+    // Blocked in its wait on the stack, not touching its Local (so Demote may
+    // move state out of it); guarded by mu_.
+    bool waiting = false;
+    std::thread thread;  // guarded by threads_mu_
   };
   struct Current {
     WorkerPool* pool = nullptr;
@@ -230,13 +246,21 @@ class WorkerPool {
     return slot;
   }
 
-  void PushIdle(Slot& slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+  // Pushes `slot` on the idle stack; returns the Demote job of the worker it
+  // went on top of, to run once mu_ is released.
+  [[nodiscard]] Job PushIdle(Slot& slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    Job demoted;
+    if (!idle_.empty() && idle_.back()->waiting &&
+        idle_.back()->local != nullptr) {
+      demoted = idle_.back()->local->Demote();
+    }
     idle_.push_back(&slot);
     slot.on_stack = true;
     // Read under the lock that guards it; the steady clock, not the service's
     // Clock: retirement is housekeeping, never part of a call's timing.
     slot.idle_since = std::chrono::steady_clock::now();
     NotifyWorkers();
+    return demoted;
   }
 
   void NotifyDepth() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
@@ -284,15 +308,24 @@ class WorkerPool {
         break;
       } else {
         if (!slot.on_stack) {
-          PushIdle(slot);
+          Job demoted = PushIdle(slot);
           if (idle_.size() == options_.min_workers) started_cv_.notify_one();
+          if (demoted) {
+            lock.unlock();
+            demoted();
+            lock.lock();
+            continue;  // a task may have come meanwhile
+          }
         }
         // Maintenance runs while the worker stays where it is on the idle
         // stack: leaving and re-entering would put a cold worker on top. A task
         // handed over meanwhile waits in the slot until Maintain returns.
-        if (!slot.cv.wait_for(lock, options_.maintenance_interval, [&] {
-              return slot.task.has_value() || shutdown_;
-            })) {
+        slot.waiting = true;
+        const bool woken = slot.cv.wait_for(
+            lock, options_.maintenance_interval,
+            [&] { return slot.task.has_value() || shutdown_; });
+        slot.waiting = false;
+        if (!woken) {
           if (ShouldRetire(slot)) {
             idle_.erase(std::find(idle_.begin(), idle_.end(), &slot));
             slot.on_stack = false;

@@ -66,6 +66,21 @@ double EgressHarness::Metric(const std::string& series) {
   return std::stod(text.substr(at + 1 + prefix.size()));
 }
 
+double EgressHarness::MetricSum(const std::string& name) {
+  const std::string text = MetricsText();
+  double sum = 0;
+  bool found = false;
+  size_t at = 0;
+  while ((at = text.find("\n" + name, at)) != std::string::npos) {
+    at += 1 + name.size();
+    if (text[at] != ' ' && text[at] != '{') continue;  // a longer name
+    const size_t value = text.find(' ', text.find_first_of(" }", at));
+    sum += std::stod(text.substr(value + 1));
+    found = true;
+  }
+  return found ? sum : -1;
+}
+
 egress::v1::DoRequest MakeRequest(const std::string& method,
                                   const std::string& url) {
   egress::v1::DoRequest request;

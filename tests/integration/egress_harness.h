@@ -52,6 +52,9 @@ class EgressHarness {
   std::string MetricsText();
   // The value of one series ("name" or "name{labels}"), -1 when absent.
   double Metric(const std::string& series);
+  // The sum of every series of family `name`, whatever their labels; -1 when
+  // it has none.
+  double MetricSum(const std::string& name);
 
   // Sent as "authorization: Bearer <token>" with every call when not empty.
   void set_bearer_token(std::string token) { bearer_token_ = std::move(token); }

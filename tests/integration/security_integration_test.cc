@@ -281,7 +281,7 @@ TEST_F(SecurityIntegrationTest, OnlyAllowedPortsAreReachable) {
                            Port(), ")"));
   }
   EXPECT_EQ(egress_.Metric("egress_policy_denied_total{reason=\"port\"}"), 3);
-  EXPECT_EQ(egress_.Metric("egress_connections_opened_total"), 0);
+  EXPECT_EQ(egress_.MetricSum("egress_connections_opened_total"), 0);
   DoResponse response;
   grpc::Status status =
       egress_.Do(MakeRequest("GET", upstream_.Url("/echo")), &response);

@@ -44,7 +44,9 @@ class EgressWorkerTest : public ::testing::Test {
 
   FakeUpstream upstream_;
   CountingObserver observer_;
-  EgressWorker worker_{0, SessionCacheOptions{}, RealClock::Get(), observer_};
+  SessionPool shared_{SessionPoolOptions{}, RealClock::Get(), observer_};
+  EgressWorker worker_{0, SessionCacheOptions{}, shared_, RealClock::Get(),
+                       observer_};
 };
 
 TEST_F(EgressWorkerTest, ALateCancelNeverReachesTheNextCall) {

@@ -165,7 +165,11 @@ TEST_F(HttpSessionFaultsTest,
   ScriptedUpstream upstream(Script::kNormal);
   SessionCacheOptions cache_options;
   cache_options.session = options_;
-  SessionCache cache(cache_options, clock_, observer_);
+  SessionPoolOptions shared_options;
+  shared_options.janitor_interval = std::chrono::nanoseconds::zero();
+  shared_options.dns = options_.dns;
+  SessionPool shared(shared_options, clock_, observer_);
+  SessionCache cache(cache_options, shared, clock_, observer_);
   auto call = [&] {
     SessionLease s = cache.Lease(
         Origin{"http", "127.0.0.1", static_cast<uint16_t>(upstream.port())});
@@ -365,7 +369,11 @@ TEST_F(HttpSessionFaultsTest, DroppingAfterErrorsRefreshesTheDnsAnswer) {
   options_.dns = &dns;
   SessionCacheOptions cache_options;
   cache_options.session = options_;
-  SessionCache cache(cache_options, clock_, observer_);
+  SessionPoolOptions shared_options;
+  shared_options.janitor_interval = std::chrono::nanoseconds::zero();
+  shared_options.dns = options_.dns;
+  SessionPool shared(shared_options, clock_, observer_);
+  SessionCache cache(cache_options, shared, clock_, observer_);
   const Origin origin{"http", "moved.test",
                       static_cast<uint16_t>(upstream.port())};
   auto call = [&] {

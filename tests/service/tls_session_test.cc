@@ -16,6 +16,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "service/http_session.h"
+#include "service/tls_session_store.h"
 #include "service/tls_trust.h"
 #include "tests/fakes/child_process.h"
 #include "tests/fakes/counting_observer.h"
@@ -253,6 +254,76 @@ TEST_F(TlsVersionTest, RequiringTlsOnePointThreeRefusesAnOlderUpstream) {
   EXPECT_THAT(r.status().message(), HasSubstr("TLS handshake failed"));
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("protocol version"));
 }
+
+// `openssl s_server -www` closes the connection after each answer and says
+// on its status page whether the handshake was "New" or "Reused": a server
+// nobody here wrote confirms the resumption egress counts.
+class TlsResumptionTest : public TlsSessionTest,
+                          public ::testing::WithParamInterface<std::string> {
+ protected:
+  void SetUp() override {
+    CertFiles leaf = ca_.Issue({"resume", {"localhost"}, {"127.0.0.1"}});
+    port_ = FreeLoopbackPort();
+    pid_ = SpawnChild({"/usr/bin/openssl", "s_server", "-accept",
+                       absl::StrCat("127.0.0.1:", port_), "-cert", leaf.cert,
+                       "-key", leaf.key, GetParam(), "-www", "-quiet"},
+                      ::testing::TempDir() + "/s_server_resume.log",
+                      /*stdout_too=*/true);
+    ASSERT_TRUE(WaitForLoopbackPort(port_, std::chrono::seconds(10)));
+  }
+  void TearDown() override { StopChild(pid_); }
+  // "New" or "Reused", from the server's status page.
+  std::string HandshakeKind(HttpSession& session) {
+    auto r = Call(session, port_, "localhost");
+    EXPECT_TRUE(r.ok()) << r.status();
+    if (!r.ok()) return "failed";
+    if (r->body.find("\nReused, ") != std::string::npos) return "Reused";
+    if (r->body.find("\nNew, ") != std::string::npos) return "New";
+    return "unknown";
+  }
+
+  pid_t pid_ = -1;
+  int port_ = 0;
+};
+
+TEST_P(TlsResumptionTest, ReconnectsResumeTheSessionAcrossWorkers) {
+  TlsSessionStore store;
+  options_.tls_sessions = &store;
+  auto first = SessionTo("localhost", port_);
+  EXPECT_EQ(HandshakeKind(*first), "New");
+  // s_server closed the connection: the reconnect resumes.
+  EXPECT_EQ(HandshakeKind(*first), "Reused");
+  // Another worker's session to the same origin resumes from the same store.
+  auto second = SessionTo("localhost", port_);
+  EXPECT_EQ(HandshakeKind(*second), "Reused");
+  EXPECT_EQ(observer_.tls_handshakes.load(), 3);
+  EXPECT_EQ(observer_.tls_resumed.load(), 2);
+}
+
+TEST_P(TlsResumptionTest, WithoutAStoreEveryHandshakeIsFull) {
+  auto session = SessionTo("localhost", port_);
+  EXPECT_EQ(HandshakeKind(*session), "New");
+  EXPECT_EQ(HandshakeKind(*session), "New");
+  EXPECT_EQ(observer_.tls_resumed.load(), 0);
+}
+
+TEST_P(TlsResumptionTest, ASessionIsOfferedOnlyToItsOwnOrigin) {
+  TlsSessionStore store;
+  options_.tls_sessions = &store;
+  auto by_name = SessionTo("localhost", port_);
+  EXPECT_EQ(HandshakeKind(*by_name), "New");
+  // Same server, another origin (by address): nothing to resume.
+  auto by_address = SessionTo("127.0.0.1", port_);
+  auto r = Call(*by_address, port_, "127.0.0.1");
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_NE(r->body.find("\nNew, "), std::string::npos);
+}
+
+INSTANTIATE_TEST_SUITE_P(TlsVersions, TlsResumptionTest,
+                         ::testing::Values("-tls1_3", "-tls1_2"),
+                         [](const auto& info) {
+                           return info.param == "-tls1_3" ? "Tls13" : "Tls12";
+                         });
 
 }  // namespace
 }  // namespace egress

@@ -26,9 +26,14 @@ struct Local {
   explicit Local(size_t i) : index(i) {}
   void Maintain() { ++maintained; }
   void Retire() { ++retired_locals; }
+  absl::AnyInvocable<void()> Demote() {
+    ++demoted;
+    return nullptr;
+  }
   size_t index;
   std::thread::id thread = std::this_thread::get_id();
   std::atomic<int> maintained{0};
+  std::atomic<int> demoted{0};
 };
 
 // A gate the test opens to release tasks that wait on it.
