@@ -2,11 +2,14 @@
 """Summarizes bench/compare's raw results: a Markdown table of medians, the
 ratios against the bars of the performance issue, and an SVG chart (gnuplot).
 
-usage: summarize.py RESULTS.tsv SAT DATE MACHINE DURATION OPENED_BEFORE OPENED_AFTER OUT_PREFIX SMOKE [SLOW.tsv [SSE.jsonl]]
+usage: summarize.py RESULTS.tsv SAT DATE MACHINE DURATION OPENED_BEFORE OPENED_AFTER OUT_PREFIX SMOKE [SLOW.tsv [SSE.jsonl [MANY.tsv ORIGINS CONCURRENCY]]]
 
 SLOW.tsv: one line per run of 1,000 calls in flight against a 200 ms upstream:
 ok calls/s, egressd peak RSS (KiB), p50 us, p99 us.
 SSE.jsonl: bench/sse_streams' report for each server of the sse case.
+MANY.tsv: one line per run of the many-origins case: build (this, base), calls
+OK, connections opened, reused, full and resumed TLS handshakes, egressd CPU us
+per call, its open descriptors after the load.
 """
 import collections
 import json
@@ -18,6 +21,9 @@ import sys
  smoke) = sys.argv[1:10]
 slow_path = sys.argv[10] if len(sys.argv) > 10 else ""
 sse_path = sys.argv[11] if len(sys.argv) > 11 else ""
+many_path = sys.argv[12] if len(sys.argv) > 12 else ""
+many_origins = int(sys.argv[13]) if len(sys.argv) > 13 else 0
+many_c = int(sys.argv[14]) if len(sys.argv) > 14 else 0
 sat, duration, smoke = int(sat), float(duration), smoke == "1"
 rows = collections.defaultdict(list)
 for line in open(path):
@@ -139,6 +145,26 @@ if sse:
                     ratio("8. egressd peak RSS (GiB)",
                           max(r["peak_rss_kib"], r["hwm_kib"]) / 1024 / 1024, 1.0,
                           better_high=False)]
+many = collections.defaultdict(list)
+for line in open(many_path) if many_path else []:
+    parts = line.rstrip("\n").split("\t")
+    if len(parts) == 8:
+        many[parts[0]].append([float(v) for v in parts[1:]])
+if many:
+    calls = many_origins * 4
+    out += ["", f"Many origins: nginx serving TLS on {many_origins:,} ports, each origin visited "
+            f"4 times in turn ({calls:,} calls) at concurrency {many_c}, a fresh egressd "
+            "(--keepalive_timeout=20s) per run; medians of the runs (the best reuse is 75%):", "",
+            "| build | calls OK | reused | connections opened | TLS handshakes full / resumed | "
+            "egressd CPU us per call | open fds after |",
+            "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for build in ("this", "base"):
+        if build not in many:
+            continue
+        m = [statistics.median(col) for col in zip(*many[build])]
+        name = "this build" if build == "this" else "baseline (--baseline)"
+        out.append(f"| {name} | {m[0]:.0f} | {100 * m[2] / calls:.1f}% | {m[1]:.0f} | "
+                   f"{m[3]:.0f} / {m[4]:.0f} | {m[5]:.0f} | {m[6]:.0f} |")
 out.append("")
 if rows:
     out.append("The gRPC floor is gRPC's health check answered by the same egressd; the HTTP "

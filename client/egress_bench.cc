@@ -24,6 +24,7 @@
 #include <cmath>
 #include <condition_variable>
 #include <cstdio>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <string>
@@ -46,6 +47,9 @@
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "egressd address.");
 ABSL_FLAG(std::string, url, "", "URL each call requests (required).");
+ABSL_FLAG(std::string, urls_file, "",
+          "File of URLs, one per line, requested in turn (call k requests "
+          "line k modulo their number), instead of --url: many origins.");
 ABSL_FLAG(std::string, method, "GET", "HTTP method.");
 ABSL_FLAG(std::vector<std::string>, header, {},
           "Headers, \"Name: value\", comma-separated.");
@@ -231,11 +235,13 @@ class UnaryRunner {
   // With `health` stubs (one per channel), calls Health/Check instead of Do.
   UnaryRunner(const std::vector<Stub>& stubs,
               const std::vector<std::unique_ptr<grpc::GenericStub>>& health,
-              const egress::v1::DoRequest& request, const Phase& phase,
+              const egress::v1::DoRequest& request,
+              const std::vector<std::string>& urls, const Phase& phase,
               std::atomic<uint64_t>& done)
-      : request_(request), phase_(phase), done_(done) {
+      : request_(request), urls_(urls), phase_(phase), done_(done) {
     slots_.resize(phase.concurrency);
     for (size_t i = 0; i < slots_.size(); ++i) {
+      slots_[i].request = request;
       slots_[i].stub = stubs[i % stubs.size()].get();
       if (!health.empty()) slots_[i].health = health[i % health.size()].get();
     }
@@ -258,6 +264,7 @@ class UnaryRunner {
   struct Slot {
     egress::v1::EgressService::Stub* stub = nullptr;
     grpc::GenericStub* health = nullptr;  // with --health
+    egress::v1::DoRequest request;        // its URL changes with --urls_file
     std::unique_ptr<grpc::ClientContext> context;
     egress::v1::DoResponse response;
     grpc::ByteBuffer health_response;
@@ -335,8 +342,11 @@ class UnaryRunner {
           [this, slot](grpc::Status status) { OnDone(slot, status); });
       return;
     }
+    if (!urls_.empty()) {
+      slot->request.set_url(urls_[next_url_.fetch_add(1) % urls_.size()]);
+    }
     slot->stub->async()->Do(
-        slot->context.get(), &request_, &slot->response,
+        slot->context.get(), &slot->request, &slot->response,
         [this, slot](grpc::Status status) { OnDone(slot, status); });
   }
 
@@ -364,6 +374,8 @@ class UnaryRunner {
   }
 
   const egress::v1::DoRequest& request_;
+  const std::vector<std::string>& urls_;
+  std::atomic<uint64_t> next_url_{0};
   // An empty HealthCheckRequest (the service's overall status).
   const grpc::ByteBuffer empty_ = EmptyMessage();
   const Phase phase_;
@@ -386,8 +398,24 @@ int main(int argc, char** argv) {
       "Load generator for egress.v1.EgressService (see the file's header).");
   absl::ParseCommandLine(argc, argv);
   const bool health = absl::GetFlag(FLAGS_health);
-  if (absl::GetFlag(FLAGS_url).empty() && !health) {
-    std::fprintf(stderr, "egress_bench: --url is required\n");
+  std::vector<std::string> urls;
+  if (const std::string file = absl::GetFlag(FLAGS_urls_file); !file.empty()) {
+    std::ifstream in(file);
+    for (std::string line; std::getline(in, line);) {
+      if (!line.empty()) urls.push_back(line);
+    }
+    if (urls.empty()) {
+      std::fprintf(stderr, "egress_bench: --urls_file=%s: no URLs in it\n",
+                   file.c_str());
+      return 2;
+    }
+  }
+  if (absl::GetFlag(FLAGS_url).empty() && urls.empty() && !health) {
+    std::fprintf(stderr, "egress_bench: --url or --urls_file is required\n");
+    return 2;
+  }
+  if (!urls.empty() && absl::GetFlag(FLAGS_stream)) {
+    std::fprintf(stderr, "egress_bench: --urls_file is for Do, not --stream\n");
     return 2;
   }
   egress::v1::DoRequest request;
@@ -430,9 +458,9 @@ int main(int argc, char** argv) {
   const double rps = absl::GetFlag(FLAGS_rps);
   std::atomic<uint64_t> done{0};
   auto run = [&](Phase phase) {
-    return stream
-               ? RunStreams(stubs, request, phase, done)
-               : UnaryRunner(stubs, health_stubs, request, phase, done).Run();
+    return stream ? RunStreams(stubs, request, phase, done)
+                  : UnaryRunner(stubs, health_stubs, request, urls, phase, done)
+                        .Run();
   };
 
   // Warm-up: unrecorded calls, closed loop.

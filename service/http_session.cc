@@ -239,7 +239,26 @@ class GuardedClient final : public Base, public ConnectionView {
   void shutdown_ssl(typename Base::Socket& socket,
                     bool shutdown_gracefully) override {
     session_.OnSocketClosing();
+    if constexpr (std::is_same_v<Base, httplib::SSLClient>) {
+      if (shutdown_gracefully && socket.ssl != nullptr) {
+        SendCloseNotify(socket);
+        shutdown_gracefully = false;  // sent: nothing more to wait for
+      }
+    }
     Base::shutdown_ssl(socket, shutdown_gracefully);
+  }
+
+  // Sends TLS's close_notify once, without blocking and without waiting for
+  // the upstream's: httplib's graceful shutdown waits for the reply, sleeping
+  // 100 ms per try, for up to a second, on whichever thread closes the
+  // connection (a worker answering a call, the pool's janitor).
+  static void SendCloseNotify(typename Base::Socket& socket) {
+    BlockSigpipeOnThisThread();
+    const int flags = fcntl(socket.sock, F_GETFL);
+    fcntl(socket.sock, F_SETFL, flags | O_NONBLOCK);
+    SSL_shutdown(socket.ssl);  // a peer that is gone is no error here
+    ERR_clear_error();
+    fcntl(socket.sock, F_SETFL, flags);
   }
 
   void prepare_ssl(SSL* ssl) {
@@ -346,6 +365,9 @@ HttpSession::HttpSession(Origin origin, const SessionOptions& options,
 }
 
 HttpSession::~HttpSession() {
+  // Through shutdown_ssl (SendCloseNotify): the client's own destructor would
+  // wait for the upstream's close_notify.
+  client_->stop();
   client_.reset();
   if (abort_fd_owned_) close(abort_fd_);
 }

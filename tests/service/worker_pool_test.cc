@@ -123,6 +123,25 @@ TEST_F(WorkerPoolTest, MostRecentlyIdleWorkerTakesTheNextTask) {
   }
 }
 
+TEST_F(WorkerPoolTest, AWaitingWorkerAnotherGoesOnTopOfIsDemoted) {
+  // The worker below the top will not take the next task: its Local is asked
+  // to give up what it keeps (the service parks its session for all), each
+  // time the top worker comes back, and the top worker never is.
+  auto pool = MakePool(2, 100);
+  const size_t first = RunOne(*pool);
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(WaitUntil([&] { return busy_.load() == 0; })) << "call " << i;
+    ASSERT_EQ(RunOne(*pool), first) << "call " << i;
+  }
+  ASSERT_TRUE(WaitUntil([&] { return busy_.load() == 0; }));
+  int demoted_first = 0, demoted_other = 0;
+  pool->ForEachLocal([&](Local& l) {
+    (l.index == first ? demoted_first : demoted_other) += l.demoted.load();
+  });
+  EXPECT_EQ(demoted_first, 0);
+  EXPECT_GE(demoted_other, 5);
+}
+
 TEST_F(WorkerPoolTest, ReleasedWorkerTakesTheNextTaskBeforeItsOwnReturns) {
   auto pool = MakePool(8, 100);
   Gate gate;
