@@ -120,8 +120,8 @@ if slow:
     out.append(ratio("6. 1,000 calls in flight, 200 ms upstream: calls/s / 5000",
                      rps / 5000, 0.9)[:-1] +
                f" {rps:.0f} calls/s, p50 {p50:.0f} ms, egressd peak RSS {rss:.0f} MiB |")
-if not rows:  # --sse-only: no throughput case ran
-    out = [f"bench/compare --sse-only, {date}, {machine}."]
+if not rows:  # --sse-only or --cases many-origins: no throughput case ran
+    out = [f"bench/compare, {date}, {machine}."]
 sse = [json.loads(line) for line in open(sse_path) if line.strip()] if sse_path else []
 if sse:
     out += ["", f"Concurrent event streams ({sse[0]['streams']:,} streams, one "

@@ -1,5 +1,6 @@
 #include "service/metrics.h"
 
+#include <algorithm>
 #include <string>
 
 #include "service/process_metrics.h"
@@ -225,8 +226,8 @@ Metrics::Metrics(const std::vector<std::string>& origins)
     pool_.push_back(PoolSeries{
         &connections_opened_family_.Add(l), &connections_reused_family_.Add(l),
         &pool_connections_family_.Add({{"origin", origin}, {"state", "idle"}}),
-        &pool_connections_family_.Add(
-            {{"origin", origin}, {"state", "busy"}})});
+        &pool_connections_family_.Add({{"origin", origin}, {"state", "busy"}}),
+        std::make_shared<std::atomic<int64_t>>(0)});
   }
   for (int i = 0; i < kLeaseSourceCount; ++i) {
     leases_[i] = &leases_family_.Add(
@@ -245,7 +246,10 @@ size_t Metrics::OriginIndex(const std::string& origin) const {
 void Metrics::OnPoolChange(const std::string& origin, int idle_delta,
                            int busy_delta) {
   const PoolSeries& series = Pool(origin);
-  if (idle_delta != 0) series.idle->Increment(idle_delta);
+  if (idle_delta + busy_delta != 0) {
+    series.sessions->fetch_add(idle_delta + busy_delta,
+                               std::memory_order_relaxed);
+  }
   if (busy_delta != 0) series.busy->Increment(busy_delta);
 }
 
@@ -255,6 +259,13 @@ const Metrics::UpstreamSeries& Metrics::Upstream(const std::string& origin,
 }
 
 std::vector<prometheus::MetricFamily> Metrics::Collect() const {
+  for (const PoolSeries& series : pool_) {
+    // Read apart, the two may be a transition apart: never below zero.
+    const double idle =
+        static_cast<double>(series.sessions->load(std::memory_order_relaxed)) -
+        series.busy->Value();
+    series.idle->Set(std::max(0.0, idle));
+  }
   std::vector<prometheus::MetricFamily> families = registry_->Collect();
   for (prometheus::MetricFamily& f : CollectProcessMetrics()) {
     families.push_back(std::move(f));

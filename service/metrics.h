@@ -131,11 +131,15 @@ class Metrics final : public SessionObserver {
     prometheus::Histogram* first_byte;
   };
   // The connection pool's series of one origin class.
+  // Idle sessions are not counted per call: `sessions` (idle + busy) changes
+  // only when a session is made or dropped, `busy` twice per call, and idle
+  // is set to their difference when /metrics is read.
   struct PoolSeries {
     prometheus::Counter* opened;
     prometheus::Counter* reused;
     prometheus::Gauge* idle;
     prometheus::Gauge* busy;
+    std::shared_ptr<std::atomic<int64_t>> sessions;
   };
   // The index of `origin`'s label in upstream_ and pool_ ("other" is last).
   size_t OriginIndex(const std::string& origin) const;

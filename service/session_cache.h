@@ -4,8 +4,9 @@
 // Each worker thread owns exactly one cache and is the only thread that touches
 // it, so the hit path (the next call is for the origin of the worker's last
 // one, as for sequential calls, which the worker pool sends to the worker that
-// finished last) takes no lock and validates nothing per call beyond a poll(2)
-// of the socket: the worker's identity is known to the task that runs on it.
+// finished last) takes no lock and validates nothing per call: the worker's
+// identity is known to the task that runs on it. (httplib checks the socket
+// before it writes a request and reconnects when the upstream closed it.)
 // On a miss the worker parks its session in the shared tier and takes one of
 // the call's origin from there (one lock each), or makes a new one, which
 // connects. A worker idle for a maintenance interval parks its session too
@@ -80,10 +81,10 @@ class SessionCache {
   SessionCache(const SessionCache&) = delete;
   SessionCache& operator=(const SessionCache&) = delete;
 
-  // Lends a session for `origin`: the worker's own when it is for `origin`,
-  // fresh and its connection not closed by the upstream (else it is dropped
-  // as kIdle or kUpstreamClosed); else one from the shared tier; else a new
-  // one. A kept session of another origin is parked in the shared tier first.
+  // Lends a session for `origin`: the worker's own when it is for `origin`
+  // and fresh (else it is dropped as kIdle); else one from the shared tier
+  // (whose connection the upstream has not closed); else a new one. A kept
+  // session of another origin is parked in the shared tier first.
   SessionLease Lease(const Origin& origin);
 
   // Parks the worker's session in the shared tier. The worker calls this

@@ -90,13 +90,16 @@ std::unique_ptr<HttpSession> SessionPool::Take(const std::string& key) {
       expired = Expired(*newest, clock_.Now());
       session = Remove(shard, newest);
     }
-    // Checked outside the lock: a poll(2) on the session's socket.
     if (expired) {
       DropSession(std::move(session), DropReason::kIdle, /*idle=*/true,
                   options_.dns, observer_);
       continue;
     }
-    if (!session->IdleConnectionUsable()) {
+    // Checked outside the lock, and only after a while: a poll(2) on the
+    // socket. (A connection closed sooner is caught by httplib's own check
+    // before it writes the request, which then reconnects.)
+    if (clock_.Now() - session->last_used() >= kCheckIdleAfter &&
+        !session->IdleConnectionUsable()) {
       DropSession(std::move(session), DropReason::kUpstreamClosed,
                   /*idle=*/true, options_.dns, observer_);
       continue;
