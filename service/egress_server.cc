@@ -218,6 +218,9 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
   pool_options.idle_retire = config.worker_idle_timeout;
   pool_options.max_queue = config.max_queue;
   pool_options.maintenance_interval = MaintenanceInterval(config);
+  // The top 4 idle workers keep their sessions (a hot origin's next calls
+  // find them with no lock); the ones below park theirs for everyone.
+  pool_options.demote_depth = 4;
   Metrics* metrics = s->metrics_.get();
   pool_options.on_queue_depth = [metrics](size_t depth) {
     metrics->queue_depth().Set(static_cast<double>(depth));

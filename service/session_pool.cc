@@ -86,9 +86,14 @@ std::unique_ptr<HttpSession> SessionPool::Take(const std::string& key) {
       auto found = shard.by_origin.find(key);
       if (found == shard.by_origin.end()) return nullptr;
       // The most recently used: the warmest, and the last to expire.
-      List::iterator newest = found->second.back();
+      std::deque<List::iterator>& mine = found->second;
+      List::iterator newest = mine.back();
       expired = Expired(*newest, clock_.Now());
-      session = Remove(shard, newest);
+      mine.pop_back();
+      session = std::move(newest->session);
+      shard.lru.erase(newest);
+      if (mine.empty()) shard.by_origin.erase(found);
+      idle_.fetch_sub(1, std::memory_order_relaxed);
     }
     if (expired) {
       DropSession(std::move(session), DropReason::kIdle, /*idle=*/true,

@@ -19,12 +19,13 @@
 //
 // A worker that stays idle for `maintenance_interval` calls Local::Maintain()
 // (the service parks its last session in the shared tier there). A worker
-// waiting on the stack that another one goes on top of will not take the next
-// task: the pool calls its Local::Demote() under the pool's lock (it must only
-// move state out, quickly) and runs the job it returns, if any, on the pushing
+// waiting on the stack that others are piled on (`demote_depth` of them) is
+// not next in line: when the last of them goes on top, the pool calls the
+// waiting worker's Local::Demote() under the pool's lock (it must only move
+// state out, quickly) and runs the job it returns, if any, on the pushing
 // thread after the lock is released (the service parks the demoted worker's
-// session there, so that no idle connection stays hidden in a worker that is
-// not next in line).
+// session there, so that no idle connection stays hidden in a worker far
+// from the top).
 //
 // Usage:
 // clang-format off
@@ -70,6 +71,10 @@ struct WorkerPoolOptions {
   // Tasks that may wait when max_workers are busy; one more is refused.
   size_t max_queue = defaults::kMaxQueue;
   std::chrono::nanoseconds maintenance_interval = std::chrono::seconds(5);
+  // A worker going on the idle stack demotes the waiting worker this deep
+  // below it (1: the one right below): the ones above keep what they hold,
+  // being next in line.
+  size_t demote_depth = 1;
   // Called under the pool's lock with the new queue depth whenever it changes.
   std::function<void(size_t)> on_queue_depth;
   // Called under the pool's lock with the number of workers and of busy ones
@@ -250,9 +255,12 @@ class WorkerPool {
   // went on top of, to run once mu_ is released.
   [[nodiscard]] Job PushIdle(Slot& slot) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     Job demoted;
-    if (!idle_.empty() && idle_.back()->waiting &&
-        idle_.back()->local != nullptr) {
-      demoted = idle_.back()->local->Demote();
+    const size_t depth = std::max<size_t>(options_.demote_depth, 1);
+    if (idle_.size() >= depth) {
+      Slot* below = idle_[idle_.size() - depth];
+      if (below->waiting && below->local != nullptr) {
+        demoted = below->local->Demote();
+      }
     }
     idle_.push_back(&slot);
     slot.on_stack = true;

@@ -2,6 +2,7 @@
 // bounded queue and a drain that loses nothing.
 #include "service/worker_pool.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -124,6 +125,7 @@ TEST_F(WorkerPoolTest, MostRecentlyIdleWorkerTakesTheNextTask) {
 }
 
 TEST_F(WorkerPoolTest, AWaitingWorkerAnotherGoesOnTopOfIsDemoted) {
+  // (demote_depth 1, the default: the worker right below the top.)
   // The worker below the top will not take the next task: its Local is asked
   // to give up what it keeps (the service parks its session for all), each
   // time the top worker comes back, and the top worker never is.
@@ -140,6 +142,30 @@ TEST_F(WorkerPoolTest, AWaitingWorkerAnotherGoesOnTopOfIsDemoted) {
   });
   EXPECT_EQ(demoted_first, 0);
   EXPECT_GE(demoted_other, 5);
+}
+
+TEST_F(WorkerPoolTest,
+       WithDemoteDepthTwoTheWorkerRightBelowTheTopKeepsItsState) {
+  WorkerPoolOptions options;
+  options.min_workers = options.max_workers = 3;
+  options.maintenance_interval = std::chrono::seconds(60);  // no Maintain
+  options.demote_depth = 2;
+  options.on_workers = [this](size_t, size_t busy) { busy_ = busy; };
+  WorkerPool<Local> pool(options,
+                         [](size_t i) { return std::make_unique<Local>(i); });
+  const size_t first = RunOne(pool);
+  for (int i = 0; i < 5; ++i) {
+    ASSERT_TRUE(WaitUntil([&] { return busy_.load() == 0; })) << "call " << i;
+    ASSERT_EQ(RunOne(pool), first) << "call " << i;
+  }
+  ASSERT_TRUE(WaitUntil([&] { return busy_.load() == 0; }));
+  std::vector<int> demoted;
+  pool.ForEachLocal([&](Local& l) { demoted.push_back(l.demoted.load()); });
+  std::sort(demoted.begin(), demoted.end());
+  ASSERT_EQ(demoted.size(), 3u);
+  EXPECT_EQ(demoted[0], 0);  // the top
+  EXPECT_EQ(demoted[1], 0);  // right below it
+  EXPECT_GE(demoted[2], 5);  // two below: each time the top came back
 }
 
 TEST_F(WorkerPoolTest, ReleasedWorkerTakesTheNextTaskBeforeItsOwnReturns) {
