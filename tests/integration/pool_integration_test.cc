@@ -83,6 +83,9 @@ Snapshot Take(const std::set<int>& ports) {
   }
   closedir(dir);
   --snapshot.fds;  // the directory's own
+  // The kernel writes /proc/net/tcp in pieces while sockets come and go (other
+  // tests' too): a socket may be listed twice. Counted once, by inode.
+  std::set<std::string> counted;
   std::ifstream tcp("/proc/net/tcp");
   std::string line;
   std::getline(tcp, line);  // the header
@@ -95,8 +98,9 @@ Snapshot Take(const std::set<int>& ports) {
     if (state != "01" || inodes.count(inode) == 0) continue;
     const int port =
         std::stoi(remote.substr(remote.find(':') + 1), nullptr, 16);
-    if (ports.count(port) > 0) ++snapshot.conns;
+    if (ports.count(port) > 0) counted.insert(inode);
   }
+  snapshot.conns = static_cast<int>(counted.size());
   return snapshot;
 }
 
