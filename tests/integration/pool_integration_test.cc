@@ -14,7 +14,11 @@
 //   whatever the number of workers.
 //
 // The figures are printed (the issue's table) as well as checked.
+#include <arpa/inet.h>
 #include <dirent.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -24,6 +28,7 @@
 #include <fstream>
 #include <map>
 #include <mutex>
+#include <random>
 #include <set>
 #include <sstream>
 #include <string>
@@ -109,10 +114,52 @@ class ManyOriginsTest : public ::testing::Test {
   static void SetUpTestSuite() {
     const std::string tmp = TempDir();
     ca_ = new TestCa(tmp);
-    const CertFiles leaf = ca_->Issue({"nginx", {"localhost"}, {"127.0.0.1"}});
-    std::set<int> ports;
-    while (ports.size() < kOrigins) ports.insert(FreeLoopbackPort());
-    ports_ = new std::vector<int>(ports.begin(), ports.end());
+    leaf_ = new CertFiles(ca_->Issue({"nginx", {"localhost"}, {"127.0.0.1"}}));
+    ports_ = new std::vector<int>();
+    // A thousand ports below the kernel's ephemeral range (no connection of
+    // another test takes one as its local port), in a random block checked
+    // free; another run of this test may pick an overlapping block at the same
+    // moment, so a start that fails is tried again with another block.
+    std::mt19937 random(std::random_device{}());
+    const int low = EphemeralLow();
+    for (int attempt = 0; attempt < 5 && nginx_pid_ < 0; ++attempt) {
+      const int base =
+          10000 + static_cast<int>(random() % (low - 10000 - kOrigins));
+      if (!BlockIsFree(base)) continue;
+      ports_->clear();
+      for (int i = 0; i < kOrigins; ++i) ports_->push_back(base + i);
+      StartNginx(tmp);
+    }
+    ASSERT_GT(nginx_pid_, 0) << "nginx did not start on any block of ports; "
+                             << "see " << tmp << "/nginx-pool.err";
+  }
+
+  // The low end of the kernel's ephemeral port range.
+  static int EphemeralLow() {
+    std::ifstream range("/proc/sys/net/ipv4/ip_local_port_range");
+    int low = 32768;
+    range >> low;
+    return std::max(low, 10000 + 2 * kOrigins);
+  }
+
+  // Whether 127.0.0.1:base..base+999 can all be bound now.
+  static bool BlockIsFree(int base) {
+    for (int port = base; port < base + kOrigins; ++port) {
+      const int fd = socket(AF_INET, SOCK_STREAM, 0);
+      sockaddr_in addr{};
+      addr.sin_family = AF_INET;
+      addr.sin_port = htons(static_cast<uint16_t>(port));
+      addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+      const bool ok =
+          bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+      close(fd);
+      if (!ok) return false;
+    }
+    return true;
+  }
+
+  // Starts nginx on ports_; leaves nginx_pid_ at -1 when it did not come up.
+  static void StartNginx(const std::string& tmp) {
     std::string listen;
     for (int port : *ports_) {
       absl::StrAppend(&listen, "    listen 127.0.0.1:", port, " ssl;\n");
@@ -128,21 +175,26 @@ class ManyOriginsTest : public ::testing::Test {
         "  client_body_temp_path ",
         tmp, "/cb; proxy_temp_path ", tmp, "/px; fastcgi_temp_path ", tmp,
         "/fc; uwsgi_temp_path ", tmp, "/uw; scgi_temp_path ", tmp, "/sc;\n",
-        "  server {\n", listen, "    ssl_certificate ", leaf.cert,
-        ";\n    ssl_certificate_key ", leaf.key,
+        "  server {\n", listen, "    ssl_certificate ", leaf_->cert,
+        ";\n    ssl_certificate_key ", leaf_->key,
         ";\n    location / { return 200 \"ok\\n\"; }\n  }\n}\n");
-    nginx_pid_ = SpawnChild(
+    const pid_t pid = SpawnChild(
         {"/usr/sbin/nginx", "-c", tmp + "/nginx-pool.conf", "-p", tmp},
         tmp + "/nginx-pool.log", /*stdout_too=*/true);
     for (int port : *ports_) {
-      ASSERT_TRUE(WaitForLoopbackPort(port, seconds(20)))
-          << "nginx does not listen on " << port << "; see " << tmp
-          << "/nginx-pool.err";
+      if (!WaitForLoopbackPort(port, seconds(10)) ||
+          waitpid(pid, nullptr, WNOHANG) != 0) {
+        StopChild(pid);
+        return;
+      }
     }
+    nginx_pid_ = pid;
   }
   static void TearDownTestSuite() {
     StopChild(nginx_pid_);
+    nginx_pid_ = -1;
     delete ports_;
+    delete leaf_;
     delete ca_;
   }
 
@@ -245,11 +297,13 @@ class ManyOriginsTest : public ::testing::Test {
   }
 
   static TestCa* ca_;
+  static CertFiles* leaf_;
   static std::vector<int>* ports_;
   static pid_t nginx_pid_;
 };
 
 TestCa* ManyOriginsTest::ca_ = nullptr;
+CertFiles* ManyOriginsTest::leaf_ = nullptr;
 std::vector<int>* ManyOriginsTest::ports_ = nullptr;
 pid_t ManyOriginsTest::nginx_pid_ = -1;
 
