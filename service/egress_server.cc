@@ -241,8 +241,9 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
   s->budget_ = std::make_unique<MemoryBudget>(config.max_buffered_bytes);
   const size_t memory_limit =
       config.memory_limit > 0 ? config.memory_limit : CgroupMemoryLimit();
-  if (std::optional<std::string> warning = MemoryWarning(
-          config.max_buffered_bytes, config.MaxWorkers(), memory_limit)) {
+  if (std::optional<std::string> warning =
+          MemoryWarning(config.max_buffered_bytes, config.MaxWorkers(),
+                        config.max_idle_connections, memory_limit)) {
     LogWarning(*warning);
   }
 

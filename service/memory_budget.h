@@ -84,11 +84,13 @@ class BudgetLease {
 size_t CgroupMemoryLimit(const std::string& root = "/sys/fs/cgroup");
 
 // What egressd's limits may need: --max_buffered_bytes, a base for the
-// process (gRPC, TLS, caches), and a thread with its sessions per
-// --max_workers. A warning naming the settings when that cannot fit
-// `memory_limit` (0: unknown, no warning).
+// process (gRPC, TLS, caches), a thread per --max_workers, and 64 KiB per
+// --max_idle_connections (an idle TLS connection measured 62 KiB of RSS). A
+// warning naming the settings when that cannot fit `memory_limit` (0:
+// unknown, no warning).
 std::optional<std::string> MemoryWarning(size_t max_buffered_bytes,
                                          size_t max_workers,
+                                         size_t max_idle_connections,
                                          size_t memory_limit);
 
 }  // namespace egress

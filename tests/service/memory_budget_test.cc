@@ -88,16 +88,19 @@ TEST(MemoryBudgetTest, CgroupLimitV2ThenV1) {
 
 TEST(MemoryBudgetTest, WarnsWhenTheLimitsCannotFit) {
   constexpr size_t kMiB = 1 << 20;
-  // The shipped defaults fit the Deployment's 512 MiB: 256 + 1024 x 128 KiB
-  // + 64.
-  EXPECT_FALSE(MemoryWarning(256 * kMiB, 1024, 512 * kMiB).has_value());
-  EXPECT_FALSE(MemoryWarning(256 * kMiB, 4096, 0).has_value());  // unknown
+  // The shipped configuration fits the Deployment's 512 MiB: 256 + 1024 x
+  // 128 KiB + 512 idle connections x 64 KiB + 64.
+  EXPECT_FALSE(MemoryWarning(256 * kMiB, 1024, 512, 512 * kMiB).has_value());
+  EXPECT_FALSE(MemoryWarning(256 * kMiB, 4096, 4096, 0).has_value());
   std::optional<std::string> warning =
-      MemoryWarning(256 * kMiB, 4096, 512 * kMiB);
+      MemoryWarning(256 * kMiB, 4096, 4096, 512 * kMiB);
   ASSERT_TRUE(warning.has_value());
-  EXPECT_THAT(*warning, HasSubstr("limits may need 832 MiB"));
+  EXPECT_THAT(*warning, HasSubstr("limits may need 1088 MiB"));
+  EXPECT_THAT(*warning, HasSubstr("4096 --max_idle_connections x 64 KiB"));
   EXPECT_THAT(*warning, HasSubstr("memory limit is 512 MiB"));
-  warning = MemoryWarning(0, 16, 512 * kMiB);
+  // The default idle bound alone does not fit with the Deployment's others.
+  EXPECT_TRUE(MemoryWarning(256 * kMiB, 1024, 4096, 512 * kMiB).has_value());
+  warning = MemoryWarning(0, 16, 0, 512 * kMiB);
   ASSERT_TRUE(warning.has_value());
   EXPECT_THAT(*warning, HasSubstr("--max_buffered_bytes=0 (unlimited)"));
 }
