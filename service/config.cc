@@ -64,8 +64,8 @@ ABSL_FLAG(std::string, listen, kDefaults.listen,
 ABSL_FLAG(std::string, metrics_listen, kDefaults.metrics_listen,
           "Prometheus /metrics listen address (host:port); empty disables it.");
 ABSL_FLAG(uint32_t, min_workers, kDefaults.min_workers,
-          "Worker threads always running (warm); each owns its own cache of "
-          "upstream sessions.");
+          "Worker threads always running (warm); each keeps the upstream "
+          "connection it used last, the others wait in the shared pool.");
 ABSL_FLAG(uint32_t, max_workers, kDefaults.max_workers,
           "Most worker threads: a call that finds none idle starts one, up to "
           "this many (a stream holds its worker for its whole life); beyond, "

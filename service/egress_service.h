@@ -4,7 +4,7 @@
 // It runs on gRPC's callback threads and never blocks them. A call is logged
 // (CallLog), admitted (Admission: caller, request, host policy, Deadline),
 // and submitted to the WorkerPool, or refused at once when the queue is full.
-// The worker that takes it performs the exchange with its own sessions and
+// The worker that takes it performs the exchange on a pooled session and
 // answers: Do with the whole response (ToResponseProto), DoStream through a
 // StreamPump that carries the body to gRPC's writes with bounded memory.
 // What each piece does is in its own header; ARCHITECTURE.md draws the path.
