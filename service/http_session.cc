@@ -410,8 +410,6 @@ void HttpSession::PrepareTls(SSL* ssl) {
   SSL_SESSION_free(saved);
 }
 
-bool HttpSession::connection_open() const { return connection_->socket() >= 0; }
-
 bool HttpSession::IdleConnectionUsable() {
   const int fd = connection_->socket();
   if (fd < 0) return true;

@@ -218,8 +218,6 @@ class HttpSession {
   // and, only when something arrived, a peek. REQUIRES: state() is not
   // kInExchange.
   bool IdleConnectionUsable();
-  // Whether the session holds an open connection.
-  bool connection_open() const;
   // The address this session connects to; empty before the first Send or
   // without a DnsCache.
   const std::string& pinned_address() const { return pinned_address_; }
