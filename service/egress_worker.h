@@ -55,10 +55,11 @@ class EgressWorker {
   // other workers find it and the janitor closes it on time.
   void Maintain() { sessions_.ParkKept(); }
   void Retire() { sessions_.ParkKept(); }
-  // Called by WorkerPool, under its lock, when another worker went on the
-  // idle stack above this one (which waits, not touching its state): the
-  // returned job, run by that other worker, parks this worker's session in
-  // the shared tier, where the next call for its origin finds it.
+  // Called by WorkerPool, under its lock, when enough workers went on the
+  // idle stack above this one (WorkerPoolOptions::demote_depth) while it
+  // waits, not touching its state: the returned job, run by the worker that
+  // went on top, parks this worker's session in the shared tier, where the
+  // next call for its origin finds it.
   absl::AnyInvocable<void()> Demote() { return sessions_.DemoteKept(); }
 
   size_t index() const { return index_; }

@@ -68,7 +68,14 @@ std::unique_ptr<HttpSession> SessionPool::Remove(Shard& shard,
                                                  List::iterator it) {
   auto found = shard.by_origin.find(it->session->key());
   std::deque<List::iterator>& mine = found->second;
-  mine.erase(std::find(mine.begin(), mine.end(), it));
+  // Take removes the newest, eviction and expiry the oldest: no search then.
+  if (mine.back() == it) {
+    mine.pop_back();
+  } else if (mine.front() == it) {
+    mine.pop_front();
+  } else {
+    mine.erase(std::find(mine.begin(), mine.end(), it));
+  }
   if (mine.empty()) shard.by_origin.erase(found);
   std::unique_ptr<HttpSession> session = std::move(it->session);
   shard.lru.erase(it);
@@ -86,14 +93,9 @@ std::unique_ptr<HttpSession> SessionPool::Take(const std::string& key) {
       auto found = shard.by_origin.find(key);
       if (found == shard.by_origin.end()) return nullptr;
       // The most recently used: the warmest, and the last to expire.
-      std::deque<List::iterator>& mine = found->second;
-      List::iterator newest = mine.back();
+      List::iterator newest = found->second.back();
       expired = Expired(*newest, clock_.Now());
-      mine.pop_back();
-      session = std::move(newest->session);
-      shard.lru.erase(newest);
-      if (mine.empty()) shard.by_origin.erase(found);
-      idle_.fetch_sub(1, std::memory_order_relaxed);
+      session = Remove(shard, newest);
     }
     if (expired) {
       DropSession(std::move(session), DropReason::kIdle, /*idle=*/true,
