@@ -122,24 +122,28 @@ absl::StatusOr<Caller> CallerAuth::Authenticate(
   // A client certificate verified by mutual TLS (the listener requires and
   // verifies one when --client_ca is set). Its PEM, not IsPeerAuthenticated():
   // gRPC calls a certificate without a common name or DNS SAN unauthenticated.
-  std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
-  if (auth != nullptr) {
-    std::vector<grpc::string_ref> pem =
-        auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
-    if (!pem.empty()) {
-      // A caller's calls arrive on its one connection: the certificate of
-      // the previous call on this thread is almost always the same one, and
-      // is not parsed again.
-      thread_local std::string last_pem;
-      thread_local absl::StatusOr<std::string> last_identity;
-      const absl::string_view this_pem(pem.front().data(), pem.front().size());
-      if (this_pem != last_pem) {
-        last_identity = CertificateIdentity(this_pem);
-        last_pem = std::string(this_pem);
-      }
-      if (!last_identity.ok()) return last_identity.status();
-      caller.identity = *last_identity;
+  std::string front_pem;
+  std::vector<grpc::string_ref> pem;
+  if (peer_certificates_) {
+    front_pem = peer_certificates_(context.peer());
+    if (!front_pem.empty()) pem.emplace_back(front_pem);
+  } else if (std::shared_ptr<const grpc::AuthContext> auth =
+                 context.auth_context()) {
+    pem = auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);
+  }
+  if (!pem.empty()) {
+    // A caller's calls arrive on its one connection: the certificate of
+    // the previous call on this thread is almost always the same one, and
+    // is not parsed again.
+    thread_local std::string last_pem;
+    thread_local absl::StatusOr<std::string> last_identity;
+    const absl::string_view this_pem(pem.front().data(), pem.front().size());
+    if (this_pem != last_pem) {
+      last_identity = CertificateIdentity(this_pem);
+      last_pem = std::string(this_pem);
     }
+    if (!last_identity.ok()) return last_identity.status();
+    caller.identity = *last_identity;
   }
 
   if (!tokens_file_.empty()) {

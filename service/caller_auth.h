@@ -25,6 +25,7 @@
 
 #include <grpcpp/server_context.h>
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -67,6 +68,13 @@ class CallerAuth {
   absl::StatusOr<Caller> Authenticate(
       const grpc::CallbackServerContext& context) const;
 
+  // Where mutual-TLS client certificates come from when TLS is terminated
+  // before gRPC (GrpcFront): the PEM for a call's ServerContext::peer(), or
+  // "". Unset: gRPC's AuthContext. REQUIRES: called before any Authenticate.
+  void SetPeerCertificates(
+      std::function<std::string(const std::string& peer)> lookup) {
+    peer_certificates_ = std::move(lookup);
+  }
   // Re-reads the files; on error keeps the entries it had.
   absl::Status Reload();
 
@@ -91,6 +99,7 @@ class CallerAuth {
   std::shared_ptr<const Snapshot> snapshot() const;
 
   const std::string tokens_file_;
+  std::function<std::string(const std::string& peer)> peer_certificates_;
   const std::string identity_hosts_file_;
   const std::map<std::string, IdentityEntry> static_hosts_;
   mutable std::mutex mu_;

@@ -149,6 +149,39 @@ ABSL_FLAG(absl::Duration, max_connection_age_grace,
           absl::FromChrono(kDefaults.max_connection_age_grace),
           "After --max_connection_age, how long calls in flight on the old "
           "connection may still take (keep it at least --max_timeout).");
+ABSL_FLAG(
+    uint32_t, max_connections, kDefaults.max_connections,
+    "Callers' connections open on the gRPC port at most; beyond it a "
+    "new one is closed at once "
+    "(egress_grpc_connections_refused_total{reason=\"max_connections\"}).");
+ABSL_FLAG(uint32_t, max_connections_per_peer,
+          kDefaults.max_connections_per_peer,
+          "Callers' connections from one IP address at most; 0 is no "
+          "per-address limit (Unix-socket callers have none).");
+ABSL_FLAG(absl::Duration, handshake_timeout,
+          absl::FromChrono(kDefaults.handshake_timeout),
+          "A caller's connection must finish TLS and send the HTTP/2 preface "
+          "within this, or it is closed.");
+ABSL_FLAG(absl::Duration, max_connection_idle,
+          absl::FromChrono(kDefaults.max_connection_idle),
+          "A caller's connection without a call this long is closed (GOAWAY); "
+          "0 never closes it.");
+ABSL_FLAG(uint32_t, max_concurrent_streams, kDefaults.max_concurrent_streams,
+          "Calls at once on one caller's connection (HTTP/2 "
+          "SETTINGS_MAX_CONCURRENT_STREAMS); more wait in the client.");
+ABSL_FLAG(uint64_t, max_header_list_bytes, kDefaults.max_header_list_bytes,
+          "Largest metadata of one call (bytes); a larger one is refused with "
+          "RESOURCE_EXHAUSTED, and a header block 4 times larger closes the "
+          "connection.");
+ABSL_FLAG(uint32_t, max_resets_per_second, kDefaults.max_resets_per_second,
+          "Streams a caller may reset (RST_STREAM) per second on one "
+          "connection, with a burst of 10 seconds' worth; beyond it the "
+          "connection is closed (rapid reset, CVE-2023-44487).");
+ABSL_FLAG(uint32_t, max_control_frames_per_second,
+          kDefaults.max_control_frames_per_second,
+          "PING, SETTINGS, PRIORITY and empty frames a caller may send per "
+          "second on one connection, with a burst of 10 seconds' worth; "
+          "beyond it the connection is closed.");
 ABSL_FLAG(absl::Duration, drain_timeout,
           absl::FromChrono(kDefaults.drain_timeout),
           "On SIGTERM, how long in-flight calls may take to finish.");
@@ -333,6 +366,30 @@ absl::Status Config::Validate() const {
   if (drain_timeout < nanoseconds::zero()) {
     return Bad("drain_timeout", "must not be negative");
   }
+  if (max_connections < 1 || max_connections > 1000000) {
+    return Bad("max_connections", "must be 1 to 1000000");
+  }
+  if (max_connections_per_peer > max_connections) {
+    return Bad("max_connections_per_peer", "must be at most --max_connections");
+  }
+  if (handshake_timeout <= nanoseconds::zero()) {
+    return Bad("handshake_timeout", "must be positive");
+  }
+  if (max_connection_idle < nanoseconds::zero()) {
+    return Bad("max_connection_idle", "must not be negative");
+  }
+  if (max_concurrent_streams < 1) {
+    return Bad("max_concurrent_streams", "must be >= 1");
+  }
+  if (max_header_list_bytes < 1024 || max_header_list_bytes > (1 << 20)) {
+    return Bad("max_header_list_bytes", "must be 1024 to 1048576");
+  }
+  if (max_resets_per_second < 1) {
+    return Bad("max_resets_per_second", "must be >= 1");
+  }
+  if (max_control_frames_per_second < 1) {
+    return Bad("max_control_frames_per_second", "must be >= 1");
+  }
   if (max_connection_age < nanoseconds::zero()) {
     return Bad("max_connection_age", "must not be negative");
   }
@@ -409,11 +466,15 @@ bool IsLoopbackListen(absl::string_view listen) {
   X(allow_unauthenticated) X(min_workers) X(max_workers)                    \
   X(max_inflight_per_origin) X(max_inflight_per_caller)                     \
   X(max_buffered_bytes) X(memory_limit) X(metrics_origins) X(log_format)     \
-  X(forward_trace_context) X(retry_budget_ratio) X(retry_budget_burst)
+  X(forward_trace_context) X(retry_budget_ratio) X(retry_budget_burst)     \
+  X(max_connections) X(max_connections_per_peer) X(max_concurrent_streams)  \
+  X(max_header_list_bytes) X(max_resets_per_second)                         \
+  X(max_control_frames_per_second)
 #define EGRESS_DURATION_SETTINGS(X)                                          \
   X(keepalive_timeout) X(default_timeout) X(max_timeout) X(connect_timeout) \
   X(stream_idle_timeout) X(drain_timeout) X(dns_ttl) X(dns_negative_ttl)   \
-  X(max_connection_age) X(max_connection_age_grace) X(worker_idle_timeout)
+  X(max_connection_age) X(max_connection_age_grace) X(worker_idle_timeout) \
+  X(handshake_timeout) X(max_connection_idle)
 // clang-format on
 
 namespace {

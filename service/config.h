@@ -76,6 +76,20 @@ struct Config {
   std::chrono::nanoseconds max_connection_age_grace =
       defaults::kMaxConnectionAgeGrace;
 
+  // The gRPC port's bounds on callers' connections (GrpcFront).
+  size_t max_connections = defaults::kMaxConnections;
+  size_t max_connections_per_peer =
+      defaults::kMaxConnectionsPerPeer;  // 0: none
+  std::chrono::nanoseconds handshake_timeout = defaults::kHandshakeTimeout;
+  // A connection without a call this long is closed (GOAWAY); 0: never.
+  std::chrono::nanoseconds max_connection_idle = defaults::kMaxConnectionIdle;
+  uint32_t max_concurrent_streams = defaults::kMaxConcurrentStreams;
+  // Metadata of one call (gRPC refuses the call beyond it); a header block 4
+  // times larger closes the connection.
+  size_t max_header_list_bytes = defaults::kMaxHeaderListBytes;
+  uint32_t max_resets_per_second = defaults::kMaxResetsPerSecond;
+  uint32_t max_control_frames_per_second = defaults::kMaxControlFramesPerSecond;
+
   std::string ca_file;                // extra PEM roots for https upstreams
   bool insecure_skip_verify = false;  // never verify upstream certificates
   std::string upstream_tls_min_version =

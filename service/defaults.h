@@ -54,6 +54,16 @@ inline constexpr seconds kDrainTimeout{20};
 inline constexpr minutes kMaxConnectionAge{5};
 inline constexpr minutes kMaxConnectionAgeGrace{5};
 
+// The gRPC port: callers' connections (GrpcFront; docs/limits.md argues each).
+inline constexpr size_t kMaxConnections = 2048;
+inline constexpr size_t kMaxConnectionsPerPeer = 256;
+inline constexpr seconds kHandshakeTimeout{10};
+inline constexpr minutes kMaxConnectionIdle{5};
+inline constexpr uint32_t kMaxConcurrentStreams = 1024;
+inline constexpr size_t kMaxHeaderListBytes = 16 << 10;
+inline constexpr uint32_t kMaxResetsPerSecond = 100;
+inline constexpr uint32_t kMaxControlFramesPerSecond = 1000;
+
 // Sizes.
 // Request and response bytes held across all calls; the shipped Deployment's
 // 512 MiB limit holds it with room for threads, sessions and the rest.

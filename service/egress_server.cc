@@ -6,9 +6,11 @@
 #include <grpcpp/server_builder.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 #include <sys/resource.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <climits>
@@ -83,32 +85,70 @@ absl::Status CheckCertAndKey(const Config& config, const std::string& cert,
   return absl::OkStatus();
 }
 
-// TLS (and mutual TLS) on the listener when configured, else plaintext.
-absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> ListenerCredentials(
-    const Config& config) {
-  if (config.tls_cert.empty()) return grpc::InsecureServerCredentials();
+// ALPN: gRPC is HTTP/2 only.
+int SelectH2(SSL*, const unsigned char** out, unsigned char* outlen,
+             const unsigned char* in, unsigned int inlen, void*) {
+  static const unsigned char kH2[] = {2, 'h', '2'};
+  unsigned char* selected = nullptr;
+  if (SSL_select_next_proto(&selected, outlen, kH2, sizeof(kH2), in, inlen) !=
+      OPENSSL_NPN_NEGOTIATED) {
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
+  }
+  *out = selected;
+  return SSL_TLSEXT_ERR_OK;
+}
+
+// The TLS (and mutual TLS) context of the gRPC port when configured, else
+// nullptr (plaintext). The front (GrpcFront) terminates TLS; gRPC itself
+// listens only on a Unix socket of this process.
+absl::StatusOr<std::shared_ptr<SSL_CTX>> ListenerTls(const Config& config) {
+  if (config.tls_cert.empty()) return std::shared_ptr<SSL_CTX>();
   absl::StatusOr<std::string> cert = ReadFlagFile(config.tls_cert, "tls_cert");
   if (!cert.ok()) return cert.status();
   absl::StatusOr<std::string> key = ReadFlagFile(config.tls_key, "tls_key");
   if (!key.ok()) return key.status();
   absl::Status pair = CheckCertAndKey(config, *cert, *key);
   if (!pair.ok()) return pair;
-  grpc::SslServerCredentialsOptions options(
-      config.client_ca.empty()
-          ? GRPC_SSL_DONT_REQUEST_CLIENT_CERTIFICATE
-          : GRPC_SSL_REQUEST_AND_REQUIRE_CLIENT_CERTIFICATE_AND_VERIFY);
-  options.pem_key_cert_pairs.push_back({*key, *cert});
+  std::shared_ptr<SSL_CTX> ctx(SSL_CTX_new(TLS_server_method()), SSL_CTX_free);
+  if (ctx == nullptr) return absl::InternalError("SSL_CTX_new failed");
+  SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
+  if (SSL_CTX_use_certificate_chain_file(ctx.get(), config.tls_cert.c_str()) !=
+          1 ||
+      SSL_CTX_use_PrivateKey_file(ctx.get(), config.tls_key.c_str(),
+                                  SSL_FILETYPE_PEM) != 1) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError(
+        absl::StrCat("--tls_cert/--tls_key: ", config.tls_cert, ", ",
+                     config.tls_key, ": OpenSSL would not load them"));
+  }
   if (!config.client_ca.empty()) {
     absl::StatusOr<std::string> ca =
         ReadFlagFile(config.client_ca, "client_ca");
     if (!ca.ok()) return ca.status();
-    if (FirstCertificate(*ca) == nullptr) {
+    if (FirstCertificate(*ca) == nullptr ||
+        SSL_CTX_load_verify_locations(ctx.get(), config.client_ca.c_str(),
+                                      nullptr) != 1) {
+      ERR_clear_error();
       return absl::InvalidArgumentError(absl::StrCat(
           "--client_ca: ", config.client_ca, " holds no PEM certificate"));
     }
-    options.pem_root_certs = *ca;
+    SSL_CTX_set_verify(
+        ctx.get(), SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
   }
-  return grpc::SslServerCredentials(options);
+  SSL_CTX_set_alpn_select_cb(ctx.get(), SelectH2, nullptr);
+  return ctx;
+}
+
+// A name for gRPC's own listener that no other process guesses by accident.
+std::string BackendName() {
+  unsigned char random[8];
+  if (RAND_bytes(random, sizeof(random)) != 1) {
+    std::fill(std::begin(random), std::end(random), 0);
+  }
+  std::string hex;
+  for (unsigned char b : random)
+    absl::StrAppend(&hex, absl::Hex(b, absl::kZeroPad2));
+  return absl::StrCat("egressd-", getpid(), "-", hex);
 }
 
 }  // namespace
@@ -280,13 +320,41 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
   s->service_ = std::make_unique<EgressService>(service_options, *s->pool_,
                                                 *s->metrics_, clock);
 
+  // Callers connect to the front, which bounds what reaches gRPC's HTTP/2
+  // parser (docs/security.md); gRPC listens on a Unix socket of its own.
+  absl::StatusOr<std::shared_ptr<SSL_CTX>> tls = ListenerTls(config);
+  if (!tls.ok()) return tls.status();
+  GrpcFrontOptions front;
+  front.listen = config.listen;
+  front.backend = BackendName();
+  front.guard.max_header_block_bytes = 4 * config.max_header_list_bytes;
+  front.guard.resets_per_second = config.max_resets_per_second;
+  front.guard.control_frames_per_second = config.max_control_frames_per_second;
+  front.guard.max_concurrent_streams = config.max_concurrent_streams;
+  front.max_connections = config.max_connections;
+  front.max_connections_per_peer = config.max_connections_per_peer;
+  front.handshake_timeout = config.handshake_timeout;
+  front.tls = *tls;
+  absl::StatusOr<std::unique_ptr<GrpcFront>> started =
+      GrpcFront::Start(front, s->metrics_.get());
+  if (!started.ok()) {
+    s->shut_down_ = true;
+    s->pool_->Shutdown();
+    return started.status();
+  }
+  s->front_ = *std::move(started);
+  if (*tls != nullptr) {
+    GrpcFront* f = s->front_.get();
+    s->auth_->SetPeerCertificates(
+        [f](const std::string& peer) { return f->PeerCertificate(peer); });
+  }
+
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
-  absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> credentials =
-      ListenerCredentials(config);
-  if (!credentials.ok()) return credentials.status();
-  builder.AddListeningPort(config.listen, *credentials, &s->grpc_port_);
+  int backend_port = 0;
+  builder.AddListeningPort(absl::StrCat("unix-abstract:", front.backend),
+                           grpc::InsecureServerCredentials(), &backend_port);
   // Room for the largest body plus headers and framing.
   builder.SetMaxReceiveMessageSize(static_cast<int>(
       std::min<size_t>(config.max_request_bytes + (1 << 20), INT32_MAX)));
@@ -304,15 +372,25 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
     builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
                                millis(config.max_connection_age_grace));
   }
+  if (config.max_connection_idle > std::chrono::nanoseconds::zero()) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+                               millis(config.max_connection_idle));
+  }
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             static_cast<int>(config.max_concurrent_streams));
+  builder.AddChannelArgument(GRPC_ARG_MAX_METADATA_SIZE,
+                             static_cast<int>(config.max_header_list_bytes));
   builder.RegisterService(s->service_.get());
   s->server_ = builder.BuildAndStart();
-  if (s->server_ == nullptr || s->grpc_port_ == 0) {
+  if (s->server_ == nullptr || backend_port == 0) {
     s->shut_down_ = true;
+    s->front_->Close();
     s->pool_->Shutdown();
-    return absl::UnavailableError(absl::StrCat("--listen=", config.listen,
-                                               ": cannot listen (address in "
-                                               "use or invalid?)"));
+    return absl::UnavailableError(
+        absl::StrCat("--listen=", config.listen,
+                     ": gRPC could not listen on its Unix socket"));
   }
+  s->grpc_port_ = s->front_->port();
   s->server_->GetHealthCheckService()->SetServingStatus(true);
   if (config.client_ca.empty() && config.auth_tokens_file.empty() &&
       !IsLoopbackListen(config.listen)) {
@@ -342,6 +420,7 @@ void EgressServer::Shutdown(std::chrono::nanoseconds drain) {
   }
   LogInfo("egressd shutting down: NOT_SERVING, draining calls in flight");
   server_->GetHealthCheckService()->SetServingStatus(false);
+  front_->StopAccepting();
   const MonoTime drain_end = RealClock::Get().Now() + drain;
   // gRPC's Shutdown waits for every call to be answered, even after it has
   // cancelled them at the deadline; a worker still on a slow upstream would
@@ -372,6 +451,7 @@ void EgressServer::Shutdown(std::chrono::nanoseconds drain) {
   pool_->Shutdown();  // runs what is queued, closes the workers' sessions
   sessions_->DropAll(DropReason::kShutdown);
   server_->Wait();
+  front_->Close();
   LogInfo("egressd stopped");
 }
 

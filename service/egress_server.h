@@ -26,6 +26,7 @@
 #include "service/dns_cache.h"
 #include "service/egress_service.h"
 #include "service/egress_worker.h"
+#include "service/grpc_front.h"
 #include "service/inflight_limits.h"
 #include "service/memory_budget.h"
 #include "service/metrics.h"
@@ -87,6 +88,8 @@ class EgressServer {
   std::unique_ptr<WorkerPool<EgressWorker>> pool_;
   std::unique_ptr<EgressService> service_;
   std::unique_ptr<grpc::Server> server_;
+  // Callers' connections: closed by Shutdown after the server stopped.
+  std::unique_ptr<GrpcFront> front_;
   int grpc_port_ = 0;
   int metrics_port_ = 0;
   bool shut_down_ = false;

@@ -178,7 +178,22 @@ Metrics::Metrics(const std::vector<std::string>& origins)
               .Help("Upstream answers that asked for a retry (429 or 503 with "
                     "Retry-After, in calls that opted in), by outcome: "
                     "retried, or not for attempts, too_long or no_budget.")
+              .Register(*registry_)),
+      grpc_connections_(prometheus::BuildGauge()
+                            .Name("egress_grpc_connections")
+                            .Help("Callers' connections open on the gRPC port.")
+                            .Register(*registry_)
+                            .Add({})),
+      grpc_refused_family_(
+          prometheus::BuildCounter()
+              .Name("egress_grpc_connections_refused_total")
+              .Help("Callers' connections refused or closed by the gRPC "
+                    "port's limits, by reason (docs/security.md).")
               .Register(*registry_)) {
+  for (size_t i = 1; i < kConnectionRefusalCount; ++i) {
+    grpc_refused_[i] = &grpc_refused_family_.Add(
+        {{"reason", ConnectionRefusalName(static_cast<ConnectionRefusal>(i))}});
+  }
   for (int i = 1; i < kRetryOutcomeCount; ++i) {
     answer_retries_[i] = &answer_retries_family_.Add(
         {{"outcome", RetryOutcomeName(static_cast<RetryOutcome>(i))}});

@@ -32,6 +32,7 @@
 #include "absl/status/status.h"
 #include "service/answer_retry.h"
 #include "service/destination_policy.h"
+#include "service/h2_guard.h"
 #include "service/session_observer.h"
 #include "service/stream_pump.h"
 
@@ -99,6 +100,12 @@ class Metrics final : public SessionObserver {
   // Calls waiting for a slot of their origin or of their caller.
   prometheus::Gauge& limit_waiting(LimitKind kind) {
     return kind == LimitKind::kOrigin ? waiting_origin_ : waiting_caller_;
+  }
+  // Callers' connections open on the gRPC port (GrpcFront).
+  prometheus::Gauge& grpc_connections() { return grpc_connections_; }
+  // A caller's connection refused or closed by the gRPC port's limits.
+  void RecordConnectionRefused(ConnectionRefusal reason) {
+    grpc_refused_[static_cast<size_t>(reason)]->Increment();
   }
   // 1 while --insecure_skip_verify is on.
   prometheus::Gauge& tls_insecure_skip_verify() { return tls_insecure_; }
@@ -185,6 +192,10 @@ class Metrics final : public SessionObserver {
   prometheus::Family<prometheus::Counter>& stream_aborts_family_;
   std::array<prometheus::Counter*, kStreamAbortReasonCount> stream_aborts_;
   prometheus::Family<prometheus::Counter>& answer_retries_family_;
+  prometheus::Gauge& grpc_connections_;
+  prometheus::Family<prometheus::Counter>& grpc_refused_family_;
+  // By ConnectionRefusal; kNone is never counted (nullptr).
+  std::array<prometheus::Counter*, kConnectionRefusalCount> grpc_refused_{};
   // By RetryOutcome; kNotAsked is never counted (nullptr).
   std::array<prometheus::Counter*, kRetryOutcomeCount> answer_retries_{};
   // One per PolicyRule, then "other".

@@ -37,12 +37,14 @@ class EgressdProcess {
     pid_ = SpawnChild(args, log_);
     // Bounded wait for the "serving gRPC on port N" line.
     const std::regex serving("serving gRPC on port (\\d+)");
+    const std::regex metrics("metrics on port (\\d+)");
     for (int i = 0; i < 300 && port_ == 0; ++i) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
       std::ifstream in(log_);
       std::string text((std::istreambuf_iterator<char>(in)), {});
       std::smatch m;
       if (std::regex_search(text, m, serving)) port_ = std::stoi(m[1]);
+      if (std::regex_search(text, m, metrics)) metrics_port_ = std::stoi(m[1]);
     }
   }
   ~EgressdProcess() {
@@ -52,6 +54,8 @@ class EgressdProcess {
     }
   }
   int port() const { return port_; }
+  // 0 unless started with "--metrics_listen=127.0.0.1:0".
+  int metrics_port() const { return metrics_port_; }
   pid_t pid() const { return pid_; }
   // A field of its /proc/PID/status in KiB ("VmRSS", "VmHWM"), or -1.
   long StatusKib(const std::string& field) const {
@@ -80,6 +84,7 @@ class EgressdProcess {
   std::string log_;
   pid_t pid_ = -1;
   int port_ = 0;
+  int metrics_port_ = 0;
   bool waited_ = false;
 };
 

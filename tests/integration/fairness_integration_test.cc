@@ -309,8 +309,11 @@ TEST(ElasticPoolIntegrationTest,
   constexpr int kCalls = 2000, kOrigins = 20;
   PacedUpstream upstream(kOrigins);
   EgressHarness egress;
-  egress.Start(
-      [](Config& c) { c.worker_idle_timeout = std::chrono::seconds(3); });
+  egress.Start([](Config& c) {
+    c.worker_idle_timeout = std::chrono::seconds(3);
+    // 2,000 calls at once on the test's one channel (one connection).
+    c.max_concurrent_streams = 4096;
+  });
   auto url_of = [&](int i) {
     return upstream.Url(i % kOrigins, "/delay/1000");
   };
