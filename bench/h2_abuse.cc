@@ -7,7 +7,8 @@
 //       --attack=continuation --amount=536870912
 //
 // Attacks: continuation (bytes), rapid-reset (pairs), settings, ping (frames),
-// tiny-fields (bytes of 100,000-field header blocks). Loopback only.
+// tiny-fields (bytes of 100,000-field header blocks). --repeat=N reconnects
+// N times. Loopback only.
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -26,6 +27,9 @@ ABSL_FLAG(std::string, attack, "continuation", "attack name");
 ABSL_FLAG(uint64_t, amount, 512ull << 20, "bytes or frames to send");
 ABSL_FLAG(int, limit_s, 60, "stop after this many seconds");
 ABSL_FLAG(int, settle_ms, 2000, "wait before reading memory after");
+ABSL_FLAG(int, repeat, 1,
+          "run the attack this many times, each on a new connection (an "
+          "attacker that reconnects when closed)");
 
 int main(int argc, char** argv) {
   absl::ParseCommandLine(argc, argv);
@@ -42,15 +46,23 @@ int main(int argc, char** argv) {
       std::this_thread::sleep_for(std::chrono::milliseconds(20));
     }
   });
-  const egress::AttackResult r =
-      egress::RunAttack(absl::GetFlag(FLAGS_attack), absl::GetFlag(FLAGS_port),
-                        absl::GetFlag(FLAGS_amount),
-                        std::chrono::seconds(absl::GetFlag(FLAGS_limit_s)));
-  const double cpu_attack = egress::ProcCpuSeconds(pid_text) - cpu_before;
+  egress::AttackResult r;
+  for (int i = 0; i < absl::GetFlag(FLAGS_repeat); ++i) {
+    const egress::AttackResult one = egress::RunAttack(
+        absl::GetFlag(FLAGS_attack), absl::GetFlag(FLAGS_port),
+        absl::GetFlag(FLAGS_amount),
+        std::chrono::seconds(absl::GetFlag(FLAGS_limit_s)));
+    r.connected = one.connected;
+    r.closed = one.closed;
+    r.sent += one.sent;
+    r.seconds += one.seconds;
+  }
   std::this_thread::sleep_for(
       std::chrono::milliseconds(absl::GetFlag(FLAGS_settle_ms)));
   done.store(true);
   sampler.join();
+  // What the attack cost, its aftermath (the settle) included.
+  const double cpu_attack = egress::ProcCpuSeconds(pid_text) - cpu_before;
   const long rss_after = egress::ProcStatusKib(pid, "VmRSS");
   std::printf(
       "attack=%s connected=%d closed=%d sent=%llu seconds=%.2f "

@@ -7,7 +7,9 @@
 #             (tests/fuzz/response_fuzzer.cc, seeds in tests/fuzz/response_corpus)
 #   policy    the policy files' parsers: identity file, host patterns, port
 #             and CIDR lists (tests/fuzz/policy_fuzzer.cc, tests/fuzz/policy_corpus)
-# Usage: scripts/fuzz.sh [request|response|policy|all] [SECONDS] [--keep]
+#   h2        a caller's HTTP/2 bytes into H2Guard, the gRPC port's front
+#             (tests/fuzz/h2_fuzzer.cc, tests/fuzz/h2_corpus)
+# Usage: scripts/fuzz.sh [request|response|policy|h2|all] [SECONDS] [--keep]
 #   (default: all, 60 s each). .ci/run runs each target for 30 s.
 # With --keep, inputs that reach new code are merged into the seed corpus.
 # Installs clang-14 and libclang-rt-14-dev when missing. A crash leaves its input
@@ -18,9 +20,9 @@ target=${1:-all}
 seconds=${2:-60}
 keep=${3:-}
 case "$target" in
-  request | response | policy) targets=("$target") ;;
-  all) targets=(request response policy) ;;
-  *) echo "usage: scripts/fuzz.sh [request|response|policy|all] [SECONDS] [--keep]" >&2; exit 2 ;;
+  request | response | policy | h2) targets=("$target") ;;
+  all) targets=(request response policy h2) ;;
+  *) echo "usage: scripts/fuzz.sh [request|response|policy|h2|all] [SECONDS] [--keep]" >&2; exit 2 ;;
 esac
 
 scripts/setup.sh
@@ -95,11 +97,20 @@ build_policy() {
     -o "$work/policy_fuzzer"
 }
 
+build_h2() {
+  # shellcheck disable=SC2046
+  clang++-14 "${flags[@]}" $(pkg-config --cflags "${absl_modules[@]}") \
+    tests/fuzz/h2_fuzzer.cc $(service_sources //service:h2_guard) \
+    $(pkg-config --libs "${absl_modules[@]}" absl_raw_hash_set absl_hash) \
+    -o "$work/h2_fuzzer"
+}
+
 status=0
 for t in "${targets[@]}"; do
   corpus=tests/fuzz/corpus
   [ "$t" = response ] && corpus=tests/fuzz/response_corpus
   [ "$t" = policy ] && corpus=tests/fuzz/policy_corpus
+  [ "$t" = h2 ] && corpus=tests/fuzz/h2_corpus
   "build_$t"
   mkdir -p "$work/$t-corpus"
   cp "$corpus"/* "$work/$t-corpus/"

@@ -206,6 +206,16 @@ std::string CertificatePem(SSL* ssl) {
   return pem;
 }
 
+// Empties a relay buffer; one that grew past a read gives its memory back, so
+// that an idle connection costs what it holds, not what it once held.
+void Empty(std::string& buffer) {
+  if (buffer.capacity() > kReadChunk) {
+    std::string().swap(buffer);
+  } else {
+    buffer.clear();
+  }
+}
+
 // "unix-abstract:NAME", "unix:@NAME" and the like -> NAME.
 std::string CertKey(absl::string_view peer) {
   const size_t colon = peer.find(':');
@@ -630,7 +640,7 @@ void GrpcFront::Loop::ClientReadable(Conn& conn) {
       return;
     }
     if (conn.to_backend_at == conn.to_backend.size()) {
-      conn.to_backend.clear();
+      Empty(conn.to_backend);
       conn.to_backend_at = 0;
     }
     conn.to_backend.append(buf, static_cast<size_t>(n));
@@ -643,6 +653,10 @@ void GrpcFront::Loop::ClientReadable(Conn& conn) {
       if (!ConnectBackend(conn)) return;
     }
     if (!FlushToBackend(conn)) return;
+    // A short read emptied the socket: epoll says when there is more, and
+    // a read that would only say EAGAIN is saved (a call's request is
+    // usually one read). OpenSSL's reads end at a record, so not with TLS.
+    if (conn.ssl == nullptr && static_cast<size_t>(n) < sizeof(buf)) return;
   }
 }
 
@@ -658,6 +672,8 @@ bool GrpcFront::Loop::FlushToBackend(Conn& conn) {
     }
     conn.to_backend_at += static_cast<size_t>(n);
   }
+  Empty(conn.to_backend);
+  conn.to_backend_at = 0;
   return true;
 }
 
@@ -692,6 +708,8 @@ bool GrpcFront::Loop::FlushToClient(Conn& conn) {
     }
     conn.to_client_at += static_cast<size_t>(n);
   }
+  Empty(conn.to_client);
+  conn.to_client_at = 0;
   return true;
 }
 
@@ -729,12 +747,13 @@ void GrpcFront::Loop::BackendReadable(Conn& conn) {
       return;
     }
     if (conn.to_client_at == conn.to_client.size()) {
-      conn.to_client.clear();
+      Empty(conn.to_client);
       conn.to_client_at = 0;
     }
     conn.guard.ServerBytes(absl::string_view(buf, static_cast<size_t>(n)));
     conn.to_client.append(buf, static_cast<size_t>(n));
     if (!FlushToClient(conn)) return;
+    if (static_cast<size_t>(n) < sizeof(buf)) return;  // emptied, as above
   }
 }
 

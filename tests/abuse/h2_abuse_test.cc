@@ -212,6 +212,42 @@ TEST_F(H2AbuseTest, ZeroPaddedHpackIntegersAreMalformed) {
   EXPECT_TRUE(NormalCallWorks());
 }
 
+// CVE-2023-1428 (an abort in gRPC from "te" or "grpclb_client_stats" and a
+// header list over the limit; listed from 1.51.0) and CVE-2023-32732 (a bad
+// base64 "-bin" header ends the connection): tried against 1.51.1 with and
+// without the front, neither aborts; the second only ends the caller's own
+// connection, which the front never shares with another caller.
+TEST_F(H2AbuseTest, HeadersOfTheAdvisoriesHarmOnlyTheirOwnConnection) {
+  for (const size_t size : {9000, 17000, 60000}) {
+    RawH2Client raw(egressd_->port());
+    ASSERT_TRUE(raw.connected());
+    const std::string block = H2RequestHeaders("/grpc.health.v1.Health/Check") +
+                              HpackLiteral("te", "x") +
+                              HpackLiteral("grpclb_client_stats", "x") +
+                              HpackLiteral("x-big", std::string(size, 'v'));
+    std::string frames = std::string(kH2Preface) + H2Settings();
+    for (size_t at = 0; at < block.size(); at += 16000) {
+      const bool first = at == 0;
+      const bool last = at + 16000 >= block.size();
+      frames += H2Frame(first ? kH2Headers : kH2Continuation,
+                        (last ? kH2EndHeaders : 0) | (first ? kH2EndStream : 0),
+                        1, absl::string_view(block).substr(at, 16000));
+    }
+    raw.Send(frames);
+    raw.WaitClosed(milliseconds(500));
+    EXPECT_TRUE(NormalCallWorks()) << size;
+  }
+  RawH2Client bin(egressd_->port());
+  ASSERT_TRUE(bin.connected());
+  bin.Send(std::string(kH2Preface) + H2Settings() +
+           H2Frame(kH2Headers, kH2EndHeaders | kH2EndStream, 1,
+                   H2RequestHeaders("/grpc.health.v1.Health/Check") +
+                       HpackLiteral("x-trace-bin", "!!!not base64!!!")));
+  bin.WaitClosed(milliseconds(500));
+  EXPECT_TRUE(NormalCallWorks());
+  EXPECT_GT(egressd_->StatusKib("VmRSS"), 0) << "egressd died";
+}
+
 TEST_F(H2AbuseTest, AHeaderBlockOfAHundredThousandTinyFieldsIsClosed) {
   const AttackResult r =
       TinyFields(egressd_->port(), 100000, 64ull << 20, seconds(60));
