@@ -281,6 +281,7 @@ class GrpcFront::Loop {
   absl::flat_hash_map<Conn*, std::unique_ptr<Conn>> conns_;
   absl::flat_hash_map<std::string, size_t> per_peer_;
   uint64_t serial_ = 0;
+  MonoTime listeners_paused_until_{};  // out of descriptors: not accepting
 };
 
 GrpcFront::Loop::~Loop() {
@@ -341,6 +342,13 @@ void GrpcFront::Loop::Run() {
   std::vector<epoll_event> events(256);
   while (!stop_.load()) {
     if (stop_accepting_.load()) CloseListeners();
+    if (listeners_paused_until_ != MonoTime{} &&
+        RealClock::Get().Now() >= listeners_paused_until_) {
+      listeners_paused_until_ = MonoTime{};
+      for (auto& ep : listeners_) {
+        if (ep->fd >= 0) Register(*ep, EPOLLIN);
+      }
+    }
     const int n =
         epoll_wait(epoll_, events.data(), static_cast<int>(events.size()), 200);
     const MonoTime now = RealClock::Get().Now();
@@ -418,6 +426,17 @@ void GrpcFront::Loop::Accept(Endpoint& listener) {
               "connections (see --max_connections and the descriptor limit)");
         }
         continue;
+      }
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+          errno == ENOMEM) {
+        // No spare descriptor either: stop watching the listeners for a
+        // moment rather than spin on a listener that stays readable.
+        for (auto& ep : listeners_) {
+          if (ep->fd >= 0) Register(*ep, 0);
+        }
+        listeners_paused_until_ =
+            RealClock::Get().Now() + std::chrono::milliseconds(100);
+        if (spare_ < 0) spare_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
       }
       return;  // EAGAIN, or an error the next readiness will retry
     }

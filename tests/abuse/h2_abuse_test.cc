@@ -339,6 +339,45 @@ TEST_F(H2AbuseTest, TenThousandIdleConnectionsAreBoundedAndOthersServed) {
   EXPECT_TRUE(NormalCallWorks());
 }
 
+// CVE-2023-4785: out of descriptors, gRPC 1.51's accept loop mishandles the
+// error. The front takes such a connection on a spare descriptor and closes
+// it, so it neither spins nor stops accepting; once descriptors are free
+// again callers are served.
+TEST_F(H2AbuseTest, OutOfDescriptorsTheFrontNeitherSpinsNorStops) {
+  egressd_ = std::make_unique<EgressdProcess>(
+      std::vector<std::string>{"--metrics_listen=127.0.0.1:0",
+                               "--handshake_timeout=2s",
+                               "--max_connections_per_peer=0"},
+      std::vector<std::string>{"/usr/bin/prlimit", "--nofile=96:96", "--"});
+  ASSERT_GT(egressd_->port(), 0) << egressd_->Log();
+  ASSERT_TRUE(NormalCallWorks());
+  const std::string pid = std::to_string(egressd_->pid());
+  const double cpu_before = ProcCpuSeconds(pid);
+  std::vector<std::unique_ptr<RawH2Client>> idle;
+  for (int i = 0; i < 300; ++i) {
+    idle.push_back(std::make_unique<RawH2Client>(egressd_->port()));
+  }
+  // One second with every descriptor taken and connections still arriving.
+  std::this_thread::sleep_for(seconds(1));
+  const double cpu = ProcCpuSeconds(pid) - cpu_before;
+  EXPECT_LT(cpu, 0.5 * kSlow) << "the accept loop spins";
+  // When they go, callers are served again (the metrics too).
+  idle.clear();
+  EXPECT_TRUE(WaitUntil(
+      [&] {
+        EgressClient fresh(absl::StrCat("127.0.0.1:", egressd_->port()));
+        absl::StatusOr<Response> r = fresh.Get(upstream_.Url("/echo"));
+        return r.ok() && r->status == 200;
+      },
+      seconds(10)));
+  const double refused = Refused(egressd_->metrics_port(), "descriptors");
+  std::printf(
+      "out of descriptors: %g connections refused, egressd %.3f s "
+      "CPU in 1 s\n",
+      refused, cpu);
+  EXPECT_GE(refused, 1);
+}
+
 TEST_F(H2AbuseTest, AClientThatNeverReadsItsAnswersCostsBoundedMemory) {
   RawH2Client raw(egressd_->port());
   ASSERT_TRUE(raw.connected());

@@ -28,12 +28,16 @@ namespace egress {
 // egressd from the test's runfiles, as a child process.
 class EgressdProcess {
  public:
-  explicit EgressdProcess(std::vector<std::string> flags) {
+  // `wrapper`: a command egressd runs under, such as
+  // {"/usr/bin/prlimit", "--nofile=64:64", "--"}.
+  explicit EgressdProcess(std::vector<std::string> flags,
+                          std::vector<std::string> wrapper = {}) {
     log_ = absl::StrCat(::testing::TempDir(), "/egressd-", getpid(), ".log");
     std::vector<std::string> args = {
         "service/egressd", "--listen=127.0.0.1:0",
         "--metrics_listen=", "--allow_cidrs=127.0.0.0/8", "--allow_ports=*"};
     args.insert(args.end(), flags.begin(), flags.end());
+    args.insert(args.begin(), wrapper.begin(), wrapper.end());
     pid_ = SpawnChild(args, log_);
     // Bounded wait for the "serving gRPC on port N" line.
     const std::regex serving("serving gRPC on port (\\d+)");
