@@ -163,8 +163,9 @@ TEST_F(H2AbuseTest, RapidResetIsClosedEarlyAndOthersAreServedMeanwhile) {
   std::atomic<bool> attacking{true};
   std::atomic<int64_t> slowest_us{0};
   std::atomic<int> probes{0}, failed{0};
+  EgressClient other(absl::StrCat("127.0.0.1:", egressd_->port()));
+  ASSERT_TRUE(other.Get(upstream_.Url("/echo")).ok());  // connected, warm
   std::thread prober([&] {
-    EgressClient other(absl::StrCat("127.0.0.1:", egressd_->port()));
     while (attacking.load() || probes.load() < 5) {
       const auto start = SteadyClock::now();
       absl::StatusOr<Response> r = other.Get(upstream_.Url("/echo"));
@@ -320,8 +321,12 @@ TEST_F(H2AbuseTest, TenThousandIdleConnectionsAreBoundedAndOthersServed) {
     if (i % 500 == 0) std::this_thread::sleep_for(milliseconds(10));
   }
   ASSERT_EQ(idle.size(), 10000u);
-  // While they are open: descriptors bounded, other callers served.
-  std::this_thread::sleep_for(milliseconds(300));
+  // While they are open: descriptors bounded, other callers served. (A
+  // connect the listen queue dropped is retried by the kernel a second
+  // later: wait until nearly all have come and been refused.)
+  EXPECT_TRUE(WaitUntil(
+      [&] { return Refused(metrics(), "max_connections_per_peer") >= 9000; },
+      seconds(15)));
   const int fds = OpenDescriptors(egressd_->pid());
   std::printf(
       "10,000 idle connections: egressd holds %d descriptors (%d "
@@ -329,7 +334,6 @@ TEST_F(H2AbuseTest, TenThousandIdleConnectionsAreBoundedAndOthersServed) {
       fds, base_fds, Refused(metrics(), "max_connections_per_peer"));
   EXPECT_LE(fds, base_fds + 256 + 16);
   EXPECT_TRUE(NormalCallWorks());
-  EXPECT_GE(Refused(metrics(), "max_connections_per_peer"), 9000 * 0.5);
   // The ones let in are closed when the handshake time is over.
   EXPECT_TRUE(WaitUntil(
       [&] { return ChildMetric(metrics(), "egress_grpc_connections") <= 1; },
