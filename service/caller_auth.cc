@@ -126,7 +126,13 @@ absl::StatusOr<Caller> CallerAuth::Authenticate(
   std::vector<grpc::string_ref> pem;
   if (peer_certificates_) {
     front_pem = peer_certificates_(context.peer());
-    if (!front_pem.empty()) pem.emplace_back(front_pem);
+    if (!front_pem.empty()) {
+      pem.emplace_back(front_pem);
+    } else if (peer_certificate_required_) {
+      return absl::UnauthenticatedError(
+          "no verified client certificate: mutual TLS (--client_ca) is "
+          "required");
+    }
   } else if (std::shared_ptr<const grpc::AuthContext> auth =
                  context.auth_context()) {
     pem = auth->FindPropertyValues(GRPC_X509_PEM_CERT_PROPERTY_NAME);

@@ -70,10 +70,15 @@ class CallerAuth {
 
   // Where mutual-TLS client certificates come from when TLS is terminated
   // before gRPC (GrpcFront): the PEM for a call's ServerContext::peer(), or
-  // "". Unset: gRPC's AuthContext. REQUIRES: called before any Authenticate.
+  // "". Unset: gRPC's AuthContext. With `required` (--client_ca), a call
+  // without one is UNAUTHENTICATED: it did not come through the front's TLS
+  // (a local process on gRPC's own socket). REQUIRES: called before any
+  // Authenticate.
   void SetPeerCertificates(
-      std::function<std::string(const std::string& peer)> lookup) {
+      std::function<std::string(const std::string& peer)> lookup,
+      bool required) {
     peer_certificates_ = std::move(lookup);
+    peer_certificate_required_ = required;
   }
   // Re-reads the files; on error keeps the entries it had.
   absl::Status Reload();
@@ -100,6 +105,7 @@ class CallerAuth {
 
   const std::string tokens_file_;
   std::function<std::string(const std::string& peer)> peer_certificates_;
+  bool peer_certificate_required_ = false;
   const std::string identity_hosts_file_;
   const std::map<std::string, IdentityEntry> static_hosts_;
   mutable std::mutex mu_;

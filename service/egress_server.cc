@@ -346,7 +346,8 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
   if (*tls != nullptr) {
     GrpcFront* f = s->front_.get();
     s->auth_->SetPeerCertificates(
-        [f](const std::string& peer) { return f->PeerCertificate(peer); });
+        [f](const std::string& peer) { return f->PeerCertificate(peer); },
+        /*required=*/!config.client_ca.empty());
   }
 
   grpc::EnableDefaultHealthCheckService(true);

@@ -263,6 +263,31 @@ TEST_F(SecurityIntegrationTest, TlsListenerAndMutualTlsIdentity) {
       &context, MakeRequest("GET", upstream_.Url("/echo", "localhost")),
       &response);
   EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAVAILABLE);
+
+  // gRPC itself listens on an abstract Unix socket behind the front, which a
+  // process in the same network namespace can find (/proc/net/unix) and
+  // reach: without the front's verified certificate, a call from there is
+  // UNAUTHENTICATED, never "anonymous".
+  std::ifstream unix_sockets("/proc/net/unix");
+  std::string line, backend;
+  const std::string prefix = absl::StrCat("@egressd-", getpid(), "-");
+  while (std::getline(unix_sockets, line)) {
+    const size_t at = line.find(prefix);
+    if (at == std::string::npos) continue;
+    const std::string name = line.substr(at + 1);
+    if (name.find("-c") == std::string::npos) backend = name;  // not a relay's
+  }
+  ASSERT_FALSE(backend.empty()) << "gRPC's socket is not in /proc/net/unix";
+  auto direct = grpc::CreateChannel(absl::StrCat("unix-abstract:", backend),
+                                    grpc::InsecureChannelCredentials());
+  grpc::ClientContext direct_context;
+  direct_context.set_deadline(std::chrono::system_clock::now() +
+                              std::chrono::seconds(5));
+  status = egress::v1::EgressService::NewStub(direct)->Do(
+      &direct_context, MakeRequest("GET", upstream_.Url("/echo", "localhost")),
+      &response);
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::UNAUTHENTICATED)
+      << status.error_message();
 }
 
 // Cross-protocol relays: SMTP, Redis and memcached are refused by port before
