@@ -327,6 +327,7 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
   GrpcFrontOptions front;
   front.listen = config.listen;
   front.backend = BackendName();
+  s->grpc_backend_ = absl::StrCat("unix-abstract:", front.backend);
   front.guard.max_header_block_bytes = 4 * config.max_header_list_bytes;
   front.guard.resets_per_second = config.max_resets_per_second;
   front.guard.control_frames_per_second = config.max_control_frames_per_second;
@@ -354,8 +355,8 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   int backend_port = 0;
-  builder.AddListeningPort(absl::StrCat("unix-abstract:", front.backend),
-                           grpc::InsecureServerCredentials(), &backend_port);
+  builder.AddListeningPort(s->grpc_backend_, grpc::InsecureServerCredentials(),
+                           &backend_port);
   // Room for the largest body plus headers and framing.
   builder.SetMaxReceiveMessageSize(static_cast<int>(
       std::min<size_t>(config.max_request_bytes + (1 << 20), INT32_MAX)));

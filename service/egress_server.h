@@ -59,6 +59,9 @@ class EgressServer {
 
   int grpc_port() const { return grpc_port_; }
   int metrics_port() const { return metrics_port_; }  // 0 when disabled
+  // gRPC's own listener behind the front ("unix-abstract:NAME"), which a
+  // process in the same network namespace can reach; for tests of that.
+  const std::string& grpc_backend() const { return grpc_backend_; }
   Metrics& metrics() { return *metrics_; }
 
   // Re-reads --auth_tokens_file and --identity_hosts_file (SIGHUP). On error
@@ -91,6 +94,7 @@ class EgressServer {
   // Callers' connections: closed by Shutdown after the server stopped.
   std::unique_ptr<GrpcFront> front_;
   int grpc_port_ = 0;
+  std::string grpc_backend_;
   int metrics_port_ = 0;
   bool shut_down_ = false;
 };

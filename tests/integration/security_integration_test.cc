@@ -12,6 +12,7 @@
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -268,18 +269,10 @@ TEST_F(SecurityIntegrationTest, TlsListenerAndMutualTlsIdentity) {
   // process in the same network namespace can find (/proc/net/unix) and
   // reach: without the front's verified certificate, a call from there is
   // UNAUTHENTICATED, never "anonymous".
-  std::ifstream unix_sockets("/proc/net/unix");
-  std::string line, backend;
-  const std::string prefix = absl::StrCat("@egressd-", getpid(), "-");
-  while (std::getline(unix_sockets, line)) {
-    const size_t at = line.find(prefix);
-    if (at == std::string::npos) continue;
-    const std::string name = line.substr(at + 1);
-    if (name.find("-c") == std::string::npos) backend = name;  // not a relay's
-  }
-  ASSERT_FALSE(backend.empty()) << "gRPC's socket is not in /proc/net/unix";
-  auto direct = grpc::CreateChannel(absl::StrCat("unix-abstract:", backend),
-                                    grpc::InsecureChannelCredentials());
+  const std::string backend = egress_.server().grpc_backend();
+  ASSERT_TRUE(absl::StartsWith(backend, "unix-abstract:egressd-")) << backend;
+  auto direct =
+      grpc::CreateChannel(backend, grpc::InsecureChannelCredentials());
   grpc::ClientContext direct_context;
   direct_context.set_deadline(std::chrono::system_clock::now() +
                               std::chrono::seconds(5));
