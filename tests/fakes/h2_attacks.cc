@@ -12,8 +12,9 @@ double SecondsSince(Clock::time_point start) {
   return std::chrono::duration<double>(Clock::now() - start).count();
 }
 
-// Sends `unit` (or what `next` makes) until `amount` is reached, the server
-// closes, or `limit` passes; `amount_of` counts what one unit adds.
+// After the preface, SETTINGS and `opening`, sends the batches `next` makes
+// (each says in its argument how much of `amount` it carries) until `amount`
+// is reached, the server closes, or `limit` passes.
 template <typename Next>
 AttackResult Flood(int port, const std::string& opening, uint64_t amount,
                    std::chrono::seconds limit, Next next) {
