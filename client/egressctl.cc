@@ -3,7 +3,7 @@
 //   egressctl [--server ADDR] [-X METHOD] [-H 'Name: value']...
 //             [-d DATA | --data-binary @FILE] [-i] [--stream] [--timeout 5s]
 //             [--json] [-w FORMAT] [--retry N] [--token TOKEN]
-//             [--tls_ca FILE] URL
+//             [-o FILE] [-s] [-S] [-f] [--tls_ca FILE] URL
 //
 // The body goes to stdout unchanged (binary safe); -i prints the status line
 // and headers first; --stream prints the body as it arrives (DoStream); --json
@@ -11,8 +11,10 @@
 // proto3 JSON), or the error's google.rpc.Status; -w prints a line made from
 // the timing after the body, as curl's -w does. Errors go to stderr as
 // "egressctl: CODE: message" and "egressctl: reason REASON key=value...".
+// curl's -o, -s, -S and -f mean what they mean to curl; -L is refused with a
+// message (egress returns redirects as they are).
 // Exit codes: 0 the upstream answered (any HTTP status), 1 the call failed,
-// 2 bad usage.
+// 2 bad usage, 22 with -f when the upstream answered 400 or more.
 #include <google/protobuf/util/json_util.h>
 
 #include <chrono>
@@ -64,7 +66,20 @@ constexpr char kUsage[] =
     "  --token TOKEN          bearer token (default $EGRESS_TOKEN)\n"
     "  --tls_ca FILE          use TLS, trusting these PEM roots\n"
     "  --tls_server_name NAME name to check in the server's certificate\n"
-    "exit: 0 answered (any HTTP status), 1 call failed, 2 bad usage\n";
+    "  -o, --output FILE      write the body (and -i's head) to FILE\n"
+    "  -s, --silent           no error messages (the exit code still tells)\n"
+    "  -S, --show-error       error messages even with -s\n"
+    "  -f, --fail             an HTTP status of 400 or more prints nothing\n"
+    "                         and exits 22, as curl's -f\n"
+    "exit: 0 answered (any HTTP status), 1 call failed, 2 bad usage,\n"
+    "      22 with -f and an HTTP status of 400 or more\n";
+
+// Where the body goes (-o), and whether errors are shown (-s, -S).
+FILE* output = stdout;
+bool quiet = false;
+
+// curl's -f: the exit code of an HTTP error.
+constexpr int kHttpError = 22;
 
 int Usage(const std::string& problem) {
   std::cerr << "egressctl: " << problem << "\n" << kUsage;
@@ -72,6 +87,7 @@ int Usage(const std::string& problem) {
 }
 
 int Fail(const absl::Status& status, bool json) {
+  if (quiet) return 1;
   std::cerr << "egressctl: " << absl::StatusCodeToString(status.code()) << ": "
             << status.message() << "\n";
   const egress::ErrorDetails details = egress::ErrorDetailsOf(status);
@@ -96,10 +112,19 @@ int Fail(const absl::Status& status, bool json) {
     google::protobuf::util::JsonPrintOptions print;
     print.add_whitespace = true;
     (void)google::protobuf::util::MessageToJsonString(proto, &text, print);
-    fwrite(text.data(), 1, text.size(), stdout);
-    fflush(stdout);
+    fwrite(text.data(), 1, text.size(), output);
+    fflush(output);
   }
   return 1;
+}
+
+// -f: an HTTP status of 400 or more, nothing printed.
+int HttpError(int status) {
+  if (!quiet) {
+    std::cerr << "egressctl: the upstream answered " << status
+              << " (-f prints no body for 400 or more)\n";
+  }
+  return kHttpError;
 }
 
 double Secs(const google::protobuf::Duration& d) {
@@ -158,6 +183,12 @@ std::string WriteOut(absl::string_view format, const egress::Response* response,
 }
 
 void Write(absl::string_view bytes) {
+  fwrite(bytes.data(), 1, bytes.size(), output);
+}
+
+// -w's line goes to stdout even with -o, as curl's does.
+void WriteStdout(absl::string_view bytes) {
+  fflush(output);
   fwrite(bytes.data(), 1, bytes.size(), stdout);
 }
 
@@ -192,10 +223,25 @@ int main(int argc, char** argv) {
   egress::Request request;
   std::string method;
   bool has_body = false, include = false, stream = false, json = false;
-  std::string tls_ca, write_out;
+  bool fail = false, silent = false, show_error = false;
+  std::string tls_ca, write_out, output_path;
   bool has_write_out = false;
 
-  std::vector<std::string> args(argv + 1, argv + argc);
+  // curl's bundles of one-letter options, "-sSf" or "-fsSo FILE": one each
+  // (only -o takes a value, and only last).
+  std::vector<std::string> args;
+  for (int k = 1; k < argc; ++k) {
+    const absl::string_view arg = argv[k];
+    const bool bundle =
+        arg.size() > 2 && arg[0] == '-' && arg[1] != '-' &&
+        arg.substr(1).find_first_not_of("sSfiLo") == absl::string_view::npos &&
+        arg.substr(1, arg.size() - 2).find('o') == absl::string_view::npos;
+    if (!bundle) {
+      args.emplace_back(arg);
+      continue;
+    }
+    for (char c : arg.substr(1)) args.push_back(std::string("-") + c);
+  }
   for (size_t i = 0; i < args.size(); ++i) {
     std::string a = args[i];
     std::string inline_value;
@@ -272,6 +318,19 @@ int main(int argc, char** argv) {
     } else if (a == "--tls_server_name") {
       if (!value(options.tls_server_name))
         return Usage("--tls_server_name needs a name");
+    } else if (a == "-o" || a == "--output") {
+      if (!value(output_path)) return Usage("-o needs a file");
+    } else if (a == "-s" || a == "--silent") {
+      silent = true;
+    } else if (a == "-S" || a == "--show-error") {
+      show_error = true;
+    } else if (a == "-f" || a == "--fail") {
+      fail = true;
+    } else if (a == "-L" || a == "--location") {
+      return Usage(
+          "-L: egress returns redirects as they are (the 3xx and its "
+          "Location header) and does not follow them; request the Location "
+          "yourself");
     } else if (!a.empty() && a[0] == '-') {
       return Usage(absl::StrCat("unknown option ", a));
     } else if (request.url.empty()) {
@@ -282,6 +341,14 @@ int main(int argc, char** argv) {
   }
   if (request.url.empty()) return Usage("missing URL");
   if (stream && json) return Usage("--stream and --json do not go together");
+  if (fail && json) return Usage("-f and --json do not go together");
+  quiet = silent && !show_error;
+  if (!output_path.empty() && output_path != "-") {
+    output = fopen(output_path.c_str(), "wb");
+    if (output == nullptr) {
+      return Usage(absl::StrCat("-o: cannot write ", output_path));
+    }
+  }
   request.method = !method.empty() ? method : has_body ? "POST" : "GET";
   if (!tls_ca.empty()) {
     std::string roots;
@@ -302,25 +369,29 @@ int main(int argc, char** argv) {
         [&](const egress::Response& h) {
           head = h;
           got_head = true;
-          if (include) WriteHead(head);
+          if (include && !(fail && head.status >= 400)) WriteHead(head);
         },
-        [&streamed](absl::string_view bytes) {
+        [&](absl::string_view bytes) {
+          // -f: nothing of an error's body; stopping cancels the call.
+          if (fail && head.status >= 400) return false;
           Write(bytes);
           streamed += bytes.size();
-          fflush(stdout);  // each piece as it arrives
+          fflush(output);  // each piece as it arrives
           return true;
         });
+    if (fail && got_head && head.status >= 400) return HttpError(head.status);
     if (has_write_out) {
-      Write(WriteOut(write_out, got_head ? &head : nullptr, streamed, status));
+      WriteStdout(
+          WriteOut(write_out, got_head ? &head : nullptr, streamed, status));
     }
-    fflush(stdout);
+    fflush(output);
     return status.ok() ? 0 : Fail(status, false);
   }
 
   absl::StatusOr<egress::Response> response = client.Do(request);
   if (!response.ok()) {
     if (has_write_out)
-      Write(WriteOut(write_out, nullptr, 0, response.status()));
+      WriteStdout(WriteOut(write_out, nullptr, 0, response.status()));
     return Fail(response.status(), json);
   }
   if (json) {
@@ -339,13 +410,15 @@ int main(int argc, char** argv) {
     print.always_print_primitive_fields = true;
     (void)google::protobuf::util::MessageToJsonString(proto, &text, print);
     Write(text);
-    return fflush(stdout) == 0 ? 0 : 1;
+    return fflush(output) == 0 ? 0 : 1;
   }
+  if (fail && response->status >= 400) return HttpError(response->status);
   if (include) WriteHead(*response);
   Write(response->body);
   if (has_write_out) {
-    Write(WriteOut(write_out, &*response, response->body.size(),
-                   absl::OkStatus()));
+    WriteStdout(WriteOut(write_out, &*response, response->body.size(),
+                         absl::OkStatus()));
   }
-  return fflush(stdout) == 0 ? 0 : 1;
+  return fflush(output) == 0 && (output == stdout || fclose(output) == 0) ? 0
+                                                                          : 1;
 }

@@ -95,6 +95,43 @@ TEST_F(EgressctlTest, FailedCallsExitOneWithCodeAndMessage) {
   EXPECT_THAT(run.err, StartsWith("egressctl: DEADLINE_EXCEEDED:"));
 }
 
+// curl's -o, -s, -S and -f, which newcomers type out of habit; -L is refused
+// with a message that says why.
+TEST_F(EgressctlTest, CurlsOutputSilentAndFailOptionsMeanWhatTheyMeanToCurl) {
+  const std::string file = absl::StrCat(::testing::TempDir(), "/out.bin");
+  CtlRun run = Egressctl(
+      absl::StrCat("-o ", file, " -w '%{http_code}' ", upstream_.Url("/echo")));
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, "200");  // -w to stdout, the body to the file
+  std::ifstream in(file, std::ios::binary);
+  EXPECT_EQ(std::string(std::istreambuf_iterator<char>(in), {}), "");
+
+  run = Egressctl("-f " + upstream_.Url("/status/404"));
+  EXPECT_EQ(run.exit_code, 22);
+  EXPECT_EQ(run.out, "");
+  EXPECT_THAT(run.err, HasSubstr("answered 404"));
+  run = Egressctl("-sf --stream " + upstream_.Url("/status/503"));
+  EXPECT_EQ(run.exit_code, 22);
+  EXPECT_EQ(run.out, "");
+  EXPECT_EQ(run.err, "");
+  run = Egressctl(
+      absl::StrCat("-fsSo ", file, " ", upstream_.Url("/status/200")));
+  EXPECT_EQ(run.exit_code, 0) << run.err;
+  EXPECT_EQ(run.out, "");
+
+  // -s hides a failed call's message, -S shows it again; the code stays.
+  run = Egressctl("-s http://127.0.0.1:25/");
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_EQ(run.err, "");
+  run = Egressctl("-sS http://127.0.0.1:25/");
+  EXPECT_EQ(run.exit_code, 1);
+  EXPECT_THAT(run.err, HasSubstr("UNAVAILABLE"));
+
+  run = Egressctl("-L " + upstream_.Url("/echo"));
+  EXPECT_EQ(run.exit_code, 2);
+  EXPECT_THAT(run.err, HasSubstr("does not follow them"));
+}
+
 TEST_F(EgressctlTest, BadUsageExitsTwo) {
   EXPECT_EQ(Egressctl("").exit_code, 2);
   CtlRun run = Egressctl("--bogus http://x/");
