@@ -3,8 +3,8 @@
 // after, and CPU seconds. For the figures in docs/security.md, measured the
 // same way for every build and every defence compared:
 //
-//   bazel run -c opt //bench:h2_abuse -- --port=50051 --pid=$(pidof egressd) \
-//       --attack=continuation --amount=536870912
+//   bazel run -c opt //bench:h2_abuse -- --port=50051 --attack=continuation
+//       --pid=$(pidof egressd) --amount=536870912
 //
 // Attacks: continuation (bytes), rapid-reset (pairs), settings, ping (frames),
 // tiny-fields (bytes of 100,000-field header blocks). --repeat=N reconnects
