@@ -48,6 +48,7 @@ struct GrpcFront::Conn {
   bool tls_done = false;
   bool ssl_read_wants_write = false;
   bool ssl_write_wants_read = false;
+  bool handshake_wants_write = false;  // TLS handshake: waits to write
   std::string cert_key;    // certs_ key, when a certificate was kept
   std::string to_backend;  // inspected bytes from the caller, not yet written
   size_t to_backend_at = 0;
@@ -263,6 +264,7 @@ class GrpcFront::Loop {
   bool TlsHandshake(Conn& conn);
   bool ConnectBackend(Conn& conn);
   void ExpireHandshakes(MonoTime now);
+  void LeaveHandshakeList(Conn& conn);
   void CloseListeners();
   bool FlushToBackend(Conn& conn);
   bool FlushToClient(Conn& conn);
@@ -495,10 +497,7 @@ void GrpcFront::Loop::CloseConn(Conn& conn, ConnectionRefusal reason,
                             " (", ConnectionRefusalName(reason),
                             "): ", detail));
   }
-  if (conn.in_handshake_list) {
-    handshaking_.erase(conn.handshaking);
-    conn.in_handshake_list = false;
-  }
+  LeaveHandshakeList(conn);
   if (!conn.peer.empty()) {
     auto it = per_peer_.find(conn.peer);
     if (it != per_peer_.end() && --it->second == 0) per_peer_.erase(it);
@@ -522,6 +521,12 @@ void GrpcFront::Loop::CloseConn(Conn& conn, ConnectionRefusal reason,
   conns_.erase(it);
 }
 
+void GrpcFront::Loop::LeaveHandshakeList(Conn& conn) {
+  if (!conn.in_handshake_list) return;
+  handshaking_.erase(conn.handshaking);
+  conn.in_handshake_list = false;
+}
+
 void GrpcFront::Loop::ExpireHandshakes(MonoTime now) {
   while (!handshaking_.empty() && handshaking_.front()->deadline <= now) {
     Conn& conn = *handshaking_.front();
@@ -537,7 +542,7 @@ void GrpcFront::Loop::Update(Conn& conn) {
   const size_t waiting_in = conn.to_backend.size() - conn.to_backend_at;
   const size_t waiting_out = conn.to_client.size() - conn.to_client_at;
   if (!conn.tls_done) {
-    client = conn.ssl_write_wants_read ? EPOLLOUT : EPOLLIN;
+    client = conn.handshake_wants_write ? EPOLLOUT : EPOLLIN;
   } else {
     // A caller that does not read its answers is not read either: what it
     // sends would only make gRPC queue more answers.
@@ -563,13 +568,12 @@ bool GrpcFront::Loop::TlsHandshake(Conn& conn) {
   const int rc = SSL_do_handshake(conn.ssl);
   if (rc == 1) {
     conn.tls_done = true;
-    conn.ssl_write_wants_read = false;
+    conn.handshake_wants_write = false;
     return true;
   }
   const int error = SSL_get_error(conn.ssl, rc);
   if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) {
-    // Reused as "the handshake waits to write" until it is done.
-    conn.ssl_write_wants_read = error == SSL_ERROR_WANT_WRITE;
+    conn.handshake_wants_write = error == SSL_ERROR_WANT_WRITE;
     return true;
   }
   char reason[256] = "";
@@ -658,17 +662,10 @@ void GrpcFront::Loop::ClientReadable(Conn& conn) {
       CloseConn(conn, conn.guard.refusal(), conn.guard.detail());
       return;
     }
-    if (conn.to_backend_at == conn.to_backend.size()) {
-      Empty(conn.to_backend);
-      conn.to_backend_at = 0;
-    }
     conn.to_backend.append(buf, static_cast<size_t>(n));
     if (conn.backend.fd < 0) {
       if (!conn.guard.preface_done()) continue;
-      if (conn.in_handshake_list) {
-        handshaking_.erase(conn.handshaking);
-        conn.in_handshake_list = false;
-      }
+      LeaveHandshakeList(conn);
       if (!ConnectBackend(conn)) return;
     }
     if (!FlushToBackend(conn)) return;
@@ -764,10 +761,6 @@ void GrpcFront::Loop::BackendReadable(Conn& conn) {
       FlushToClient(conn);
       if (!conn.closed) CloseConn(conn, ConnectionRefusal::kNone, "");
       return;
-    }
-    if (conn.to_client_at == conn.to_client.size()) {
-      Empty(conn.to_client);
-      conn.to_client_at = 0;
     }
     conn.guard.ServerBytes(absl::string_view(buf, static_cast<size_t>(n)));
     conn.to_client.append(buf, static_cast<size_t>(n));

@@ -38,6 +38,22 @@ size_t DecodedBound(size_t coded, bool huffman) {
   return huffman ? coded * 8 / 5 + 1 : coded;
 }
 
+// A frame's 9-byte header (RFC 9113 4.1).
+struct FrameHeader {
+  uint32_t length;
+  uint8_t type;
+  uint8_t flags;
+  uint32_t stream;
+};
+
+FrameHeader ParseFrameHeader(const uint8_t (&h)[9]) {
+  return FrameHeader{(uint32_t{h[0]} << 16) | (uint32_t{h[1]} << 8) | h[2],
+                     h[3], h[4],
+                     ((uint32_t{h[5]} << 24) | (uint32_t{h[6]} << 16) |
+                      (uint32_t{h[7]} << 8) | h[8]) &
+                         0x7fffffffu};
+}
+
 // Reads HPACK integers and strings from a whole header block.
 class BlockReader {
  public:
@@ -185,15 +201,11 @@ void H2Guard::ServerBytes(absl::string_view bytes) {
     bytes.remove_prefix(n);
     if (server_header_seen_ < sizeof(server_header_)) return;
     server_header_seen_ = 0;
-    server_skip_ = (uint32_t{server_header_[0]} << 16) |
-                   (uint32_t{server_header_[1]} << 8) | server_header_[2];
-    const uint8_t type = server_header_[3];
-    const uint8_t flags = server_header_[4];
-    const uint32_t stream =
-        ((uint32_t{server_header_[5]} << 24) |
-         (uint32_t{server_header_[6]} << 16) |
-         (uint32_t{server_header_[7]} << 8) | server_header_[8]) &
-        0x7fffffffu;
+    const FrameHeader frame = ParseFrameHeader(server_header_);
+    server_skip_ = frame.length;
+    const uint8_t type = frame.type;
+    const uint8_t flags = frame.flags;
+    const uint32_t stream = frame.stream;
     if ((flags & kAck) != 0 && type == kPing && pings_unanswered_ > 0) {
       --pings_unanswered_;
     }
@@ -208,13 +220,11 @@ void H2Guard::ServerBytes(absl::string_view bytes) {
 }
 
 bool H2Guard::FrameHeaderDone(MonoTime now) {
-  length_ =
-      (uint32_t{header_[0]} << 16) | (uint32_t{header_[1]} << 8) | header_[2];
-  type_ = header_[3];
-  flags_ = header_[4];
-  stream_ = ((uint32_t{header_[5]} << 24) | (uint32_t{header_[6]} << 16) |
-             (uint32_t{header_[7]} << 8) | header_[8]) &
-            0x7fffffffu;
+  const FrameHeader frame = ParseFrameHeader(header_);
+  length_ = frame.length;
+  type_ = frame.type;
+  flags_ = frame.flags;
+  stream_ = frame.stream;
   payload_seen_ = 0;
   small_.clear();
   if (in_block_ && (type_ != kContinuation || stream_ != block_stream_)) {
@@ -238,7 +248,7 @@ bool H2Guard::FrameHeaderDone(MonoTime now) {
       in_block_ = true;
       block_stream_ = stream_;
       block_.clear();
-      fragment_begin_ = fragment_end_ = 0;
+      fragment_known_ = false;
       break;
     case kContinuation:
       if (!in_block_) {
@@ -247,6 +257,7 @@ bool H2Guard::FrameHeaderDone(MonoTime now) {
       }
       fragment_begin_ = 0;
       fragment_end_ = length_;
+      fragment_known_ = true;
       break;
     case kPushPromise:
       return Refuse(ConnectionRefusal::kMalformed,
@@ -301,7 +312,7 @@ bool H2Guard::PayloadBytes(absl::string_view bytes) {
   // HEADERS: the pad length and priority come first, then the fragment,
   // then the padding.
   size_t offset = payload_seen_;
-  if (type_ == kHeaders && fragment_end_ == 0) {
+  if (!fragment_known_) {
     const size_t prefix =
         ((flags_ & kPadded) ? 1 : 0) + ((flags_ & kPriorityFlag) ? 5 : 0);
     while (small_.size() < prefix && !bytes.empty()) {
@@ -318,6 +329,7 @@ bool H2Guard::PayloadBytes(absl::string_view bytes) {
     }
     fragment_begin_ = static_cast<uint32_t>(prefix);
     fragment_end_ = length_ - pad;
+    fragment_known_ = true;
   }
   // The part of `bytes` (at `offset` in the payload) inside the fragment.
   const size_t begin = std::max<size_t>(offset, fragment_begin_);

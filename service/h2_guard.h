@@ -129,6 +129,7 @@ class H2Guard {
   uint32_t block_stream_ = 0;
   std::string block_;
   // HEADERS payload layout, once known.
+  bool fragment_known_ = false;  // HEADERS: once its prefix is read
   uint32_t fragment_begin_ = 0;
   uint32_t fragment_end_ = 0;
 
