@@ -34,6 +34,8 @@ test_packages=(
   # The Python package, installed with pip into a venv over Debian's grpcio.
   python3 python3-grpcio python3-protobuf python3-venv python3-pip
   python3-setuptools
+  # The adapters' tests: the real httpx and requests.
+  python3-httpx python3-requests
   # The Go client, built offline from Debian's Go packages (protobuf 1.5's
   # github.com/golang/protobuf: the 1.3 one cannot decode today's stubs).
   golang-go golang-google-grpc-dev golang-google-protobuf-dev

@@ -15,6 +15,7 @@ class EgressProcess:
     def __init__(self, *flags: str):
         self._flags = flags
         self.target = None
+        self.metrics_port = None  # with --metrics_listen=127.0.0.1:0
         self._process = None
 
     def __enter__(self) -> "EgressProcess":
@@ -30,9 +31,13 @@ class EgressProcess:
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline:
             with open(self._log.name) as log:
-                match = re.search(r"serving gRPC on port (\d+)", log.read())
+                text = log.read()
+            match = re.search(r"serving gRPC on port (\d+)", text)
             if match:
                 self.target = f"127.0.0.1:{match.group(1)}"
+                metrics = re.search(r"metrics on port (\d+)", text)
+                if metrics and metrics.group(1) != "0":
+                    self.metrics_port = int(metrics.group(1))
                 return self
             if self._process.poll() is not None:
                 break

@@ -29,7 +29,8 @@ from egress_client._common import (EgressError, Headers, Response,
                                    build_request, channel_options, response_from,
                                    stream_part)
 
-__all__ = ["EgressClient", "AsyncEgressClient", "EgressError", "Response"]
+__all__ = ["EgressClient", "AsyncEgressClient", "EgressError", "Response",
+           "OpenStream"]
 
 
 class EgressClient:
@@ -101,4 +102,75 @@ class EgressClient:
             raise EgressError.from_rpc_error(error) from None
 
 
+    def open(self, method: str, url: str, headers: Headers = (),
+             body: bytes = b"", timeout: Optional[float] = None,
+             deadline: Optional[float] = None) -> "OpenStream":
+        """Starts a DoStream call and returns at once: read_head() waits for
+        the head, iterating yields body pieces, close() cancels the call. The
+        HTTP adapters are built on it (egress_client.httpx, .requests)."""
+        request = build_request(egress_pb2.DoStreamRequest, method, url, headers,
+                                body, timeout, 0, None)
+        return OpenStream(self._stub.DoStream(request, timeout=deadline,
+                                              metadata=self._metadata))
+
+
+class OpenStream:
+    """A DoStream call (EgressClient.open). close() or cancel() at any time
+    cancels it, from any thread: egressd then aborts the upstream exchange."""
+
+    def __init__(self, call: grpc.Call):
+        self._call = call
+        self.done = False  # the whole body arrived, or the call failed
+
+    def read_head(self) -> Response:
+        """The response head (a Response with an empty body)."""
+        try:
+            first = next(self._call)
+        except StopIteration:
+            self.done = True
+            raise EgressError(grpc.StatusCode.INTERNAL,
+                              "the stream ended before its head") from None
+        except grpc.RpcError as error:
+            self.done = True
+            raise EgressError.from_rpc_error(error) from None
+        return response_from(first.head)
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            for chunk in self._call:
+                if chunk.body:
+                    yield chunk.body
+        except grpc.RpcError as error:
+            self.done = True
+            raise EgressError.from_rpc_error(error) from None
+        self.done = True
+
+    def cancel(self) -> None:
+        self._call.cancel()
+
+    def close(self) -> None:
+        """Cancels the call unless it has ended."""
+        if not self.done:
+            self.done = True
+            self._call.cancel()
+
+
 from egress_client.aio import AsyncEgressClient  # noqa: E402
+
+_ADAPTERS = {
+    "EgressTransport": "egress_client.httpx",
+    "AsyncEgressTransport": "egress_client.httpx",
+    "EgressTransportError": "egress_client.httpx",
+    "EgressAdapter": "egress_client.requests",
+    "EgressRequestError": "egress_client.requests",
+}
+
+
+def __getattr__(name: str) -> object:
+    """The adapters, imported when first named, so that the package imports
+    without httpx or requests installed."""
+    module = _ADAPTERS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'egress_client' has no attribute {name!r}")
+    import importlib
+    return getattr(importlib.import_module(module), name)

@@ -11,7 +11,7 @@ from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 
 from egress.v1 import egress_pb2
 
-Headers = Sequence[Tuple[str, str]]
+Headers = Sequence[Tuple[Union[str, bytes], Union[str, bytes]]]
 RequestMessage = Union[egress_pb2.DoRequest, egress_pb2.DoStreamRequest]
 
 
@@ -35,6 +35,15 @@ class Response:
     # upstream, total, retry_wait, remote_address, remote_port
     timing: egress_pb2.Timing
 
+    # The headers as egressd sent them (Header messages).
+    fields: List[egress_pb2.Header] = dataclasses.field(default_factory=list,
+                                                         repr=False)
+
+    def header_bytes(self) -> List[Tuple[bytes, bytes]]:
+        """The headers as the bytes the upstream sent."""
+        return [(h.name.encode("latin-1"), h.raw_value or h.value.encode("utf-8"))
+                for h in self.fields]
+
     def header(self, name: str) -> Optional[str]:
         """The first value of header `name` (case-insensitive), or None."""
         for n, v in self.headers:
@@ -46,7 +55,7 @@ class Response:
 def response_from(reply: Union[egress_pb2.DoResponse, egress_pb2.ResponseHead],
                   body: bytes = b"") -> Response:
     return Response(reply.status, [(h.name, header_value(h)) for h in reply.headers],
-                    body, reply.timing)
+                    body, reply.timing, list(reply.headers))
 
 
 def stream_part(chunk: egress_pb2.DoStreamResponse,
@@ -60,12 +69,26 @@ def stream_part(chunk: egress_pb2.DoStreamResponse,
     return chunk.body
 
 
+def add_header(request: RequestMessage, name: Union[str, bytes],
+               value: Union[str, bytes]) -> None:
+    """Adds a header; bytes that are not UTF-8 go in raw_value, unchanged."""
+    if isinstance(name, bytes):
+        name = name.decode("latin-1")
+    if isinstance(value, bytes):
+        try:
+            value = value.decode("utf-8")
+        except UnicodeDecodeError:
+            request.headers.add(name=name, raw_value=value)
+            return
+    request.headers.add(name=name, value=value)
+
+
 def build_request(kind: Type[RequestMessage], method: str, url: str,
                   headers: Headers, body: bytes, timeout: Optional[float],
                   retry_attempts: int, retry_max_wait: Optional[float]) -> RequestMessage:
     request = kind(method=method, url=url, body=body)
     for name, value in headers:
-        request.headers.add(name=name, value=value)
+        add_header(request, name, value)
     if timeout:
         request.timeout.FromNanoseconds(int(timeout * 1e9))
     if retry_attempts > 1:

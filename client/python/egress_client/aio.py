@@ -72,3 +72,54 @@ class AsyncEgressClient:
                     yield piece
         except grpc.RpcError as error:
             raise EgressError.from_rpc_error(error) from None
+
+    def open(self, method: str, url: str, headers: Headers = (),
+             body: bytes = b"", timeout: Optional[float] = None,
+             deadline: Optional[float] = None) -> "AsyncOpenStream":
+        """As EgressClient.open, for asyncio."""
+        request = build_request(egress_pb2.DoStreamRequest, method, url, headers,
+                                body, timeout, 0, None)
+        return AsyncOpenStream(self._stub.DoStream(request, timeout=deadline,
+                                                   metadata=self._metadata))
+
+
+class AsyncOpenStream:
+    """As OpenStream, for asyncio: await read_head(), await read() (b"" at
+    the end), close()."""
+
+    def __init__(self, call: grpc.aio.UnaryStreamCall):
+        self._call = call
+        self.done = False
+
+    async def read_head(self) -> Response:
+        first = await self._read()
+        if first is None:
+            raise EgressError(grpc.StatusCode.INTERNAL,
+                              "the stream ended before its head")
+        return response_from(first.head)
+
+    async def read(self) -> bytes:
+        """The next body piece as it arrives; b"" once the body is whole."""
+        while True:
+            message = await self._read()
+            if message is None:
+                return b""
+            if message.body:  # (an empty piece is not the end)
+                return message.body
+
+    async def _read(self) -> Optional[egress_pb2.DoStreamResponse]:
+        try:
+            message = await self._call.read()
+        except grpc.RpcError as error:
+            self.done = True
+            raise EgressError.from_rpc_error(error) from None
+        if message is grpc.aio.EOF:
+            self.done = True
+            return None
+        return message
+
+    def close(self) -> None:
+        """Cancels the call unless it has ended."""
+        if not self.done:
+            self.done = True
+            self._call.cancel()
