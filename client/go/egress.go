@@ -145,6 +145,9 @@ func Header(headers []*egressv1.Header, name string) string {
 
 // ErrorInfo is the ErrorInfo egressd sent with err, or nil.
 func ErrorInfo(err error) *errdetails.ErrorInfo {
+	if e, ok := AsError(err); ok {
+		err = e
+	}
 	if s, ok := status.FromError(err); ok {
 		for _, d := range s.Details() {
 			if info, ok := d.(*errdetails.ErrorInfo); ok {
@@ -167,6 +170,9 @@ func Reason(err error) string {
 // RetryDelay is how long to wait before retrying, where egressd says waiting
 // helps (a full queue, a limit, the memory budget); 0 otherwise.
 func RetryDelay(err error) time.Duration {
+	if e, ok := AsError(err); ok {
+		return e.RetryDelay
+	}
 	if s, ok := status.FromError(err); ok {
 		for _, d := range s.Details() {
 			if retry, ok := d.(*errdetails.RetryInfo); ok && retry.RetryDelay != nil {

@@ -3,7 +3,8 @@
 # golang-google-grpc-dev, golang-google-protobuf-dev, genproto) in GOPATH
 # mode: its committed stubs match what protoc-gen-go and protoc-gen-go-grpc
 # make from the proto now, `go vet` is clean, the example builds, and its
-# tests pass against a real egressd. Writes JUnit XML to $XML_OUTPUT_FILE so
+# tests pass against a real egressd (egress.Transport's with net/http's
+# http.Client, over tests/client/conformance.json, httpbin and the extras). Writes JUnit XML to $XML_OUTPUT_FILE so
 # that CI counts each test.
 set -euo pipefail
 export EGRESSD="$PWD/service/egressd"
@@ -41,15 +42,18 @@ go vet ./...
 go build -o "$work/example" ./example
 echo "ok: go vet, and the example builds"
 set +e
-go test -v -count=1 . 2>&1 | tee "$work/test.log"
+# Under conformance_servers.py: the transport's tests walk conformance.json
+# against the egressd, httpbin and extras it starts.
+/usr/bin/python3 "$TEST_SRCDIR/$TEST_WORKSPACE/tests/client/conformance_servers.py" -- \
+  go test -v -count=1 . 2>&1 | tee "$work/test.log"
 status=${PIPESTATUS[0]}
 set -e
 if [ -n "${XML_OUTPUT_FILE:-}" ]; then
   {
     echo '<?xml version="1.0" encoding="UTF-8"?>'
     echo '<testsuites><testsuite name="egress.local/client/go">'
-    awk '/^--- PASS: /{printf "<testcase name=\"%s\" classname=\"go\" status=\"run\"/>\n", $3}
-         /^--- FAIL: /{printf "<testcase name=\"%s\" classname=\"go\" status=\"run\"><failure message=\"failed\"/></testcase>\n", $3}' \
+    awk '/^ *--- PASS: /{printf "<testcase name=\"%s\" classname=\"go\" status=\"run\"/>\n", $3}
+         /^ *--- FAIL: /{printf "<testcase name=\"%s\" classname=\"go\" status=\"run\"><failure message=\"failed\"/></testcase>\n", $3}' \
       "$work/test.log"
     echo '</testsuite></testsuites>'
   } >"$XML_OUTPUT_FILE"
