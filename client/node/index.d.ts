@@ -1,5 +1,6 @@
 // Types of the egress Node client (index.js).
 import * as grpc from '@grpc/grpc-js';
+import { EventEmitter } from 'node:events';
 
 export { grpc };
 
@@ -99,4 +100,40 @@ export class EgressClient {
   post(url: string, body: Buffer | Uint8Array | string, options?: CallOptions): Promise<Response>;
   /** Body pieces as they arrive; throws EgressError if the stream fails. */
   stream(method: string, url: string, options?: StreamOptions): AsyncGenerator<Buffer, void, undefined>;
+  /**
+   * Starts a DoStream call: `head` resolves when the head arrives (rejects
+   * with an EgressError); `call`, paused after the head, then gives messages
+   * carrying `body` bytes; call.cancel() cancels. The adapters are built on it.
+   */
+  openStream(method: string, url: string, options?: CallOptions): {
+    call: grpc.ClientReadableStream<{ body?: Buffer }>;
+    head: Promise<StreamHead>;
+  };
+  /** WHATWG fetch through this client, bound: `new OpenAI({ fetch: client.fetch })`. */
+  readonly fetch: typeof globalThis.fetch;
+}
+
+export interface StreamHead {
+  status: number;
+  headers: Headers;
+  /** The values as latin1 strings, one character per byte (as fetch's Headers). */
+  byteHeaders: Headers;
+  timing: Timing;
+}
+
+/**
+ * fetch through `egressFetch.client`, or through a client made on first use
+ * from $EGRESS_TARGET (default 127.0.0.1:50051) and $EGRESS_TOKEN.
+ */
+export declare const egressFetch: typeof globalThis.fetch & { client: EgressClient | undefined };
+
+/**
+ * An undici Dispatcher: `setGlobalDispatcher(new EgressDispatcher(client))`
+ * sends Node's global fetch through egress.
+ */
+export class EgressDispatcher extends EventEmitter {
+  constructor(client: EgressClient, options?: { maxRequestBytes?: number });
+  dispatch(options: object, handler: object): boolean;
+  close(): Promise<void>;
+  destroy(): Promise<void>;
 }

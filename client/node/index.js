@@ -38,6 +38,22 @@ function headerValue(h) {
   return h.raw_value && h.raw_value.length > 0 ? Buffer.from(h.raw_value).toString('latin1') : h.value;
 }
 
+// A request header: a string value as it is; a Buffer as a string when it is
+// UTF-8, else in raw_value, unchanged.
+function headerField(name, value) {
+  if (!Buffer.isBuffer(value)) return { name, value };
+  const text = value.toString('utf8');
+  return Buffer.from(text, 'utf8').equals(value) ? { name, value: text } : { name, raw_value: value };
+}
+
+// A header's bytes as a latin1 string (what fetch's Headers and Node's http
+// module hold: one character per byte).
+function headerLatin1(h) {
+  return h.raw_value && h.raw_value.length > 0
+    ? Buffer.from(h.raw_value).toString('latin1')
+    : Buffer.from(h.value, 'utf8').toString('latin1');
+}
+
 // google.rpc.Status and its details, decoded from the grpc-status-details-bin
 // trailer. (google/protobuf/*.proto come with protobufjs.)
 let rpcRoot;
@@ -143,7 +159,7 @@ class EgressClient {
     const request = {
       method,
       url,
-      headers: headers.map(([name, value]) => ({ name, value })),
+      headers: headers.map(([name, value]) => headerField(name, value)),
       body: Buffer.from(body),
     };
     if (timeoutMs) request.timeout = duration(timeoutMs);
@@ -204,4 +220,63 @@ class EgressClient {
   }
 }
 
-module.exports = { EgressClient, EgressError, Response, grpc };
+// Starts a DoStream call and returns at once: { call, head }, where head is
+// a promise of { status, headers, byteHeaders, timing } (it rejects with an
+// EgressError) and call the grpc-js stream, paused after the head, whose
+// later messages carry body bytes; call.cancel() cancels it. The adapters
+// (fetch.js) are built on it.
+EgressClient.prototype.openStream = function openStream(method, url, options = {}) {
+  const request = EgressClient._request(method, url, options);
+  const callOptions = options.deadlineMs ? { deadline: Date.now() + options.deadlineMs } : {};
+  const call = this._client.DoStream(request, this._metadata(), callOptions);
+  const head = new Promise((resolve, reject) => {
+    const done = () => {
+      call.removeListener('data', onData);
+      call.removeListener('error', onError);
+      call.removeListener('end', onEnd);
+    };
+    const onData = (message) => {
+      done();
+      call.pause();
+      const h = message.head || { status: 0, headers: [] };
+      resolve({
+        status: h.status,
+        headers: h.headers.map((x) => [x.name, headerValue(x)]),
+        byteHeaders: h.headers.map((x) => [x.name, headerLatin1(x)]),
+        timing: h.timing,
+      });
+    };
+    const onError = (err) => {
+      done();
+      reject(egressError(err));
+    };
+    const onEnd = () => {
+      done();
+      reject(new EgressError({ code: grpc.status.INTERNAL, message: 'the stream ended before its head',
+        details: 'the stream ended before its head', metadata: null }));
+    };
+    call.on('data', onData);
+    call.on('error', onError);
+    call.on('end', onEnd);
+  });
+  // A later error is the body's reader's to see; never an unhandled one.
+  call.on('error', () => {});
+  return { call, head };
+};
+
+// client.fetch(input, init): WHATWG fetch through this client (fetch.js).
+Object.defineProperty(EgressClient.prototype, 'fetch', {
+  get() {
+    if (!this._fetch) {
+      const { fetchWith } = require('./fetch.js');
+      this._fetch = (input, init) => fetchWith(this, input, init);
+    }
+    return this._fetch;
+  },
+});
+
+const { egressFetch, EgressDispatcher } = require('./fetch.js');
+
+module.exports = {
+  EgressClient, EgressError, Response, grpc, egressError, egressFetch, EgressDispatcher,
+};

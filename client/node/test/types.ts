@@ -1,6 +1,6 @@
 // Type-checked by `tsc -p test/tsconfig.json` (node_client_test): the
 // declarations in index.d.ts describe what a TypeScript caller writes.
-import { EgressClient, EgressError, Response, Timing, grpc } from '..';
+import { EgressClient, EgressDispatcher, EgressError, Response, Timing, egressFetch, grpc } from '..';
 
 async function example(): Promise<void> {
   const client = new EgressClient('127.0.0.1:50051', { token: 't', deadlineMs: 5000 });
@@ -35,6 +35,16 @@ async function example(): Promise<void> {
       }
     }
   }
+  // The adapters: a fetch for SDKs, and a dispatcher for the global fetch.
+  const answer: globalThis.Response = await client.fetch('https://api.example.com/', {
+    signal: AbortSignal.timeout(5000),
+  });
+  const text: string = await answer.text();
+  egressFetch.client = client;
+  const viaDefault: globalThis.Response = await egressFetch('https://api.example.com/');
+  const dispatcher = new EgressDispatcher(client, { maxRequestBytes: 1 << 20 });
+  await dispatcher.close();
+  console.log(text, viaDefault.status);
   client.close();
 }
 
