@@ -18,11 +18,12 @@ import sys
 import time
 import unittest
 import urllib.request
-import xml.etree.ElementTree as ET
 
 import httpx
 import requests
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from junit_result import run_with_junit  # noqa: E402
 from egress_client import (AsyncEgressTransport, EgressAdapter, EgressClient,
                            EgressRequestError, EgressTransport, EgressTransportError)
 
@@ -170,17 +171,29 @@ def read_body(out: Outcome, expect: dict, pieces) -> None:
         out.body = b"".join(pieces("bytes"))
 
 
+def httpx_head(out: Outcome, expect: dict, r: httpx.Response) -> None:
+    out.status, out.redirects = r.status_code, len(r.history)
+    for name in expect.get("headers", {}):
+        out.header_lists[name] = r.headers.get_list(name)
+    for name in expect.get("header_bytes", {}):
+        out.header_raw[name] = next(v for k, v in r.headers.raw if k.lower() == name.encode())
+
+
+HTTPX_ERRORS = (httpx.TimeoutException, httpx.ConnectError, EgressTransportError)
+
+
+def httpx_error_kind(e: Exception) -> str:
+    if isinstance(e, httpx.TimeoutException):
+        return "timeout"
+    return "connect" if isinstance(e, httpx.ConnectError) else "egress"
+
+
 def run_httpx(client: httpx.Client, case: dict, case_id: str) -> Outcome:
     out, expect = Outcome(), case["expect"]
     kw = library_request(case, case_id, "httpx")
     try:
         with client.stream(kw.pop("method"), kw.pop("url"), **kw) as r:
-            out.status, out.redirects = r.status_code, len(r.history)
-            for name in expect.get("headers", {}):
-                out.header_lists[name] = r.headers.get_list(name)
-            for name in expect.get("header_bytes", {}):
-                out.header_raw[name] = next(v for k, v in r.headers.raw
-                                            if k.lower() == name.encode())
+            httpx_head(out, expect, r)
             if expect.get("cancel"):
                 next(r.iter_raw())
                 r.close()
@@ -188,12 +201,8 @@ def run_httpx(client: httpx.Client, case: dict, case_id: str) -> Outcome:
                 return out
             read_body(out, expect, lambda kind: r.iter_lines() if kind == "lines"
                       else r.iter_bytes())
-    except httpx.TimeoutException as e:
-        out.error, out.exception = "timeout", e
-    except httpx.ConnectError as e:
-        out.error, out.exception = "connect", e
-    except EgressTransportError as e:
-        out.error, out.exception = "egress", e
+    except HTTPX_ERRORS as e:
+        out.error, out.exception = httpx_error_kind(e), e
     return out
 
 
@@ -209,12 +218,7 @@ async def run_httpx_async(client: httpx.AsyncClient, case: dict, case_id: str) -
         kw["content"] = agen()
     try:
         async with client.stream(kw.pop("method"), kw.pop("url"), **kw) as r:
-            out.status, out.redirects = r.status_code, len(r.history)
-            for name in expect.get("headers", {}):
-                out.header_lists[name] = r.headers.get_list(name)
-            for name in expect.get("header_bytes", {}):
-                out.header_raw[name] = next(v for k, v in r.headers.raw
-                                            if k.lower() == name.encode())
+            httpx_head(out, expect, r)
             if expect.get("cancel"):
                 await r.aiter_raw().__anext__()
                 await r.aclose()
@@ -235,12 +239,8 @@ async def run_httpx_async(client: httpx.AsyncClient, case: dict, case_id: str) -
                 out.body_count, out.rss_growth = count, peak
             else:
                 out.body = b"".join([p async for p in r.aiter_bytes()])
-    except httpx.TimeoutException as e:
-        out.error, out.exception = "timeout", e
-    except httpx.ConnectError as e:
-        out.error, out.exception = "connect", e
-    except EgressTransportError as e:
-        out.error, out.exception = "egress", e
+    except HTTPX_ERRORS as e:
+        out.error, out.exception = httpx_error_kind(e), e
     return out
 
 
@@ -385,47 +385,11 @@ class RealProgramsTest(unittest.TestCase):
         self.assertEqual(out.stdout.strip(), "no httpx: ok", out.stderr)
 
 
-class JUnitResult(unittest.TextTestResult):
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.cases = []
-
-    def addSuccess(self, test):
-        super().addSuccess(test)
-        self.cases.append((test, None, False))
-
-    def addFailure(self, test, err):
-        super().addFailure(test, err)
-        self.cases.append((test, self._exc_info_to_string(err, test), False))
-
-    def addError(self, test, err):
-        super().addError(test, err)
-        self.cases.append((test, self._exc_info_to_string(err, test), False))
-
-    def addSkip(self, test, reason):
-        super().addSkip(test, reason)
-        self.cases.append((test, reason, True))
-
-
 def main() -> int:
     loader = unittest.defaultTestLoader
     suite = unittest.TestSuite([loader.loadTestsFromTestCase(ConformanceTest),
                                 loader.loadTestsFromTestCase(RealProgramsTest)])
-    result = unittest.TextTestRunner(resultclass=JUnitResult, verbosity=2).run(suite)
-    out = os.environ.get("XML_OUTPUT_FILE")
-    if out:
-        root = ET.Element("testsuites")
-        suite_el = ET.SubElement(root, "testsuite", name="PythonAdapters",
-                                 tests=str(len(result.cases)))
-        for test, text, skipped in result.cases:
-            case = ET.SubElement(suite_el, "testcase", name=test.id().split(".")[-1],
-                                 classname=type(test).__name__, status="run")
-            if skipped:
-                ET.SubElement(case, "skipped", message=text)
-            elif text:
-                ET.SubElement(case, "failure", message="failed").text = text
-        ET.ElementTree(root).write(out, encoding="unicode")
-    return 0 if result.wasSuccessful() else 1
+    return run_with_junit(suite, "PythonAdapters")
 
 
 if __name__ == "__main__":

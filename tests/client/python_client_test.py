@@ -12,13 +12,13 @@ import sys
 import threading
 import time
 import unittest
-import xml.etree.ElementTree as ET
 
 import grpc
 from egress_client import AsyncEgressClient, EgressClient, EgressError
 
 sys.path.insert(0, os.path.dirname(__file__))
 from egress_process import EgressProcess  # noqa: E402
+from junit_result import run_with_junit  # noqa: E402
 
 
 class Upstream(http.server.BaseHTTPRequestHandler):
@@ -216,41 +216,9 @@ class PythonClientTest(unittest.TestCase):
             client.close()
 
 
-class JUnitResult(unittest.TextTestResult):
-    """Also records each case for a JUnit XML file."""
-
-    def __init__(self, *args, **kwargs):
-        super().__init__(*args, **kwargs)
-        self.cases = []
-
-    def addSuccess(self, test):
-        super().addSuccess(test)
-        self.cases.append((test.id(), None))
-
-    def addFailure(self, test, err):
-        super().addFailure(test, err)
-        self.cases.append((test.id(), self._exc_info_to_string(err, test)))
-
-    def addError(self, test, err):
-        super().addError(test, err)
-        self.cases.append((test.id(), self._exc_info_to_string(err, test)))
-
-
 def main() -> int:
     suite = unittest.defaultTestLoader.loadTestsFromTestCase(PythonClientTest)
-    result = unittest.TextTestRunner(resultclass=JUnitResult, verbosity=2).run(suite)
-    out = os.environ.get("XML_OUTPUT_FILE")
-    if out:
-        root = ET.Element("testsuites")
-        suite_el = ET.SubElement(root, "testsuite", name="PythonClientTest",
-                                 tests=str(len(result.cases)))
-        for name, failure in result.cases:
-            case = ET.SubElement(suite_el, "testcase", name=name.split(".")[-1],
-                                 classname="PythonClientTest", status="run")
-            if failure:
-                ET.SubElement(case, "failure", message="failed").text = failure
-        ET.ElementTree(root).write(out, encoding="unicode")
-    return 0 if result.wasSuccessful() else 1
+    return run_with_junit(suite, "PythonClientTest")
 
 
 if __name__ == "__main__":

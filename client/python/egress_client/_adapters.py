@@ -20,6 +20,17 @@ _OWNED = frozenset({"connection", "keep-alive", "te", "trailer", "upgrade",
                     "transfer-encoding", "host", "content-length"})
 
 
+def client_for(kind, client, target, token, credentials, adapter: str):
+    """The client an adapter uses, and the one it owns (made from `target`,
+    closed with the adapter) or None."""
+    if client is not None:
+        return client, None
+    if target is None:
+        raise TypeError(f"{adapter} needs a client or a target")
+    made = kind(target, token=token, credentials=credentials)
+    return made, made
+
+
 def caller_headers(pairs: Iterable[Tuple[Union[str, bytes], Union[str, bytes]]]
                    ) -> List[Tuple[Union[str, bytes], Union[str, bytes]]]:
     """The headers a library built, without those egress owns."""

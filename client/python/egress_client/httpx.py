@@ -26,7 +26,7 @@ import httpx
 from egress_client import EgressClient, EgressError
 from egress_client._adapters import (CONNECT, CONNECT_TIMEOUT, DEFAULT_MAX_REQUEST_BYTES,
                                      PROTOCOL, TIMEOUT, TLS, BodyTooLarge, TimedStream,
-                                     Watchdog, caller_headers, classify, collect_body,
+                                     Watchdog, caller_headers, client_for, classify, collect_body,
                                      describe, head_and_read_timeouts, keep_reason)
 from egress_client.aio import AsyncEgressClient
 
@@ -92,14 +92,8 @@ class EgressTransport(httpx.BaseTransport):
                  target: Optional[str] = None, token: Optional[str] = None,
                  credentials: Optional[grpc.ChannelCredentials] = None,
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES):
-        if client is None:
-            if target is None:
-                raise TypeError("EgressTransport needs a client or a target")
-            client = EgressClient(target, token=token, credentials=credentials)
-            self._owned: Optional[EgressClient] = client
-        else:
-            self._owned = None
-        self._client = client
+        self._client, self._owned = client_for(EgressClient, client, target, token,
+                                               credentials, "EgressTransport")
         self._limit = max_request_bytes
         self._watchdog = Watchdog()
 
@@ -164,14 +158,8 @@ class AsyncEgressTransport(httpx.AsyncBaseTransport):
                  target: Optional[str] = None, token: Optional[str] = None,
                  credentials: Optional[grpc.ChannelCredentials] = None,
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES):
-        if client is None:
-            if target is None:
-                raise TypeError("AsyncEgressTransport needs a client or a target")
-            client = AsyncEgressClient(target, token=token, credentials=credentials)
-            self._owned: Optional[AsyncEgressClient] = client
-        else:
-            self._owned = None
-        self._client = client
+        self._client, self._owned = client_for(AsyncEgressClient, client, target, token,
+                                               credentials, "AsyncEgressTransport")
         self._limit = max_request_bytes
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:

@@ -34,7 +34,7 @@ from urllib3.exceptions import ProtocolError, ReadTimeoutError
 from egress_client import EgressClient, EgressError
 from egress_client._adapters import (CONNECT, CONNECT_TIMEOUT, DEFAULT_MAX_REQUEST_BYTES,
                                      PROTOCOL, TIMEOUT, TLS, BodyTooLarge, TimedStream,
-                                     Watchdog, caller_headers, classify, collect_body,
+                                     Watchdog, caller_headers, client_for, classify, collect_body,
                                      describe, head_and_read_timeouts, keep_reason)
 
 __all__ = ["EgressAdapter", "EgressRequestError"]
@@ -135,14 +135,8 @@ class EgressAdapter(requests.adapters.BaseAdapter):
                  credentials: Optional[grpc.ChannelCredentials] = None,
                  max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES):
         super().__init__()
-        if client is None:
-            if target is None:
-                raise TypeError("EgressAdapter needs a client or a target")
-            client = EgressClient(target, token=token, credentials=credentials)
-            self._owned: Optional[EgressClient] = client
-        else:
-            self._owned = None
-        self._client = client
+        self._client, self._owned = client_for(EgressClient, client, target, token,
+                                               credentials, "EgressAdapter")
         self._limit = max_request_bytes
         self._watchdog = Watchdog()
 
