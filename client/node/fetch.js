@@ -372,7 +372,11 @@ class EgressDispatcher extends EventEmitter {
       });
       call.on('error', (err) => {
         forget();
-        handler.onError(aborted || causeOf(require('./index.js').egressError(err), true));
+        // The handler aborted after the head (fetch does when it follows a
+        // redirect or its body is cancelled): it has what it needs, and an
+        // onError now would fail the fetch that goes on. (undici's own
+        // client has often delivered a small body whole by then.)
+        if (!aborted) handler.onError(causeOf(require('./index.js').egressError(err), true));
         resolve();
       });
       call.resume();
