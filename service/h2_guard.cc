@@ -212,6 +212,7 @@ void H2Guard::ServerBytes(absl::string_view bytes) {
     if ((flags & kAck) != 0 && type == kSettings && settings_unanswered_ > 0) {
       --settings_unanswered_;
     }
+    if (type == kData || type == kHeaders) server_answered_since_ping_ = true;
     if (type == kRstStream ||
         ((type == kData || type == kHeaders) && (flags & kEndStream) != 0)) {
       open_streams_.erase(stream);
@@ -285,6 +286,13 @@ bool H2Guard::FrameHeaderDone(MonoTime now) {
                                    type_ == kPing ? "PING" : "SETTINGS",
                                    " frames unacknowledged: the client sends "
                                    "them without reading the answers"));
+      }
+      // A PING after the server sent DATA or HEADERS is free, as gRPC's own
+      // ping strikes count it: clients measure bandwidth (BDP) with one
+      // PING per burst of data they receive, thousands a second under load.
+      if (type_ == kPing && server_answered_since_ping_) {
+        server_answered_since_ping_ = false;
+        break;
       }
       [[fallthrough]];
     default:  // PRIORITY and unknown types

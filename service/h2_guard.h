@@ -27,6 +27,9 @@
 //   - frames that make the server work without carrying a call (PING,
 //     SETTINGS, PRIORITY, WINDOW_UPDATE of 0, empty DATA before the end of a
 //     stream, unknown types): another bucket, `control_frames_per_second`.
+//     A PING after the server sent DATA or HEADERS is not charged (gRPC's
+//     own ping-strike rule): gRPC clients send one per burst of data they
+//     receive to measure bandwidth, as many as their calls.
 //
 // Thread safety: one connection, one thread.
 #pragma once
@@ -147,6 +150,9 @@ class H2Guard {
   // PINGs and SETTINGS from the client the server has not acknowledged.
   int pings_unanswered_ = 0;
   int settings_unanswered_ = 0;
+  // The server sent DATA or HEADERS since the client's last PING: the next
+  // PING is not charged to `control_`.
+  bool server_answered_since_ping_ = false;
   // The server's frame being read (its header only).
   uint8_t server_header_[9] = {};
   size_t server_header_seen_ = 0;

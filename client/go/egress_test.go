@@ -7,6 +7,7 @@ import (
 	"bufio"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -36,8 +37,12 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, "set EGRESSD to the egressd binary")
 		os.Exit(1)
 	}
+	// A control-frame rate far below the default (burst 100): grpc-go's
+	// BDP pings, one per burst of data received, must not count
+	// (TestManyCallsOnOneConnectionAreNotAFlood).
 	cmd := exec.Command(binary, "--listen=127.0.0.1:0", "--metrics_listen=",
-		"--allow_cidrs=127.0.0.0/8,::1/128", "--allow_ports=*")
+		"--allow_cidrs=127.0.0.0/8,::1/128", "--allow_ports=*",
+		"--max_control_frames_per_second=10")
 	stderr, _ := cmd.StderrPipe()
 	if err := cmd.Start(); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -196,5 +201,24 @@ func TestAnAnswerThatAsksForARetryIsRetriedWhenAsked(t *testing.T) {
 		Url: upstream.URL + "/busy-once/b", Retry: egress.Retry(2, time.Second)})
 	if err != nil || resp.Status != 200 || resp.Timing.Attempts != 2 {
 		t.Fatalf("got %v %v", resp, err)
+	}
+}
+
+// grpc-go sends a PING for bandwidth estimation per burst of data it
+// receives; egressd's guard must not take a busy client for a PING flood.
+// 3,000 calls on the one connection, Do and through egress.Transport, with
+// --max_control_frames_per_second=10 (a burst of 100).
+func TestManyCallsOnOneConnectionAreNotAFlood(t *testing.T) {
+	hc := &http.Client{Transport: &egress.Transport{Client: client}}
+	for i := 0; i < 1500; i++ {
+		if _, err := client.Get(ctx(t), upstream.URL+"/many"); err != nil {
+			t.Fatalf("Do %d: %v", i, err)
+		}
+		resp, err := hc.Get(upstream.URL + "/many")
+		if err != nil {
+			t.Fatalf("Transport %d: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
 	}
 }

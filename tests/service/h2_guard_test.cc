@@ -204,6 +204,33 @@ TEST_F(H2GuardTest, PingsTheClientDoesNotReadTheAnswersToAreBounded) {
   EXPECT_EQ(guard.refusal(), ConnectionRefusal::kControlFlood);
 }
 
+// gRPC clients (grpc-go's BDP estimator) send a PING per burst of data they
+// receive: as many as their calls. After server DATA or HEADERS a PING is
+// free; without them, the same pings are a flood.
+TEST_F(H2GuardTest, APingAfterServerDataIsFreeAsgRpcCountsIt) {
+  limits_.control_frames_per_second = 10;  // a burst of 100
+  const std::string ack = H2Frame(kH2Ping, 0x1, 0, std::string(8, 'p'));
+  const std::string data = H2Frame(kH2Data, 0, 1, "answer");
+  H2Guard busy(limits_);
+  ASSERT_TRUE(busy.Inspect(kH2Preface, now_));
+  for (int i = 0; i < 20000; ++i) {
+    busy.ServerBytes(data);
+    ASSERT_TRUE(busy.Inspect(H2Ping(), now_)) << i;
+    busy.ServerBytes(ack);
+  }
+  // Two pings after one DATA frame: the second is charged.
+  H2Guard greedy(limits_);
+  ASSERT_TRUE(greedy.Inspect(kH2Preface, now_));
+  bool open = true;
+  for (int i = 0; i < 200 && open; ++i) {
+    greedy.ServerBytes(data);
+    open = greedy.Inspect(H2Ping(), now_) && greedy.Inspect(H2Ping(), now_);
+    greedy.ServerBytes(ack + ack);
+  }
+  EXPECT_FALSE(open);
+  EXPECT_EQ(greedy.refusal(), ConnectionRefusal::kControlFlood);
+}
+
 TEST_F(H2GuardTest, StreamsOpenOnTheWireAreBoundedByTheAdvertisedLimit) {
   limits_.max_concurrent_streams = 10;
   H2Guard guard(limits_);
