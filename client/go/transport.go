@@ -121,6 +121,11 @@ func transportError(ctx context.Context, err error) error {
 		return ctxErr
 	}
 	e := newError(err)
+	// gRPC's own timer for the context's deadline can fire before the
+	// context's: a deadline with no reason from egressd is the context's.
+	if _, ok := ctx.Deadline(); ok && e.Code == codes.DeadlineExceeded && e.Reason == "" {
+		return context.DeadlineExceeded
+	}
 	switch e.Reason {
 	case "DNS_FAILED", "CONNECT_REFUSED", "CONNECT_TIMEOUT", "TLS_VERIFY_FAILED",
 		"TLS_HANDSHAKE_FAILED":
@@ -185,9 +190,13 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	if method == "" {
 		method = http.MethodGet
 	}
+	// User info is never sent in the URL: http.Client has made it an
+	// Authorization header already, as net/http's Transport expects.
+	target := *req.URL
+	target.User = nil
 	ctx, cancel := context.WithCancel(req.Context())
 	stream, err := t.Client.stub.DoStream(t.Client.context(ctx), &egressv1.DoStreamRequest{
-		Method: method, Url: req.URL.String(), Headers: requestHeaders(header), Body: body,
+		Method: method, Url: target.String(), Headers: requestHeaders(header), Body: body,
 	})
 	if err != nil {
 		cancel()
