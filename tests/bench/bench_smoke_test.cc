@@ -35,7 +35,7 @@ TEST(BenchSmokeTest, EgressBenchRunsClosedAndOpenLoop) {
   EgressHarness egress;
   egress.Start([](Config& c) { c.access_log = false; });
   const std::string base = absl::StrCat(
-      "client/egress_bench --server=127.0.0.1:", egress.server().grpc_port(),
+      "bench/egress_bench --server=127.0.0.1:", egress.server().grpc_port(),
       " --url=", upstream.Url("/echo"), " --json --duration=1s");
   for (const std::string& mode :
        {std::string("--concurrency=4"),
