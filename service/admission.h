@@ -44,7 +44,7 @@ struct AdmissionOptions {
   const DestinationPolicy* policy = nullptr;
   // Send the caller's x-request-id (or the generated one), traceparent and
   // tracestate upstream as headers (--forward_trace_context).
-  bool forward_trace_context = true;
+  bool forward_trace_context = defaults::kForwardTraceContext;
 };
 
 // An admitted call: its upstream request and its deadline.

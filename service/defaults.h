@@ -28,6 +28,16 @@ inline constexpr char kMetricsListen[] = "0.0.0.0:9464";
 inline constexpr size_t kMinWorkers = 16;
 inline constexpr size_t kMaxWorkers = 4096;
 inline constexpr minutes kWorkerIdleRetire{5};
+// The pool's upkeep (retiring idle workers, parking idle workers' sessions)
+// runs every --keepalive_timeout / 4 within these bounds: soon enough that
+// other workers and the janitor see a parked session, rarely enough that a
+// caller's next call usually comes first.
+inline constexpr std::chrono::milliseconds kMaintenanceIntervalMin{50};
+inline constexpr std::chrono::milliseconds kMaintenanceIntervalMax{500};
+// The top this many idle workers keep their sessions (a hot origin's next
+// calls find them with no lock); a worker going on the idle stack demotes the
+// one this deep below it, which parks its session for everyone.
+inline constexpr size_t kWorkerDemoteDepth = 4;
 // How long egressd's log lines may wait to be written in a batch (log.h).
 inline constexpr std::chrono::milliseconds kLogFlushInterval{50};
 inline constexpr size_t kMaxQueue = 1024;
@@ -83,6 +93,8 @@ inline constexpr char kAllowPorts[] = "80,443";
 
 // Upstream TLS.
 inline constexpr char kUpstreamTlsMinVersion[] = "1.2";
+// kUpstreamTlsMinVersion as OpenSSL numbers it (TLS1_2_VERSION).
+inline constexpr int kUpstreamTlsMinProtocol = 0x0303;
 
 // DNS.
 inline constexpr seconds kDnsTtl{600};

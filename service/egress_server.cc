@@ -30,11 +30,10 @@ namespace {
 
 std::chrono::nanoseconds MaintenanceInterval(const Config& config) {
   // How long an idle worker keeps its last session to itself before it parks
-  // it in the shared tier: short, so that other workers and the janitor see
-  // it soon; long enough that a caller's next call usually comes first.
-  return std::clamp<std::chrono::nanoseconds>(config.keepalive_timeout / 4,
-                                              std::chrono::milliseconds(50),
-                                              std::chrono::milliseconds(500));
+  // it in the shared tier (defaults.h says why these bounds).
+  return std::clamp<std::chrono::nanoseconds>(
+      config.keepalive_timeout / 4, defaults::kMaintenanceIntervalMin,
+      defaults::kMaintenanceIntervalMax);
 }
 
 // How often the janitor closes idle sessions past --keepalive_timeout.
@@ -258,9 +257,6 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
   pool_options.idle_retire = config.worker_idle_timeout;
   pool_options.max_queue = config.max_queue;
   pool_options.maintenance_interval = MaintenanceInterval(config);
-  // The top 4 idle workers keep their sessions (a hot origin's next calls
-  // find them with no lock); the ones below park theirs for everyone.
-  pool_options.demote_depth = 4;
   Metrics* metrics = s->metrics_.get();
   pool_options.on_queue_depth = [metrics](size_t depth) {
     metrics->queue_depth().Set(static_cast<double>(depth));

@@ -104,7 +104,7 @@ struct SessionOptions {
   HeadLimits head_limits;
   // https: the oldest TLS version accepted (--upstream_tls_min_version), as
   // OpenSSL's TLS1_2_VERSION or TLS1_3_VERSION.
-  int tls_min_version = 0x0303;
+  int tls_min_version = defaults::kUpstreamTlsMinProtocol;
   // https: verify the upstream's certificate and host name.
   bool verify_tls = true;
   // https: the roots to verify against (each session takes a reference);

@@ -70,11 +70,12 @@ struct WorkerPoolOptions {
   std::chrono::nanoseconds idle_retire = defaults::kWorkerIdleRetire;
   // Tasks that may wait when max_workers are busy; one more is refused.
   size_t max_queue = defaults::kMaxQueue;
-  std::chrono::nanoseconds maintenance_interval = std::chrono::seconds(5);
+  std::chrono::nanoseconds maintenance_interval =
+      defaults::kMaintenanceIntervalMax;
   // A worker going on the idle stack demotes the waiting worker this deep
   // below it (1: the one right below): the ones above keep what they hold,
   // being next in line.
-  size_t demote_depth = 1;
+  size_t demote_depth = defaults::kWorkerDemoteDepth;
   // Called under the pool's lock with the new queue depth whenever it changes.
   std::function<void(size_t)> on_queue_depth;
   // Called under the pool's lock with the number of workers and of busy ones

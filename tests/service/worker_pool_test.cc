@@ -66,6 +66,7 @@ class WorkerPoolTest : public ::testing::Test {
     options.max_workers = workers;
     options.max_queue = max_queue;
     options.maintenance_interval = milliseconds(20);
+    options.demote_depth = 1;  // the one right below the top
     options.on_workers = [this](size_t, size_t busy) { busy_ = busy; };
     return std::make_unique<WorkerPool<Local>>(
         options, [](size_t i) { return std::make_unique<Local>(i); });
@@ -125,7 +126,7 @@ TEST_F(WorkerPoolTest, MostRecentlyIdleWorkerTakesTheNextTask) {
 }
 
 TEST_F(WorkerPoolTest, AWaitingWorkerAnotherGoesOnTopOfIsDemoted) {
-  // (demote_depth 1, the default: the worker right below the top.)
+  // (demote_depth 1, MakePool's: the worker right below the top.)
   // The worker below the top will not take the next task: its Local is asked
   // to give up what it keeps (the service parks its session for all), each
   // time the top worker comes back, and the top worker never is.
