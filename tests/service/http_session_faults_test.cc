@@ -49,7 +49,9 @@ class HttpSessionFaultsTest : public ::testing::Test {
         Origin{"http", host, static_cast<uint16_t>(port)}, options_, clock_,
         observer_);
   }
-  // Real time: these tests wait on real sockets.
+  // A deadline on clock_, a FakeClock nothing advances: the time left stays
+  // `d` however long the real sockets take, so a fault here ends by the
+  // session's own socket timeouts, never by this deadline.
   Deadline Within(milliseconds d = milliseconds(5000)) {
     return Deadline::In(clock_, d);
   }
