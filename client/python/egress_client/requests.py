@@ -112,14 +112,15 @@ class _Body(io.RawIOBase):
 
 
 class _Original:
-    """What requests reads cookies from (response._original_response.msg)."""
+    """What requests reads cookies from (response._original_response.msg),
+    and what urllib3 asks whether the connection is closed."""
 
     def __init__(self, headers):
         self.msg = http.client.HTTPMessage()
         for name, value in headers:
             self.msg[name] = value
 
-    def isclosed(self) -> bool:
+    def isclosed(self) -> bool:  # urllib3 asks it when the response ends
         return True
 
 
