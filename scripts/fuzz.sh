@@ -43,8 +43,8 @@ absl_modules=(absl_status absl_statusor absl_strings absl_str_format absl_cord)
 # compiled here too.
 service_sources() {
   bazel query --noshow_progress \
-    "kind('source file', deps($1)) intersect //service:*" 2>/dev/null |
-    sed -n 's|^//service:\(.*\.cc\)$|service/\1|p'
+    "kind('source file', deps($1)) intersect //service/...:*" 2>/dev/null |
+    sed -n 's|^//\(service[^:]*\):\(.*\.cc\)$|\1/\2|p'
 }
 
 # -D flags for the defines of //third_party/httplib, asked from Bazel so that
@@ -82,7 +82,7 @@ build_response() {
   clang++-14 "${flags[@]}" -Ithird_party/httplib/src -I"$work/gen" $defines \
     $(pkg-config --cflags openssl protobuf "${absl_modules[@]}") \
     tests/fuzz/response_fuzzer.cc third_party/httplib/src/httplib.cc \
-    $(service_sources //service:http_session) $(gen_protos) \
+    $(service_sources //tests/fakes:session_calls) $(gen_protos) \
     $(pkg-config --libs openssl protobuf "${absl_modules[@]}" absl_flat_hash_map \
         absl_synchronization absl_time) -lpthread \
     -o "$work/response_fuzzer"

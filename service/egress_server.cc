@@ -227,7 +227,6 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
   cache_options.session.connect_timeout = config.connect_timeout;
   cache_options.session.max_errors = config.max_session_errors;
   cache_options.session.max_requests = config.max_requests_per_session;
-  cache_options.session.max_response_bytes = config.max_response_bytes;
   cache_options.session.head_limits.max_line_bytes =
       config.max_response_line_bytes;
   cache_options.session.head_limits.max_headers = config.max_response_headers;
@@ -310,6 +309,7 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
   service_options.admission.policy = s->policy_.get();
   service_options.stream_idle_timeout = config.stream_idle_timeout;
   service_options.max_stream_bytes = config.max_stream_bytes;
+  service_options.max_response_bytes = config.max_response_bytes;
   service_options.access_log = config.access_log;
   service_options.admission.forward_trace_context =
       config.forward_trace_context;

@@ -14,6 +14,7 @@
 #include "service/error_details.h"
 #include "service/response_proto.h"
 #include "service/status_mapping.h"
+#include "service/whole_response.h"
 
 namespace egress {
 namespace {
@@ -32,14 +33,6 @@ CallerTrace CallerTraceOf(const grpc::CallbackServerContext& context) {
   };
   return CallerTrace{find("x-request-id"), find("traceparent"),
                      find("tracestate")};
-}
-
-// Waits as an answer's Retry-After asked; CANCELLED when the call goes away
-// meanwhile.
-absl::Status WaitToRetry(ExchangeCanceller& canceller, nanoseconds wait) {
-  if (canceller.WaitFor(wait)) return absl::OkStatus();
-  return absl::CancelledError(
-      "the call was cancelled while waiting to retry (Retry-After)");
 }
 
 // Do's messages, new for each call and deleted when gRPC releases them. Both
@@ -129,43 +122,23 @@ class EgressService::Call final : public grpc::ServerUnaryReactor {
     absl::Status taken =
         service_.admission_.CheckTaken(context_, call.deadline, queued);
     if (!taken.ok()) return Answer(taken);
-    // Answers that ask for a retry (Retry-After), when the call opted in.
-    const size_t held_before = budget_ != nullptr ? budget_->held() : 0;
-    int attempts = 0;
-    nanoseconds upstream{0}, waited{0};
-    absl::StatusOr<UpstreamResponse> result;
-    for (int answers = 1;; ++answers) {
-      result = worker.Perform(*call.request, call.deadline, canceller_,
-                              budget_.get());
-      if (!result.ok()) return Answer(result.status());
-      attempts += result->attempts;
-      upstream += result->upstream_time;
-      const RetryDecision retry = service_.DecideAnswerRetry(
-          *call.request, *result, answers, call.deadline);
-      if (retry.outcome != RetryOutcome::kRetry) break;
-      // This answer is dropped: its body's bytes go back to the budget.
-      result->body = std::string();
-      if (budget_ != nullptr) budget_->Shrink(budget_->held() - held_before);
-      if (absl::Status waited_out = WaitToRetry(canceller_, retry.wait);
-          !waited_out.ok()) {
-        return Answer(waited_out);
-      }
-      waited += retry.wait;
-    }
-    result->attempts = attempts;
-    result->upstream_time = upstream;
-    result->retry_wait = waited;
-    record_.attempts = result->attempts;
-    record_.reused = result->connection_reused;
-    record_.http_status = result->status;
+    WholeResponseSink sink(service_.options_.max_response_bytes,
+                           call.request->origin.Key(), budget_.get());
+    absl::StatusOr<ExchangeSummary> done =
+        worker.Perform(service_.PlanFor(call, canceller_), sink);
+    if (!done.ok()) return Answer(done.status());
+    UpstreamResponse result = sink.Finish(*done);
+    record_.attempts = result.attempts;
+    record_.reused = result.connection_reused;
+    record_.http_status = result.status;
     const std::string origin = service_.metrics_.labels_origins()
                                    ? call.request->origin.Key()
                                    : std::string();
     service_.metrics_.RecordUpstreamSeconds(origin, RpcKind::kDo,
-                                            Seconds(result->upstream_time));
+                                            Seconds(result.upstream_time));
     service_.metrics_.RecordFirstByteSeconds(origin, RpcKind::kDo,
-                                             Seconds(result->first_byte_time));
-    ToResponseProto(*std::move(result), CallTiming{queued, nanoseconds(0)},
+                                             Seconds(result.first_byte_time));
+    ToResponseProto(std::move(result), CallTiming{queued, nanoseconds(0)},
                     response_);
     Answer(absl::OkStatus());
   }
@@ -218,23 +191,9 @@ class EgressService::StreamCall final
     if (service_.metrics_.labels_origins()) {
       origin_ = call.request->origin.Key();
     }
-    request_ = call.request.get();
-    deadline_ = &call.deadline;
-    absl::StatusOr<UpstreamResponse> result;
-    for (;;) {
-      result = worker.Stream(*call.request, call.deadline,
-                             service_.options_.stream_idle_timeout, *this,
-                             canceller_);
-      if (retry_wait_ == nanoseconds::zero()) break;
-      // OnHead dropped an answer that asked for a retry.
-      const nanoseconds wait = std::exchange(retry_wait_, nanoseconds::zero());
-      if (absl::Status waited_out = WaitToRetry(canceller_, wait);
-          !waited_out.ok()) {
-        result = waited_out;
-        break;
-      }
-      waited_ += wait;
-    }
+    CallPlan plan = service_.PlanFor(call, canceller_);
+    plan.idle_timeout = service_.options_.stream_idle_timeout;
+    absl::StatusOr<ExchangeSummary> result = worker.Perform(plan, *this);
     if (result.ok()) {
       service_.metrics_.RecordUpstreamSeconds(origin_, RpcKind::kDoStream,
                                               Seconds(result->upstream_time));
@@ -245,18 +204,7 @@ class EgressService::StreamCall final
   }
 
   // ResponseSink (the worker).
-  bool OnHead(UpstreamResponse head, std::optional<uint64_t>) override {
-    ++answers_;
-    attempts_ += head.attempts;
-    const RetryDecision retry =
-        service_.DecideAnswerRetry(*request_, head, answers_, *deadline_);
-    if (retry.outcome == RetryOutcome::kRetry) {
-      // Not sent: the exchange is abandoned and Run tries again.
-      retry_wait_ = std::max(retry.wait, nanoseconds(1));
-      return false;
-    }
-    head.attempts = attempts_;
-    head.retry_wait = waited_;
+  bool OnHead(UpstreamHead head, std::optional<uint64_t>) override {
     record_.http_status = head.status;
     record_.attempts = head.attempts;
     record_.reused = head.connection_reused;
@@ -272,12 +220,7 @@ class EgressService::StreamCall final
   bool OnBody(const char* data, size_t size) override {
     return pump_.Push(data, size);
   }
-  absl::Status AbortStatus() const override {
-    if (retry_wait_ > nanoseconds::zero()) {
-      return absl::AbortedError("answer dropped to retry after Retry-After");
-    }
-    return pump_.abort_status();
-  }
+  absl::Status AbortStatus() const override { return pump_.abort_status(); }
 
   // StreamPump::Writer: one write at a time, so out_ is never shared.
   void StartBodyWrite(std::string bytes) override {
@@ -324,14 +267,6 @@ class EgressService::StreamCall final
   CallRecord record_;      // written by the worker until it finishes
   nanoseconds queued_{0};  // written by the worker before streaming starts
   std::string origin_;     // likewise
-  // The worker's, while it runs the call: the request, its deadline, and the
-  // Retry-After retries so far.
-  const UpstreamRequest* request_ = nullptr;
-  const Deadline* deadline_ = nullptr;
-  int answers_ = 0;
-  int attempts_ = 0;
-  nanoseconds waited_{0};
-  nanoseconds retry_wait_{0};  // set by OnHead when the answer is retried
   egress::v1::DoStreamResponse out_;  // the write in flight
   StreamPump pump_;
   ExchangeCanceller canceller_;
@@ -371,7 +306,7 @@ absl::Status EgressService::Submit(WorkerPool<EgressWorker>::Task task) {
 }
 
 RetryDecision EgressService::DecideAnswerRetry(const UpstreamRequest& request,
-                                               const UpstreamResponse& answer,
+                                               const UpstreamHead& answer,
                                                int answers,
                                                const Deadline& deadline) {
   // Most calls do not opt in: no clock is read for them.
@@ -383,6 +318,18 @@ RetryDecision EgressService::DecideAnswerRetry(const UpstreamRequest& request,
     metrics_.RecordAnswerRetry(decision.outcome);
   }
   return decision;
+}
+
+CallPlan EgressService::PlanFor(const Admitted& call,
+                                ExchangeCanceller& canceller) {
+  CallPlan plan{*call.request, call.deadline, canceller};
+  // Most calls do not opt in to Retry-After retries: nothing to decide.
+  if (call.request->retry.max_attempts > 1) {
+    plan.decide_retry = [this, &call](const UpstreamHead& head, int answers) {
+      return DecideAnswerRetry(*call.request, head, answers, call.deadline);
+    };
+  }
+  return plan;
 }
 
 template <typename CallT>

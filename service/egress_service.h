@@ -40,6 +40,8 @@ struct ServiceOptions {
   std::chrono::nanoseconds stream_idle_timeout = defaults::kStreamIdleTimeout;
   // DoStream: bytes after which the stream fails; 0 is unlimited.
   size_t max_stream_bytes = defaults::kMaxStreamBytes;
+  // Do: larger response bodies fail with RESOURCE_EXHAUSTED.
+  size_t max_response_bytes = defaults::kMaxResponseBytes;
   // One log line per call (--access_log).
   bool access_log = defaults::kAccessLog;
   // Calls in flight per origin and per caller, each with its own queue;
@@ -77,8 +79,11 @@ class EgressService final : public egress::v1::EgressService::CallbackService {
   // RESOURCE_EXHAUSTED when the queue is full.
   absl::Status Submit(WorkerPool<EgressWorker>::Task task);
   // Whether an answer is retried (answer_retry.h), counted by outcome.
+  // The call's plan for the worker: its Retry-After retries decided by
+  // DecideAnswerRetry when it opted in.
+  CallPlan PlanFor(const Admitted& call, ExchangeCanceller& canceller);
   RetryDecision DecideAnswerRetry(const UpstreamRequest& request,
-                                  const UpstreamResponse& answer, int answers,
+                                  const UpstreamHead& answer, int answers,
                                   const Deadline& deadline);
 
   const ServiceOptions options_;

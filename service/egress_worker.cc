@@ -27,33 +27,16 @@ class EgressWorker::Serving {
   EgressWorker& worker_;
 };
 
-template <typename ExchangeFn>
-absl::StatusOr<UpstreamResponse> EgressWorker::Serve(
-    const UpstreamRequest& request, ExchangeCanceller& canceller,
-    ExchangeFn exchange) {
-  Serving serving(*this, canceller);
-  SessionLease session = sessions_.Lease(request.origin);
-  absl::StatusOr<UpstreamResponse> response = exchange(*session);
-  if (session->state() == HttpSession::State::kBroken) {
-    NoteBroken(*session, response.status());
-  }
-  return response;  // ~SessionLease gives the session back
-}
-
-absl::StatusOr<UpstreamResponse> EgressWorker::Perform(
-    const UpstreamRequest& request, const Deadline& deadline,
-    ExchangeCanceller& canceller, BudgetLease* budget) {
-  return Serve(request, canceller, [&](HttpSession& session) {
-    return session.Send(request, deadline, &canceller, budget);
-  });
-}
-
-absl::StatusOr<UpstreamResponse> EgressWorker::Stream(
-    const UpstreamRequest& request, const Deadline& deadline,
-    std::chrono::nanoseconds idle_timeout, ResponseSink& sink,
-    ExchangeCanceller& canceller) {
-  return Serve(request, canceller, [&](HttpSession& session) {
-    return session.Stream(request, deadline, idle_timeout, sink, &canceller);
+absl::StatusOr<ExchangeSummary> EgressWorker::Perform(const CallPlan& call,
+                                                      ResponseSink& sink) {
+  Serving serving(*this, call.canceller);
+  return PerformCall(call, sink, [&](SessionUse use) {
+    SessionLease session = sessions_.Lease(call.request.origin);
+    ExchangeOutcome outcome = use(*session);
+    if (session->state() == HttpSession::State::kBroken) {
+      NoteBroken(*session, outcome.status);
+    }
+    return outcome;  // ~SessionLease gives the session back
   });
 }
 

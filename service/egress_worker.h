@@ -14,6 +14,7 @@
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
+#include "service/attempt_loop.h"
 #include "service/clock.h"
 #include "service/deadline.h"
 #include "service/http_session.h"
@@ -30,21 +31,12 @@ class EgressWorker {
                SessionPool& shared, const Clock& clock,
                SessionObserver& observer);
 
-  // Sends `request` over this worker's session for its origin and returns the
-  // upstream's whole response; `deadline` bounds the exchange, and
-  // `canceller` (the call's; it must outlive the call) may abort it.
-  // `budget` (optional) holds the response body's bytes.
-  absl::StatusOr<UpstreamResponse> Perform(const UpstreamRequest& request,
-                                           const Deadline& deadline,
-                                           ExchangeCanceller& canceller,
-                                           BudgetLease* budget = nullptr);
-
-  // Like Perform, but the response goes to `sink` as it arrives.
-  absl::StatusOr<UpstreamResponse> Stream(const UpstreamRequest& request,
-                                          const Deadline& deadline,
-                                          std::chrono::nanoseconds idle_timeout,
-                                          ResponseSink& sink,
-                                          ExchangeCanceller& canceller);
+  // Performs `call` (attempt_loop.h: stale-connection resends and
+  // Retry-After retries included) over this worker's session for the
+  // request's origin, leased for each exchange; the response goes to `sink`
+  // as it arrives. `call.canceller` (it must outlive the call) may abort it.
+  absl::StatusOr<ExchangeSummary> Perform(const CallPlan& call,
+                                          ResponseSink& sink);
 
   // Cancels the call this worker is serving, if any (the drain time is
   // over). Thread-safe.
@@ -67,12 +59,6 @@ class EgressWorker {
 
  private:
   class Serving;
-  // Runs `exchange` on this worker's session for the request's origin, with
-  // the call published for AbortCurrent.
-  template <typename ExchangeFn>
-  absl::StatusOr<UpstreamResponse> Serve(const UpstreamRequest& request,
-                                         ExchangeCanceller& canceller,
-                                         ExchangeFn exchange);
   // Logs a session that is about to be dropped for errors.
   void NoteBroken(const HttpSession& session, const absl::Status& last);
 

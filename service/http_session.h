@@ -18,25 +18,30 @@
 // within the deadline; nothing was sent, so this is safe for any method. The
 // address that worked is tried first from then on.
 //
-// A request that fails on a reused connection before any response arrived is
-// sent once more on a fresh connection when that is safe (idempotent method or
-// an Idempotency-Key header): an upstream may close an idle connection at any
-// moment. That retry is not a session error.
+// An exchange that fails on a reused connection before any response arrived
+// (ExchangeOutcome::stale) is not a session error: an upstream may close an
+// idle connection at any moment. Whether to send it again on a fresh
+// connection is the call's decision (attempt_loop.h).
 //
 // A session is in one State at a time: kReady between exchanges,
 // kInExchange during one, and after an exchange kBroken (max_errors
 // consecutive failures) or kExhausted (max_requests served), which are final:
 // SessionCache drops it.
 //
+// The session moves bytes: the response goes to a ResponseSink as it
+// arrives (whole_response.h keeps it whole, for Do), and aborts, connect
+// deadlines, the httplib client and the failure wording are their own units
+// (exchange_abort.h, connect_watchdog.h, guarded_client.h,
+// upstream_failure.h).
+//
 // Usage:
 //   HttpSession session(origin, options, RealClock::Get(), observer);
 //   ExchangeCanceller canceller;  // Cancel() from another thread aborts it
-//   absl::StatusOr<UpstreamResponse> r =
-//       session.Send(request, deadline, &canceller);
+//   ExchangeOutcome r = session.Exchange(request, deadline, sink, &canceller);
 //
 // Thread safety: not thread-safe. One worker thread owns a session and is the
 // only one to call it (httplib::Client must be used by one thread at a time).
-// The first Send or Stream on a thread blocks SIGPIPE on that thread: a TLS
+// The first Exchange on a thread blocks SIGPIPE on that thread: a TLS
 // write to a closed connection then fails with EPIPE instead of killing the
 // process.
 #pragma once
@@ -44,10 +49,8 @@
 #include <openssl/types.h>
 
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -58,8 +61,8 @@
 #include "service/defaults.h"
 #include "service/destination_policy.h"
 #include "service/dns_cache.h"
+#include "service/exchange_abort.h"
 #include "service/http_types.h"
-#include "service/memory_budget.h"
 #include "service/response_head.h"
 #include "service/session_observer.h"
 #include "service/tls_session_store.h"
@@ -74,18 +77,25 @@ enum class Error;
 
 namespace egress {
 namespace internal {
-class ConnectWatchdog;
-template <class Base>
-class GuardedClient;
+class ConnectionView;
 
-// What the session reads of its client's connection (implemented by the
-// client): the socket, and for TLS its SSL. Owner thread only.
-class ConnectionView {
+// What the client tells its owner, and the exchange it reads.
+class ClientOwner {
  public:
-  virtual ~ConnectionView() = default;
-  virtual int socket() const = 0;  // -1 when there is no connection
-  virtual SSL* ssl() const = 0;    // nullptr for plain HTTP
+  // The exchange in progress, which the UpstreamStream enforces.
+  virtual UpstreamExchange& exchange() = 0;
+  // The connection is up on `fd`, and httplib processes the exchange on it.
+  virtual void OnExchangeSocket(int fd) = 0;
+  // httplib is about to close the connection's socket, or the exchange's
+  // process step ended.
+  virtual void OnSocketClosing() = 0;
+  // Before each TLS handshake.
+  virtual void PrepareTls(SSL* ssl) = 0;
+
+ protected:
+  ~ClientOwner() = default;
 };
+
 }  // namespace internal
 
 // How long a connect to one of several addresses may take before the next
@@ -98,8 +108,6 @@ struct SessionOptions {
   int max_errors = defaults::kMaxSessionErrors;
   // Requests after which the session is Exhausted(); 0 means unlimited.
   int64_t max_requests = defaults::kMaxRequestsPerSession;
-  // Larger response bodies fail with RESOURCE_EXHAUSTED.
-  size_t max_response_bytes = defaults::kMaxResponseBytes;
   // Bounds on each response head (--max_response_*).
   HeadLimits head_limits;
   // https: the oldest TLS version accepted (--upstream_tls_min_version), as
@@ -120,54 +128,43 @@ struct SessionOptions {
   TlsSessionStore* tls_sessions = nullptr;
 };
 
+// No idle timeout: only the deadline bounds the wait for the upstream.
+inline constexpr std::chrono::nanoseconds kNoIdleTimeout =
+    std::chrono::nanoseconds::max();
+
 // Receives one response as it arrives. Called on the thread that called
-// HttpSession::Stream.
+// HttpSession::Exchange.
 class ResponseSink {
  public:
   virtual ~ResponseSink() = default;
   // The head: status and headers (hop-by-hop removed), whether the connection
-  // was reused, the attempt number, and the time to the head. `body` is empty.
-  // `body_length`: the body's size when the head frames it by Content-Length
-  // (never for HEAD, 204 or 304), else nullopt. Return false to abandon the
-  // exchange.
-  virtual bool OnHead(UpstreamResponse head,
+  // was reused, the time to the head (attempts: 1, as far as the session
+  // knows). `body_length`: the body's size when the head frames it by
+  // Content-Length (never for HEAD, 204 or 304), else nullopt. Return false
+  // to abandon the exchange.
+  virtual bool OnHead(UpstreamHead head,
                       std::optional<uint64_t> body_length) = 0;
   // Body bytes, in order. Return false to abandon the exchange.
   virtual bool OnBody(const char* data, size_t size) = 0;
-  // After OnHead or OnBody returned false: the status Stream returns. An
+  // After OnHead or OnBody returned false: the status Exchange returns. An
   // abandoned exchange is never a session error.
   virtual absl::Status AbortStatus() const = 0;
 };
 
-class HttpSession;
-
-// Links one call to the exchange that serves it, so that the call can be
-// abandoned from another thread (the caller went away, the drain is over).
-// The session attaches itself for the length of one exchange only: a Cancel
-// reaches the exchange it was made for, now or when it starts, and never a
-// later exchange on the same session. Thread-safe.
-class ExchangeCanceller {
- public:
-  // Aborts the attached exchange at once, and any exchange attached later.
-  // Never blocks on the upstream: it only shuts a socket down.
-  void Cancel();
-  bool cancelled() const;
-  // Waits `d` between exchanges (a Retry-After); false, at once, when the
-  // call is or gets cancelled.
-  bool WaitFor(std::chrono::nanoseconds d);
-
- private:
-  friend class HttpSession;
-  void Attach(HttpSession* session);
-  void Detach();
-
-  mutable std::mutex mu_;
-  std::condition_variable cancelled_cv_;
-  HttpSession* session_ = nullptr;  // guarded by mu_
-  bool cancelled_ = false;          // guarded by mu_
+// How one exchange ended.
+struct ExchangeOutcome {
+  absl::Status status;  // OK: the whole response went to the sink
+  UpstreamFailure failure = UpstreamFailure::kNone;
+  // It went over a connection kept from an earlier exchange.
+  bool reused = false;
+  std::chrono::nanoseconds upstream_time{0};
+  // It failed on a reused connection before any response arrived: the
+  // upstream may only have closed the connection while it was idle, and the
+  // request may be sent again on a fresh one when that is safe.
+  bool stale() const { return reused && MayBeStaleConnection(failure); }
 };
 
-class HttpSession {
+class HttpSession final : public internal::ClientOwner {
  public:
   enum class State {
     kReady,       // idle, may take an exchange
@@ -183,31 +180,25 @@ class HttpSession {
   HttpSession(const HttpSession&) = delete;
   HttpSession& operator=(const HttpSession&) = delete;
 
-  // Sends `request` (whose origin must be this session's) and reads the whole
-  // response. `deadline` bounds the exchange, retries included; `canceller`
-  // (optional; it must outlive the call) may abort it, and it then fails
-  // with CANCELLED. Other errors: UNAVAILABLE (connect refused, reset,
-  // protocol error), DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED (response body
-  // over max_response_bytes). REQUIRES: state() is kReady.
-  // `budget` (optional) holds the response body's bytes: over it, the
-  // exchange ends with RESOURCE_EXHAUSTED naming --max_buffered_bytes.
-  absl::StatusOr<UpstreamResponse> Send(const UpstreamRequest& request,
-                                        const Deadline& deadline,
-                                        ExchangeCanceller* canceller = nullptr,
-                                        BudgetLease* budget = nullptr);
-
-  // Sends `request` and hands the response to `sink` as it arrives. Reading
-  // fails with DEADLINE_EXCEEDED when the upstream sends nothing for
-  // `idle_timeout` (or the deadline passes). On success returns the head's
-  // fields with the final attempts and upstream time (and an empty body).
-  absl::StatusOr<UpstreamResponse> Stream(
+  // Sends `request` (whose origin must be this session's) and hands the
+  // response to `sink` as it arrives. `deadline` bounds the exchange;
+  // reading fails with DEADLINE_EXCEEDED when the upstream sends nothing for
+  // `idle_timeout`. `canceller` (optional; it must outlive the call) may
+  // abort it, and it then fails with CANCELLED. Other errors: UNAVAILABLE
+  // (connect refused, reset, protocol error), PERMISSION_DENIED (no address
+  // the policy allows), and the sink's AbortStatus when it stopped the
+  // exchange. REQUIRES: state() is kReady.
+  ExchangeOutcome Exchange(
       const UpstreamRequest& request, const Deadline& deadline,
-      std::chrono::nanoseconds idle_timeout, ResponseSink& sink,
-      ExchangeCanceller* canceller = nullptr);
+      ResponseSink& sink, ExchangeCanceller* canceller = nullptr,
+      std::chrono::nanoseconds idle_timeout = kNoIdleTimeout);
 
   State state() const;
 
   const Origin& origin() const { return origin_; }
+  SessionObserver& observer() const { return observer_; }
+  // "http://host:80", plus the pinned address when it differs from the host.
+  std::string Describe() const;
   // origin().Key(), made once.
   const std::string& key() const { return key_; }
 
@@ -228,44 +219,33 @@ class HttpSession {
   MonoTime last_used() const { return last_used_; }
 
  private:
-  friend class ExchangeCanceller;
   struct Attempt;
-  template <class Base>
-  friend class internal::GuardedClient;
+  // internal::ClientOwner, for client_.
+  UpstreamExchange& exchange() override { return exchange_; }
+  void OnExchangeSocket(int fd) override { abort_.OnExchangeSocket(fd); }
+  void OnSocketClosing() override { abort_.OnSocketClosing(); }
+  // Before each handshake: offers a saved session of the origin.
+  void PrepareTls(SSL* ssl) override;
   // OpenSSL's new-session callback: saves the session for resumption.
   static int OnNewTlsSession(SSL* ssl, SSL_SESSION* session);
-  // Before each handshake: offers a saved session of the origin.
-  void PrepareTls(SSL* ssl);
-  // The connection's socket, up and owned by httplib until the exchange's
-  // process step ends: Abort shuts it down directly from now on (no duplicate).
-  void OnExchangeSocket(int fd);
-  // httplib is about to close the connection's socket (or the process step
-  // ended): Abort must no longer touch its number.
-  void OnSocketClosing();
-  absl::StatusOr<UpstreamResponse> Exchange(
-      const UpstreamRequest& request, const Deadline& deadline,
-      std::chrono::nanoseconds idle_timeout, ResponseSink& sink);
   // OpenSSL's info callback: notes when a handshake begins.
   static void OnTlsInfo(const SSL* ssl, int where, int ret);
+  // The TLS client, set up to verify during the handshake and to resume.
+  std::unique_ptr<httplib::ClientImpl> NewTlsClient();
   // Resolves the host through the DnsCache when the pinned answer has expired.
   absl::Status Pin(const Deadline& deadline);
-  // "http://host:80", plus the pinned address when it differs from the host.
-  std::string Describe() const;
-  // The status a failed attempt is answered with, worded for the caller.
-  absl::Status FailureStatus(const Attempt& attempt, ResponseSink& sink,
-                             std::chrono::nanoseconds budget,
-                             std::chrono::nanoseconds connect_budget,
-                             std::chrono::nanoseconds idle_timeout) const;
-  // FailureStatus without its ErrorInfo.
-  absl::Status FailureText(const Attempt& attempt, ResponseSink& sink,
-                           std::chrono::nanoseconds budget,
-                           std::chrono::nanoseconds connect_budget,
-                           std::chrono::nanoseconds idle_timeout) const;
+  // Counts the exchange's result in the session's state.
+  void Count(const ExchangeOutcome& outcome);
   absl::Status SendOnce(const UpstreamRequest& request,
                         const Deadline& deadline,
                         std::chrono::nanoseconds idle_timeout,
                         std::chrono::nanoseconds connect_timeout,
                         ResponseSink& sink, Attempt& attempt);
+  // The status of a failed attempt, worded for the caller.
+  absl::Status FailureOf(const Attempt& attempt, ResponseSink& sink,
+                         std::chrono::nanoseconds budget,
+                         std::chrono::nanoseconds connect_budget,
+                         std::chrono::nanoseconds idle_timeout) const;
   // Binds exchange_ (what UpstreamStream reads) to this attempt: the
   // deadline, the head limits, and the head's way to `sink`.
   void PrepareExchange(const UpstreamRequest& request, const Deadline& deadline,
@@ -282,28 +262,16 @@ class HttpSession {
                                    ResponseSink& sink, Attempt& attempt);
   // Connects to candidates_[i] from now on.
   void UseAddress(size_t i);
-  // A new socket, before its connect: keeps a duplicate of it for Abort until
-  // the connection is up (httplib may close a socket whose connect failed
-  // without telling anyone), and has the connect and TLS handshake watched
-  // against the exchange's deadline.
+  // A new socket, before its connect (httplib's socket callback).
   void OnSocket(int fd);
-  // The watchdog's Abort: the exchange's deadline passed while connecting.
-  void AbortAtDeadline();
-  friend class internal::ConnectWatchdog;
-  // Marks the start and end of an exchange, for Abort and `canceller`.
-  void BeginExchange(ExchangeCanceller* canceller);
-  void EndExchange(ExchangeCanceller* canceller);
-  // Abandons the exchange in progress, if any (ExchangeCanceller::Cancel):
-  // shuts its socket down, so that any wait on the upstream ends at once.
-  // Never waits on httplib's locks; between exchanges it does nothing.
-  void Abort();
-  bool AbortRequested();
 
   const Origin origin_;
   const std::string key_;
   const SessionOptions options_;
   const Clock& clock_;
   SessionObserver& observer_;
+  // Aborts of the exchange in progress; outlives client_, which reports to it.
+  ExchangeAbort abort_;
   // The exchange in progress, read by client_'s UpstreamStream.
   UpstreamExchange exchange_;
   std::unique_ptr<httplib::ClientImpl> client_;
@@ -316,7 +284,7 @@ class HttpSession {
   std::vector<std::string> candidates_;  // policy-checked; [0] is tried first
   MonoTime pinned_until_;                // re-resolve from then on
   // Sockets the client has opened; bumped from httplib's socket callback, which
-  // runs on the thread that calls Send.
+  // runs on the thread that calls Exchange.
   int64_t connections_opened_ = 0;
   // The phases of the exchange in progress: when the last socket opened and
   // its TLS handshake began (clock_, on this thread), and the DNS step.
@@ -328,26 +296,6 @@ class HttpSession {
   int consecutive_errors_ = 0;
   int64_t requests_served_ = 0;
   MonoTime last_used_;
-
-  // Abort's view of the session; touched by the owner only when a connection
-  // opens, when it comes up and closes, and at the start and end of an
-  // exchange.
-  std::mutex abort_mu_;
-  // The socket Abort shuts down: while a new connection is being made, a
-  // duplicate the session owns (abort_fd_owned_), whose number cannot be
-  // reused by another socket while it is open, even if httplib closes the
-  // original; while httplib processes an exchange on the connection, the
-  // connection's own socket, unregistered (OnSocketClosing) before httplib
-  // closes it; else -1. Idle connections hold one descriptor.
-  int abort_fd_ = -1;             // guarded by abort_mu_
-  bool abort_fd_owned_ = false;   // guarded by abort_mu_
-  bool in_exchange_ = false;      // guarded by abort_mu_
-  bool abort_requested_ = false;  // guarded by abort_mu_
-  bool deadline_abort_ = false;   // guarded by abort_mu_: by the watchdog
-  // The exchange's deadline in real time (RealClock), for the watchdog; set by
-  // the owner before each send.
-  MonoTime connect_deadline_;
-  uint64_t watch_ = 0;  // the watchdog's entry for this connect; 0: none
 };
 
 }  // namespace egress

@@ -50,11 +50,13 @@ struct UpstreamRequest {
   } retry;
 };
 
-struct UpstreamResponse {
+// The response head as it arrived, and how the exchange got it this far.
+struct UpstreamHead {
   int status = 0;
   HeaderList headers;  // hop-by-hop headers removed; repeated names keep order
-  std::string body;
   bool connection_reused = false;
+  // Attempts so far: connections tried for this call (a stale connection's
+  // resend is one more), over every answer retried after its Retry-After.
   int attempts = 0;
   std::chrono::nanoseconds upstream_time{0};
   // Phases of the exchange (the last attempt's), zero when it had none: a
@@ -70,6 +72,20 @@ struct UpstreamResponse {
   int remote_port = 0;
   // Time waited as answers' Retry-After asked, before this answer.
   std::chrono::nanoseconds retry_wait{0};
+};
+
+// A finished response: its head (with the call's final attempts and upstream
+// time) and its whole body.
+struct UpstreamResponse : UpstreamHead {
+  std::string body;
+};
+
+// How a call's exchanges ended, when they ended with an answer: the figures
+// that are only known once the body is read.
+struct ExchangeSummary {
+  int attempts = 0;  // as UpstreamHead::attempts, final
+  std::chrono::nanoseconds upstream_time{0};  // every exchange's, summed
+  std::chrono::nanoseconds retry_wait{0};     // waited between answers
 };
 
 // True when `s` is well-formed UTF-8 (no overlong forms, surrogates or code

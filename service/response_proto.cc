@@ -10,7 +10,7 @@ namespace {
 // Status, headers and timing: the same fields in DoResponse and
 // ResponseHead.
 template <typename Message>
-void FillHead(UpstreamResponse& from, const CallTiming& t, Message& to) {
+void FillHead(UpstreamHead& from, const CallTiming& t, Message& to) {
   to.set_status(from.status);
   to.mutable_headers()->Reserve(static_cast<int>(from.headers.size()));
   for (auto& [name, value] : from.headers) {
@@ -59,7 +59,7 @@ void ToResponseProto(UpstreamResponse&& from, const CallTiming& timing,
   to.set_body(std::move(from.body));
 }
 
-void ToHeadProto(UpstreamResponse&& from, const CallTiming& timing,
+void ToHeadProto(UpstreamHead&& from, const CallTiming& timing,
                  egress::v1::ResponseHead& to) {
   FillHead(from, timing, to);
 }

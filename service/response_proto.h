@@ -28,7 +28,7 @@ struct CallTiming {
 // Moves status, headers and timing of `from` into `to`; the body (Do) too.
 void ToResponseProto(UpstreamResponse&& from, const CallTiming& timing,
                      egress::v1::DoResponse& to);
-void ToHeadProto(UpstreamResponse&& from, const CallTiming& timing,
+void ToHeadProto(UpstreamHead&& from, const CallTiming& timing,
                  egress::v1::ResponseHead& to);
 
 // A duration in its proto form (google.protobuf.Duration).

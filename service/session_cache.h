@@ -23,7 +23,7 @@
 //
 // Usage (on the owning worker):
 //   SessionLease session = cache.Lease(request.origin);
-//   auto response = session->Send(request, deadline, &canceller);
+//   ExchangeOutcome r = session->Exchange(request, deadline, sink, &canceller);
 //   // ~SessionLease: kept for the next call, or dropped and counted
 //
 // Thread safety: not thread-safe; confined to its worker thread.

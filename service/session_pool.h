@@ -24,7 +24,7 @@
 // Usage:
 //   SessionPool pool(options, clock, observer);
 //   std::unique_ptr<HttpSession> s = pool.Take(origin.Key());  // or nullptr
-//   ... s->Send(...) ...
+//   ... s->Exchange(...) ...
 //   pool.Park(std::move(s));
 //
 // Thread safety: thread-safe. A session is owned by exactly one place at a

@@ -1,6 +1,13 @@
 #include "service/upstream_failure.h"
 
+#include <openssl/err.h>
 #include <openssl/x509_vfy.h>
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "service/clock.h"
 
 namespace egress {
 
@@ -155,6 +162,97 @@ const char* UpstreamFailureName(UpstreamFailure failure) {
       return "other";
   }
   return "other";
+}
+
+namespace {
+
+// FailureStatus without its ErrorInfo.
+absl::Status FailureText(UpstreamFailure failure, const AttemptFacts& facts,
+                         const FailureScene& scene) {
+  const std::string& where = scene.where;
+  switch (failure) {
+    case UpstreamFailure::kNone:
+      return absl::OkStatus();
+    case UpstreamFailure::kAbandoned:
+      return scene.abandon_status;
+    case UpstreamFailure::kCancelled:
+      return absl::CancelledError(absl::StrFormat(
+          "%s: exchange abandoned: the caller went away", where));
+    case UpstreamFailure::kDeadline:
+      return absl::DeadlineExceededError(
+          absl::StrFormat("%s: no complete response within %.3fs", where,
+                          Seconds(scene.budget)));
+    case UpstreamFailure::kIdle:
+      return absl::DeadlineExceededError(absl::StrFormat(
+          "%s: no data from the upstream for %.3fs (--stream_idle_timeout)",
+          where, Seconds(scene.idle_timeout)));
+    case UpstreamFailure::kBadHead:
+      return WithDetailsOf(
+          scene.head_error, absl::StatusCode::kUnavailable,
+          absl::StrCat(where, ": ", scene.head_error.message()));
+    case UpstreamFailure::kConnectTimeout:
+    case UpstreamFailure::kConnectDeadline:
+      // The upstream did not answer within --connect_timeout: it is
+      // unreachable, and the caller, whose deadline has time left, may try
+      // again. Only when the call's own deadline cut the connect short is it
+      // DEADLINE_EXCEEDED.
+      return absl::Status(
+          FailureCode(failure),
+          absl::StrFormat("connect to %s timed out after %.3fs", where,
+                          Seconds(scene.connect_budget)));
+    case UpstreamFailure::kConnectRefused:
+      return absl::UnavailableError(absl::StrFormat(
+          "connect to %s failed: connection refused or unreachable", where));
+    case UpstreamFailure::kSendFailed:
+      return absl::UnavailableError(absl::StrFormat(
+          "%s: connection closed or reset while sending the request", where));
+    case UpstreamFailure::kClosedBeforeResponse:
+      return absl::UnavailableError(absl::StrFormat(
+          "%s: connection closed or reset before any response", where));
+    case UpstreamFailure::kBodyIncomplete:
+      return absl::UnavailableError(absl::StrFormat(
+          "%s: response body incomplete: the connection closed or was reset, "
+          "or the body's framing was broken (Content-Length or chunks)",
+          where));
+    case UpstreamFailure::kTlsNameMismatch:
+      return absl::UnavailableError(absl::StrFormat(
+          "%s: certificate verify failed: the certificate does not match "
+          "host name \"%s\"",
+          where, scene.host));
+    case UpstreamFailure::kTlsVerifyFailed:
+      return absl::UnavailableError(
+          absl::StrFormat("%s: certificate verify failed: %s", where,
+                          X509_verify_cert_error_string(facts.verify_result)));
+    case UpstreamFailure::kTlsHandshakeFailed: {
+      const unsigned long tls_error = ERR_peek_error();  // the first: the cause
+      const char* reason =
+          tls_error != 0 ? ERR_reason_error_string(tls_error) : nullptr;
+      return absl::UnavailableError(absl::StrFormat(
+          "%s: TLS handshake failed%s%s", where, reason != nullptr ? ": " : "",
+          reason != nullptr ? reason : ""));
+    }
+    case UpstreamFailure::kOther:
+      break;
+  }
+  return absl::UnavailableError(
+      absl::StrFormat("%s: upstream exchange failed: %s", where,
+                      httplib::to_string(facts.error)));
+}
+
+}  // namespace
+
+absl::Status FailureStatus(UpstreamFailure failure, const AttemptFacts& facts,
+                           const FailureScene& scene) {
+  // Most exchanges succeed: no text is formed for them.
+  if (failure == UpstreamFailure::kNone) return absl::OkStatus();
+  absl::Status status = FailureText(failure, facts, scene);
+  // The sink's own status (a body over a limit, a slow reader) and a broken
+  // head have their reasons already.
+  if (failure == UpstreamFailure::kAbandoned || ReasonOf(status)) {
+    return status;
+  }
+  return WithReason(std::move(status), FailureReason(failure),
+                    {{"origin", scene.origin}, {"address", scene.address}});
 }
 
 }  // namespace egress

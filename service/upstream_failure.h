@@ -14,6 +14,9 @@
 
 #include <httplib.h>
 
+#include <chrono>
+#include <string>
+
 #include "absl/status/status.h"
 #include "service/error_details.h"
 #include "service/upstream_stream.h"
@@ -72,6 +75,26 @@ bool MayBeStaleConnection(UpstreamFailure failure);
 // Not the upstream's fault, so not counted against the session: a call that
 // went away, or a sink that stopped on purpose.
 bool IsSessionError(UpstreamFailure failure);
+
+// Where, and within which bounds, an attempt failed: what its status names.
+struct FailureScene {
+  std::string where;    // the origin, with the address when it is not the host
+  std::string origin;   // the origin's key, for ErrorInfo
+  std::string address;  // the address connected to (may be empty)
+  std::string host;     // the host name the certificate must match
+  std::chrono::nanoseconds budget{0};          // the time the attempt had
+  std::chrono::nanoseconds connect_budget{0};  // the connect's share of it
+  std::chrono::nanoseconds idle_timeout{0};    // --stream_idle_timeout
+  absl::Status head_error;      // kBadHead: what was wrong with the head
+  absl::Status abandon_status;  // kAbandoned: the sink's own status
+};
+
+// The status a failed attempt is answered with, worded for the caller, with
+// its ErrorInfo reason (the sink's and a broken head's keep their own). OK
+// for kNone. Reads OpenSSL's error queue of this thread for a failed
+// handshake.
+absl::Status FailureStatus(UpstreamFailure failure, const AttemptFacts& facts,
+                           const FailureScene& scene);
 
 // "connect_refused", ...: for logs and labels.
 const char* UpstreamFailureName(UpstreamFailure failure);

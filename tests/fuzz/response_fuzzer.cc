@@ -22,6 +22,7 @@
 
 #include "service/http_session.h"
 #include "service/session_observer.h"
+#include "tests/fakes/session_calls.h"
 
 namespace egress {
 namespace {
@@ -108,7 +109,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   options.head_limits.max_line_bytes = 256;
   options.head_limits.max_headers = 16;
   options.head_limits.max_head_bytes = 1024;
-  options.max_response_bytes = 2048;
+  const size_t max_response_bytes = 2048;
   const Origin origin{"http", "127.0.0.1", upstream->port()};
   HttpSession session(origin, options, RealClock::Get(), *observer);
   UpstreamRequest request;
@@ -116,12 +117,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   request.method = size > 0 && data[0] % 4 == 0 ? "HEAD" : "GET";
   request.origin = origin;
   request.target = "/";
-  absl::StatusOr<UpstreamResponse> response = session.Send(
-      request, Deadline::In(RealClock::Get(), std::chrono::seconds(2)));
+  absl::StatusOr<UpstreamResponse> response = SendWhole(
+      session, request, Deadline::In(RealClock::Get(), std::chrono::seconds(2)),
+      nullptr, nullptr, max_response_bytes);
   if (response.ok()) {
     // An answer is a real one: a status in range, a body within its limit.
     if (response->status < 200 || response->status > 599) std::abort();
-    if (response->body.size() > options.max_response_bytes) std::abort();
+    if (response->body.size() > max_response_bytes) std::abort();
   } else if (absl::IsDeadlineExceeded(response.status())) {
     // The upstream always closes after its answer: nothing may wait for the
     // deadline.

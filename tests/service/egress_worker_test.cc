@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "gtest/gtest.h"
+#include "service/whole_response.h"
 #include "tests/fakes/counting_observer.h"
 #include "tests/fakes/fake_upstream.h"
 #include "tests/fakes/wait_until.h"
@@ -34,6 +35,17 @@ class EgressWorkerTest : public ::testing::Test {
   Deadline Within(milliseconds d = milliseconds(10000)) {
     return Deadline::In(RealClock::Get(), d);
   }
+  // As Do: the whole response.
+  absl::StatusOr<UpstreamResponse> Perform(const UpstreamRequest& request,
+                                           const Deadline& deadline,
+                                           ExchangeCanceller& canceller) {
+    WholeResponseSink sink(defaults::kMaxResponseBytes, request.origin.Key(),
+                           nullptr);
+    absl::StatusOr<ExchangeSummary> done =
+        worker_.Perform(CallPlan{request, deadline, canceller}, sink);
+    if (!done.ok()) return done.status();
+    return sink.Finish(*done);
+  }
   // Waits (bounded) until the upstream has received `n` requests: the
   // exchange a test means to interrupt is then under way.
   void WaitForUpstreamRequests(int n) {
@@ -51,13 +63,13 @@ class EgressWorkerTest : public ::testing::Test {
 
 TEST_F(EgressWorkerTest, ALateCancelNeverReachesTheNextCall) {
   ExchangeCanceller first;
-  ASSERT_TRUE(worker_.Perform(Get("/echo"), Within(), first).ok());
+  ASSERT_TRUE(Perform(Get("/echo"), Within(), first).ok());
   // The first caller goes away after its answer: its cancel must not touch
   // the session the next caller gets.
   first.Cancel();
   ExchangeCanceller second;
   absl::StatusOr<UpstreamResponse> next =
-      worker_.Perform(Get("/echo"), Within(), second);
+      Perform(Get("/echo"), Within(), second);
   ASSERT_TRUE(next.ok()) << next.status();
   EXPECT_TRUE(next->connection_reused);
   EXPECT_EQ(observer_.created.load(), 1);
@@ -65,12 +77,12 @@ TEST_F(EgressWorkerTest, ALateCancelNeverReachesTheNextCall) {
 
 TEST_F(EgressWorkerTest, ALateCancelArrivingDuringTheNextCallLeavesItAlone) {
   ExchangeCanceller first;
-  ASSERT_TRUE(worker_.Perform(Get("/echo"), Within(), first).ok());
+  ASSERT_TRUE(Perform(Get("/echo"), Within(), first).ok());
   // The next call runs on the same session; the first caller's cancel lands
   // in the middle of it.
   ExchangeCanceller second;
   auto next = std::async(std::launch::async, [&] {
-    return worker_.Perform(Get("/slow/300"), Within(), second);
+    return Perform(Get("/slow/300"), Within(), second);
   });
   WaitForUpstreamRequests(2);
   first.Cancel();
@@ -82,7 +94,7 @@ TEST_F(EgressWorkerTest, ALateCancelArrivingDuringTheNextCallLeavesItAlone) {
 TEST_F(EgressWorkerTest, ACancelDuringAnExchangeAbortsOnlyThatExchange) {
   ExchangeCanceller first;
   auto slow = std::async(std::launch::async, [&] {
-    return worker_.Perform(Get("/slow/1500"), Within(), first);
+    return Perform(Get("/slow/1500"), Within(), first);
   });
   WaitForUpstreamRequests(1);
   const auto cancelled_at = std::chrono::steady_clock::now();
@@ -95,7 +107,7 @@ TEST_F(EgressWorkerTest, ACancelDuringAnExchangeAbortsOnlyThatExchange) {
   // exchange did not count against the session.
   ExchangeCanceller second;
   absl::StatusOr<UpstreamResponse> next =
-      worker_.Perform(Get("/echo"), Within(), second);
+      Perform(Get("/echo"), Within(), second);
   ASSERT_TRUE(next.ok()) << next.status();
   EXPECT_EQ(observer_.Dropped(DropReason::kErrors), 0);
 }
@@ -104,7 +116,7 @@ TEST_F(EgressWorkerTest, ACancelBeforeTheExchangeStopsItBeforeTheUpstream) {
   ExchangeCanceller canceller;
   canceller.Cancel();
   absl::StatusOr<UpstreamResponse> result =
-      worker_.Perform(Get("/echo"), Within(), canceller);
+      Perform(Get("/echo"), Within(), canceller);
   EXPECT_EQ(result.status().code(), absl::StatusCode::kCancelled);
   EXPECT_EQ(upstream_.requests(), 0);
 }
@@ -112,7 +124,7 @@ TEST_F(EgressWorkerTest, ACancelBeforeTheExchangeStopsItBeforeTheUpstream) {
 TEST_F(EgressWorkerTest, AbortCurrentCancelsTheCallBeingServed) {
   ExchangeCanceller canceller;
   auto slow = std::async(std::launch::async, [&] {
-    return worker_.Perform(Get("/slow/1500"), Within(), canceller);
+    return Perform(Get("/slow/1500"), Within(), canceller);
   });
   WaitForUpstreamRequests(1);
   worker_.AbortCurrent();  // the drain time is over
@@ -121,13 +133,13 @@ TEST_F(EgressWorkerTest, AbortCurrentCancelsTheCallBeingServed) {
   // Between calls it reaches nothing.
   worker_.AbortCurrent();
   ExchangeCanceller next;
-  EXPECT_TRUE(worker_.Perform(Get("/echo"), Within(), next).ok());
+  EXPECT_TRUE(Perform(Get("/echo"), Within(), next).ok());
 }
 
 TEST_F(EgressWorkerTest, StreamsTakeTheSamePath) {
   class Collect final : public ResponseSink {
    public:
-    bool OnHead(UpstreamResponse head, std::optional<uint64_t>) override {
+    bool OnHead(UpstreamHead head, std::optional<uint64_t>) override {
       status = head.status;
       return true;
     }
@@ -140,8 +152,11 @@ TEST_F(EgressWorkerTest, StreamsTakeTheSamePath) {
     std::string body;
   } sink;
   ExchangeCanceller canceller;
-  absl::StatusOr<UpstreamResponse> result = worker_.Stream(
-      Get("/stream/1000"), Within(), seconds(5), sink, canceller);
+  const UpstreamRequest request = Get("/stream/1000");
+  const Deadline deadline = Within();
+  CallPlan call{request, deadline, canceller};
+  call.idle_timeout = seconds(5);
+  absl::StatusOr<ExchangeSummary> result = worker_.Perform(call, sink);
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_EQ(sink.status, 200);
   EXPECT_EQ(sink.body.size(), 1000u);
@@ -155,8 +170,7 @@ TEST_F(EgressWorkerTest, ABrokenSessionIsDroppedWhenItsLeaseEnds) {
   }
   for (int i = 0; i < 3; ++i) {
     ExchangeCanceller canceller;
-    EXPECT_FALSE(
-        worker_.Perform(Get("/", dead_port), Within(), canceller).ok());
+    EXPECT_FALSE(Perform(Get("/", dead_port), Within(), canceller).ok());
   }
   EXPECT_EQ(observer_.Dropped(DropReason::kErrors), 1);
   EXPECT_EQ(worker_.sessions().size(), 0u);

@@ -21,6 +21,7 @@
 #include "tests/fakes/child_process.h"
 #include "tests/fakes/counting_observer.h"
 #include "tests/fakes/scripted_upstream.h"
+#include "tests/fakes/session_calls.h"
 
 namespace egress {
 namespace {
@@ -97,8 +98,8 @@ class HostileUpstreamTest : public ::testing::Test {
                                         milliseconds timeout = seconds(5),
                                         const std::string& method = "GET") {
     const auto start = std::chrono::steady_clock::now();
-    auto result =
-        session.Send(Get(method), Deadline::In(RealClock::Get(), timeout));
+    auto result = SendWhole(session, Get(method),
+                            Deadline::In(RealClock::Get(), timeout));
     took_ = std::chrono::duration_cast<milliseconds>(
         std::chrono::steady_clock::now() - start);
     return result;
@@ -461,14 +462,15 @@ TEST_F(HostileUpstreamTest, OnlyAFramedBodyIsReservedFromTheBudget) {
   {
     BudgetLease lease(&budget);
     auto head =
-        session->Send(Get("HEAD"), Deadline::In(RealClock::Get(), seconds(5)),
-                      nullptr, &lease);
+        SendWhole(*session, Get("HEAD"),
+                  Deadline::In(RealClock::Get(), seconds(5)), nullptr, &lease);
     ASSERT_TRUE(head.ok()) << head.status();
     EXPECT_EQ(lease.held(), 0u);
   }
   BudgetLease lease(&budget);
-  auto get = session->Send(Get(), Deadline::In(RealClock::Get(), seconds(5)),
-                           nullptr, &lease);
+  auto get =
+      SendWhole(*session, Get(), Deadline::In(RealClock::Get(), seconds(5)),
+                nullptr, &lease);
   EXPECT_TRUE(absl::IsResourceExhausted(get.status())) << get.status();
   EXPECT_THAT(get.status().message(), HasSubstr("--max_buffered_bytes"));
   EXPECT_EQ(lease.held(), 0u);
@@ -503,7 +505,8 @@ TEST_F(HostileUpstreamTest, AnswerBeforeTheRequestBodyWasRead) {
   UpstreamRequest post = Get("POST");
   post.body.assign(4 << 20, 'x');
   const auto start = std::chrono::steady_clock::now();
-  auto result = session->Send(post, Deadline::In(RealClock::Get(), seconds(5)));
+  auto result =
+      SendWhole(*session, post, Deadline::In(RealClock::Get(), seconds(5)));
   EXPECT_LT(std::chrono::steady_clock::now() - start, seconds(2));
   // Either the whole body fitted in the sockets' buffers before the upstream
   // closed, and its 413 is the answer; or the upload fails when the upstream

@@ -24,6 +24,7 @@
 #include "tests/fakes/fake_resolver.h"
 #include "tests/fakes/fake_upstream.h"
 #include "tests/fakes/scripted_upstream.h"
+#include "tests/fakes/session_calls.h"
 #include "tests/fakes/wait_until.h"
 
 namespace egress {
@@ -65,9 +66,10 @@ TEST_F(HttpSessionFaultsTest, StaleReusedConnectionIsRetriedOnceOnAFreshOne) {
   ScriptedUpstream upstream(Script::kDropReused);
   auto session = SessionTo("127.0.0.1", upstream.port());
   ASSERT_TRUE(
-      session->Send(RequestTo("127.0.0.1", upstream.port()), Within()).ok());
+      SendWhole(*session, RequestTo("127.0.0.1", upstream.port()), Within())
+          .ok());
   auto second =
-      session->Send(RequestTo("127.0.0.1", upstream.port()), Within());
+      SendWhole(*session, RequestTo("127.0.0.1", upstream.port()), Within());
   ASSERT_TRUE(second.ok()) << second.status();
   EXPECT_EQ(second->attempts, 2);
   EXPECT_FALSE(second->connection_reused);  // answered on the fresh connection
@@ -81,9 +83,10 @@ TEST_F(HttpSessionFaultsTest, NonIdempotentRequestIsNotRetried) {
   ScriptedUpstream upstream(Script::kDropReused);
   auto session = SessionTo("127.0.0.1", upstream.port());
   ASSERT_TRUE(
-      session->Send(RequestTo("127.0.0.1", upstream.port()), Within()).ok());
-  auto post =
-      session->Send(RequestTo("127.0.0.1", upstream.port(), "POST"), Within());
+      SendWhole(*session, RequestTo("127.0.0.1", upstream.port()), Within())
+          .ok());
+  auto post = SendWhole(
+      *session, RequestTo("127.0.0.1", upstream.port(), "POST"), Within());
   ASSERT_FALSE(post.ok());
   EXPECT_EQ(post.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(std::string(post.status().message()),
@@ -98,10 +101,11 @@ TEST_F(HttpSessionFaultsTest, IdempotencyKeyMakesAPostRetryable) {
   ScriptedUpstream upstream(Script::kDropReused);
   auto session = SessionTo("127.0.0.1", upstream.port());
   ASSERT_TRUE(
-      session->Send(RequestTo("127.0.0.1", upstream.port()), Within()).ok());
+      SendWhole(*session, RequestTo("127.0.0.1", upstream.port()), Within())
+          .ok());
   UpstreamRequest post = RequestTo("127.0.0.1", upstream.port(), "POST");
   post.headers = {{"Idempotency-Key", "order-42"}};
-  auto result = session->Send(post, Within());
+  auto result = SendWhole(*session, post, Within());
   ASSERT_TRUE(result.ok()) << result.status();
   EXPECT_EQ(result->attempts, 2);
 }
@@ -110,7 +114,8 @@ TEST_F(HttpSessionFaultsTest, ConnectionClosedWhileIdleReconnectsWithoutError) {
   ScriptedUpstream upstream(Script::kCloseIdle, milliseconds(50));
   auto session = SessionTo("127.0.0.1", upstream.port());
   for (int i = 0; i < 3; ++i) {
-    auto r = session->Send(RequestTo("127.0.0.1", upstream.port()), Within());
+    auto r =
+        SendWhole(*session, RequestTo("127.0.0.1", upstream.port()), Within());
     ASSERT_TRUE(r.ok()) << r.status();
     // The upstream closes the idle connection after 50 ms; wait (bounded)
     // until it has, so the next request always finds it closed.
@@ -125,7 +130,8 @@ TEST_F(HttpSessionFaultsTest,
        ResetInTheMiddleOfTheBodyIsUnavailableAndNotRetried) {
   ScriptedUpstream upstream(Script::kResetMidBody);
   auto session = SessionTo("127.0.0.1", upstream.port());
-  auto r = session->Send(RequestTo("127.0.0.1", upstream.port()), Within());
+  auto r =
+      SendWhole(*session, RequestTo("127.0.0.1", upstream.port()), Within());
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(std::string(r.status().message()),
@@ -138,8 +144,8 @@ TEST_F(HttpSessionFaultsTest, StallBeforeHeadersIsDeadlineExceeded) {
   ScriptedUpstream upstream(Script::kStall);
   auto session = SessionTo("127.0.0.1", upstream.port());
   const auto start = std::chrono::steady_clock::now();
-  auto r = session->Send(RequestTo("127.0.0.1", upstream.port()),
-                         Within(milliseconds(300)));
+  auto r = SendWhole(*session, RequestTo("127.0.0.1", upstream.port()),
+                     Within(milliseconds(300)));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded)
       << r.status();
@@ -153,7 +159,8 @@ TEST_F(HttpSessionFaultsTest,
   ScriptedUpstream upstream(Script::kGarbage);
   auto session = SessionTo("127.0.0.1", upstream.port());
   for (int i = 0; i < 3; ++i) {
-    auto r = session->Send(RequestTo("127.0.0.1", upstream.port()), Within());
+    auto r =
+        SendWhole(*session, RequestTo("127.0.0.1", upstream.port()), Within());
     ASSERT_FALSE(r.ok());
     EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
     EXPECT_THAT(std::string(r.status().message()),
@@ -175,7 +182,7 @@ TEST_F(HttpSessionFaultsTest,
   auto call = [&] {
     SessionLease s = cache.Lease(
         Origin{"http", "127.0.0.1", static_cast<uint16_t>(upstream.port())});
-    auto r = s->Send(RequestTo("127.0.0.1", upstream.port()), Within());
+    auto r = SendWhole(*s, RequestTo("127.0.0.1", upstream.port()), Within());
     return r.status();
   };
   ASSERT_TRUE(call().ok());
@@ -199,7 +206,7 @@ TEST_F(HttpSessionFaultsTest,
   options_.connect_timeout = milliseconds(200);
   auto session = SessionTo("127.0.0.1", hole.port());
   const auto start = std::chrono::steady_clock::now();
-  auto r = session->Send(RequestTo("127.0.0.1", hole.port()), Within());
+  auto r = SendWhole(*session, RequestTo("127.0.0.1", hole.port()), Within());
   const auto took = std::chrono::steady_clock::now() - start;
   ASSERT_FALSE(r.ok());
   // Unreachable within --connect_timeout while the call still had time: the
@@ -214,8 +221,8 @@ TEST_F(HttpSessionFaultsTest,
 TEST_F(HttpSessionFaultsTest, ConnectCutShortByTheDeadlineIsDeadlineExceeded) {
   BlackHole hole;
   auto session = SessionTo("127.0.0.1", hole.port());
-  auto r = session->Send(RequestTo("127.0.0.1", hole.port()),
-                         Within(milliseconds(200)));
+  auto r = SendWhole(*session, RequestTo("127.0.0.1", hole.port()),
+                     Within(milliseconds(200)));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kDeadlineExceeded)
       << r.status();
@@ -230,7 +237,7 @@ TEST_F(HttpSessionFaultsTest, ConnectsToTheAddressTheDnsCacheGave) {
   auto session = SessionTo("api.test", upstream.port());
   UpstreamRequest request = RequestTo("api.test", upstream.port());
   request.target = "/headers";
-  auto r = session->Send(request, Within());
+  auto r = SendWhole(*session, request, Within());
   ASSERT_TRUE(r.ok()) << r.status();
   // The Host header keeps the name; the connection went to the pinned address.
   EXPECT_THAT(r->body,
@@ -252,8 +259,8 @@ TEST_F(HttpSessionFaultsTest, BlackHoledFirstAddressFallsBackAfterAHeadStart) {
   options_.connect_timeout = seconds(5);
   auto session = SessionTo("dual.test", upstream.port());
   const auto start = std::chrono::steady_clock::now();
-  auto r =
-      session->Send(RequestTo("dual.test", upstream.port(), "POST"), Within());
+  auto r = SendWhole(*session, RequestTo("dual.test", upstream.port(), "POST"),
+                     Within());
   const auto took = std::chrono::steady_clock::now() - start;
   ASSERT_TRUE(r.ok()) << r.status();  // safe even for POST: nothing was sent
   EXPECT_GE(took, kConnectHeadStart - milliseconds(20));
@@ -274,8 +281,8 @@ TEST_F(HttpSessionFaultsTest, RefusedIpv6LoopbackFallsBackToIpv4AtOnce) {
   options_.dns = &dns;
   auto session = SessionTo("localhost.test", upstream.port());
   const auto start = std::chrono::steady_clock::now();
-  auto r =
-      session->Send(RequestTo("localhost.test", upstream.port()), Within());
+  auto r = SendWhole(*session, RequestTo("localhost.test", upstream.port()),
+                     Within());
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_LT(std::chrono::steady_clock::now() - start, kConnectHeadStart);
   EXPECT_EQ(session->pinned_address(), "127.0.0.1");
@@ -293,7 +300,7 @@ TEST_F(HttpSessionFaultsTest,
   BlackHole unused;  // a port number nothing else listens on
   const int port = unused.port();
   auto session = SessionTo("none.test", port);
-  auto r = session->Send(RequestTo("none.test", port), Within());
+  auto r = SendWhole(*session, RequestTo("none.test", port), Within());
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable) << r.status();
   EXPECT_THAT(std::string(r.status().message()),
@@ -314,15 +321,16 @@ TEST_F(HttpSessionFaultsTest, AddressesThePolicyRefusesAreNeverTried) {
   options_.dns = &dns;
   options_.policy = policy->get();
   auto session = SessionTo("mixed.test", upstream.port());
-  auto r = session->Send(RequestTo("mixed.test", upstream.port()), Within());
+  auto r =
+      SendWhole(*session, RequestTo("mixed.test", upstream.port()), Within());
   ASSERT_TRUE(r.ok()) << r.status();
   EXPECT_THAT(session->addresses(), ElementsAre("127.0.0.1"));
   // Only refused addresses: the refusal, and no connection at all.
   resolver.Set("private.test",
                std::vector<std::string>{"10.1.2.3", "192.168.1.1"});
   auto refused_session = SessionTo("private.test", upstream.port());
-  auto refused = refused_session->Send(
-      RequestTo("private.test", upstream.port()), Within());
+  auto refused = SendWhole(
+      *refused_session, RequestTo("private.test", upstream.port()), Within());
   EXPECT_EQ(refused.status().code(), absl::StatusCode::kPermissionDenied)
       << refused.status();
   EXPECT_EQ(upstream.connections(), 1);
@@ -333,7 +341,7 @@ TEST_F(HttpSessionFaultsTest, DnsFailureIsUnavailableNamingTheHost) {
   DnsCache dns(resolver, clock_, DnsCacheOptions());
   options_.dns = &dns;
   auto session = SessionTo("nowhere.test", 80);
-  auto r = session->Send(RequestTo("nowhere.test", 80), Within());
+  auto r = SendWhole(*session, RequestTo("nowhere.test", 80), Within());
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(std::string(r.status().message()), HasSubstr("\"nowhere.test\""));
@@ -351,7 +359,8 @@ TEST_F(HttpSessionFaultsTest, ChangedDnsAnswerTakesEffectWhenTheTtlExpires) {
   options_.dns = &dns;
   auto session = SessionTo("moving.test", first.port());
   auto send = [&] {
-    return session->Send(RequestTo("moving.test", first.port()), Within()).ok();
+    return SendWhole(*session, RequestTo("moving.test", first.port()), Within())
+        .ok();
   };
   ASSERT_TRUE(send());
   resolver.Set("moving.test", "127.0.0.2");
@@ -380,7 +389,8 @@ TEST_F(HttpSessionFaultsTest, DroppingAfterErrorsRefreshesTheDnsAnswer) {
                       static_cast<uint16_t>(upstream.port())};
   auto call = [&] {
     SessionLease s = cache.Lease(origin);
-    bool ok = s->Send(RequestTo("moved.test", upstream.port()), Within()).ok();
+    bool ok =
+        SendWhole(*s, RequestTo("moved.test", upstream.port()), Within()).ok();
     return ok;
   };
   for (int i = 0; i < 3; ++i) EXPECT_FALSE(call());

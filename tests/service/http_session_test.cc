@@ -12,6 +12,7 @@
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/fake_upstream.h"
 #include "tests/fakes/scripted_upstream.h"
+#include "tests/fakes/session_calls.h"
 
 namespace egress {
 namespace {
@@ -48,7 +49,7 @@ class HttpSessionTest : public ::testing::Test {
 TEST_F(HttpSessionTest, ReusesConnectionForSameOrigin) {
   auto session = NewSession(upstream_.port());
   for (int i = 0; i < 20; ++i) {
-    auto response = session->Send(Get("/echo"), Within());
+    auto response = SendWhole(*session, Get("/echo"), Within());
     ASSERT_TRUE(response.ok()) << response.status();
     EXPECT_EQ(response->status, 200);
     EXPECT_EQ(response->connection_reused, i > 0) << "request " << i;
@@ -66,7 +67,7 @@ TEST_F(HttpSessionTest, SendsMethodHeadersAndBinaryBody) {
   request.method = "PUT";
   request.body = std::string("\0\1\2\xff binary", 11);
   request.headers = {{"X-One", "1"}};
-  auto response = session->Send(request, Within());
+  auto response = SendWhole(*session, request, Within());
   ASSERT_TRUE(response.ok()) << response.status();
   EXPECT_EQ(response->body, request.body);
   EXPECT_THAT(response->headers, testing::Contains(Pair("X-Method", "PUT")));
@@ -76,7 +77,7 @@ TEST_F(HttpSessionTest, SendsMethodHeadersAndBinaryBody) {
 
 TEST_F(HttpSessionTest, SendsHostHeaderAndNoAcceptEncodingOfItsOwn) {
   auto session = NewSession(upstream_.port());
-  auto response = session->Send(Get("/headers"), Within());
+  auto response = SendWhole(*session, Get("/headers"), Within());
   ASSERT_TRUE(response.ok()) << response.status();
   EXPECT_THAT(response->body,
               HasSubstr("Host: 127.0.0.1:" + std::to_string(upstream_.port())));
@@ -95,7 +96,7 @@ TEST_F(HttpSessionTest, KeepsResponseHeadersInWireOrder) {
         "Set-Cookie: b=2\r\nset-cookie: c=3\r\nContent-Length: 0\r\n\r\n");
   });
   auto session = NewSession(upstream.port());
-  auto response = session->Send(Get("/"), Within());
+  auto response = SendWhole(*session, Get("/"), Within());
   ASSERT_TRUE(response.ok()) << response.status();
   std::vector<std::string> fields;
   for (const auto& [name, value] : response->headers) {
@@ -120,7 +121,7 @@ TEST_F(HttpSessionTest, RemovesHopByHopResponseHeaders) {
         "3\r\nabc\r\n0\r\n\r\n");
   });
   auto session = NewSession(upstream.port());
-  auto response = session->Send(Get("/"), Within());
+  auto response = SendWhole(*session, Get("/"), Within());
   ASSERT_TRUE(response.ok()) << response.status();
   std::vector<std::string> fields;
   for (const auto& [name, value] : response->headers) {
@@ -133,7 +134,7 @@ TEST_F(HttpSessionTest, RemovesHopByHopResponseHeaders) {
 
 TEST_F(HttpSessionTest, UpstreamErrorStatusIsAnAnswerNotAnError) {
   auto session = NewSession(upstream_.port());
-  auto response = session->Send(Get("/status/503"), Within());
+  auto response = SendWhole(*session, Get("/status/503"), Within());
   ASSERT_TRUE(response.ok()) << response.status();
   EXPECT_EQ(response->status, 503);
   EXPECT_EQ(session->consecutive_errors(), 0);
@@ -142,7 +143,7 @@ TEST_F(HttpSessionTest, UpstreamErrorStatusIsAnAnswerNotAnError) {
 TEST_F(HttpSessionTest, RefusedConnectIsUnavailableAndCountsAnError) {
   const int port = UnusedLoopbackPort();
   auto session = NewSession(port);
-  auto response = session->Send(Get("/", port), Within());
+  auto response = SendWhole(*session, Get("/", port), Within());
   ASSERT_FALSE(response.ok());
   EXPECT_EQ(response.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(response.status().message(), HasSubstr("connect to"));
@@ -157,48 +158,49 @@ TEST_F(HttpSessionTest, BrokenAfterExactlyMaxConsecutiveErrors) {
   for (int i = 1; i <= 3; ++i) {
     EXPECT_NE(session->state(), HttpSession::State::kBroken)
         << "before error " << i;
-    EXPECT_FALSE(session->Send(Get("/", port), Within()).ok());
+    EXPECT_FALSE(SendWhole(*session, Get("/", port), Within()).ok());
   }
   EXPECT_EQ(session->state(), HttpSession::State::kBroken);
 }
 
 TEST_F(HttpSessionTest, SuccessResetsTheErrorCount) {
   auto session = NewSession(upstream_.port());
-  ASSERT_TRUE(session->Send(Get("/echo"), Within()).ok());
+  ASSERT_TRUE(SendWhole(*session, Get("/echo"), Within()).ok());
   // A deadline already in the past fails without touching the connection.
   EXPECT_FALSE(
-      session->Send(Get("/echo"), Deadline(clock_, clock_.Now())).ok());
+      SendWhole(*session, Get("/echo"), Deadline(clock_, clock_.Now())).ok());
   EXPECT_FALSE(
-      session->Send(Get("/echo"), Deadline(clock_, clock_.Now())).ok());
+      SendWhole(*session, Get("/echo"), Deadline(clock_, clock_.Now())).ok());
   EXPECT_EQ(session->consecutive_errors(), 2);
-  ASSERT_TRUE(session->Send(Get("/echo"), Within()).ok());
+  ASSERT_TRUE(SendWhole(*session, Get("/echo"), Within()).ok());
   EXPECT_EQ(session->consecutive_errors(), 0);
   EXPECT_FALSE(
-      session->Send(Get("/echo"), Deadline(clock_, clock_.Now())).ok());
+      SendWhole(*session, Get("/echo"), Deadline(clock_, clock_.Now())).ok());
   EXPECT_FALSE(
-      session->Send(Get("/echo"), Deadline(clock_, clock_.Now())).ok());
+      SendWhole(*session, Get("/echo"), Deadline(clock_, clock_.Now())).ok());
   // Four errors in all, but never three in a row.
   EXPECT_NE(session->state(), HttpSession::State::kBroken);
 }
 
 TEST_F(HttpSessionTest, ResponseOverLimitIsResourceExhaustedNotASessionError) {
-  options_.max_response_bytes = 1000;
   auto session = NewSession(upstream_.port());
-  auto response = session->Send(Get("/bytes/5000"), Within());
+  auto response = SendWhole(*session, Get("/bytes/5000"), Within(), nullptr,
+                            nullptr, /*max_bytes=*/1000);
   ASSERT_FALSE(response.ok());
   EXPECT_EQ(response.status().code(), absl::StatusCode::kResourceExhausted);
   EXPECT_THAT(response.status().message(),
               HasSubstr("--max_response_bytes=1000"));
   EXPECT_EQ(session->consecutive_errors(), 0);
   // The session recovers on a fresh connection.
-  auto next = session->Send(Get("/bytes/1000"), Within());
+  auto next = SendWhole(*session, Get("/bytes/1000"), Within(), nullptr,
+                        nullptr, /*max_bytes=*/1000);
   ASSERT_TRUE(next.ok()) << next.status();
   EXPECT_EQ(next->body.size(), 1000u);
 }
 
 TEST_F(HttpSessionTest, BinaryBodyArrivesIntact) {
   auto session = NewSession(upstream_.port());
-  auto response = session->Send(Get("/bytes/70000"), Within());
+  auto response = SendWhole(*session, Get("/bytes/70000"), Within());
   ASSERT_TRUE(response.ok()) << response.status();
   ASSERT_EQ(response->body.size(), 70000u);
   for (size_t i = 0; i < response->body.size(); ++i) {
@@ -210,8 +212,9 @@ TEST_F(HttpSessionTest, SlowUpstreamIsDeadlineExceeded) {
   auto session = NewSession(upstream_.port());
   // The fake clock does not move, so the real read timeout (from the deadline's
   // distance) is what fires: 200 ms against an answer after 2 s.
-  auto response = session->Send(
-      Get("/slow/2000"), Deadline::In(clock_, std::chrono::milliseconds(200)));
+  auto response =
+      SendWhole(*session, Get("/slow/2000"),
+                Deadline::In(clock_, std::chrono::milliseconds(200)));
   ASSERT_FALSE(response.ok());
   EXPECT_EQ(response.status().code(), absl::StatusCode::kDeadlineExceeded)
       << response.status();
@@ -219,8 +222,8 @@ TEST_F(HttpSessionTest, SlowUpstreamIsDeadlineExceeded) {
 
 TEST_F(HttpSessionTest, ConnectionCloseFromUpstreamReconnectsWithoutError) {
   auto session = NewSession(upstream_.port());
-  ASSERT_TRUE(session->Send(Get("/close"), Within()).ok());
-  auto next = session->Send(Get("/echo"), Within());
+  ASSERT_TRUE(SendWhole(*session, Get("/close"), Within()).ok());
+  auto next = SendWhole(*session, Get("/echo"), Within());
   ASSERT_TRUE(next.ok()) << next.status();
   EXPECT_FALSE(next->connection_reused);
   EXPECT_EQ(session->consecutive_errors(), 0);
@@ -230,9 +233,9 @@ TEST_F(HttpSessionTest, ConnectionCloseFromUpstreamReconnectsWithoutError) {
 TEST_F(HttpSessionTest, ExhaustedAfterMaxRequests) {
   options_.max_requests = 2;
   auto session = NewSession(upstream_.port());
-  ASSERT_TRUE(session->Send(Get("/echo"), Within()).ok());
+  ASSERT_TRUE(SendWhole(*session, Get("/echo"), Within()).ok());
   EXPECT_NE(session->state(), HttpSession::State::kExhausted);
-  ASSERT_TRUE(session->Send(Get("/echo"), Within()).ok());
+  ASSERT_TRUE(SendWhole(*session, Get("/echo"), Within()).ok());
   EXPECT_EQ(session->state(), HttpSession::State::kExhausted);
 }
 

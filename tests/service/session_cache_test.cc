@@ -13,6 +13,7 @@
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/fake_upstream.h"
 #include "tests/fakes/scripted_upstream.h"
+#include "tests/fakes/session_calls.h"
 #include "tests/fakes/wait_until.h"
 
 namespace egress {
@@ -57,7 +58,8 @@ class SessionCacheTest : public ::testing::Test {
   // Acquire, send, release: what a worker does for one call.
   bool Call(int port, int worker = 0) {
     SessionLease session = Worker(worker).Lease(OriginOn(port));
-    return session->Send(RequestTo(port), Deadline::In(clock_, seconds(10)))
+    return SendWhole(*session, RequestTo(port),
+                     Deadline::In(clock_, seconds(10)))
         .ok();
   }
 
@@ -182,7 +184,8 @@ TEST_F(SessionCacheTest, KeepsSessionWhenErrorsAreInterleavedWithSuccess) {
   auto fail = [&] {
     SessionLease s = cache().Lease(OriginOn(upstream_.port()));
     EXPECT_FALSE(
-        s->Send(RequestTo(upstream_.port()), Deadline::In(clock_, {})).ok());
+        SendWhole(*s, RequestTo(upstream_.port()), Deadline::In(clock_, {}))
+            .ok());
   };
   fail();
   fail();

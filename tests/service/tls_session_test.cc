@@ -22,6 +22,7 @@
 #include "tests/fakes/counting_observer.h"
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/fake_upstream.h"
+#include "tests/fakes/session_calls.h"
 #include "tests/fakes/test_certs.h"
 
 namespace egress {
@@ -46,7 +47,8 @@ class TlsSessionTest : public ::testing::Test {
     request.method = "GET";
     request.origin = Origin{"https", host, static_cast<uint16_t>(port)};
     request.target = "/echo";
-    return session.Send(request, Deadline::In(clock_, std::chrono::seconds(5)));
+    return SendWhole(session, request,
+                     Deadline::In(clock_, std::chrono::seconds(5)));
   }
   // The status of one call to "localhost" on an upstream serving `leaf`.
   absl::Status CallLocalhostServing(const CertFiles& leaf) {

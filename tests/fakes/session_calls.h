@@ -1,0 +1,58 @@
+// The one way tests build an upstream request and run it over a session,
+// as the service does: through PerformCall (attempt_loop.h: stale
+// connections are resent) into a WholeResponseSink (Do) or the test's own
+// sink (DoStream).
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "absl/status/statusor.h"
+#include "service/attempt_loop.h"
+#include "service/defaults.h"
+#include "service/http_session.h"
+#include "service/http_types.h"
+#include "service/memory_budget.h"
+#include "service/whole_response.h"
+
+namespace egress {
+
+// `method` `scheme`://`host`:`port``target`.
+inline UpstreamRequest MakeRequest(const std::string& host, int port,
+                                   const std::string& target = "/",
+                                   const std::string& method = "GET",
+                                   const std::string& scheme = "http") {
+  UpstreamRequest request;
+  request.method = method;
+  request.origin = Origin{scheme, host, static_cast<uint16_t>(port)};
+  request.target = target;
+  return request;
+}
+
+// Runs `request` on `session` as Do does, keeping the whole response.
+inline absl::StatusOr<UpstreamResponse> SendWhole(
+    HttpSession& session, const UpstreamRequest& request,
+    const Deadline& deadline, ExchangeCanceller* canceller = nullptr,
+    BudgetLease* budget = nullptr,
+    size_t max_bytes = defaults::kMaxResponseBytes) {
+  ExchangeCanceller own;
+  CallPlan call{request, deadline, canceller != nullptr ? *canceller : own};
+  WholeResponseSink sink(max_bytes, request.origin.Key(), budget);
+  absl::StatusOr<ExchangeSummary> done =
+      PerformCall(call, sink, [&](SessionUse use) { return use(session); });
+  if (!done.ok()) return done.status();
+  return sink.Finish(*done);
+}
+
+// Runs `request` on `session` as DoStream does, the response going to `sink`.
+inline absl::StatusOr<ExchangeSummary> StreamTo(
+    HttpSession& session, const UpstreamRequest& request,
+    const Deadline& deadline, std::chrono::nanoseconds idle_timeout,
+    ResponseSink& sink, ExchangeCanceller* canceller = nullptr) {
+  ExchangeCanceller own;
+  CallPlan call{request, deadline, canceller != nullptr ? *canceller : own};
+  call.idle_timeout = idle_timeout;
+  return PerformCall(call, sink, [&](SessionUse use) { return use(session); });
+}
+
+}  // namespace egress
