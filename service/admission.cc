@@ -24,7 +24,7 @@ nanoseconds Admission::GrpcRemaining(
 absl::StatusOr<Admitted> Admission::Admit(
     const egress::v1::DoRequest& request, egress::v1::DoRequest* owned,
     const grpc::CallbackServerContext& context, Rpc rpc,
-    CallRecord& record) const {
+    CallContext& record) const {
   // Labels only: Metrics folds anything but the standard methods into "OTHER".
   record.method = request.method().empty() ? "GET" : request.method();
   record.url = request.url();

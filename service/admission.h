@@ -13,7 +13,7 @@
 
 #include "absl/status/statusor.h"
 #include "proto/egress/v1/egress.grpc.pb.h"
-#include "service/call_log.h"
+#include "service/call_context.h"
 #include "service/caller_auth.h"
 #include "service/clock.h"
 #include "service/deadline.h"
@@ -76,7 +76,7 @@ class Admission {
   absl::StatusOr<Admitted> Admit(const egress::v1::DoRequest& request,
                                  egress::v1::DoRequest* owned,
                                  const grpc::CallbackServerContext& context,
-                                 Rpc rpc, CallRecord& record) const;
+                                 Rpc rpc, CallContext& record) const;
 
   // On the worker that took a call, after `queued` in the queue: may it still
   // go ahead? DEADLINE_EXCEEDED or CANCELLED when not.

@@ -52,7 +52,7 @@ bool IsValidTraceparent(absl::string_view v) {
 }
 
 void CallLog::Begin(const CallerTrace& trace, MonoTime start,
-                    CallRecord& record) {
+                    CallContext& record) {
   Begin(trace.request_id, start, record);
   if (trace.traceparent && IsValidTraceparent(*trace.traceparent)) {
     record.traceparent = std::string(*trace.traceparent);
@@ -65,7 +65,7 @@ void CallLog::Begin(const CallerTrace& trace, MonoTime start,
 }
 
 void CallLog::Begin(std::optional<absl::string_view> caller_request_id,
-                    MonoTime start, CallRecord& record) {
+                    MonoTime start, CallContext& record) {
   record.start = start;
   if (caller_request_id && caller_request_id->size() <= kMaxRequestIdBytes) {
     record.request_id = absl::CHexEscape(*caller_request_id);
@@ -76,7 +76,7 @@ void CallLog::Begin(std::optional<absl::string_view> caller_request_id,
   metrics_.requests_in_flight().Increment();
 }
 
-std::chrono::nanoseconds CallLog::Complete(const CallRecord& r,
+std::chrono::nanoseconds CallLog::Complete(const CallContext& r,
                                            const absl::Status& status) {
   const std::chrono::nanoseconds total = clock_.Now() - r.start;
   const double seconds = Seconds(total);

@@ -3,12 +3,12 @@
 // refusal by policy or authentication, and the access log line.
 //
 // Usage (egress_service.cc):
-//   CallRecord record;
+//   CallContext record;
 //   log.Begin(caller_request_id, clock.Now(), record);   // on arrival
 //   ... fill record.method, identity, origin, http_status ...
 //   std::chrono::nanoseconds total = log.Complete(record, status);  // once
 //
-// Thread safety: thread-safe; each CallRecord belongs to one call.
+// Thread safety: thread-safe; each CallContext belongs to one call.
 #pragma once
 
 #include <atomic>
@@ -19,28 +19,11 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/string_view.h"
+#include "service/call_context.h"
 #include "service/clock.h"
 #include "service/metrics.h"
 
 namespace egress {
-
-// What is known of one call, for its metrics and its access log line.
-struct CallRecord {
-  MonoTime start;
-  std::string request_id;  // x-request-id metadata, or generated
-  // W3C trace context from the caller's metadata, when well-formed; empty
-  // otherwise.
-  std::string traceparent;
-  std::string tracestate;
-  std::string reason;  // the error's ErrorInfo reason, for the access log
-  std::string method = "GET";
-  std::string identity = "anonymous";
-  std::string url;
-  std::string origin;  // once validated
-  int http_status = 0;
-  int attempts = 0;
-  bool reused = false;
-};
 
 // The longest caller-given request id kept; a longer one is replaced.
 inline constexpr size_t kMaxRequestIdBytes = 128;
@@ -68,14 +51,14 @@ class CallLog {
   // it gave one of at most kMaxRequestIdBytes, else a generated one), and the
   // in-flight gauge.
   void Begin(std::optional<absl::string_view> caller_request_id, MonoTime start,
-             CallRecord& record);
+             CallContext& record);
   // The same, also keeping the trace context when it is well-formed (a
   // malformed one is dropped, as W3C asks).
-  void Begin(const CallerTrace& trace, MonoTime start, CallRecord& record);
+  void Begin(const CallerTrace& trace, MonoTime start, CallContext& record);
   // A call ends with `status`: metrics, a warning for a refusal by policy or
   // authentication (naming the caller), the access log line. Returns the
   // call's total time. Called once per Begin.
-  std::chrono::nanoseconds Complete(const CallRecord& record,
+  std::chrono::nanoseconds Complete(const CallContext& record,
                                     const absl::Status& status);
 
  private:

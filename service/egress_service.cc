@@ -84,7 +84,7 @@ class EgressService::Call final : public grpc::ServerUnaryReactor {
     service_.log_.Begin(CallerTraceOf(context), service_.clock_.Now(), record_);
   }
 
-  CallRecord& record() { return record_; }
+  CallContext& record() { return record_; }
   InflightSlot& slot() { return slot_; }
   std::unique_ptr<BudgetLease>& budget() { return budget_; }
   std::atomic<uint64_t>& waiting_id() { return waiting_id_; }
@@ -147,7 +147,7 @@ class EgressService::Call final : public grpc::ServerUnaryReactor {
   EgressService& service_;
   grpc::CallbackServerContext& context_;
   egress::v1::DoResponse& response_;
-  CallRecord record_;
+  CallContext record_;
   ExchangeCanceller canceller_;
   InflightSlot slot_;  // held from the start of the exchange to the answer
   std::atomic<uint64_t> waiting_id_{0};  // while it waits for a slot
@@ -173,7 +173,7 @@ class EgressService::StreamCall final
     service_.log_.Begin(CallerTraceOf(context), service_.clock_.Now(), record_);
   }
 
-  CallRecord& record() { return record_; }
+  CallContext& record() { return record_; }
   InflightSlot& slot() { return slot_; }
   std::unique_ptr<BudgetLease>& budget() { return budget_; }
   std::atomic<uint64_t>& waiting_id() { return waiting_id_; }
@@ -264,7 +264,7 @@ class EgressService::StreamCall final
  private:
   EgressService& service_;
   grpc::CallbackServerContext& context_;
-  CallRecord record_;      // written by the worker until it finishes
+  CallContext record_;      // written by the worker until it finishes
   nanoseconds queued_{0};  // written by the worker before streaming starts
   std::string origin_;     // likewise
   egress::v1::DoStreamResponse out_;  // the write in flight

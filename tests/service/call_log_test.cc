@@ -43,14 +43,14 @@ class CallLogTest : public ::testing::Test {
 };
 
 TEST_F(CallLogTest, TheCallersRequestIdIsKeptEscaped) {
-  CallRecord record;
+  CallContext record;
   log_.Begin(absl::string_view("abc-123\n"), clock_.Now(), record);
   EXPECT_EQ(record.request_id, "abc-123\\n");
   log_.Complete(record, absl::OkStatus());
 }
 
 TEST_F(CallLogTest, MissingOrOverlongRequestIdsAreGeneratedAndDistinct) {
-  CallRecord a, b, c;
+  CallContext a, b, c;
   log_.Begin(std::nullopt, clock_.Now(), a);
   log_.Begin(std::nullopt, clock_.Now(), b);
   log_.Begin(std::string(kMaxRequestIdBytes + 1, 'x'), clock_.Now(), c);
@@ -58,11 +58,11 @@ TEST_F(CallLogTest, MissingOrOverlongRequestIdsAreGeneratedAndDistinct) {
   EXPECT_THAT(c.request_id, MatchesRegex("[0-9a-f]{16}"));
   EXPECT_NE(a.request_id, b.request_id);
   EXPECT_NE(b.request_id, c.request_id);
-  for (CallRecord* r : {&a, &b, &c}) log_.Complete(*r, absl::OkStatus());
+  for (CallContext* r : {&a, &b, &c}) log_.Complete(*r, absl::OkStatus());
 }
 
 TEST_F(CallLogTest, InFlightGaugeCountsCallsBetweenBeginAndComplete) {
-  CallRecord a, b;
+  CallContext a, b;
   log_.Begin(std::nullopt, clock_.Now(), a);
   log_.Begin(std::nullopt, clock_.Now(), b);
   EXPECT_THAT(MetricsText(), HasSubstr("egress_requests_in_flight 2\n"));
@@ -72,7 +72,7 @@ TEST_F(CallLogTest, InFlightGaugeCountsCallsBetweenBeginAndComplete) {
 }
 
 TEST_F(CallLogTest, CompleteCountsTheCallAndReturnsItsTotalTime) {
-  CallRecord record;
+  CallContext record;
   log_.Begin(std::nullopt, clock_.Now(), record);
   record.method = "POST";
   record.http_status = 503;
@@ -90,7 +90,7 @@ TEST_F(CallLogTest, APolicyRefusalIsCountedByRuleAndLoggedWithTheCaller) {
   ASSERT_TRUE(policy.ok());
   const absl::Status refused = (*policy)->CheckAddress("10.1.2.3");
   ASSERT_TRUE(absl::IsPermissionDenied(refused));
-  CallRecord record;
+  CallContext record;
   log_.Begin(absl::string_view("r1"), clock_.Now(), record);
   record.identity = "billing";
   record.url = "http://10.1.2.3/";
@@ -107,7 +107,7 @@ TEST_F(CallLogTest, APolicyRefusalIsCountedByRuleAndLoggedWithTheCaller) {
 
 TEST_F(CallLogTest, TheAccessLogLineCanBeTurnedOff) {
   CallLog quiet(metrics_, clock_, /*access_log=*/false);
-  CallRecord record;
+  CallContext record;
   quiet.Begin(std::nullopt, clock_.Now(), record);
   ::testing::internal::CaptureStderr();
   quiet.Complete(record, absl::OkStatus());
@@ -259,7 +259,7 @@ TEST(TraceparentTest, OnlyWellFormedW3CValuesAreKept) {
 }
 
 TEST_F(CallLogTest, TraceContextIsKeptWhenValidAndLoggedAsJson) {
-  CallRecord record;
+  CallContext record;
   const std::string parent =
       "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
   log_.Begin(CallerTrace{absl::string_view("r7"), absl::string_view(parent),
@@ -298,7 +298,7 @@ TEST_F(CallLogTest, TraceContextIsKeptWhenValidAndLoggedAsJson) {
   EXPECT_TRUE(f.contains("time"));
 
   // A malformed traceparent is dropped, and its tracestate with it.
-  CallRecord bad;
+  CallContext bad;
   log_.Begin(CallerTrace{std::nullopt, absl::string_view("00-xyz"),
                          absl::string_view("a=b")},
              clock_.Now(), bad);
