@@ -43,7 +43,7 @@
 #include "grpcpp/generic/generic_stub.h"
 #include "proto/egress/v1/egress.grpc.pb.h"
 #include "proto/egress/v1/request_forms.h"
-#include "service/proc_stat.h"
+#include "service/telemetry/proc_stat.h"
 
 ABSL_FLAG(std::string, server, "127.0.0.1:50051", "egressd address.");
 ABSL_FLAG(std::string, url, "", "URL each call requests (required).");

@@ -17,7 +17,7 @@
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
-#include "service/proc_stat.h"
+#include "service/telemetry/proc_stat.h"
 #include "tests/fakes/child_process.h"
 #include "tests/fakes/h2_attacks.h"
 

@@ -16,7 +16,7 @@
 #include "absl/flags/parse.h"
 #include "absl/strings/str_format.h"
 #include "httplib.h"
-#include "service/proc_stat.h"
+#include "service/telemetry/proc_stat.h"
 
 ABSL_FLAG(std::string, url, "", "The upstream's origin and path, http only");
 ABSL_FLAG(double, duration, 3, "Seconds to send for (at most)");

@@ -42,7 +42,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/time/time.h"
 #include "proto/egress/v1/egress.grpc.pb.h"
-#include "service/proc_stat.h"
+#include "service/telemetry/proc_stat.h"
 #include "tests/fakes/child_process.h"
 #include "tests/fakes/paced_upstream.h"
 

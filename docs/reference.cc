@@ -13,7 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
-#include "service/metrics.h"
+#include "service/telemetry/metrics.h"
 
 namespace egress {
 namespace docs {
@@ -69,7 +69,7 @@ std::map<std::string, Labels> LabelsByFamily(
 std::string FlagTable() {
   std::vector<const absl::CommandLineFlag*> flags;
   for (const auto& [name, flag] : absl::GetAllFlags()) {
-    if (absl::EndsWith(flag->Filename(), "service/config.cc")) {
+    if (absl::EndsWith(flag->Filename(), "service/server/config.cc")) {
       flags.push_back(flag);
     }
   }

@@ -19,7 +19,7 @@
 namespace egress {
 namespace docs {
 
-// A Markdown table of every flag defined in service/config.cc: name, default
+// A Markdown table of every flag defined in service/server/config.cc: name, default
 // and help text, sorted by name.
 std::string FlagTable();
 

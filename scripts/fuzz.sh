@@ -55,7 +55,7 @@ httplib_defines() {
 }
 
 # The C++ code of the protos every target needs (egress.v1, and the
-# google.rpc details that service/error_details uses), into $work/gen.
+# google.rpc details that service/base/error_details uses), into $work/gen.
 gen_protos() {
   mkdir -p "$work/gen"
   protoc -I. -I/usr/include --cpp_out="$work/gen" proto/egress/v1/egress.proto \
@@ -68,7 +68,7 @@ build_request() {
   # shellcheck disable=SC2046
   clang++-14 "${flags[@]}" -I"$work/gen" $(pkg-config --cflags protobuf "${absl_modules[@]}") \
     tests/fuzz/request_fuzzer.cc \
-    $(service_sources "//service:request_validation + //service:destination_policy") \
+    $(service_sources "//service/admission:request_validation + //service/policy:destination_policy") \
     $(gen_protos) \
     $(pkg-config --libs protobuf "${absl_modules[@]}") \
     -o "$work/request_fuzzer"
@@ -92,7 +92,7 @@ build_policy() {
   # shellcheck disable=SC2046
   clang++-14 "${flags[@]}" -I"$work/gen" $(pkg-config --cflags protobuf "${absl_modules[@]}") \
     tests/fuzz/policy_fuzzer.cc \
-    $(service_sources "//service:policy_files") $(gen_protos) \
+    $(service_sources "//service/policy:policy_files") $(gen_protos) \
     $(pkg-config --libs protobuf "${absl_modules[@]}") \
     -o "$work/policy_fuzzer"
 }
@@ -100,7 +100,7 @@ build_policy() {
 build_h2() {
   # shellcheck disable=SC2046
   clang++-14 "${flags[@]}" $(pkg-config --cflags "${absl_modules[@]}") \
-    tests/fuzz/h2_fuzzer.cc $(service_sources //service:h2_guard) \
+    tests/fuzz/h2_fuzzer.cc $(service_sources //service/front:h2_guard) \
     $(pkg-config --libs "${absl_modules[@]}" absl_raw_hash_set absl_hash) \
     -o "$work/h2_fuzzer"
 }

@@ -26,7 +26,7 @@
 #include "absl/strings/str_split.h"
 #include "client/egress_client.h"
 #include "gtest/gtest.h"
-#include "service/proc_stat.h"
+#include "service/telemetry/proc_stat.h"
 #include "tests/fakes/fake_upstream.h"
 #include "tests/fakes/h2_attacks.h"
 #include "tests/fakes/h2_frames.h"

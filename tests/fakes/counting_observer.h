@@ -6,7 +6,7 @@
 #include <atomic>
 #include <string>
 
-#include "service/session_observer.h"
+#include "service/transport/session_observer.h"
 
 namespace egress {
 

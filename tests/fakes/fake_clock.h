@@ -6,7 +6,7 @@
 #include <atomic>
 #include <chrono>
 
-#include "service/clock.h"
+#include "service/base/clock.h"
 
 namespace egress {
 

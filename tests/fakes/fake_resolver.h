@@ -13,7 +13,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
-#include "service/dns_cache.h"
+#include "service/transport/dns_cache.h"
 
 namespace egress {
 

@@ -8,12 +8,12 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "service/attempt_loop.h"
-#include "service/defaults.h"
-#include "service/http_session.h"
-#include "service/http_types.h"
-#include "service/memory_budget.h"
-#include "service/whole_response.h"
+#include "service/pool/attempt_loop.h"
+#include "service/base/defaults.h"
+#include "service/transport/http_session.h"
+#include "service/base/http_types.h"
+#include "service/pool/memory_budget.h"
+#include "service/pool/whole_response.h"
 
 namespace egress {
 

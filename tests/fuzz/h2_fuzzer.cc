@@ -12,7 +12,7 @@
 #include <string>
 
 #include "absl/strings/string_view.h"
-#include "service/h2_guard.h"
+#include "service/front/h2_guard.h"
 
 namespace {
 

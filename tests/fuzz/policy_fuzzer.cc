@@ -19,8 +19,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
-#include "service/destination_policy.h"
-#include "service/policy_files.h"
+#include "service/policy/destination_policy.h"
+#include "service/policy/policy_files.h"
 
 namespace {
 

@@ -20,8 +20,8 @@
 #include <string>
 #include <thread>
 
-#include "service/http_session.h"
-#include "service/session_observer.h"
+#include "service/transport/http_session.h"
+#include "service/transport/session_observer.h"
 #include "tests/fakes/session_calls.h"
 
 namespace egress {

@@ -18,7 +18,7 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "proto/egress/v1/egress.grpc.pb.h"
-#include "service/egress_server.h"
+#include "service/server/egress_server.h"
 #include "tests/fakes/fake_upstream.h"
 #include "tests/integration/egress_harness.h"
 #include "tests/integration/health.grpc.pb.h"

@@ -1,6 +1,6 @@
 // ConnectOrder: the policy's filter and the Happy-Eyeballs order of a host's
 // addresses, without sockets.
-#include "service/address_order.h"
+#include "service/transport/address_order.h"
 
 #include <memory>
 #include <string>

@@ -1,6 +1,6 @@
 // Retry-After retries: the header's two forms, the budget, and every outcome
 // of DecideRetry, from facts alone.
-#include "service/answer_retry.h"
+#include "service/pool/answer_retry.h"
 
 #include <chrono>
 

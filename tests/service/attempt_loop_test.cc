@@ -2,14 +2,14 @@
 // without reaching the call's sink and without closing the connection, and a
 // call cancelled while it waits to retry ends at once. (Stale-connection
 // resends: http_session_faults_test.) No gRPC: runs under TSan.
-#include "service/attempt_loop.h"
+#include "service/pool/attempt_loop.h"
 
 #include <chrono>
 #include <future>
 #include <string>
 
 #include "gtest/gtest.h"
-#include "service/clock.h"
+#include "service/base/clock.h"
 #include "tests/fakes/counting_observer.h"
 #include "tests/fakes/fake_upstream.h"
 #include "tests/fakes/session_calls.h"

@@ -1,7 +1,7 @@
 // CallLog: request ids, the in-flight gauge, per-call metrics, the warning
 // for refusals and the access log line, read back from real Prometheus text
 // and the real log output.
-#include "service/call_log.h"
+#include "service/api/call_log.h"
 
 #include <fcntl.h>
 #include <google/protobuf/struct.pb.h>
@@ -21,8 +21,8 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "service/destination_policy.h"
-#include "service/log.h"
+#include "service/policy/destination_policy.h"
+#include "service/base/log.h"
 #include "tests/fakes/fake_clock.h"
 
 namespace egress {

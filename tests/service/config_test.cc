@@ -1,6 +1,6 @@
 // Config: defaults, then the --config file (text or JSON), then the flags given
 // on the command line; errors name the file, line or key.
-#include "service/config.h"
+#include "service/server/config.h"
 
 #include <fstream>
 #include <string>

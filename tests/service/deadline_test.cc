@@ -1,6 +1,6 @@
 // Deadline: a call's timeout from the caller's timeout, its gRPC deadline and
 // the limits, and the budgets handed out from it (fake clock: no sleeping).
-#include "service/deadline.h"
+#include "service/base/deadline.h"
 
 #include <chrono>
 

@@ -1,6 +1,6 @@
 // DestinationPolicy: the classification of every non-public range, CIDR and
 // host rules, and IPv6 forms that embed IPv4. Pure decisions: nothing connects.
-#include "service/destination_policy.h"
+#include "service/policy/destination_policy.h"
 
 #include <string>
 #include <vector>

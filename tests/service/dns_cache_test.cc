@@ -1,6 +1,6 @@
 // DnsCache with a fake resolver and a fake clock: positive and negative TTLs,
 // invalidation, the size bound, and IP literals that need no lookup.
-#include "service/dns_cache.h"
+#include "service/transport/dns_cache.h"
 
 #include <atomic>
 #include <chrono>

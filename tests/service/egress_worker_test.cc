@@ -2,7 +2,7 @@
 // exchange and never the next one, the drain's AbortCurrent reaches the call
 // being served, and a session lent for an exchange goes back (or is dropped)
 // when the exchange ends. No gRPC: runs under TSan.
-#include "service/egress_worker.h"
+#include "service/pool/egress_worker.h"
 
 #include <chrono>
 #include <future>
@@ -10,7 +10,7 @@
 #include <thread>
 
 #include "gtest/gtest.h"
-#include "service/whole_response.h"
+#include "service/pool/whole_response.h"
 #include "tests/fakes/counting_observer.h"
 #include "tests/fakes/fake_upstream.h"
 #include "tests/fakes/wait_until.h"

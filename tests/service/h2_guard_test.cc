@@ -1,6 +1,6 @@
 // H2Guard as a specification: what it lets through unchanged, and each thing
 // that closes a connection, fed whole and byte by byte.
-#include "service/h2_guard.h"
+#include "service/front/h2_guard.h"
 
 #include <string>
 

@@ -17,7 +17,7 @@
 #include "absl/strings/strip.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "service/http_session.h"
+#include "service/transport/http_session.h"
 #include "tests/fakes/child_process.h"
 #include "tests/fakes/counting_observer.h"
 #include "tests/fakes/scripted_upstream.h"

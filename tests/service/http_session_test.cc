@@ -1,6 +1,6 @@
 // HttpSession against a real loopback upstream: connection reuse, error
 // counting, limits and the error codes a caller sees.
-#include "service/http_session.h"
+#include "service/transport/http_session.h"
 
 #include <chrono>
 #include <string>

@@ -1,7 +1,7 @@
 // InflightLimits: per-origin and per-caller slots, their own queues, expiry,
 // cancel, and that other origins and callers are never held up. A FakeClock
 // drives expiry (no expiry thread); callbacks record what they got.
-#include "service/inflight_limits.h"
+#include "service/admission/inflight_limits.h"
 
 #include <future>
 #include <string>

@@ -1,6 +1,6 @@
 // MemoryBudget and BudgetLease: reservations never go over, every byte comes
 // back; the cgroup limit and the start-up warning.
-#include "service/memory_budget.h"
+#include "service/pool/memory_budget.h"
 
 #include <sys/stat.h>
 

@@ -1,6 +1,6 @@
 // MetricsServer: serves what its collector returns on /metrics, and a server
 // stopped at any moment after Start stops.
-#include "service/metrics_server.h"
+#include "service/telemetry/metrics_server.h"
 
 #include <httplib.h>
 #include <prometheus/client_metric.h>

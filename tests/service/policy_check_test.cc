@@ -1,6 +1,6 @@
 // --policy_check's explanation: every rule consulted, in the order a call
 // meets them, and the verdict; DNS answered by a FakeResolver.
-#include "service/policy_check.h"
+#include "service/server/policy_check.h"
 
 #include <fstream>
 #include <string>

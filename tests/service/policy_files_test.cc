@@ -1,6 +1,6 @@
 // Policy files: the identity file's grammar, every malformed line refused
 // with its file and line, identities (names and SPIFFE IDs) validated.
-#include "service/policy_files.h"
+#include "service/policy/policy_files.h"
 
 #include <fstream>
 #include <string>

@@ -1,6 +1,6 @@
 // Request validation: a table of good and bad requests, each bad one with the
 // code and the words its message must contain.
-#include "service/request_validation.h"
+#include "service/admission/request_validation.h"
 
 #include <string>
 #include <vector>

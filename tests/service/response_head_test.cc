@@ -1,6 +1,6 @@
 // ResponseHeadReader on its own: what a hostile or merely odd upstream can put
 // in a response head, fed whole and byte by byte. No sockets.
-#include "service/response_head.h"
+#include "service/transport/response_head.h"
 
 #include <string>
 

@@ -1,6 +1,6 @@
 // The one conversion of an upstream response into egress.v1 messages, for Do
 // and for the head of a DoStream.
-#include "service/response_proto.h"
+#include "service/api/response_proto.h"
 
 #include <google/protobuf/util/time_util.h>
 

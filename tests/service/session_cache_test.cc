@@ -2,7 +2,7 @@
 // tier), with a fake clock and a real loopback upstream: the lock-free hit,
 // parking on a miss, taking from the shared tier, idle expiry, an upstream
 // that closed the idle connection, and recreation after consecutive errors.
-#include "service/session_cache.h"
+#include "service/pool/session_cache.h"
 
 #include <chrono>
 #include <memory>

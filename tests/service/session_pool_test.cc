@@ -2,7 +2,7 @@
 // first), the per-origin and total bounds (least recently used closed first),
 // idle expiry by the janitor with no caller around, and, under TSan, many
 // workers parking and taking at once without a session ever lent twice.
-#include "service/session_pool.h"
+#include "service/pool/session_pool.h"
 
 #include <atomic>
 #include <chrono>

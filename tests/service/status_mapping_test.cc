@@ -1,12 +1,12 @@
 // Status mapping: internal absl codes reach the caller unchanged, with
 // messages.
-#include "service/status_mapping.h"
+#include "service/api/status_mapping.h"
 
 #include <set>
 #include <string>
 
 #include "gtest/gtest.h"
-#include "service/error_details.h"
+#include "service/base/error_details.h"
 #include "third_party/googleapis/google/rpc/error_details.pb.h"
 #include "third_party/googleapis/google/rpc/status.pb.h"
 

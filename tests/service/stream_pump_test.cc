@@ -1,6 +1,6 @@
 // StreamPump without gRPC: a fake Writer plays the transport, the test (or a
 // thread of its own) plays the worker. Runs under TSan.
-#include "service/stream_pump.h"
+#include "service/pool/stream_pump.h"
 
 #include <atomic>
 #include <chrono>

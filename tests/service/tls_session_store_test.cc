@@ -1,7 +1,7 @@
 // TlsSessionStore: TLS 1.3 tickets are used once and TLS 1.2 sessions kept,
 // newest first; expired sessions are never offered; the bounds per origin and
 // on origins hold (least recently saved origin forgotten first).
-#include "service/tls_session_store.h"
+#include "service/transport/tls_session_store.h"
 
 #include <openssl/ssl.h>
 #include <openssl/tls1.h>

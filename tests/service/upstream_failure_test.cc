@@ -1,7 +1,7 @@
 // ClassifyFailure: why an attempt failed, from its facts alone (no sockets),
 // and what follows from the reason: the gRPC code, the retries, the error
 // count.
-#include "service/upstream_failure.h"
+#include "service/transport/upstream_failure.h"
 
 #include <openssl/x509_vfy.h>
 

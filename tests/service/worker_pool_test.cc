@@ -1,6 +1,6 @@
 // WorkerPool: fixed threads, per-worker state, most-recently-idle first,
 // bounded queue and a drain that loses nothing.
-#include "service/worker_pool.h"
+#include "service/pool/worker_pool.h"
 
 #include <algorithm>
 #include <atomic>

@@ -1,0 +1,169 @@
+// InflightLimits: how many calls may be in flight at once to one origin
+// (--max_inflight_per_origin, like the seed's 100 per host) and from one
+// caller identity (--max_inflight_per_caller, or the identity's own
+// max_inflight=), each with its own queue.
+//
+// A call over its origin's or its caller's limit waits in that origin's or
+// caller's queue, holding no worker, until a slot frees or its deadline
+// passes; calls to other origins and from other callers are never delayed by
+// it. A full queue (--max_queue waiting for one origin or caller) refuses at
+// once. Every refusal is RESOURCE_EXHAUSTED naming the limit.
+//
+// Usage:
+//   limits.Acquire(origin, caller, caller_limit, deadline,
+//                  [](absl::StatusOr<InflightSlot> slot) {
+//                    if (!slot.ok()) { answer(slot.status()); return; }
+//                    run the call, keeping *slot until it ends
+//                  });
+// `done` runs exactly once: at once (a slot is free, or the queue is full),
+// or later on the thread that frees a slot, expires the wait (the expiry
+// thread) or cancels it (Cancel).
+//
+// Thread safety: thread-safe. `done` runs without the lock held.
+#pragma once
+
+#include <atomic>
+#include <condition_variable>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <unordered_map>
+
+#include "absl/functional/any_invocable.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "service/base/clock.h"
+#include "service/base/deadline.h"
+#include "service/base/defaults.h"
+
+namespace egress {
+
+class InflightLimits;
+
+// One call's place among its origin's and its caller's calls in flight; given
+// back when destroyed or Release()d. Movable.
+class InflightSlot {
+ public:
+  InflightSlot() = default;
+  InflightSlot(InflightSlot&& other) noexcept { *this = std::move(other); }
+  InflightSlot& operator=(InflightSlot&& other) noexcept;
+  InflightSlot(const InflightSlot&) = delete;
+  InflightSlot& operator=(const InflightSlot&) = delete;
+  ~InflightSlot() { Release(); }
+
+  // Gives the slot back (may start a waiting call, on this thread).
+  void Release();
+
+ private:
+  friend class InflightLimits;
+  InflightSlot(InflightLimits* limits, std::string origin, std::string caller)
+      : limits_(limits),
+        origin_(std::move(origin)),
+        caller_(std::move(caller)) {}
+
+  InflightLimits* limits_ = nullptr;
+  std::string origin_;
+  std::string caller_;
+};
+
+struct InflightLimitsOptions {
+  size_t max_per_origin = defaults::kMaxInflightPerOrigin;  // 0: no limit
+  size_t max_per_caller = defaults::kMaxInflightPerCaller;  // 0: no limit
+  size_t max_waiting = defaults::kMaxQueue;  // per origin and per caller
+  // Answers waits whose deadline passed from a thread of its own; tests with a
+  // fake clock call ExpireWaiting() instead.
+  bool expiry_thread = true;
+  // Called under the lock with the calls waiting for origins and for callers.
+  std::function<void(size_t origins, size_t callers)> on_waiting;
+};
+
+class InflightLimits {
+ public:
+  using Done = absl::AnyInvocable<void(absl::StatusOr<InflightSlot>)>;
+
+  // REQUIRES: `clock` outlives this.
+  InflightLimits(const InflightLimitsOptions& options, const Clock& clock);
+  // Refuses every waiting call (CANCELLED) and stops the expiry thread.
+  ~InflightLimits();
+  InflightLimits(const InflightLimits&) = delete;
+  InflightLimits& operator=(const InflightLimits&) = delete;
+
+  // Asks for a slot of `origin` (Origin::Key()) and of `caller` (an identity;
+  // `caller_limit` its limit, 0 for none). When the call has to wait, its id
+  // for Cancel is stored in `*waiting_id` (when given) before `done` can run
+  // on another thread. Returns that id, or 0 when `done` already ran.
+  uint64_t Acquire(const std::string& origin, const std::string& caller,
+                   size_t caller_limit, const Deadline& deadline, Done done,
+                   std::atomic<uint64_t>* waiting_id = nullptr);
+
+  // The call `id` gave up (its caller cancelled): `done` gets CANCELLED, if
+  // it still waits.
+  void Cancel(uint64_t id);
+
+  // Answers every wait whose deadline has passed.
+  void ExpireWaiting();
+
+  // Calls in flight to `origin` / from `caller` (for tests and logs).
+  size_t InflightOrigin(const std::string& origin) const;
+  size_t InflightCaller(const std::string& caller) const;
+
+  size_t max_per_origin() const { return options_.max_per_origin; }
+  size_t max_per_caller() const { return options_.max_per_caller; }
+
+ private:
+  friend class InflightSlot;
+  enum class Queue { kOrigin, kCaller };
+  struct Waiter {
+    uint64_t id = 0;
+    std::string origin;
+    std::string caller;
+    size_t caller_limit = 0;
+    MonoTime deadline = MonoTime::max();
+    MonoTime since;
+    Queue queue = Queue::kOrigin;
+    Done done;
+  };
+  struct Key {
+    size_t inflight = 0;
+    std::deque<std::shared_ptr<Waiter>> waiting;
+  };
+  using Ready = std::vector<std::pair<Done, absl::StatusOr<InflightSlot>>>;
+
+  void Release(const std::string& origin, const std::string& caller);
+  bool OriginFull(const std::string& origin) const;
+  bool CallerFull(const std::string& caller, size_t limit) const;
+  // Starts what the freed slots of `origin` and `caller` allow.
+  void Admit(const std::string& origin, const std::string& caller,
+             Ready& ready);
+  // Takes `w` out of the id and expiry indexes (not out of its queue).
+  void Forget(const Waiter& w);
+  void Enqueue(std::shared_ptr<Waiter> w, Queue queue);
+  void Start(const std::shared_ptr<Waiter>& w, Ready& ready);
+  // Drops `key` from `map` when nothing is in flight or waiting.
+  static void Tidy(std::unordered_map<std::string, Key>& map,
+                   const std::string& key);
+  void NotifyWaiting();
+  void ExpiryLoop();
+
+  const InflightLimitsOptions options_;
+  const Clock& clock_;
+  mutable std::mutex mu_;
+  std::unordered_map<std::string, Key> origins_;         // guarded by mu_
+  std::unordered_map<std::string, Key> callers_;         // guarded by mu_
+  std::map<uint64_t, std::shared_ptr<Waiter>> waiters_;  // guarded by mu_
+  std::multimap<MonoTime, uint64_t> expiry_;             // guarded by mu_
+  size_t waiting_origins_ = 0;                           // guarded by mu_
+  size_t waiting_callers_ = 0;                           // guarded by mu_
+  uint64_t next_id_ = 1;                                 // guarded by mu_
+  bool stopping_ = false;                                // guarded by mu_
+  std::condition_variable expiry_cv_;
+  std::thread expiry_thread_;
+};
+
+}  // namespace egress

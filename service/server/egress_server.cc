@@ -1,0 +1,456 @@
+#include "service/server/egress_server.h"
+
+#include <grpcpp/ext/proto_server_reflection_plugin.h>
+#include <grpcpp/health_check_service_interface.h>
+#include <grpcpp/security/server_credentials.h>
+#include <grpcpp/server_builder.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
+#include <openssl/rand.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+#include <sys/resource.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <climits>
+#include <condition_variable>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "service/base/log.h"
+#include "service/server/policy_check.h"
+#include "service/policy/policy_files.h"
+
+namespace egress {
+namespace {
+
+std::chrono::nanoseconds MaintenanceInterval(const Config& config) {
+  // How long an idle worker keeps its last session to itself before it parks
+  // it in the shared tier (defaults.h says why these bounds).
+  return std::clamp<std::chrono::nanoseconds>(
+      config.keepalive_timeout / 4, defaults::kMaintenanceIntervalMin,
+      defaults::kMaintenanceIntervalMax);
+}
+
+// How often the janitor closes idle sessions past --keepalive_timeout.
+std::chrono::nanoseconds JanitorInterval(const Config& config) {
+  return std::clamp<std::chrono::nanoseconds>(config.keepalive_timeout / 4,
+                                              std::chrono::milliseconds(50),
+                                              std::chrono::milliseconds(250));
+}
+
+using X509Ptr = std::unique_ptr<X509, decltype(&X509_free)>;
+
+// The first PEM certificate in `pem`, or nullptr.
+X509Ptr FirstCertificate(const std::string& pem) {
+  std::unique_ptr<BIO, decltype(&BIO_free)> bio(
+      BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), BIO_free);
+  X509Ptr x509(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr),
+               X509_free);
+  ERR_clear_error();
+  return x509;
+}
+
+// That `cert` is a PEM certificate (chain), `key` a PEM private key, and that
+// they belong together: gRPC would only fail later, saying "cannot listen".
+absl::Status CheckCertAndKey(const Config& config, const std::string& cert,
+                             const std::string& key) {
+  X509Ptr x509 = FirstCertificate(cert);
+  if (x509 == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--tls_cert: ", config.tls_cert, " holds no PEM certificate"));
+  }
+  std::unique_ptr<BIO, decltype(&BIO_free)> key_bio(
+      BIO_new_mem_buf(key.data(), static_cast<int>(key.size())), BIO_free);
+  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> pkey(
+      PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr),
+      EVP_PKEY_free);
+  ERR_clear_error();
+  if (pkey == nullptr) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--tls_key: ", config.tls_key,
+        " holds no PEM private key (or one protected by a passphrase)"));
+  }
+  if (X509_check_private_key(x509.get(), pkey.get()) != 1) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError(
+        absl::StrCat("--tls_key: ", config.tls_key,
+                     " is not the key of --tls_cert ", config.tls_cert));
+  }
+  return absl::OkStatus();
+}
+
+// ALPN: gRPC is HTTP/2 only.
+int SelectH2(SSL*, const unsigned char** out, unsigned char* outlen,
+             const unsigned char* in, unsigned int inlen, void*) {
+  static const unsigned char kH2[] = {2, 'h', '2'};
+  unsigned char* selected = nullptr;
+  if (SSL_select_next_proto(&selected, outlen, kH2, sizeof(kH2), in, inlen) !=
+      OPENSSL_NPN_NEGOTIATED) {
+    return SSL_TLSEXT_ERR_ALERT_FATAL;
+  }
+  *out = selected;
+  return SSL_TLSEXT_ERR_OK;
+}
+
+// The TLS (and mutual TLS) context of the gRPC port when configured, else
+// nullptr (plaintext). The front (GrpcFront) terminates TLS; gRPC itself
+// listens only on a Unix socket of this process.
+absl::StatusOr<std::shared_ptr<SSL_CTX>> ListenerTls(const Config& config) {
+  if (config.tls_cert.empty()) return std::shared_ptr<SSL_CTX>();
+  absl::StatusOr<std::string> cert = ReadFlagFile(config.tls_cert, "tls_cert");
+  if (!cert.ok()) return cert.status();
+  absl::StatusOr<std::string> key = ReadFlagFile(config.tls_key, "tls_key");
+  if (!key.ok()) return key.status();
+  absl::Status pair = CheckCertAndKey(config, *cert, *key);
+  if (!pair.ok()) return pair;
+  std::shared_ptr<SSL_CTX> ctx(SSL_CTX_new(TLS_server_method()), SSL_CTX_free);
+  if (ctx == nullptr) return absl::InternalError("SSL_CTX_new failed");
+  SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
+  if (SSL_CTX_use_certificate_chain_file(ctx.get(), config.tls_cert.c_str()) !=
+          1 ||
+      SSL_CTX_use_PrivateKey_file(ctx.get(), config.tls_key.c_str(),
+                                  SSL_FILETYPE_PEM) != 1) {
+    ERR_clear_error();
+    return absl::InvalidArgumentError(
+        absl::StrCat("--tls_cert/--tls_key: ", config.tls_cert, ", ",
+                     config.tls_key, ": OpenSSL would not load them"));
+  }
+  if (!config.client_ca.empty()) {
+    absl::StatusOr<std::string> ca =
+        ReadFlagFile(config.client_ca, "client_ca");
+    if (!ca.ok()) return ca.status();
+    if (FirstCertificate(*ca) == nullptr ||
+        SSL_CTX_load_verify_locations(ctx.get(), config.client_ca.c_str(),
+                                      nullptr) != 1) {
+      ERR_clear_error();
+      return absl::InvalidArgumentError(absl::StrCat(
+          "--client_ca: ", config.client_ca, " holds no PEM certificate"));
+    }
+    SSL_CTX_set_verify(
+        ctx.get(), SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
+  }
+  SSL_CTX_set_alpn_select_cb(ctx.get(), SelectH2, nullptr);
+  return ctx;
+}
+
+// A name for gRPC's own listener that no other process guesses by accident.
+std::string BackendName() {
+  unsigned char random[8];
+  if (RAND_bytes(random, sizeof(random)) != 1) {
+    std::fill(std::begin(random), std::end(random), 0);
+  }
+  std::string hex;
+  for (unsigned char b : random)
+    absl::StrAppend(&hex, absl::Hex(b, absl::kZeroPad2));
+  return absl::StrCat("egressd-", getpid(), "-", hex);
+}
+
+}  // namespace
+
+absl::Status EgressServer::ReloadCallers() { return auth_->Reload(); }
+
+EgressServer::EgressServer(const Config& config, const Clock& clock)
+    : config_(config), clock_(clock) {}
+
+absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
+    const Config& config, const Clock& clock, Resolver* resolver) {
+  absl::Status valid = config.Validate();
+  if (!valid.ok()) return valid;
+  // Every pooled connection is a file descriptor: take the hard limit, as Go's
+  // runtime does, rather than fail with EMFILE at the usual soft 1024.
+  rlimit files;
+  if (getrlimit(RLIMIT_NOFILE, &files) == 0 &&
+      files.rlim_cur < files.rlim_max) {
+    files.rlim_cur = files.rlim_max;
+    setrlimit(RLIMIT_NOFILE, &files);
+  }
+  SetLogFormat(config.log_format == "json" ? LogFormat::kJson
+                                           : LogFormat::kText);
+  std::unique_ptr<EgressServer> s(new EgressServer(config, clock));
+  s->metrics_ =
+      std::make_unique<Metrics>(ParseMetricsOrigins(config.metrics_origins)
+                                    .value_or(std::vector<std::string>{}));
+
+  if (!config.metrics_listen.empty()) {
+    Metrics* m = s->metrics_.get();
+    auto metrics_server = MetricsServer::Start(config.metrics_listen,
+                                               [m] { return m->Collect(); });
+    if (!metrics_server.ok()) {
+      return absl::Status(metrics_server.status().code(),
+                          absl::StrCat("--metrics_listen: ",
+                                       metrics_server.status().message()));
+    }
+    s->metrics_server_ = std::move(*metrics_server);
+    s->metrics_port_ = s->metrics_server_->port();
+  }
+
+  absl::StatusOr<std::unique_ptr<TrustStore>> trust =
+      TrustStore::Load(config.ca_file);
+  if (!trust.ok()) return trust.status();
+  s->trust_ = std::move(*trust);
+  if (config.insecure_skip_verify) {
+    // A degraded mode logs and shows in a metric.
+    LogWarning(
+        "--insecure_skip_verify is on: https upstreams' certificates and host "
+        "names are NOT verified; any machine on the path can impersonate them");
+    s->metrics_->tls_insecure_skip_verify().Set(1);
+  }
+  if (resolver == nullptr) {
+    s->own_resolver_ = std::make_unique<SystemResolver>();
+    resolver = s->own_resolver_.get();
+  }
+  DnsCacheOptions dns_options;
+  dns_options.ttl = config.dns_ttl;
+  dns_options.negative_ttl = config.dns_negative_ttl;
+  dns_options.max_entries = config.dns_cache_size;
+  s->dns_ = std::make_unique<DnsCache>(*resolver, clock, dns_options);
+
+  absl::StatusOr<std::unique_ptr<DestinationPolicy>> policy =
+      PolicyFromConfig(config);
+  if (!policy.ok()) return policy.status();
+  s->policy_ = *std::move(policy);
+
+  absl::StatusOr<std::unique_ptr<CallerAuth>> auth =
+      CallerAuth::Create(config.auth_tokens_file, config.identity_hosts_file,
+                         config.identity_hosts);
+  if (!auth.ok()) return auth.status();
+  s->auth_ = *std::move(auth);
+
+  s->tls_sessions_ = std::make_unique<TlsSessionStore>();
+  SessionCacheOptions cache_options;
+  cache_options.keepalive_timeout = config.keepalive_timeout;
+  cache_options.session.connect_timeout = config.connect_timeout;
+  cache_options.session.max_errors = config.max_session_errors;
+  cache_options.session.max_requests = config.max_requests_per_session;
+  cache_options.session.head_limits.max_line_bytes =
+      config.max_response_line_bytes;
+  cache_options.session.head_limits.max_headers = config.max_response_headers;
+  cache_options.session.head_limits.max_head_bytes =
+      config.max_response_head_bytes;
+  cache_options.session.tls_min_version =
+      config.upstream_tls_min_version == "1.3" ? TLS1_3_VERSION
+                                               : TLS1_2_VERSION;
+  cache_options.session.verify_tls = !config.insecure_skip_verify;
+  cache_options.session.trust_store = s->trust_->get();
+  cache_options.session.dns = s->dns_.get();
+  cache_options.session.policy = s->policy_.get();
+  cache_options.session.tls_sessions = s->tls_sessions_.get();
+
+  SessionPoolOptions shared_options;
+  shared_options.max_idle_per_origin = config.max_idle_per_origin;
+  shared_options.max_idle_connections = config.max_idle_connections;
+  shared_options.keepalive_timeout = config.keepalive_timeout;
+  shared_options.janitor_interval = JanitorInterval(config);
+  shared_options.dns = s->dns_.get();
+  s->sessions_ =
+      std::make_unique<SessionPool>(shared_options, clock, *s->metrics_);
+
+  WorkerPoolOptions pool_options;
+  pool_options.min_workers = config.MinWorkers();
+  pool_options.max_workers = config.MaxWorkers();
+  pool_options.idle_retire = config.worker_idle_timeout;
+  pool_options.max_queue = config.max_queue;
+  pool_options.maintenance_interval = MaintenanceInterval(config);
+  Metrics* metrics = s->metrics_.get();
+  pool_options.on_queue_depth = [metrics](size_t depth) {
+    metrics->queue_depth().Set(static_cast<double>(depth));
+  };
+  pool_options.on_workers = [metrics](size_t workers, size_t busy) {
+    metrics->workers().Set(static_cast<double>(workers));
+    metrics->workers_busy().Set(static_cast<double>(busy));
+  };
+  const Clock* clock_ptr = &clock;
+  SessionPool* shared = s->sessions_.get();
+  metrics->workers_max().Set(static_cast<double>(config.MaxWorkers()));
+  s->pool_ = std::make_unique<WorkerPool<EgressWorker>>(
+      pool_options, [cache_options, shared, clock_ptr, metrics](size_t index) {
+        return std::make_unique<EgressWorker>(index, cache_options, *shared,
+                                              *clock_ptr, *metrics);
+      });
+
+  s->budget_ = std::make_unique<MemoryBudget>(config.max_buffered_bytes);
+  const size_t memory_limit =
+      config.memory_limit > 0 ? config.memory_limit : CgroupMemoryLimit();
+  if (std::optional<std::string> warning =
+          MemoryWarning(config.max_buffered_bytes, config.MaxWorkers(),
+                        config.max_idle_connections, memory_limit)) {
+    LogWarning(*warning);
+  }
+
+  InflightLimitsOptions limits_options;
+  limits_options.max_per_origin = config.max_inflight_per_origin;
+  limits_options.max_per_caller = config.max_inflight_per_caller;
+  limits_options.max_waiting = config.max_queue;
+  limits_options.on_waiting = [metrics](size_t origins, size_t callers) {
+    metrics->limit_waiting(LimitKind::kOrigin)
+        .Set(static_cast<double>(origins));
+    metrics->limit_waiting(LimitKind::kCaller)
+        .Set(static_cast<double>(callers));
+  };
+  s->limits_ = std::make_unique<InflightLimits>(limits_options, clock);
+
+  ServiceOptions service_options;
+  service_options.limits = s->limits_.get();
+  s->retry_budget_ = std::make_unique<RetryBudget>(
+      config.retry_budget_ratio, static_cast<int>(config.retry_budget_burst));
+  service_options.retry_budget = s->retry_budget_.get();
+  service_options.admission.budget = s->budget_.get();
+  service_options.admission.max_inflight_per_caller =
+      config.max_inflight_per_caller;
+  service_options.admission.limits.max_request_bytes = config.max_request_bytes;
+  service_options.admission.default_timeout = config.default_timeout;
+  service_options.admission.max_timeout = config.max_timeout;
+  service_options.admission.auth = s->auth_.get();
+  service_options.admission.policy = s->policy_.get();
+  service_options.stream_idle_timeout = config.stream_idle_timeout;
+  service_options.max_stream_bytes = config.max_stream_bytes;
+  service_options.max_response_bytes = config.max_response_bytes;
+  service_options.access_log = config.access_log;
+  service_options.admission.forward_trace_context =
+      config.forward_trace_context;
+  s->service_ = std::make_unique<EgressService>(service_options, *s->pool_,
+                                                *s->metrics_, clock);
+
+  // Callers connect to the front, which bounds what reaches gRPC's HTTP/2
+  // parser (docs/security.md); gRPC listens on a Unix socket of its own.
+  absl::StatusOr<std::shared_ptr<SSL_CTX>> tls = ListenerTls(config);
+  if (!tls.ok()) return tls.status();
+  GrpcFrontOptions front;
+  front.listen = config.listen;
+  front.backend = BackendName();
+  s->grpc_backend_ = absl::StrCat("unix-abstract:", front.backend);
+  front.guard.max_header_block_bytes = 4 * config.max_header_list_bytes;
+  front.guard.resets_per_second = config.max_resets_per_second;
+  front.guard.control_frames_per_second = config.max_control_frames_per_second;
+  front.guard.max_concurrent_streams = config.max_concurrent_streams;
+  front.max_connections = config.max_connections;
+  front.max_connections_per_peer = config.max_connections_per_peer;
+  front.handshake_timeout = config.handshake_timeout;
+  front.tls = *tls;
+  absl::StatusOr<std::unique_ptr<GrpcFront>> started =
+      GrpcFront::Start(front, s->metrics_.get());
+  if (!started.ok()) {
+    s->shut_down_ = true;
+    s->pool_->Shutdown();
+    return started.status();
+  }
+  s->front_ = *std::move(started);
+  if (*tls != nullptr) {
+    GrpcFront* f = s->front_.get();
+    s->auth_->SetPeerCertificates(
+        [f](const std::string& peer) { return f->PeerCertificate(peer); },
+        /*required=*/!config.client_ca.empty());
+  }
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  int backend_port = 0;
+  builder.AddListeningPort(s->grpc_backend_, grpc::InsecureServerCredentials(),
+                           &backend_port);
+  // Room for the largest body plus headers and framing.
+  builder.SetMaxReceiveMessageSize(static_cast<int>(
+      std::min<size_t>(config.max_request_bytes + (1 << 20), INT32_MAX)));
+  builder.SetMaxSendMessageSize(-1);
+  // A caller's connection lives at most --max_connection_age (gRPC adds +-10%
+  // jitter), so that callers spread over new replicas after a scale-up.
+  const auto millis = [](std::chrono::nanoseconds d) {
+    return static_cast<int>(std::min<int64_t>(
+        std::chrono::duration_cast<std::chrono::milliseconds>(d).count(),
+        INT_MAX));
+  };
+  if (config.max_connection_age > std::chrono::nanoseconds::zero()) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_MS,
+                               millis(config.max_connection_age));
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS,
+                               millis(config.max_connection_age_grace));
+  }
+  if (config.max_connection_idle > std::chrono::nanoseconds::zero()) {
+    builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS,
+                               millis(config.max_connection_idle));
+  }
+  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
+                             static_cast<int>(config.max_concurrent_streams));
+  builder.AddChannelArgument(GRPC_ARG_MAX_METADATA_SIZE,
+                             static_cast<int>(config.max_header_list_bytes));
+  builder.RegisterService(s->service_.get());
+  s->server_ = builder.BuildAndStart();
+  if (s->server_ == nullptr || backend_port == 0) {
+    s->shut_down_ = true;
+    s->front_->Close();
+    s->pool_->Shutdown();
+    return absl::UnavailableError(
+        absl::StrCat("--listen=", config.listen,
+                     ": gRPC could not listen on its Unix socket"));
+  }
+  s->grpc_port_ = s->front_->port();
+  s->server_->GetHealthCheckService()->SetServingStatus(true);
+  if (config.client_ca.empty() && config.auth_tokens_file.empty() &&
+      !IsLoopbackListen(config.listen)) {
+    // Only with --allow_unauthenticated (Config::Validate).
+    LogWarning(absl::StrCat(
+        "--allow_unauthenticated: listening on ", config.listen,
+        " without caller authentication: anyone who can reach this port can "
+        "make requests through egressd (see --client_ca, "
+        "--auth_tokens_file)"));
+  }
+  LogInfo(absl::StrCat("egressd serving gRPC on port ", s->grpc_port_, " (",
+                       config.listen, "), metrics on port ", s->metrics_port_,
+                       ", workers ", config.MinWorkers(), "-",
+                       config.MaxWorkers()));
+  return s;
+}
+
+EgressServer::~EgressServer() { Shutdown(config_.drain_timeout); }
+
+void EgressServer::Shutdown(std::chrono::nanoseconds drain) {
+  if (shut_down_) return;
+  shut_down_ = true;
+  if (server_ == nullptr) {
+    // Start failed before the gRPC server existed: undo only what it built.
+    if (pool_ != nullptr) pool_->Shutdown();
+    return;
+  }
+  LogInfo("egressd shutting down: NOT_SERVING, draining calls in flight");
+  server_->GetHealthCheckService()->SetServingStatus(false);
+  front_->StopAccepting();
+  const MonoTime drain_end = RealClock::Get().Now() + drain;
+  // gRPC's Shutdown waits for every call to be answered, even after it has
+  // cancelled them at the deadline; a worker still on a slow upstream would
+  // hold it. At the deadline, abandon the exchanges still running.
+  std::mutex mu;
+  std::condition_variable cv;
+  bool drained = false;
+  std::thread watchdog([&] {
+    std::unique_lock<std::mutex> lock(mu);
+    if (!cv.wait_for(lock, drain_end - RealClock::Get().Now(),
+                     [&] { return drained; })) {
+      LogWarning(
+          "drain time is over: abandoning the upstream exchanges in flight");
+      pool_->ForEachLocal([](EgressWorker& worker) { worker.AbortCurrent(); });
+    }
+  });
+  // Refuses new calls at once; waits up to `drain` for calls in flight, then
+  // cancels the rest. The workers still answer every call they hold.
+  server_->Shutdown(
+      RealClock::Get().WallNow() +
+      std::chrono::duration_cast<std::chrono::system_clock::duration>(drain));
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    drained = true;
+  }
+  cv.notify_all();
+  watchdog.join();
+  pool_->Shutdown();  // runs what is queued, closes the workers' sessions
+  sessions_->DropAll(DropReason::kShutdown);
+  server_->Wait();
+  front_->Close();
+  LogInfo("egressd stopped");
+}
+
+}  // namespace egress

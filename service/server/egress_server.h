@@ -1,0 +1,102 @@
+// EgressServer: the whole running service, assembled from a Config: metrics and
+// their HTTP endpoint, the worker pool, the Egress gRPC service with health
+// checking and reflection, and an orderly shutdown. main.cc and the integration
+// tests both start the service through this class.
+//
+// Usage:
+//   absl::StatusOr<std::unique_ptr<EgressServer>> server =
+//       EgressServer::Start(config);
+//   ... (*server)->grpc_port() ...
+//   (*server)->Shutdown(config.drain_timeout);
+//
+// Thread safety: Start and Shutdown from one controlling thread; the accessors
+// from any thread.
+#pragma once
+
+#include <grpcpp/server.h>
+
+#include <chrono>
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "service/admission/caller_auth.h"
+#include "service/base/clock.h"
+#include "service/server/config.h"
+#include "service/policy/destination_policy.h"
+#include "service/transport/dns_cache.h"
+#include "service/api/egress_service.h"
+#include "service/pool/egress_worker.h"
+#include "service/server/grpc_front.h"
+#include "service/admission/inflight_limits.h"
+#include "service/pool/memory_budget.h"
+#include "service/telemetry/metrics.h"
+#include "service/telemetry/metrics_server.h"
+#include "service/pool/session_pool.h"
+#include "service/transport/tls_session_store.h"
+#include "service/transport/tls_trust.h"
+#include "service/pool/worker_pool.h"
+
+namespace egress {
+
+class EgressServer {
+ public:
+  // Validates `config`, binds both listeners and starts the workers. A port of
+  // 0 in an address binds an ephemeral port (see grpc_port(), metrics_port()).
+  // REQUIRES: `clock` outlives the server.
+  // `resolver` answers host names (nullptr: the system's getaddrinfo); tests
+  // inject one so that no name but localhost reaches a real name server.
+  static absl::StatusOr<std::unique_ptr<EgressServer>> Start(
+      const Config& config, const Clock& clock = RealClock::Get(),
+      Resolver* resolver = nullptr);
+
+  // Shuts down with the config's drain_timeout if Shutdown was not called.
+  ~EgressServer();
+
+  // Health goes NOT_SERVING, new calls are refused, calls in flight get `drain`
+  // to finish (then they are cancelled), the workers stop and close their
+  // sessions. Idempotent.
+  void Shutdown(std::chrono::nanoseconds drain);
+
+  int grpc_port() const { return grpc_port_; }
+  int metrics_port() const { return metrics_port_; }  // 0 when disabled
+  // gRPC's own listener behind the front ("unix-abstract:NAME"), which a
+  // process in the same network namespace can reach; for tests of that.
+  const std::string& grpc_backend() const { return grpc_backend_; }
+  Metrics& metrics() { return *metrics_; }
+
+  // Re-reads --auth_tokens_file and --identity_hosts_file (SIGHUP). On error
+  // the old entries stay in force.
+  absl::Status ReloadCallers();
+
+ private:
+  explicit EgressServer(const Config& config, const Clock& clock);
+
+  const Config config_;
+  const Clock& clock_;
+  std::unique_ptr<Metrics> metrics_;
+  std::unique_ptr<Resolver> own_resolver_;
+  std::unique_ptr<DnsCache> dns_;
+  std::unique_ptr<TrustStore> trust_;
+  std::unique_ptr<DestinationPolicy> policy_;
+  std::unique_ptr<CallerAuth> auth_;
+  std::unique_ptr<MetricsServer> metrics_server_;
+  // Before the pool and the service: destroyed after them.
+  std::unique_ptr<MemoryBudget> budget_;
+  std::unique_ptr<InflightLimits> limits_;
+  std::unique_ptr<RetryBudget> retry_budget_;
+  // Before the pool: the workers' sessions go here, and the pool's sessions
+  // save TLS sessions here, until the workers are gone.
+  std::unique_ptr<TlsSessionStore> tls_sessions_;
+  std::unique_ptr<SessionPool> sessions_;
+  std::unique_ptr<WorkerPool<EgressWorker>> pool_;
+  std::unique_ptr<EgressService> service_;
+  std::unique_ptr<grpc::Server> server_;
+  // Callers' connections: closed by Shutdown after the server stopped.
+  std::unique_ptr<GrpcFront> front_;
+  int grpc_port_ = 0;
+  std::string grpc_backend_;
+  int metrics_port_ = 0;
+  bool shut_down_ = false;
+};
+
+}  // namespace egress
