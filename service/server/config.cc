@@ -17,8 +17,8 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
-#include "service/server/config.pb.h"
 #include "service/policy/destination_policy.h"
+#include "service/server/config.pb.h"
 
 namespace {
 // The flags' defaults are Config's: written once, in defaults.h.

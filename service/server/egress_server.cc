@@ -22,8 +22,8 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "service/base/log.h"
-#include "service/server/policy_check.h"
 #include "service/policy/policy_files.h"
+#include "service/server/policy_check.h"
 
 namespace egress {
 namespace {

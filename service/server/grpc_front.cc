@@ -1,8 +1,6 @@
 #include "service/server/grpc_front.h"
 
-#include <arpa/inet.h>
 #include <fcntl.h>
-#include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/err.h>
@@ -15,182 +13,17 @@
 
 #include <atomic>
 #include <cerrno>
-#include <cstring>
 #include <list>
 #include <vector>
 
-#include "absl/strings/match.h"
-#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/strip.h"
 #include "service/base/log.h"
+#include "service/server/front_loop.h"
+#include "service/server/listen_sockets.h"
 
 namespace egress {
 
-// One side of a relayed connection (or a listener, or the wake-up eventfd),
-// as registered with epoll.
-struct GrpcFront::Endpoint {
-  enum class Kind { kListener, kWake, kClient, kBackend };
-  Kind kind;
-  int fd = -1;
-  Conn* conn = nullptr;
-  uint32_t events = 0;  // registered with epoll
-};
-
-struct GrpcFront::Conn {
-  explicit Conn(const H2GuardLimits& limits) : guard(limits) {}
-  Endpoint client{Endpoint::Kind::kClient};
-  Endpoint backend{Endpoint::Kind::kBackend};
-  std::string peer;   // the caller's address, for the per-peer limit
-  MonoTime deadline;  // of the handshake (TLS and preface)
-  H2Guard guard;
-  SSL* ssl = nullptr;
-  bool tls_done = false;
-  bool ssl_read_wants_write = false;
-  bool ssl_write_wants_read = false;
-  bool handshake_wants_write = false;  // TLS handshake: waits to write
-  std::string cert_key;    // certs_ key, when a certificate was kept
-  std::string to_backend;  // inspected bytes from the caller, not yet written
-  size_t to_backend_at = 0;
-  std::string to_client;  // bytes from gRPC, not yet written to the caller
-  size_t to_client_at = 0;
-  bool closed = false;
-  std::list<Conn*>::iterator handshaking;  // in Loop::handshaking_ until done
-  bool in_handshake_list = false;
-};
-
-namespace {
-
-constexpr size_t kReadChunk = 64 << 10;
-
-absl::Status ListenError(const std::string& listen, const std::string& what) {
-  return absl::UnavailableError(absl::StrCat("--listen=", listen, ": ", what));
-}
-
-int ListenOn(const sockaddr* addr, socklen_t len) {
-  const int fd =
-      socket(addr->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) return -1;
-  const int one = 1;
-  if (addr->sa_family != AF_UNIX) {
-    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-  }
-  if (bind(fd, addr, len) != 0 || listen(fd, SOMAXCONN) != 0) {
-    const int error = errno;
-    close(fd);
-    errno = error;
-    return -1;
-  }
-  return fd;
-}
-
-int BoundPort(int fd) {
-  sockaddr_storage addr{};
-  socklen_t len = sizeof(addr);
-  if (getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len) != 0) return 0;
-  if (addr.ss_family == AF_INET) {
-    return ntohs(reinterpret_cast<sockaddr_in*>(&addr)->sin_port);
-  }
-  if (addr.ss_family == AF_INET6) {
-    return ntohs(reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port);
-  }
-  return 0;
-}
-
-// A Unix socket address; an abstract one when `abstract`.
-socklen_t UnixAddress(const std::string& name, bool abstract, sockaddr_un& un) {
-  un = sockaddr_un{};
-  un.sun_family = AF_UNIX;
-  const size_t offset = abstract ? 1 : 0;
-  const size_t n = std::min(name.size(), sizeof(un.sun_path) - 1 - offset);
-  std::memcpy(un.sun_path + offset, name.data(), n);
-  return static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + offset + n +
-                                (abstract ? 0 : 1));
-}
-
-// The listening sockets for `listen`, or an error naming it.
-absl::StatusOr<std::vector<int>> BindListen(const std::string& listen) {
-  std::vector<int> fds;
-  absl::string_view rest = listen;
-  if (absl::ConsumePrefix(&rest, "unix-abstract:") ||
-      absl::ConsumePrefix(&rest, "unix:")) {
-    const bool abstract = absl::StartsWith(listen, "unix-abstract:");
-    const std::string path(rest);
-    if (path.empty()) return ListenError(listen, "no socket path");
-    if (!abstract) unlink(path.c_str());  // a socket left by a previous run
-    sockaddr_un un;
-    const socklen_t len = UnixAddress(path, abstract, un);
-    const int fd = ListenOn(reinterpret_cast<sockaddr*>(&un), len);
-    if (fd < 0) return ListenError(listen, strerror(errno));
-    fds.push_back(fd);
-    return fds;
-  }
-  absl::ConsumePrefix(&rest, "dns:");
-  absl::ConsumePrefix(&rest, "ipv4:");
-  absl::ConsumePrefix(&rest, "ipv6:");
-  absl::ConsumePrefix(&rest, "//");
-  const size_t colon = rest.rfind(':');
-  if (colon == absl::string_view::npos) {
-    return ListenError(listen, "expected host:port");
-  }
-  std::string host(rest.substr(0, colon));
-  const std::string port(rest.substr(colon + 1));
-  if (absl::StartsWith(host, "[") && absl::EndsWith(host, "]")) {
-    host = host.substr(1, host.size() - 2);
-  }
-  int port_number = 0;
-  if (!absl::SimpleAtoi(port, &port_number) || port_number < 0 ||
-      port_number > 65535) {
-    return ListenError(listen, "the port is not a number from 0 to 65535");
-  }
-  addrinfo hints{};
-  hints.ai_family = AF_UNSPEC;
-  hints.ai_socktype = SOCK_STREAM;
-  hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-  addrinfo* found = nullptr;
-  const int rc = getaddrinfo(host.empty() ? nullptr : host.c_str(),
-                             port.c_str(), &hints, &found);
-  if (rc != 0) return ListenError(listen, gai_strerror(rc));
-  int bound_port = port_number;
-  std::string last_error = "no address";
-  for (addrinfo* ai = found; ai != nullptr; ai = ai->ai_next) {
-    sockaddr_storage addr{};
-    std::memcpy(&addr, ai->ai_addr, ai->ai_addrlen);
-    // With port 0 every address gets the port the first one got.
-    if (addr.ss_family == AF_INET) {
-      reinterpret_cast<sockaddr_in*>(&addr)->sin_port =
-          htons(static_cast<uint16_t>(bound_port));
-    } else if (addr.ss_family == AF_INET6) {
-      reinterpret_cast<sockaddr_in6*>(&addr)->sin6_port =
-          htons(static_cast<uint16_t>(bound_port));
-    }
-    const int fd = ListenOn(reinterpret_cast<sockaddr*>(&addr), ai->ai_addrlen);
-    if (fd < 0) {
-      last_error = strerror(errno);
-      continue;
-    }
-    if (bound_port == 0) bound_port = BoundPort(fd);
-    fds.push_back(fd);
-  }
-  freeaddrinfo(found);
-  if (fds.empty()) {
-    return ListenError(listen, absl::StrCat("cannot listen: ", last_error));
-  }
-  return fds;
-}
-
-std::string PeerAddress(const sockaddr_storage& addr) {
-  char text[INET6_ADDRSTRLEN] = {};
-  if (addr.ss_family == AF_INET) {
-    inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&addr)->sin_addr,
-              text, sizeof(text));
-  } else if (addr.ss_family == AF_INET6) {
-    inet_ntop(AF_INET6,
-              &reinterpret_cast<const sockaddr_in6*>(&addr)->sin6_addr, text,
-              sizeof(text));
-  }
-  return text;  // empty for Unix sockets: no per-peer limit
-}
+namespace front_internal {
 
 std::string CertificatePem(SSL* ssl) {
   X509* cert = SSL_get1_peer_certificate(ssl);
@@ -207,8 +40,6 @@ std::string CertificatePem(SSL* ssl) {
   return pem;
 }
 
-// Empties a relay buffer; one that grew past a read gives its memory back, so
-// that an idle connection costs what it holds, not what it once held.
 void Empty(std::string& buffer) {
   if (buffer.capacity() > kReadChunk) {
     std::string().swap(buffer);
@@ -217,7 +48,6 @@ void Empty(std::string& buffer) {
   }
 }
 
-// "unix-abstract:NAME", "unix:@NAME" and the like -> NAME.
 std::string CertKey(absl::string_view peer) {
   const size_t colon = peer.find(':');
   if (colon != absl::string_view::npos) peer.remove_prefix(colon + 1);
@@ -227,64 +57,10 @@ std::string CertKey(absl::string_view peer) {
   return std::string(peer);
 }
 
-}  // namespace
+}  // namespace front_internal
 
-// The event loop: every descriptor, every connection, one thread.
-class GrpcFront::Loop {
- public:
-  Loop(GrpcFront& front, const GrpcFrontOptions& options, Metrics* metrics)
-      : front_(front), options_(options), metrics_(metrics) {}
-  ~Loop();
-
-  absl::Status Init(std::vector<int> listeners);
-  void Run();
-  void RequestStopAccepting() {
-    stop_accepting_.store(true);
-    Wake();
-  }
-  void RequestStop() {
-    stop_.store(true);
-    Wake();
-  }
-
- private:
-  void Wake() {
-    const uint64_t one = 1;
-    (void)!write(wake_.fd, &one, sizeof(one));
-  }
-  void Register(Endpoint& ep, uint32_t events);
-  void Update(Conn& conn);
-  void Accept(Endpoint& listener);
-  void CloseConn(Conn& conn, ConnectionRefusal reason,
-                 const std::string& detail);
-  void ClientReadable(Conn& conn);
-  void ClientWritable(Conn& conn);
-  void BackendReadable(Conn& conn);
-  void BackendWritable(Conn& conn);
-  bool TlsHandshake(Conn& conn);
-  bool ConnectBackend(Conn& conn);
-  void ExpireHandshakes(MonoTime now);
-  void LeaveHandshakeList(Conn& conn);
-  void CloseListeners();
-  bool FlushToBackend(Conn& conn);
-  bool FlushToClient(Conn& conn);
-
-  GrpcFront& front_;
-  const GrpcFrontOptions options_;
-  Metrics* const metrics_;
-  int epoll_ = -1;
-  int spare_ = -1;  // given up to accept a connection when out of descriptors
-  Endpoint wake_{Endpoint::Kind::kWake};
-  std::vector<std::unique_ptr<Endpoint>> listeners_;
-  std::atomic<bool> stop_accepting_{false};
-  std::atomic<bool> stop_{false};
-  std::list<Conn*> handshaking_;                  // in order of deadline
-  std::vector<std::unique_ptr<Conn>> graveyard_;  // freed after each batch
-  absl::flat_hash_map<Conn*, std::unique_ptr<Conn>> conns_;
-  absl::flat_hash_map<std::string, size_t> per_peer_;
-  uint64_t serial_ = 0;
-  MonoTime listeners_paused_until_{};  // out of descriptors: not accepting
-};
+using front_internal::CertKey;
+using front_internal::Empty;
 
 GrpcFront::Loop::~Loop() {
   for (auto& [ptr, conn] : conns_) {
@@ -558,222 +334,6 @@ void GrpcFront::Loop::Update(Conn& conn) {
   }
   Register(conn.client, client);
   if (conn.backend.fd >= 0) Register(conn.backend, backend);
-}
-
-bool GrpcFront::Loop::TlsHandshake(Conn& conn) {
-  if (conn.ssl == nullptr) {
-    CloseConn(conn, ConnectionRefusal::kTlsHandshake, "SSL_new failed");
-    return false;
-  }
-  const int rc = SSL_do_handshake(conn.ssl);
-  if (rc == 1) {
-    conn.tls_done = true;
-    conn.handshake_wants_write = false;
-    return true;
-  }
-  const int error = SSL_get_error(conn.ssl, rc);
-  if (error == SSL_ERROR_WANT_READ || error == SSL_ERROR_WANT_WRITE) {
-    conn.handshake_wants_write = error == SSL_ERROR_WANT_WRITE;
-    return true;
-  }
-  char reason[256] = "";
-  ERR_error_string_n(ERR_peek_last_error(), reason, sizeof(reason));
-  ERR_clear_error();
-  CloseConn(conn, ConnectionRefusal::kTlsHandshake, reason);
-  return false;
-}
-
-bool GrpcFront::Loop::ConnectBackend(Conn& conn) {
-  const int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-  if (fd < 0) {
-    CloseConn(conn, ConnectionRefusal::kDescriptors, strerror(errno));
-    return false;
-  }
-  conn.backend.fd = fd;
-  if (conn.ssl != nullptr) {
-    std::string pem = CertificatePem(conn.ssl);
-    if (!pem.empty()) {
-      // gRPC names the call's peer by this socket's address: bind a unique
-      // one, under which the certificate waits for CallerAuth.
-      const std::string name = absl::StrCat(options_.backend, "-c", ++serial_);
-      sockaddr_un un;
-      const socklen_t len = UnixAddress(name, true, un);
-      if (bind(fd, reinterpret_cast<sockaddr*>(&un), len) != 0) {
-        CloseConn(conn, ConnectionRefusal::kBackend,
-                  absl::StrCat("bind: ", strerror(errno)));
-        return false;
-      }
-      conn.cert_key = name;
-      std::lock_guard<std::mutex> lock(front_.certs_mu_);
-      front_.certs_[name] = std::move(pem);
-    }
-  }
-  sockaddr_un un;
-  const socklen_t len = UnixAddress(options_.backend, true, un);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&un), len) != 0 &&
-      errno != EINPROGRESS) {
-    CloseConn(conn, ConnectionRefusal::kBackend,
-              absl::StrCat("connect to gRPC's listener: ", strerror(errno)));
-    return false;
-  }
-  return true;
-}
-
-void GrpcFront::Loop::ClientReadable(Conn& conn) {
-  if (!conn.tls_done) {
-    if (!TlsHandshake(conn) || !conn.tls_done) return;
-  }
-  if (conn.ssl_write_wants_read) {
-    conn.ssl_write_wants_read = false;
-    if (!FlushToClient(conn)) return;
-  }
-  char buf[kReadChunk];
-  // Read while there is room; with TLS, also what OpenSSL has decrypted.
-  while (conn.to_backend.size() - conn.to_backend_at < kHighWater &&
-         conn.to_client.size() - conn.to_client_at < kHighWater) {
-    ssize_t n;
-    if (conn.ssl != nullptr) {
-      conn.ssl_read_wants_write = false;
-      const int rc = SSL_read(conn.ssl, buf, sizeof(buf));
-      if (rc > 0) {
-        n = rc;
-      } else {
-        const int error = SSL_get_error(conn.ssl, rc);
-        ERR_clear_error();
-        if (error == SSL_ERROR_WANT_READ) return;
-        if (error == SSL_ERROR_WANT_WRITE) {
-          conn.ssl_read_wants_write = true;
-          return;
-        }
-        CloseConn(conn, ConnectionRefusal::kNone, "");
-        return;
-      }
-    } else {
-      n = read(conn.client.fd, buf, sizeof(buf));
-      if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-      if (n <= 0) {
-        CloseConn(conn, ConnectionRefusal::kNone, "");
-        return;
-      }
-    }
-    const MonoTime now = RealClock::Get().Now();
-    if (!conn.guard.Inspect(absl::string_view(buf, static_cast<size_t>(n)),
-                            now)) {
-      CloseConn(conn, conn.guard.refusal(), conn.guard.detail());
-      return;
-    }
-    conn.to_backend.append(buf, static_cast<size_t>(n));
-    if (conn.backend.fd < 0) {
-      if (!conn.guard.preface_done()) continue;
-      LeaveHandshakeList(conn);
-      if (!ConnectBackend(conn)) return;
-    }
-    if (!FlushToBackend(conn)) return;
-    // A short read emptied the socket: epoll says when there is more, and
-    // a read that would only say EAGAIN is saved (a call's request is
-    // usually one read). OpenSSL's reads end at a record, so not with TLS.
-    if (conn.ssl == nullptr && static_cast<size_t>(n) < sizeof(buf)) return;
-  }
-}
-
-bool GrpcFront::Loop::FlushToBackend(Conn& conn) {
-  while (conn.to_backend_at < conn.to_backend.size()) {
-    const ssize_t n =
-        send(conn.backend.fd, conn.to_backend.data() + conn.to_backend_at,
-             conn.to_backend.size() - conn.to_backend_at, MSG_NOSIGNAL);
-    if (n < 0) {
-      if (errno == EAGAIN || errno == EINTR || errno == ENOTCONN) return true;
-      CloseConn(conn, ConnectionRefusal::kNone, "");
-      return false;
-    }
-    conn.to_backend_at += static_cast<size_t>(n);
-  }
-  Empty(conn.to_backend);
-  conn.to_backend_at = 0;
-  return true;
-}
-
-bool GrpcFront::Loop::FlushToClient(Conn& conn) {
-  while (conn.to_client_at < conn.to_client.size()) {
-    const char* data = conn.to_client.data() + conn.to_client_at;
-    const size_t size = conn.to_client.size() - conn.to_client_at;
-    ssize_t n;
-    if (conn.ssl != nullptr) {
-      conn.ssl_write_wants_read = false;
-      const int rc = SSL_write(conn.ssl, data, static_cast<int>(size));
-      if (rc > 0) {
-        n = rc;
-      } else {
-        const int error = SSL_get_error(conn.ssl, rc);
-        ERR_clear_error();
-        if (error == SSL_ERROR_WANT_WRITE) return true;
-        if (error == SSL_ERROR_WANT_READ) {
-          conn.ssl_write_wants_read = true;
-          return true;
-        }
-        CloseConn(conn, ConnectionRefusal::kNone, "");
-        return false;
-      }
-    } else {
-      n = send(conn.client.fd, data, size, MSG_NOSIGNAL);
-      if (n < 0) {
-        if (errno == EAGAIN || errno == EINTR) return true;
-        CloseConn(conn, ConnectionRefusal::kNone, "");
-        return false;
-      }
-    }
-    conn.to_client_at += static_cast<size_t>(n);
-  }
-  Empty(conn.to_client);
-  conn.to_client_at = 0;
-  return true;
-}
-
-void GrpcFront::Loop::ClientWritable(Conn& conn) {
-  if (!conn.tls_done) {
-    // Done now: the caller's first bytes may already be decrypted.
-    if (TlsHandshake(conn) && conn.tls_done) ClientReadable(conn);
-    return;
-  }
-  if (conn.ssl_read_wants_write) {
-    ClientReadable(conn);
-    if (conn.closed) return;
-  }
-  if (!FlushToClient(conn)) return;
-  // Room again: read what gRPC has waiting, and what the caller sent (OpenSSL
-  // may hold some already decrypted, which epoll cannot see).
-  if (conn.to_client_at == conn.to_client.size()) {
-    BackendReadable(conn);
-    if (!conn.closed && conn.ssl != nullptr && SSL_pending(conn.ssl) > 0) {
-      ClientReadable(conn);
-    }
-  }
-}
-
-void GrpcFront::Loop::BackendReadable(Conn& conn) {
-  char buf[kReadChunk];
-  while (conn.to_client.size() - conn.to_client_at < kHighWater) {
-    const ssize_t n = read(conn.backend.fd, buf, sizeof(buf));
-    if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
-    if (n <= 0) {
-      // gRPC closed the connection (GOAWAY sent, idle or shutting down):
-      // pass on what is left, then close the caller's side too.
-      FlushToClient(conn);
-      if (!conn.closed) CloseConn(conn, ConnectionRefusal::kNone, "");
-      return;
-    }
-    conn.guard.ServerBytes(absl::string_view(buf, static_cast<size_t>(n)));
-    conn.to_client.append(buf, static_cast<size_t>(n));
-    if (!FlushToClient(conn)) return;
-    if (static_cast<size_t>(n) < sizeof(buf)) return;  // emptied, as above
-  }
-}
-
-void GrpcFront::Loop::BackendWritable(Conn& conn) {
-  if (!FlushToBackend(conn)) return;
-  // Room again: read what the caller has waiting (OpenSSL may hold some
-  // already decrypted, which epoll cannot see).
-  if (conn.to_backend_at == conn.to_backend.size()) ClientReadable(conn);
 }
 
 absl::StatusOr<std::unique_ptr<GrpcFront>> GrpcFront::Start(

@@ -15,8 +15,8 @@
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "service/server/config.h"
 #include "service/policy/destination_policy.h"
+#include "service/server/config.h"
 #include "service/transport/dns_cache.h"
 
 namespace egress {
