@@ -23,6 +23,7 @@
 #include "absl/strings/str_cat.h"
 #include "service/base/log.h"
 #include "service/policy/policy_files.h"
+#include "service/server/listener_tls.h"
 #include "service/server/policy_check.h"
 
 namespace egress {
@@ -41,101 +42,6 @@ std::chrono::nanoseconds JanitorInterval(const Config& config) {
   return std::clamp<std::chrono::nanoseconds>(config.keepalive_timeout / 4,
                                               std::chrono::milliseconds(50),
                                               std::chrono::milliseconds(250));
-}
-
-using X509Ptr = std::unique_ptr<X509, decltype(&X509_free)>;
-
-// The first PEM certificate in `pem`, or nullptr.
-X509Ptr FirstCertificate(const std::string& pem) {
-  std::unique_ptr<BIO, decltype(&BIO_free)> bio(
-      BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size())), BIO_free);
-  X509Ptr x509(PEM_read_bio_X509(bio.get(), nullptr, nullptr, nullptr),
-               X509_free);
-  ERR_clear_error();
-  return x509;
-}
-
-// That `cert` is a PEM certificate (chain), `key` a PEM private key, and that
-// they belong together: gRPC would only fail later, saying "cannot listen".
-absl::Status CheckCertAndKey(const Config& config, const std::string& cert,
-                             const std::string& key) {
-  X509Ptr x509 = FirstCertificate(cert);
-  if (x509 == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--tls_cert: ", config.tls_cert, " holds no PEM certificate"));
-  }
-  std::unique_ptr<BIO, decltype(&BIO_free)> key_bio(
-      BIO_new_mem_buf(key.data(), static_cast<int>(key.size())), BIO_free);
-  std::unique_ptr<EVP_PKEY, decltype(&EVP_PKEY_free)> pkey(
-      PEM_read_bio_PrivateKey(key_bio.get(), nullptr, nullptr, nullptr),
-      EVP_PKEY_free);
-  ERR_clear_error();
-  if (pkey == nullptr) {
-    return absl::InvalidArgumentError(absl::StrCat(
-        "--tls_key: ", config.tls_key,
-        " holds no PEM private key (or one protected by a passphrase)"));
-  }
-  if (X509_check_private_key(x509.get(), pkey.get()) != 1) {
-    ERR_clear_error();
-    return absl::InvalidArgumentError(
-        absl::StrCat("--tls_key: ", config.tls_key,
-                     " is not the key of --tls_cert ", config.tls_cert));
-  }
-  return absl::OkStatus();
-}
-
-// ALPN: gRPC is HTTP/2 only.
-int SelectH2(SSL*, const unsigned char** out, unsigned char* outlen,
-             const unsigned char* in, unsigned int inlen, void*) {
-  static const unsigned char kH2[] = {2, 'h', '2'};
-  unsigned char* selected = nullptr;
-  if (SSL_select_next_proto(&selected, outlen, kH2, sizeof(kH2), in, inlen) !=
-      OPENSSL_NPN_NEGOTIATED) {
-    return SSL_TLSEXT_ERR_ALERT_FATAL;
-  }
-  *out = selected;
-  return SSL_TLSEXT_ERR_OK;
-}
-
-// The TLS (and mutual TLS) context of the gRPC port when configured, else
-// nullptr (plaintext). The front (GrpcFront) terminates TLS; gRPC itself
-// listens only on a Unix socket of this process.
-absl::StatusOr<std::shared_ptr<SSL_CTX>> ListenerTls(const Config& config) {
-  if (config.tls_cert.empty()) return std::shared_ptr<SSL_CTX>();
-  absl::StatusOr<std::string> cert = ReadFlagFile(config.tls_cert, "tls_cert");
-  if (!cert.ok()) return cert.status();
-  absl::StatusOr<std::string> key = ReadFlagFile(config.tls_key, "tls_key");
-  if (!key.ok()) return key.status();
-  absl::Status pair = CheckCertAndKey(config, *cert, *key);
-  if (!pair.ok()) return pair;
-  std::shared_ptr<SSL_CTX> ctx(SSL_CTX_new(TLS_server_method()), SSL_CTX_free);
-  if (ctx == nullptr) return absl::InternalError("SSL_CTX_new failed");
-  SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION);
-  if (SSL_CTX_use_certificate_chain_file(ctx.get(), config.tls_cert.c_str()) !=
-          1 ||
-      SSL_CTX_use_PrivateKey_file(ctx.get(), config.tls_key.c_str(),
-                                  SSL_FILETYPE_PEM) != 1) {
-    ERR_clear_error();
-    return absl::InvalidArgumentError(
-        absl::StrCat("--tls_cert/--tls_key: ", config.tls_cert, ", ",
-                     config.tls_key, ": OpenSSL would not load them"));
-  }
-  if (!config.client_ca.empty()) {
-    absl::StatusOr<std::string> ca =
-        ReadFlagFile(config.client_ca, "client_ca");
-    if (!ca.ok()) return ca.status();
-    if (FirstCertificate(*ca) == nullptr ||
-        SSL_CTX_load_verify_locations(ctx.get(), config.client_ca.c_str(),
-                                      nullptr) != 1) {
-      ERR_clear_error();
-      return absl::InvalidArgumentError(absl::StrCat(
-          "--client_ca: ", config.client_ca, " holds no PEM certificate"));
-    }
-    SSL_CTX_set_verify(
-        ctx.get(), SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
-  }
-  SSL_CTX_set_alpn_select_cb(ctx.get(), SelectH2, nullptr);
-  return ctx;
 }
 
 // A name for gRPC's own listener that no other process guesses by accident.
@@ -318,7 +224,8 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
 
   // Callers connect to the front, which bounds what reaches gRPC's HTTP/2
   // parser (docs/security.md); gRPC listens on a Unix socket of its own.
-  absl::StatusOr<std::shared_ptr<SSL_CTX>> tls = ListenerTls(config);
+  absl::StatusOr<std::shared_ptr<SSL_CTX>> tls =
+      ListenerTls(config.tls_cert, config.tls_key, config.client_ca);
   if (!tls.ok()) return tls.status();
   GrpcFrontOptions front;
   front.listen = config.listen;
