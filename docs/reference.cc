@@ -11,8 +11,10 @@
 #include "absl/flags/reflection.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "service/server/config.h"
 #include "service/telemetry/metrics.h"
 
 namespace egress {
@@ -64,6 +66,28 @@ std::map<std::string, Labels> LabelsByFamily(
   return out;
 }
 
+// A setting's bounds (settings.h) as the table shows them; "" for the flags
+// that are commands, not settings (--config, --print_config, ...).
+std::string Bounds(absl::string_view flag) {
+  for (size_t i = 0; i < kSettingCount; ++i) {
+    const SettingInfo& s = kSettings[i];
+    if (flag != s.name) continue;
+    std::string bounds;
+    if (s.duration) {
+      bounds = s.min > 0 ? "> 0" : "≥ 0";
+    } else if (s.max != kNoMax) {
+      bounds = absl::StrFormat("%.15g to %.15g", s.min, s.max);
+    } else if (s.min > 0) {
+      bounds = absl::StrFormat("≥ %.15g", s.min);
+    }
+    if (s.when == SettingWhen::kReloaded) {
+      absl::StrAppend(&bounds, bounds.empty() ? "" : "; ", "re-read on SIGHUP");
+    }
+    return bounds;
+  }
+  return "";
+}
+
 }  // namespace
 
 std::string FlagTable() {
@@ -75,12 +99,13 @@ std::string FlagTable() {
   }
   std::sort(flags.begin(), flags.end(),
             [](const auto* a, const auto* b) { return a->Name() < b->Name(); });
-  std::string out = "| flag | default | meaning |\n| --- | --- | --- |\n";
+  std::string out =
+      "| flag | default | bounds | meaning |\n| --- | --- | --- | --- |\n";
   for (const absl::CommandLineFlag* f : flags) {
     const std::string value = f->DefaultValue();
     absl::StrAppend(&out, "| `--", f->Name(), "` | ",
                     value.empty() ? "(none)" : absl::StrCat("`", value, "`"),
-                    " | ", Cell(f->Help()), " |\n");
+                    " | ", Bounds(f->Name()), " | ", Cell(f->Help()), " |\n");
   }
   return out;
 }

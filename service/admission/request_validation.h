@@ -26,10 +26,10 @@ namespace egress {
 
 struct ValidationLimits {
   size_t max_request_bytes = defaults::kMaxRequestBytes;
-  size_t max_url_bytes = 8192;
-  size_t max_headers = 100;
-  size_t max_header_bytes = 64
-                            << 10;  // names and values of all headers together
+  size_t max_url_bytes = defaults::kMaxUrlBytes;
+  size_t max_headers = defaults::kMaxRequestHeaders;
+  // Names and values of all headers together.
+  size_t max_header_bytes = defaults::kMaxRequestHeaderBytes;
 };
 
 // Parses an absolute http:// or https:// URL into its origin and request target

@@ -73,12 +73,19 @@ inline constexpr uint32_t kMaxConcurrentStreams = 1024;
 inline constexpr size_t kMaxHeaderListBytes = 16 << 10;
 inline constexpr uint32_t kMaxResetsPerSecond = 100;
 inline constexpr uint32_t kMaxControlFramesPerSecond = 1000;
+// HTTP/2's SETTINGS_HEADER_TABLE_SIZE default (RFC 9113 6.5.2), which gRPC's
+// decoder keeps.
+inline constexpr uint32_t kHttp2HeaderTableSize = 4096;
 
 // Sizes.
 // Request and response bytes held across all calls; the shipped Deployment's
 // 512 MiB limit holds it with room for threads, sessions and the rest.
 inline constexpr size_t kMaxBufferedBytes = size_t{256} << 20;
 inline constexpr size_t kMaxRequestBytes = 16 << 20;
+// A request's URL, header count and header bytes (names and values together).
+inline constexpr size_t kMaxUrlBytes = 8192;
+inline constexpr size_t kMaxRequestHeaders = 100;
+inline constexpr size_t kMaxRequestHeaderBytes = 64 << 10;
 inline constexpr size_t kMaxResponseBytes = 64 << 20;
 inline constexpr size_t kMaxStreamBytes = 0;  // unlimited
 // The most bytes one DoStream message carries; a stream's pump holds at most

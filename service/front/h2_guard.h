@@ -42,18 +42,22 @@
 #include "absl/container/flat_hash_set.h"
 #include "absl/strings/string_view.h"
 #include "service/base/clock.h"
+#include "service/base/defaults.h"
 
 namespace egress {
 
 struct H2GuardLimits {
-  size_t max_header_block_bytes = 64 << 10;
-  double resets_per_second = 100;
-  double control_frames_per_second = 1000;
-  // The server's SETTINGS_HEADER_TABLE_SIZE: gRPC's decoder table.
-  uint32_t header_table_size = 4096;
+  // A header block (HEADERS and its CONTINUATIONs) larger than this closes
+  // the connection: --max_header_list_bytes times 4.
+  size_t max_header_block_bytes = 4 * defaults::kMaxHeaderListBytes;
+  double resets_per_second = defaults::kMaxResetsPerSecond;
+  double control_frames_per_second = defaults::kMaxControlFramesPerSecond;
+  // The server's SETTINGS_HEADER_TABLE_SIZE: gRPC's decoder table (HTTP/2's
+  // default, RFC 9113 6.5.2).
+  uint32_t header_table_size = defaults::kHttp2HeaderTableSize;
   // The server's SETTINGS_MAX_CONCURRENT_STREAMS: a client that opens more
   // streams than that, counted on the wire, breaks the protocol.
-  uint32_t max_concurrent_streams = 1024;
+  uint32_t max_concurrent_streams = defaults::kMaxConcurrentStreams;
 };
 
 // Why a caller's connection was refused or closed by the front (GrpcFront)

@@ -41,6 +41,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/statusor.h"
+#include "service/base/defaults.h"
 #include "service/front/h2_guard.h"
 #include "service/telemetry/metrics.h"
 
@@ -53,9 +54,10 @@ struct GrpcFrontOptions {
   // The abstract Unix socket name (no leading NUL) gRPC listens on.
   std::string backend;
   H2GuardLimits guard;
-  size_t max_connections = 2048;
-  size_t max_connections_per_peer = 256;  // 0: no per-peer limit
-  std::chrono::nanoseconds handshake_timeout = std::chrono::seconds(10);
+  size_t max_connections = defaults::kMaxConnections;
+  // 0: no per-peer limit.
+  size_t max_connections_per_peer = defaults::kMaxConnectionsPerPeer;
+  std::chrono::nanoseconds handshake_timeout = defaults::kHandshakeTimeout;
   // TLS on the callers' side: a server context with certificate, key and (for
   // mutual TLS) client verification set; null: plaintext.
   std::shared_ptr<SSL_CTX> tls;

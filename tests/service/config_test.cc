@@ -3,6 +3,7 @@
 #include "service/server/config.h"
 
 #include <fstream>
+#include <set>
 #include <string>
 
 #include "absl/flags/declare.h"
@@ -10,6 +11,7 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
+#include "service/server/config.pb.h"
 
 ABSL_DECLARE_FLAG(std::string, config);
 ABSL_DECLARE_FLAG(uint32_t, workers);
@@ -177,6 +179,52 @@ TEST_F(ConfigTest, ListeningBeyondLoopbackNeedsAuthentication) {
                              "localhost.example.com:1", "128.0.0.1:1"}) {
     EXPECT_FALSE(IsLoopbackListen(listen)) << listen;
   }
+}
+
+}  // namespace
+}  // namespace egress
+
+namespace egress {
+namespace {
+
+// settings.h is the one declaration; config.proto is the file's schema. They
+// must name the same settings, or a setting would exist as a flag and not in
+// the file (or the other way round).
+TEST(SettingsTableTest, TheTableAndConfigProtoNameTheSameSettings) {
+  std::set<std::string> table;
+  for (size_t i = 0; i < kSettingCount; ++i) table.insert(kSettings[i].name);
+  std::set<std::string> proto;
+  const google::protobuf::Descriptor* d =
+      egress::config::v1::EgressConfig::descriptor();
+  for (int i = 0; i < d->field_count(); ++i) {
+    // The per-caller table exists only in the file (no flag can hold it).
+    if (d->field(i)->name() != "identity_hosts") {
+      proto.insert(d->field(i)->name());
+    }
+  }
+  EXPECT_EQ(table, proto);
+  EXPECT_EQ(table.size(), kSettingCount) << "a setting is declared twice";
+}
+
+TEST(SettingsTableTest, ValidateHoldsEverySettingToTheTablesBounds) {
+  const auto refused = [](auto set) {
+    Config c;
+    set(c);
+    return std::string(c.Validate().message());
+  };
+  EXPECT_EQ(refused([](Config& c) { c.max_session_errors = 0; }),
+            "--max_session_errors: must be >= 1");
+  EXPECT_EQ(refused([](Config& c) { c.max_header_list_bytes = 100; }),
+            "--max_header_list_bytes: must be 1024 to 1048576");
+  EXPECT_EQ(refused([](Config& c) { c.retry_budget_ratio = 1.5; }),
+            "--retry_budget_ratio: must be 0 to 1");
+  EXPECT_EQ(
+      refused([](Config& c) { c.dns_negative_ttl = std::chrono::seconds(-1); }),
+      "--dns_negative_ttl: must not be negative");
+  EXPECT_EQ(
+      refused([](Config& c) { c.connect_timeout = std::chrono::seconds(0); }),
+      "--connect_timeout: must be positive");
+  EXPECT_TRUE(Config().Validate().ok());
 }
 
 }  // namespace
