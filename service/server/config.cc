@@ -19,6 +19,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "service/base/url.h"
 #include "service/policy/destination_policy.h"
 #include "service/server/config.pb.h"
 
@@ -79,41 +80,13 @@ absl::StatusOr<std::vector<std::string>> ParseMetricsOrigins(
   for (absl::string_view entry : absl::StrSplit(list, ',')) {
     entry = absl::StripAsciiWhitespace(entry);
     if (entry.empty()) continue;
-    const std::string lower = absl::AsciiStrToLower(entry);
-    absl::string_view rest = lower;
-    std::string scheme;
-    int default_port = 0;
-    if (absl::ConsumePrefix(&rest, "http://")) {
-      scheme = "http";
-      default_port = 80;
-    } else if (absl::ConsumePrefix(&rest, "https://")) {
-      scheme = "https";
-      default_port = 443;
-    } else {
-      return absl::InvalidArgumentError(absl::StrCat(
-          "\"", entry, "\" is not http://host[:port] or https://host[:port]"));
-    }
-    absl::ConsumeSuffix(&rest, "/");
-    // host, [v6], host:port or [v6]:port
-    const size_t close = rest.rfind(']');
-    const size_t colon = rest.rfind(':');
-    absl::string_view host = rest;
-    int port = default_port;
-    if (colon != absl::string_view::npos &&
-        (close == absl::string_view::npos || colon > close)) {
-      host = rest.substr(0, colon);
-      if (!absl::SimpleAtoi(rest.substr(colon + 1), &port) || port < 1 ||
-          port > 65535) {
-        return absl::InvalidArgumentError(
-            absl::StrCat("\"", entry, "\" has an invalid port"));
-      }
-    }
-    if (host.empty() ||
-        host.find_first_of("/?#@ ") != absl::string_view::npos) {
+    // The parser requests' URLs go through: the same origin, spelled alike.
+    absl::StatusOr<Origin> origin = ParseOrigin(entry);
+    if (!origin.ok()) {
       return absl::InvalidArgumentError(
-          absl::StrCat("\"", entry, "\" has an invalid host"));
+          absl::StrCat("\"", entry, "\" ", origin.status().message()));
     }
-    out.push_back(absl::StrCat(scheme, "://", host, ":", port));
+    out.push_back(origin->Key());
     if (out.size() > kMaxOrigins) {
       return absl::InvalidArgumentError(
           absl::StrCat("more than ", kMaxOrigins, " origins"));

@@ -130,20 +130,29 @@ TEST_F(ConfigTest, InvalidValuesNameTheKey) {
 
 TEST_F(ConfigTest, MetricsOriginsAreNormalizedOrRefusedByName) {
   absl::StatusOr<std::vector<std::string>> origins = ParseMetricsOrigins(
-      " HTTPS://API.Example.com , http://[::1]:8080/, http://10.0.0.1:81,,");
+      " HTTPS://API.Example.com. , http://[::1]:8080/, http://10.0.0.1:81,,"
+      "http://0x7f.1:8080, http://[::FFFF:7f00:1]");
   ASSERT_TRUE(origins.ok()) << origins.status();
-  EXPECT_THAT(*origins, ::testing::ElementsAre("https://api.example.com:443",
-                                               "http://[::1]:8080",
-                                               "http://10.0.0.1:81"));
+  // Spelled as requests' origins are (request_validation parses both), so
+  // that the legacy and upper-case spellings match their calls.
+  EXPECT_THAT(*origins, ::testing::ElementsAre(
+                            "https://api.example.com:443", "http://[::1]:8080",
+                            "http://10.0.0.1:81", "http://127.0.0.1:8080",
+                            "http://[::ffff:127.0.0.1]:80"));
   Config c;
   c.metrics_origins = "api.example.com";
   EXPECT_THAT(std::string(c.Validate().message()),
               HasSubstr("--metrics_origins: \"api.example.com\" is not "
                         "http://host[:port]"));
   c.metrics_origins = "http://a.example:99999";
-  EXPECT_THAT(std::string(c.Validate().message()), HasSubstr("invalid port"));
+  EXPECT_THAT(std::string(c.Validate().message()),
+              HasSubstr("port 99999 is out of range"));
   c.metrics_origins = "http://a.example/path";
-  EXPECT_THAT(std::string(c.Validate().message()), HasSubstr("invalid host"));
+  EXPECT_THAT(std::string(c.Validate().message()),
+              HasSubstr("has a path, query or fragment"));
+  c.metrics_origins = "http://a b.example";
+  EXPECT_THAT(std::string(c.Validate().message()),
+              HasSubstr("has an invalid character"));
 }
 
 // An open relay needs saying so: beyond loopback, egressd starts only with
