@@ -1,5 +1,6 @@
-// Rewrites the generated sections of docs/configuration.md (flags) and
-// docs/metrics.md (metric families) from the code.
+// Rewrites the generated sections of docs/configuration.md (flags),
+// docs/metrics.md (metric families), docs/errors.md and README.md (error
+// reasons) from the code.
 // Run: bazel run //docs:gen_reference
 #include <cstdlib>
 #include <fstream>
@@ -40,6 +41,10 @@ int main() {
   const bool ok =
       Rewrite(dir + "docs/configuration.md", "flags",
               egress::docs::FlagTable()) &
-      Rewrite(dir + "docs/metrics.md", "metrics", egress::docs::MetricTable());
+      Rewrite(dir + "docs/metrics.md", "metrics", egress::docs::MetricTable()) &
+      Rewrite(dir + "docs/errors.md", "reasons",
+              egress::docs::ReasonTable(/*metadata=*/true)) &
+      Rewrite(dir + "README.md", "reasons",
+              egress::docs::ReasonTable(/*metadata=*/false));
   return ok ? 0 : 1;
 }

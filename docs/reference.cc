@@ -14,6 +14,7 @@
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "service/base/error_details.h"
 #include "service/server/config.h"
 #include "service/telemetry/metrics.h"
 
@@ -106,6 +107,18 @@ std::string FlagTable() {
     absl::StrAppend(&out, "| `--", f->Name(), "` | ",
                     value.empty() ? "(none)" : absl::StrCat("`", value, "`"),
                     " | ", Bounds(f->Name()), " | ", Cell(f->Help()), " |\n");
+  }
+  return out;
+}
+
+std::string ReasonTable(bool metadata) {
+  std::string out = metadata ? "| reason | code | when | metadata |\n"
+                               "| --- | --- | --- | --- |\n"
+                             : "| reason | code | when |\n| --- | --- | --- |\n";
+  for (const ErrorReasonDoc& r : ErrorReasonDocs()) {
+    absl::StrAppend(&out, "| `", r.name, "` | ", r.code, " | ", r.when, " |");
+    if (metadata) absl::StrAppend(&out, " ", r.metadata, " |");
+    absl::StrAppend(&out, "\n");
   }
   return out;
 }

@@ -1,6 +1,7 @@
 // The reference tables that are generated from the code, so that they cannot
-// drift from it: every flag of egressd (docs/configuration.md) and every
-// metric family it exports (docs/metrics.md).
+// drift from it: every flag of egressd (docs/configuration.md), every metric
+// family it exports (docs/metrics.md), and every error reason (docs/errors.md
+// and README.md).
 //
 // In a document, a generated section sits between two markers:
 //   <!-- generated: flags (bazel run //docs:gen_reference) -->
@@ -22,6 +23,10 @@ namespace docs {
 // A Markdown table of every flag defined in service/server/config.cc: name, default
 // and help text, sorted by name.
 std::string FlagTable();
+
+// A Markdown table of every error reason (service/base/error_details.cc):
+// reason, gRPC code, when, and with `metadata` the ErrorInfo metadata keys.
+std::string ReasonTable(bool metadata);
 
 // A Markdown table of every metric family the service exports: name, type,
 // labels (with their values where the set is fixed) and help text.

@@ -11,39 +11,79 @@ constexpr char kErrorInfoUrl[] = "type.googleapis.com/google.rpc.ErrorInfo";
 constexpr char kRetryInfoUrl[] = "type.googleapis.com/google.rpc.RetryInfo";
 constexpr char kBadRequestUrl[] = "type.googleapis.com/google.rpc.BadRequest";
 
-// Every reason and its name, in ErrorReason's order (checked by
-// status_mapping_test).
-struct ReasonName {
-  ErrorReason reason;
-  const char* name;
-};
-constexpr ReasonName kReasons[] = {
-    {ErrorReason::kInvalidRequest, "INVALID_REQUEST"},
-    {ErrorReason::kRequestTooLarge, "REQUEST_TOO_LARGE"},
-    {ErrorReason::kUnauthenticated, "UNAUTHENTICATED"},
-    {ErrorReason::kDestinationDenied, "DESTINATION_DENIED"},
-    {ErrorReason::kDnsFailed, "DNS_FAILED"},
-    {ErrorReason::kConnectRefused, "CONNECT_REFUSED"},
-    {ErrorReason::kConnectTimeout, "CONNECT_TIMEOUT"},
-    {ErrorReason::kTlsVerifyFailed, "TLS_VERIFY_FAILED"},
-    {ErrorReason::kTlsHandshakeFailed, "TLS_HANDSHAKE_FAILED"},
-    {ErrorReason::kUpstreamReset, "UPSTREAM_RESET"},
-    {ErrorReason::kBodyIncomplete, "BODY_INCOMPLETE"},
-    {ErrorReason::kBadResponse, "BAD_RESPONSE"},
-    {ErrorReason::kHeadTooLarge, "HEAD_TOO_LARGE"},
-    {ErrorReason::kResponseTooLarge, "RESPONSE_TOO_LARGE"},
-    {ErrorReason::kUpstreamTimeout, "UPSTREAM_TIMEOUT"},
-    {ErrorReason::kStreamIdle, "STREAM_IDLE"},
-    {ErrorReason::kSlowReader, "SLOW_READER"},
-    {ErrorReason::kDeadlineExceeded, "DEADLINE_EXCEEDED"},
-    {ErrorReason::kQueueFull, "QUEUE_FULL"},
-    {ErrorReason::kOriginLimit, "ORIGIN_LIMIT"},
-    {ErrorReason::kCallerLimit, "CALLER_LIMIT"},
-    {ErrorReason::kMemoryBudget, "MEMORY_BUDGET"},
-    {ErrorReason::kCancelled, "CANCELLED"},
-    {ErrorReason::kShuttingDown, "SHUTTING_DOWN"},
-    {ErrorReason::kUpstreamFailed, "UPSTREAM_FAILED"},
-    {ErrorReason::kInternal, "INTERNAL"},
+// Every reason: its name, the gRPC code it comes with, when, and the
+// ErrorInfo metadata keys, in ErrorReason's order (checked by
+// status_mapping_test). The reason tables of docs/errors.md and README.md are
+// generated from it (bazel run //docs:gen_reference).
+constexpr ErrorReasonDoc kReasons[] = {
+    {ErrorReason::kInvalidRequest, "INVALID_REQUEST", "INVALID_ARGUMENT",
+     "a field of the request is invalid (a `BadRequest` names it)", "`field`"},
+    {ErrorReason::kRequestTooLarge, "REQUEST_TOO_LARGE", "RESOURCE_EXHAUSTED",
+     "the body is over `--max_request_bytes`", "`limit`"},
+    {ErrorReason::kUnauthenticated, "UNAUTHENTICATED", "UNAUTHENTICATED",
+     "no or wrong bearer token or client certificate", ""},
+    {ErrorReason::kDestinationDenied, "DESTINATION_DENIED", "PERMISSION_DENIED",
+     "the policy refuses the host, address or port", "`rule`, `refused`"},
+    {ErrorReason::kDnsFailed, "DNS_FAILED",
+     "UNAVAILABLE (DEADLINE_EXCEEDED when the deadline cut it)",
+     "the host does not resolve", "`host`, `origin`"},
+    {ErrorReason::kConnectRefused, "CONNECT_REFUSED", "UNAVAILABLE",
+     "the connection was refused or the address is unreachable",
+     "`origin`, `address`"},
+    {ErrorReason::kConnectTimeout, "CONNECT_TIMEOUT", "UNAVAILABLE",
+     "no connection within `--connect_timeout`", "`origin`, `address`"},
+    {ErrorReason::kTlsVerifyFailed, "TLS_VERIFY_FAILED", "UNAVAILABLE",
+     "the certificate did not verify (expired, unknown issuer, ...) or does "
+     "not match the host",
+     "`origin`, `address`"},
+    {ErrorReason::kTlsHandshakeFailed, "TLS_HANDSHAKE_FAILED", "UNAVAILABLE",
+     "any other TLS failure (protocol version, cipher, ...)",
+     "`origin`, `address`"},
+    {ErrorReason::kUpstreamReset, "UPSTREAM_RESET", "UNAVAILABLE",
+     "the connection closed or was reset before a response",
+     "`origin`, `address`"},
+    {ErrorReason::kBodyIncomplete, "BODY_INCOMPLETE", "UNAVAILABLE",
+     "the body ended early or its framing broke", "`origin`, `address`"},
+    {ErrorReason::kBadResponse, "BAD_RESPONSE", "UNAVAILABLE",
+     "a response head HTTP does not allow (bad status line, conflicting "
+     "framing, an unasked 101)",
+     "`origin`, `address`"},
+    {ErrorReason::kHeadTooLarge, "HEAD_TOO_LARGE", "UNAVAILABLE",
+     "a response line, the header count or the head over a limit", "`limit`"},
+    {ErrorReason::kResponseTooLarge, "RESPONSE_TOO_LARGE", "RESOURCE_EXHAUSTED",
+     "the body is over `--max_response_bytes` (Do) or `--max_stream_bytes` "
+     "(DoStream)",
+     "`limit`, `origin`"},
+    {ErrorReason::kUpstreamTimeout, "UPSTREAM_TIMEOUT", "DEADLINE_EXCEEDED",
+     "no complete response before the deadline", "`origin`, `address`"},
+    {ErrorReason::kStreamIdle, "STREAM_IDLE", "DEADLINE_EXCEEDED",
+     "no bytes from the upstream for `--stream_idle_timeout`",
+     "`origin`, `address`"},
+    {ErrorReason::kSlowReader, "SLOW_READER", "DEADLINE_EXCEEDED",
+     "the caller read nothing of a stream for `--stream_idle_timeout`", ""},
+    {ErrorReason::kDeadlineExceeded, "DEADLINE_EXCEEDED", "DEADLINE_EXCEEDED",
+     "the call's deadline passed before the exchange began", ""},
+    {ErrorReason::kQueueFull, "QUEUE_FULL", "RESOURCE_EXHAUSTED",
+     "every worker busy and `--max_queue` calls waiting (RetryInfo)",
+     "`limit`, `origin`"},
+    {ErrorReason::kOriginLimit, "ORIGIN_LIMIT", "RESOURCE_EXHAUSTED",
+     "waited for a slot of `--max_inflight_per_origin` until the deadline "
+     "(RetryInfo)",
+     "`origin`, `limit`"},
+    {ErrorReason::kCallerLimit, "CALLER_LIMIT", "RESOURCE_EXHAUSTED",
+     "waited for a slot of the caller's in-flight limit until the deadline "
+     "(RetryInfo)",
+     "`origin`, `caller`, `limit`"},
+    {ErrorReason::kMemoryBudget, "MEMORY_BUDGET", "RESOURCE_EXHAUSTED",
+     "`--max_buffered_bytes` is in use by other calls (RetryInfo)", "`limit`"},
+    {ErrorReason::kCancelled, "CANCELLED", "CANCELLED", "the caller went away",
+     ""},
+    {ErrorReason::kShuttingDown, "SHUTTING_DOWN", "CANCELLED",
+     "egressd is draining and the call had not started", ""},
+    {ErrorReason::kUpstreamFailed, "UPSTREAM_FAILED", "UNAVAILABLE",
+     "any other upstream failure", "`origin`, `address`"},
+    {ErrorReason::kInternal, "INTERNAL", "INTERNAL",
+     "a failure of egressd itself", ""},
 };
 constexpr size_t kReasonCount = sizeof(kReasons) / sizeof(kReasons[0]);
 
@@ -61,6 +101,8 @@ absl::Cord Serialized(const google::protobuf::MessageLite& message) {
 }  // namespace
 
 absl::Span<const ErrorReason> AllErrorReasons() { return kAllReasons; }
+
+absl::Span<const ErrorReasonDoc> ErrorReasonDocs() { return kReasons; }
 
 const char* ErrorReasonName(ErrorReason reason) {
   const auto i = static_cast<size_t>(reason);

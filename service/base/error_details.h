@@ -4,7 +4,8 @@
 // metadata (origin, address, limit, ...), a RetryInfo where waiting helps, and
 // BadRequest field violations for an invalid request. ToGrpcStatus
 // (status_mapping.h) turns them into the google.rpc.Status that gRPC sends in
-// the grpc-status-details-bin trailer. docs/errors.md lists the reasons.
+// the grpc-status-details-bin trailer. docs/errors.md lists the reasons
+// (generated from ErrorReasonDocs).
 //
 // Thread safety: pure functions.
 #pragma once
@@ -56,6 +57,16 @@ enum class ErrorReason {
 
 // Every reason, in the order above (for docs and tests).
 absl::Span<const ErrorReason> AllErrorReasons();
+
+// A reason as docs/errors.md and README.md show it (generated).
+struct ErrorReasonDoc {
+  ErrorReason reason;
+  const char* name;      // "DESTINATION_DENIED": the ErrorInfo.reason
+  const char* code;      // the gRPC code it comes with, in words
+  const char* when;      // what happened
+  const char* metadata;  // the ErrorInfo.metadata keys, as Markdown
+};
+absl::Span<const ErrorReasonDoc> ErrorReasonDocs();
 
 // "DESTINATION_DENIED", ...: the ErrorInfo.reason.
 const char* ErrorReasonName(ErrorReason reason);

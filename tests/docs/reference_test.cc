@@ -56,6 +56,17 @@ TEST(ReferenceTest, TheMetricTableIsTheCodes) {
   EXPECT_EQ(*section, docs::MetricTable()) << kRegenerate;
 }
 
+TEST(ReferenceTest, TheReasonTablesAreTheCodes) {
+  absl::StatusOr<std::string> errors =
+      docs::Section(Read("docs/errors.md"), "reasons");
+  ASSERT_TRUE(errors.ok()) << errors.status();
+  EXPECT_EQ(*errors, docs::ReasonTable(/*metadata=*/true)) << kRegenerate;
+  absl::StatusOr<std::string> readme =
+      docs::Section(Read("README.md"), "reasons");
+  ASSERT_TRUE(readme.ok()) << readme.status();
+  EXPECT_EQ(*readme, docs::ReasonTable(/*metadata=*/false)) << kRegenerate;
+}
+
 TEST(ReferenceTest, EveryFlagInHelpIsDocumented) {
   const std::string help = Output("service/egressd --help 2>&1");
   const std::string documented = Read("docs/configuration.md");
