@@ -73,6 +73,9 @@ inline constexpr uint32_t kMaxConcurrentStreams = 1024;
 inline constexpr size_t kMaxHeaderListBytes = 16 << 10;
 inline constexpr uint32_t kMaxResetsPerSecond = 100;
 inline constexpr uint32_t kMaxControlFramesPerSecond = 1000;
+// DNS lookups running at once; more are refused rather than starting ever more
+// threads for a flood of distinct names.
+inline constexpr size_t kDnsMaxInflight = 256;
 // HTTP/2's SETTINGS_HEADER_TABLE_SIZE default (RFC 9113 6.5.2), which gRPC's
 // decoder keeps.
 inline constexpr uint32_t kHttp2HeaderTableSize = 4096;

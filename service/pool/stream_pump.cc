@@ -85,7 +85,9 @@ bool StreamPump::Push(const char* data, size_t size) {
                      ErrorReason::kSlowReader),
           StreamAbortReason::kSlowReader);
     }
+    ++workers_waiting_;
     cv_.wait_for(lock, wake - now);
+    --workers_waiting_;
     if (gone()) {
       return RefuseLocked(cancel_status_, StreamAbortReason::kCancelled);
     }
@@ -145,6 +147,11 @@ void StreamPump::Cancel(absl::Status why) {
   cancelled_ = true;
   cancel_status_ = std::move(why);
   cv_.notify_all();
+}
+
+int StreamPump::workers_waiting() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return workers_waiting_;
 }
 
 absl::Status StreamPump::abort_status() const {

@@ -103,6 +103,8 @@ class StreamPump {
 
   // After StartHead or Push refused: why.
   absl::Status abort_status() const;
+  // Workers blocked in Push right now, waiting for the caller (backpressure).
+  int workers_waiting() const;
   // The reason to count for an exchange that ended with `result`, when it was
   // abandoned on purpose (refused by the pump, or cancelled).
   std::optional<StreamAbortReason> AbandonReason(
@@ -127,6 +129,7 @@ class StreamPump {
   bool write_failed_ = false;                                 // guarded by mu_
   bool finish_requested_ = false;                             // guarded by mu_
   bool cancelled_ = false;                                    // guarded by mu_
+  int workers_waiting_ = 0;                                   // guarded by mu_
   absl::Status cancel_status_;                                // guarded by mu_
   size_t streamed_ = 0;                                       // guarded by mu_
   absl::Status abort_status_;                                 // guarded by mu_

@@ -93,9 +93,15 @@ absl::StatusOr<DnsCache::Answer> DnsCache::Lookup(const std::string& host,
   }
   const std::shared_ptr<Inflight> inflight = slot;
   const auto answered = [&] { return inflight->done; };
+  ++inflight->waiting;
+  bool in_time = true;
   if (deadline.IsNever()) {
     done_.wait(lock, answered);
-  } else if (!done_.wait_for(lock, deadline.Remaining(), answered)) {
+  } else {
+    in_time = done_.wait_for(lock, deadline.Remaining(), answered);
+  }
+  --inflight->waiting;
+  if (!in_time) {
     return absl::DeadlineExceededError(absl::StrCat(
         "dns: no answer for host \"", host, "\" before the deadline"));
   }
@@ -105,6 +111,12 @@ absl::StatusOr<DnsCache::Answer> DnsCache::Lookup(const std::string& host,
   const Entry* entry = cached();
   return Answer{inflight->result.addresses,
                 entry != nullptr ? entry->expires : clock_.Now()};
+}
+
+int DnsCache::Waiting(const std::string& host) const {
+  std::lock_guard<std::mutex> lock(mu_);
+  const auto it = inflight_.find(host);
+  return it != inflight_.end() ? it->second->waiting : 0;
 }
 
 DnsCache::Result DnsCache::Result::From(

@@ -66,7 +66,7 @@ struct DnsCacheOptions {
   size_t max_entries = defaults::kDnsCacheSize;
   // Lookups running at once; more are refused (UNAVAILABLE) rather than
   // starting ever more threads for a flood of distinct names.
-  size_t max_inflight = 256;
+  size_t max_inflight = defaults::kDnsMaxInflight;
 };
 
 class DnsCache {
@@ -97,6 +97,8 @@ class DnsCache {
   void Invalidate(const std::string& host);
 
   size_t size() const;
+  // Callers waiting right now for the lookup of `host` in flight.
+  int Waiting(const std::string& host) const;
 
  private:
   // A lookup's outcome as plain values: every caller builds its own Status
@@ -116,6 +118,7 @@ class DnsCache {
   // One lookup in progress, shared by every caller that wants its name.
   struct Inflight {
     bool done = false;  // guarded by mu_
+    int waiting = 0;    // guarded by mu_: callers waiting for it
     Result result;      // guarded by mu_, set with done
   };
   void EvictIfFull(MonoTime now) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

@@ -103,8 +103,8 @@ TEST_F(ResilienceIntegrationTest,
 
 TEST_F(ResilienceIntegrationTest, CancelledDoFreesItsWorkerAtOnce) {
   // One worker, an upstream that never answers, and a call with a 30 s
-  // timeout that its caller cancels after 200 ms: the worker must be free for
-  // the next call at once, not when the 30 s are over.
+  // timeout that its caller cancels once the upstream has its request: the
+  // worker must be free for the next call at once, not when the 30 s are over.
   ScriptedUpstream stall(Script::kStall);
   ScriptedUpstream fine(Script::kNormal);
   egress_.Start([](Config& c) { c.workers = 1; });
@@ -116,10 +116,12 @@ TEST_F(ResilienceIntegrationTest, CancelledDoFreesItsWorkerAtOnce) {
     grpc::Status status = egress_.stub().Do(&context, slow, &ignored);
     EXPECT_EQ(status.error_code(), grpc::StatusCode::CANCELLED);
   });
-  while (stall.requests() == 0) {
+  const auto until =
+      std::chrono::steady_clock::now() + std::chrono::seconds(10);
+  while (stall.requests() == 0 && std::chrono::steady_clock::now() < until) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  EXPECT_EQ(stall.requests(), 1);
   context.TryCancel();
   caller.join();
   const auto start = std::chrono::steady_clock::now();

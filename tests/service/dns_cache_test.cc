@@ -11,6 +11,7 @@
 #include "gtest/gtest.h"
 #include "tests/fakes/fake_clock.h"
 #include "tests/fakes/fake_resolver.h"
+#include "tests/fakes/wait_until.h"
 
 namespace egress {
 namespace {
@@ -139,7 +140,9 @@ TEST_F(DnsCacheTest, CallersOfTheSameNameShareOneLookup) {
       if (dns.Lookup("a.test").ok()) ++answered;
     });
   }
-  std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  // Every caller waits for the one lookup before it is answered.
+  ASSERT_TRUE(WaitUntil([&] { return dns.Waiting("a.test") == 8; },
+                        std::chrono::seconds(10)));
   resolver_.Release();
   for (auto& t : callers) t.join();
   EXPECT_EQ(answered.load(), 8);

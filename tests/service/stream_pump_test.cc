@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "gtest/gtest.h"
+#include "tests/fakes/wait_until.h"
 
 namespace egress {
 namespace {
@@ -120,7 +121,9 @@ TEST_F(StreamPumpTest, AFullChunkBlocksTheWorkerUntilTheCallerTakesAWrite) {
     EXPECT_TRUE(pump->Push("abcdef", 6));  // over a chunk, head in flight
     returned = true;
   });
-  std::this_thread::sleep_for(milliseconds(100));
+  // Push waits for the write in flight instead of returning.
+  ASSERT_TRUE(WaitUntil([&] { return pump->workers_waiting() == 1; },
+                        std::chrono::seconds(10)));
   EXPECT_FALSE(returned.load()) << "Push did not wait for the write in flight";
   writer_.Complete(*pump);  // the head: the first 4 bytes go out
   worker.join();
@@ -167,7 +170,8 @@ TEST_F(StreamPumpTest, CancelWakesABlockedWorkerAndRefusesWhatFollows) {
   Head(*pump);
   std::promise<bool> pushed;
   std::thread worker([&] { pushed.set_value(pump->Push("abcdef", 6)); });
-  std::this_thread::sleep_for(milliseconds(50));
+  ASSERT_TRUE(WaitUntil([&] { return pump->workers_waiting() == 1; },
+                        std::chrono::seconds(10)));
   pump->Cancel(absl::CancelledError("the caller cancelled"));
   EXPECT_FALSE(pushed.get_future().get());
   worker.join();
