@@ -1,19 +1,20 @@
-// The one way tests build an upstream request and run it over a session,
-// as the service does: through PerformCall (attempt_loop.h: stale
-// connections are resent) into a WholeResponseSink (Do) or the test's own
-// sink (DoStream).
+// The one way tests build an upstream request and a session, and run the
+// request over the session as the service does: through PerformCall
+// (attempt_loop.h: stale connections are resent) into a WholeResponseSink (Do)
+// or the test's own sink (DoStream).
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
-#include "service/pool/attempt_loop.h"
 #include "service/base/defaults.h"
-#include "service/transport/http_session.h"
 #include "service/base/http_types.h"
+#include "service/pool/attempt_loop.h"
 #include "service/pool/memory_budget.h"
 #include "service/pool/whole_response.h"
+#include "service/transport/http_session.h"
 
 namespace egress {
 
@@ -27,6 +28,16 @@ inline UpstreamRequest MakeRequest(const std::string& host, int port,
   request.origin = Origin{scheme, host, static_cast<uint16_t>(port)};
   request.target = target;
   return request;
+}
+
+// A session to `scheme`://`host`:`port` (http by default).
+inline std::unique_ptr<HttpSession> MakeSession(
+    const std::string& host, int port, const SessionOptions& options,
+    const Clock& clock, SessionObserver& observer,
+    const std::string& scheme = "http") {
+  return std::make_unique<HttpSession>(
+      Origin{scheme, host, static_cast<uint16_t>(port)}, options, clock,
+      observer);
 }
 
 // Runs `request` on `session` as Do does, keeping the whole response.

@@ -21,8 +21,8 @@
 #include "absl/time/time.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
-#include "service/policy/destination_policy.h"
 #include "service/base/log.h"
+#include "service/policy/destination_policy.h"
 #include "tests/fakes/fake_clock.h"
 
 namespace egress {

@@ -13,6 +13,7 @@
 #include "service/pool/whole_response.h"
 #include "tests/fakes/counting_observer.h"
 #include "tests/fakes/fake_upstream.h"
+#include "tests/fakes/session_calls.h"
 #include "tests/fakes/wait_until.h"
 
 namespace egress {
@@ -24,13 +25,8 @@ using std::chrono::seconds;
 class EgressWorkerTest : public ::testing::Test {
  protected:
   UpstreamRequest Get(const std::string& target, int port = 0) {
-    UpstreamRequest request;
-    request.method = "GET";
-    request.origin =
-        Origin{"http", "127.0.0.1",
-               static_cast<uint16_t>(port != 0 ? port : upstream_.port())};
-    request.target = target;
-    return request;
+    return MakeRequest("127.0.0.1", port != 0 ? port : upstream_.port(),
+                       target);
   }
   Deadline Within(milliseconds d = milliseconds(10000)) {
     return Deadline::In(RealClock::Get(), d);

@@ -83,15 +83,13 @@ class HostileUpstreamTest : public ::testing::Test {
   std::unique_ptr<HttpSession> SessionTo(const ScriptedUpstream& upstream) {
     origin_ =
         Origin{"http", "127.0.0.1", static_cast<uint16_t>(upstream.port())};
-    return std::make_unique<HttpSession>(origin_, options_, RealClock::Get(),
-                                         observer_);
+    return MakeSession(origin_.host, origin_.port, options_, RealClock::Get(),
+                       observer_);
   }
+  // A request to the last session's origin (http, or https where a test sets
+  // origin_ itself).
   UpstreamRequest Get(const std::string& method = "GET") const {
-    UpstreamRequest request;
-    request.method = method;
-    request.origin = origin_;
-    request.target = "/";
-    return request;
+    return MakeRequest(origin_.host, origin_.port, "/", method, origin_.scheme);
   }
   // Sends one request with `timeout`; records how long it took.
   absl::StatusOr<UpstreamResponse> Call(HttpSession& session,

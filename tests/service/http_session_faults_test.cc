@@ -15,9 +15,9 @@
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "service/policy/destination_policy.h"
+#include "service/pool/session_cache.h"
 #include "service/transport/dns_cache.h"
 #include "service/transport/http_session.h"
-#include "service/pool/session_cache.h"
 #include "tests/fakes/black_hole.h"
 #include "tests/fakes/counting_observer.h"
 #include "tests/fakes/fake_clock.h"
@@ -39,16 +39,10 @@ class HttpSessionFaultsTest : public ::testing::Test {
  protected:
   static UpstreamRequest RequestTo(const std::string& host, int port,
                                    const std::string& method = "GET") {
-    UpstreamRequest request;
-    request.method = method;
-    request.origin = Origin{"http", host, static_cast<uint16_t>(port)};
-    request.target = "/";
-    return request;
+    return MakeRequest(host, port, "/", method);
   }
   std::unique_ptr<HttpSession> SessionTo(const std::string& host, int port) {
-    return std::make_unique<HttpSession>(
-        Origin{"http", host, static_cast<uint16_t>(port)}, options_, clock_,
-        observer_);
+    return MakeSession(host, port, options_, clock_, observer_);
   }
   // A deadline on clock_, a FakeClock nothing advances: the time left stays
   // `d` however long the real sockets take, so a fault here ends by the

@@ -24,19 +24,13 @@ using ::testing::Pair;
 class HttpSessionTest : public ::testing::Test {
  protected:
   UpstreamRequest Get(const std::string& target, int port) {
-    UpstreamRequest request;
-    request.method = "GET";
-    request.origin = Origin{"http", "127.0.0.1", static_cast<uint16_t>(port)};
-    request.target = target;
-    return request;
+    return MakeRequest("127.0.0.1", port, target);
   }
   UpstreamRequest Get(const std::string& target) {
     return Get(target, upstream_.port());
   }
   std::unique_ptr<HttpSession> NewSession(int port) {
-    return std::make_unique<HttpSession>(
-        Origin{"http", "127.0.0.1", static_cast<uint16_t>(port)}, options_,
-        clock_, observer_);
+    return MakeSession("127.0.0.1", port, options_, clock_, observer_);
   }
   Deadline Within() { return Deadline::In(clock_, std::chrono::seconds(10)); }
 

@@ -49,11 +49,7 @@ class SessionCacheTest : public ::testing::Test {
     return Origin{"http", "127.0.0.1", static_cast<uint16_t>(port)};
   }
   UpstreamRequest RequestTo(int port) {
-    UpstreamRequest request;
-    request.method = "GET";
-    request.origin = OriginOn(port);
-    request.target = "/echo";
-    return request;
+    return MakeRequest("127.0.0.1", port, "/echo");
   }
   // Acquire, send, release: what a worker does for one call.
   bool Call(int port, int worker = 0) {

@@ -43,11 +43,7 @@ class TlsSessionTest : public ::testing::Test {
   // 127.0.0.1, on `upstream`'s port.
   absl::StatusOr<UpstreamResponse> Call(HttpSession& session, int port,
                                         const std::string& host) {
-    UpstreamRequest request;
-    request.method = "GET";
-    request.origin = Origin{"https", host, static_cast<uint16_t>(port)};
-    request.target = "/echo";
-    return SendWhole(session, request,
+    return SendWhole(session, MakeRequest(host, port, "/echo", "GET", "https"),
                      Deadline::In(clock_, std::chrono::seconds(5)));
   }
   // The status of one call to "localhost" on an upstream serving `leaf`.
