@@ -34,6 +34,12 @@ inline constexpr minutes kWorkerIdleRetire{5};
 // caller's next call usually comes first.
 inline constexpr std::chrono::milliseconds kMaintenanceIntervalMin{50};
 inline constexpr std::chrono::milliseconds kMaintenanceIntervalMax{500};
+// How often the pool's janitor closes idle sessions past --keepalive_timeout:
+// a quarter of it, within these bounds.
+inline constexpr std::chrono::milliseconds kJanitorIntervalMin{50};
+inline constexpr std::chrono::milliseconds kJanitorIntervalMax{250};
+// The shared pool's shards (each with its own mutex), by a hash of the origin.
+inline constexpr size_t kPoolShards = 16;
 // The top this many idle workers keep their sessions (a hot origin's next
 // calls find them with no lock); a worker going on the idle stack demotes the
 // one this deep below it, which parks its session for everyone.

@@ -63,8 +63,8 @@ struct SessionPoolOptions {
   std::chrono::nanoseconds keepalive_timeout = defaults::kKeepaliveTimeout;
   // How often the janitor drops expired sessions; zero: no janitor thread
   // (tests call DropExpired themselves).
-  std::chrono::nanoseconds janitor_interval = std::chrono::milliseconds(250);
-  size_t shards = 16;
+  std::chrono::nanoseconds janitor_interval = defaults::kJanitorIntervalMax;
+  size_t shards = defaults::kPoolShards;
   // Where a session dropped for errors has its host's DNS answer forgotten;
   // may be null.
   DnsCache* dns = nullptr;

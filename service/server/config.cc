@@ -59,8 +59,8 @@ Flag FlagDefault(const T& value) {
 }  // namespace egress
 
 // Every setting's flag (settings.h).
-#define EGRESS_FLAG(name, Type, Flag, def, min, max, when, help) \
-  ABSL_FLAG(Flag, name, egress::FlagDefault<Flag>(kDefaults.name), help);
+#define EGRESS_FLAG(name, member, Type, Flag, def, min, max, when, help) \
+  ABSL_FLAG(Flag, name, egress::FlagDefault<Flag>(kDefaults.member), help);
 EGRESS_SETTINGS(EGRESS_FLAG)
 #undef EGRESS_FLAG
 
@@ -118,13 +118,13 @@ absl::Status CheckBounds(const char* name, const T& value, double min,
 }  // namespace
 
 absl::Status Config::Validate() const {
-#define EGRESS_BOUNDS(name, Type, Flag, def, min, max, when, help)    \
-  if (absl::Status s = CheckBounds(#name, name, min, max); !s.ok()) { \
-    return s;                                                         \
+#define EGRESS_BOUNDS(name, member, Type, Flag, def, min, max, when, help) \
+  if (absl::Status s = CheckBounds(#name, member, min, max); !s.ok()) {    \
+    return s;                                                              \
   }
   EGRESS_SETTINGS(EGRESS_BOUNDS)
 #undef EGRESS_BOUNDS
-  if (listen.empty()) return Bad("listen", "must not be empty");
+  if (front.listen.empty()) return Bad("listen", "must not be empty");
   if (log_format != "text" && log_format != "json") {
     return Bad("log_format", "must be text or json");
   }
@@ -136,7 +136,7 @@ absl::Status Config::Validate() const {
   if (max_workers < min_workers) {
     return Bad("max_workers", "must be --min_workers to 65536");
   }
-  if (max_idle_connections < max_idle_per_origin) {
+  if (pool.max_idle_connections < pool.max_idle_per_origin) {
     return Bad("max_idle_connections", "must be >= --max_idle_per_origin");
   }
   if (tls_cert.empty() != tls_key.empty()) {
@@ -146,10 +146,11 @@ absl::Status Config::Validate() const {
   if (!client_ca.empty() && tls_cert.empty()) {
     return Bad("client_ca", "mutual TLS needs --tls_cert and --tls_key");
   }
-  if (max_connections_per_peer > max_connections) {
+  if (front.max_connections_per_peer > front.max_connections) {
     return Bad("max_connections_per_peer", "must be at most --max_connections");
   }
-  if (max_response_head_bytes < max_response_line_bytes) {
+  if (sessions.session.head_limits.max_head_bytes <
+      sessions.session.head_limits.max_line_bytes) {
     return Bad("max_response_head_bytes",
                "must be at least --max_response_line_bytes and at most 16 MiB");
   }
@@ -160,11 +161,11 @@ absl::Status Config::Validate() const {
       !ports.ok()) {
     return Bad("allow_ports", std::string(ports.status().message()));
   }
-  if (!IsLoopbackListen(listen) && auth_tokens_file.empty() &&
+  if (!IsLoopbackListen(front.listen) && auth_tokens_file.empty() &&
       client_ca.empty() && !allow_unauthenticated) {
     return Bad(
         "listen",
-        absl::StrCat(listen,
+        absl::StrCat(front.listen,
                      " is reachable beyond this machine, and no caller "
                      "authentication is set: anyone who reaches the port could "
                      "use egressd as an open proxy. Set --auth_tokens_file or "
@@ -277,8 +278,8 @@ absl::Status ApplyFile(const std::string& path, Config& c) {
           absl::StrCat("--config: ", path, ":", errors.first()));
     }
   }
-#define EGRESS_FROM_FILE(name, ...) \
-  if (file.has_##name()) Assign(c.name, file.name());
+#define EGRESS_FROM_FILE(name, member, ...) \
+  if (file.has_##name()) Assign(c.member, file.name());
   EGRESS_SETTINGS(EGRESS_FROM_FILE)
 #undef EGRESS_FROM_FILE
   for (const auto& [identity, list] : file.identity_hosts()) {
@@ -300,8 +301,8 @@ absl::StatusOr<Config> ConfigFromFlags(int argc, char** argv) {
     absl::Status applied = ApplyFile(file, c);
     if (!applied.ok()) return applied;
   }
-#define EGRESS_FROM_FLAG(name, ...) \
-  if (given.count(#name) > 0) Assign(c.name, absl::GetFlag(FLAGS_##name));
+#define EGRESS_FROM_FLAG(name, member, ...) \
+  if (given.count(#name) > 0) Assign(c.member, absl::GetFlag(FLAGS_##name));
   EGRESS_SETTINGS(EGRESS_FROM_FLAG)
 #undef EGRESS_FROM_FLAG
   return c;
@@ -309,9 +310,9 @@ absl::StatusOr<Config> ConfigFromFlags(int argc, char** argv) {
 
 std::string ConfigToText(const Config& c) {
   egress::config::v1::EgressConfig out;
-#define EGRESS_TO_PROTO(name, ...)                             \
-  ToProto(                                                     \
-      c.name, [](auto& o, const auto& v) { o.set_##name(v); }, \
+#define EGRESS_TO_PROTO(name, member, ...)                       \
+  ToProto(                                                       \
+      c.member, [](auto& o, const auto& v) { o.set_##name(v); }, \
       [](auto& o) { return o.mutable_##name(); }, out);
   EGRESS_SETTINGS(EGRESS_TO_PROTO)
 #undef EGRESS_TO_PROTO
@@ -327,7 +328,7 @@ std::string ConfigToText(const Config& c) {
 }
 
 const SettingInfo kSettings[] = {
-#define EGRESS_INFO(name, Type, Flag, def, min, max, when, help) \
+#define EGRESS_INFO(name, member, Type, Flag, def, min, max, when, help) \
   {#name, min, max, std::is_same_v<Type, std::chrono::nanoseconds>, when},
     EGRESS_SETTINGS(EGRESS_INFO)
 #undef EGRESS_INFO

@@ -23,17 +23,36 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "service/admission/inflight_limits.h"
+#include "service/api/egress_service.h"
 #include "service/base/defaults.h"
 #include "service/policy/policy_files.h"
+#include "service/pool/session_cache.h"
+#include "service/pool/session_pool.h"
+#include "service/pool/worker_pool.h"
+#include "service/server/grpc_front.h"
 #include "service/server/settings.h"
+#include "service/transport/dns_cache.h"
 
 namespace egress {
 
 struct Config {
-  // Every setting of settings.h, with its default.
-#define EGRESS_CONFIG_MEMBER(name, Type, Flag, def, min, max, when, help) \
+  // The units' own options, as settings.h's EGRESS_UNIT_SETTINGS fill them
+  // (their defaults are the units'); EgressServer hands each to its unit,
+  // adding only what is made at start (the DNS cache, the policy, ...).
+  SessionCacheOptions sessions;   // and its `session`: each upstream session
+  SessionPoolOptions pool;        // the shared tier of idle sessions
+  WorkerPoolOptions worker_pool;  // min/max_workers: see MinWorkers()
+  DnsCacheOptions dns;
+  InflightLimitsOptions inflight;
+  ServiceOptions service;  // and its `admission`
+  GrpcFrontOptions front;  // the gRPC port, and its `guard`
+
+  // Config's own settings (EGRESS_OWN_SETTINGS), with their defaults.
+#define EGRESS_CONFIG_MEMBER(name, member, Type, Flag, def, min, max, when, \
+                             help)                                          \
   Type name = def;
-  EGRESS_SETTINGS(EGRESS_CONFIG_MEMBER)
+  EGRESS_OWN_SETTINGS(EGRESS_CONFIG_MEMBER)
 #undef EGRESS_CONFIG_MEMBER
 
   // --workers, when set, is a fixed pool (min = max = workers).

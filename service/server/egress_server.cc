@@ -33,15 +33,15 @@ std::chrono::nanoseconds MaintenanceInterval(const Config& config) {
   // How long an idle worker keeps its last session to itself before it parks
   // it in the shared tier (defaults.h says why these bounds).
   return std::clamp<std::chrono::nanoseconds>(
-      config.keepalive_timeout / 4, defaults::kMaintenanceIntervalMin,
+      config.pool.keepalive_timeout / 4, defaults::kMaintenanceIntervalMin,
       defaults::kMaintenanceIntervalMax);
 }
 
 // How often the janitor closes idle sessions past --keepalive_timeout.
 std::chrono::nanoseconds JanitorInterval(const Config& config) {
-  return std::clamp<std::chrono::nanoseconds>(config.keepalive_timeout / 4,
-                                              std::chrono::milliseconds(50),
-                                              std::chrono::milliseconds(250));
+  return std::clamp<std::chrono::nanoseconds>(config.pool.keepalive_timeout / 4,
+                                              defaults::kJanitorIntervalMin,
+                                              defaults::kJanitorIntervalMax);
 }
 
 // A name for gRPC's own listener that no other process guesses by accident.
@@ -110,11 +110,7 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
     s->own_resolver_ = std::make_unique<SystemResolver>();
     resolver = s->own_resolver_.get();
   }
-  DnsCacheOptions dns_options;
-  dns_options.ttl = config.dns_ttl;
-  dns_options.negative_ttl = config.dns_negative_ttl;
-  dns_options.max_entries = config.dns_cache_size;
-  s->dns_ = std::make_unique<DnsCache>(*resolver, clock, dns_options);
+  s->dns_ = std::make_unique<DnsCache>(*resolver, clock, config.dns);
 
   absl::StatusOr<std::unique_ptr<DestinationPolicy>> policy =
       PolicyFromConfig(config);
@@ -128,16 +124,10 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
   s->auth_ = *std::move(auth);
 
   s->tls_sessions_ = std::make_unique<TlsSessionStore>();
-  SessionCacheOptions cache_options;
-  cache_options.keepalive_timeout = config.keepalive_timeout;
-  cache_options.session.connect_timeout = config.connect_timeout;
-  cache_options.session.max_errors = config.max_session_errors;
-  cache_options.session.max_requests = config.max_requests_per_session;
-  cache_options.session.head_limits.max_line_bytes =
-      config.max_response_line_bytes;
-  cache_options.session.head_limits.max_headers = config.max_response_headers;
-  cache_options.session.head_limits.max_head_bytes =
-      config.max_response_head_bytes;
+  // Each unit takes its options from Config whole; only what exists at run
+  // time (the DNS cache, the policy, the stores) and derived values are added.
+  SessionCacheOptions cache_options = config.sessions;
+  cache_options.keepalive_timeout = config.pool.keepalive_timeout;
   cache_options.session.tls_min_version =
       config.upstream_tls_min_version == "1.3" ? TLS1_3_VERSION
                                                : TLS1_2_VERSION;
@@ -147,20 +137,15 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
   cache_options.session.policy = s->policy_.get();
   cache_options.session.tls_sessions = s->tls_sessions_.get();
 
-  SessionPoolOptions shared_options;
-  shared_options.max_idle_per_origin = config.max_idle_per_origin;
-  shared_options.max_idle_connections = config.max_idle_connections;
-  shared_options.keepalive_timeout = config.keepalive_timeout;
+  SessionPoolOptions shared_options = config.pool;
   shared_options.janitor_interval = JanitorInterval(config);
   shared_options.dns = s->dns_.get();
   s->sessions_ =
       std::make_unique<SessionPool>(shared_options, clock, *s->metrics_);
 
-  WorkerPoolOptions pool_options;
+  WorkerPoolOptions pool_options = config.worker_pool;
   pool_options.min_workers = config.MinWorkers();
   pool_options.max_workers = config.MaxWorkers();
-  pool_options.idle_retire = config.worker_idle_timeout;
-  pool_options.max_queue = config.max_queue;
   pool_options.maintenance_interval = MaintenanceInterval(config);
   Metrics* metrics = s->metrics_.get();
   pool_options.on_queue_depth = [metrics](size_t depth) {
@@ -184,14 +169,12 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
       config.memory_limit > 0 ? config.memory_limit : CgroupMemoryLimit();
   if (std::optional<std::string> warning =
           MemoryWarning(config.max_buffered_bytes, config.MaxWorkers(),
-                        config.max_idle_connections, memory_limit)) {
+                        config.pool.max_idle_connections, memory_limit)) {
     LogWarning(*warning);
   }
 
-  InflightLimitsOptions limits_options;
-  limits_options.max_per_origin = config.max_inflight_per_origin;
-  limits_options.max_per_caller = config.max_inflight_per_caller;
-  limits_options.max_waiting = config.max_queue;
+  InflightLimitsOptions limits_options = config.inflight;
+  limits_options.max_waiting = config.worker_pool.max_queue;
   limits_options.on_waiting = [metrics](size_t origins, size_t callers) {
     metrics->limit_waiting(LimitKind::kOrigin)
         .Set(static_cast<double>(origins));
@@ -200,25 +183,16 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
   };
   s->limits_ = std::make_unique<InflightLimits>(limits_options, clock);
 
-  ServiceOptions service_options;
+  ServiceOptions service_options = config.service;
   service_options.limits = s->limits_.get();
   s->retry_budget_ = std::make_unique<RetryBudget>(
       config.retry_budget_ratio, static_cast<int>(config.retry_budget_burst));
   service_options.retry_budget = s->retry_budget_.get();
   service_options.admission.budget = s->budget_.get();
   service_options.admission.max_inflight_per_caller =
-      config.max_inflight_per_caller;
-  service_options.admission.limits.max_request_bytes = config.max_request_bytes;
-  service_options.admission.default_timeout = config.default_timeout;
-  service_options.admission.max_timeout = config.max_timeout;
+      config.inflight.max_per_caller;
   service_options.admission.auth = s->auth_.get();
   service_options.admission.policy = s->policy_.get();
-  service_options.stream_idle_timeout = config.stream_idle_timeout;
-  service_options.max_stream_bytes = config.max_stream_bytes;
-  service_options.max_response_bytes = config.max_response_bytes;
-  service_options.access_log = config.access_log;
-  service_options.admission.forward_trace_context =
-      config.forward_trace_context;
   s->service_ = std::make_unique<EgressService>(service_options, *s->pool_,
                                                 *s->metrics_, clock);
 
@@ -227,17 +201,10 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
   absl::StatusOr<std::shared_ptr<SSL_CTX>> tls =
       ListenerTls(config.tls_cert, config.tls_key, config.client_ca);
   if (!tls.ok()) return tls.status();
-  GrpcFrontOptions front;
-  front.listen = config.listen;
+  GrpcFrontOptions front = config.front;
   front.backend = BackendName();
   s->grpc_backend_ = absl::StrCat("unix-abstract:", front.backend);
   front.guard.max_header_block_bytes = 4 * config.max_header_list_bytes;
-  front.guard.resets_per_second = config.max_resets_per_second;
-  front.guard.control_frames_per_second = config.max_control_frames_per_second;
-  front.guard.max_concurrent_streams = config.max_concurrent_streams;
-  front.max_connections = config.max_connections;
-  front.max_connections_per_peer = config.max_connections_per_peer;
-  front.handshake_timeout = config.handshake_timeout;
   front.tls = *tls;
   absl::StatusOr<std::unique_ptr<GrpcFront>> started =
       GrpcFront::Start(front, s->metrics_.get());
@@ -261,8 +228,9 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
   builder.AddListeningPort(s->grpc_backend_, grpc::InsecureServerCredentials(),
                            &backend_port);
   // Room for the largest body plus headers and framing.
-  builder.SetMaxReceiveMessageSize(static_cast<int>(
-      std::min<size_t>(config.max_request_bytes + (1 << 20), INT32_MAX)));
+  builder.SetMaxReceiveMessageSize(static_cast<int>(std::min<size_t>(
+      config.service.admission.limits.max_request_bytes + (1 << 20),
+      INT32_MAX)));
   builder.SetMaxSendMessageSize(-1);
   // A caller's connection lives at most --max_connection_age (gRPC adds +-10%
   // jitter), so that callers spread over new replicas after a scale-up.
@@ -281,8 +249,9 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
     builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_IDLE_MS,
                                millis(config.max_connection_idle));
   }
-  builder.AddChannelArgument(GRPC_ARG_MAX_CONCURRENT_STREAMS,
-                             static_cast<int>(config.max_concurrent_streams));
+  builder.AddChannelArgument(
+      GRPC_ARG_MAX_CONCURRENT_STREAMS,
+      static_cast<int>(config.front.guard.max_concurrent_streams));
   builder.AddChannelArgument(GRPC_ARG_MAX_METADATA_SIZE,
                              static_cast<int>(config.max_header_list_bytes));
   builder.RegisterService(s->service_.get());
@@ -292,23 +261,23 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
     s->front_->Close();
     s->pool_->Shutdown();
     return absl::UnavailableError(
-        absl::StrCat("--listen=", config.listen,
+        absl::StrCat("--listen=", config.front.listen,
                      ": gRPC could not listen on its Unix socket"));
   }
   s->grpc_port_ = s->front_->port();
   s->server_->GetHealthCheckService()->SetServingStatus(true);
   if (config.client_ca.empty() && config.auth_tokens_file.empty() &&
-      !IsLoopbackListen(config.listen)) {
+      !IsLoopbackListen(config.front.listen)) {
     // Only with --allow_unauthenticated (Config::Validate).
     LogWarning(absl::StrCat(
-        "--allow_unauthenticated: listening on ", config.listen,
+        "--allow_unauthenticated: listening on ", config.front.listen,
         " without caller authentication: anyone who can reach this port can "
         "make requests through egressd (see --client_ca, "
         "--auth_tokens_file)"));
   }
   LogInfo(absl::StrCat("egressd serving gRPC on port ", s->grpc_port_, " (",
-                       config.listen, "), metrics on port ", s->metrics_port_,
-                       ", workers ", config.MinWorkers(), "-",
+                       config.front.listen, "), metrics on port ",
+                       s->metrics_port_, ", workers ", config.MinWorkers(), "-",
                        config.MaxWorkers()));
   return s;
 }

@@ -50,7 +50,7 @@ namespace egress {
 struct GrpcFrontOptions {
   // Where callers connect: as --listen ("host:port", "[::]:port",
   // "unix:/path", "unix-abstract:name"); port 0 picks one.
-  std::string listen;
+  std::string listen = defaults::kListen;
   // The abstract Unix socket name (no leading NUL) gRPC listens on.
   std::string backend;
   H2GuardLimits guard;

@@ -33,7 +33,7 @@ std::pair<int, std::string> RunCommand(const std::string& command) {
 TEST(BenchSmokeTest, EgressBenchRunsClosedAndOpenLoop) {
   FakeUpstream upstream;
   EgressHarness egress;
-  egress.Start([](Config& c) { c.access_log = false; });
+  egress.Start([](Config& c) { c.service.access_log = false; });
   const std::string base = absl::StrCat(
       "bench/egress_bench --server=127.0.0.1:", egress.server().grpc_port(),
       " --url=", upstream.Url("/echo"), " --json --duration=1s");

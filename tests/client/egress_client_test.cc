@@ -166,8 +166,8 @@ TEST_F(EgressClientTest, ErrorsCarryAStableReason) {
   FakeResolver resolver;
   egress_.Start(
       [](Config& c) {
-        c.max_response_bytes = 100;
-        c.max_inflight_per_origin = 1;
+        c.service.max_response_bytes = 100;
+        c.inflight.max_per_origin = 1;
       },
       &resolver);
   const EgressClient client(

@@ -13,8 +13,8 @@
 
 #include "absl/strings/str_split.h"
 #include "proto/egress/v1/egress.pb.h"
-#include "service/policy/destination_policy.h"
 #include "service/admission/request_validation.h"
+#include "service/policy/destination_policy.h"
 
 namespace {
 

@@ -12,7 +12,7 @@ void EgressHarness::Start(
     std::shared_ptr<grpc::ChannelCredentials> credentials) {
   Stop();
   Config config;
-  config.listen = "127.0.0.1:0";
+  config.front.listen = "127.0.0.1:0";
   config.metrics_listen = "127.0.0.1:0";
   config.drain_timeout = std::chrono::seconds(2);
   config.allow_cidrs = "127.0.0.0/8,::1/128";

@@ -246,7 +246,7 @@ TEST_F(EgressIntegrationTest, TimingPhasesAndOriginLabels) {
 }
 
 TEST_F(EgressIntegrationTest, NoPoolingBaselineRecreatesEverySession) {
-  Restart([](Config& c) { c.max_requests_per_session = 1; });
+  Restart([](Config& c) { c.sessions.session.max_requests = 1; });
   DoResponse response;
   for (int i = 0; i < 10; ++i) ASSERT_TRUE(Get("/echo", &response).ok());
   EXPECT_EQ(upstream_.connections(), 10);
@@ -256,7 +256,7 @@ TEST_F(EgressIntegrationTest, NoPoolingBaselineRecreatesEverySession) {
 }
 
 TEST_F(EgressIntegrationTest, IdleSessionsAreClosedByTheWorkers) {
-  Restart([](Config& c) { c.keepalive_timeout = milliseconds(200); });
+  Restart([](Config& c) { c.pool.keepalive_timeout = milliseconds(200); });
   DoResponse response;
   ASSERT_TRUE(Get("/echo", &response).ok());
   // Bounded wait (up to 3 s) for the idle worker's maintenance to drop it.
@@ -311,8 +311,8 @@ TEST_F(EgressIntegrationTest, BadInputGetsItsCodeAndTheServerKeepsServing) {
 
 TEST_F(EgressIntegrationTest, BodiesOverTheLimitsAreResourceExhausted) {
   Restart([](Config& c) {
-    c.max_request_bytes = 1000;
-    c.max_response_bytes = 5000;
+    c.service.admission.limits.max_request_bytes = 1000;
+    c.service.max_response_bytes = 5000;
   });
   DoRequest big = Request("POST", "/echo");
   big.set_body(std::string(1001, 'x'));
@@ -375,7 +375,8 @@ TEST_F(EgressIntegrationTest, RequestTimeoutBoundsTheUpstreamWait) {
 }
 
 TEST_F(EgressIntegrationTest, MaxTimeoutCapsTheRequestTimeout) {
-  Restart([](Config& c) { c.max_timeout = milliseconds(200); });
+  Restart(
+      [](Config& c) { c.service.admission.max_timeout = milliseconds(200); });
   DoRequest request = Request("GET", "/slow/1500");
   request.mutable_timeout()->set_seconds(60);
   DoResponse response;
@@ -391,7 +392,7 @@ TEST_F(EgressIntegrationTest, MaxTimeoutCapsTheRequestTimeout) {
 TEST_F(EgressIntegrationTest, FullQueueIsRefusedAtOnce) {
   Restart([](Config& c) {
     c.workers = 1;
-    c.max_queue = 1;
+    c.worker_pool.max_queue = 1;
   });
   // One call holds the only worker, a second one waits in the queue.
   std::thread holder([&] {
@@ -542,7 +543,7 @@ TEST_F(EgressIntegrationTest, TraceContextIsForwardedAndLogged) {
   EXPECT_THAT(seen, Not(HasSubstr("traceparent")));
   EXPECT_THAT(seen, Not(HasSubstr("tracestate")));
 
-  Restart([](Config& c) { c.forward_trace_context = false; });
+  Restart([](Config& c) { c.service.admission.forward_trace_context = false; });
   seen = call(parent);
   EXPECT_THAT(seen, Not(HasSubstr("traceparent")));
   EXPECT_THAT(seen, Not(HasSubstr("X-Request-Id")));
@@ -654,7 +655,7 @@ TEST_F(EgressIntegrationTest, RetryAfterAnswersAreRetriedWhenTheCallOptsIn) {
 }
 
 TEST_F(EgressIntegrationTest, AccessLogCanBeTurnedOff) {
-  Restart([](Config& c) { c.access_log = false; });
+  Restart([](Config& c) { c.service.access_log = false; });
   ::testing::internal::CaptureStderr();
   DoResponse response;
   ASSERT_TRUE(Get("/echo", &response).ok());

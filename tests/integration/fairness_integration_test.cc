@@ -154,7 +154,7 @@ TEST(FairnessIntegrationTest, ABusyCallerDelaysNoOtherCaller) {
   egress.Start([&](Config& c) {
     c.auth_tokens_file = tokens;
     c.identity_hosts_file = ids;
-    c.max_inflight_per_caller = 2;
+    c.inflight.max_per_caller = 2;
   });
   // Five 1 s calls, two at a time: the last ends after about 3 s.
   Burst busy(egress, 5, upstream.Url("/slow/1000"), milliseconds(8000),
@@ -183,7 +183,7 @@ TEST(FairnessIntegrationTest, ABusyCallerDelaysNoOtherCaller) {
 TEST(FairnessIntegrationTest, ACancelledWaitingCallNeverStarts) {
   FakeUpstream upstream;
   EgressHarness egress;
-  egress.Start([](Config& c) { c.max_inflight_per_origin = 1; });
+  egress.Start([](Config& c) { c.inflight.max_per_origin = 1; });
   Burst holder(egress, 1, upstream.Url("/slow/1000"), milliseconds(3000));
   ASSERT_EQ(WaitForMetric(egress, "egress_workers_busy", 1), 1);
   grpc::ClientContext context;
@@ -310,9 +310,9 @@ TEST(ElasticPoolIntegrationTest,
   PacedUpstream upstream(kOrigins);
   EgressHarness egress;
   egress.Start([](Config& c) {
-    c.worker_idle_timeout = std::chrono::seconds(3);
+    c.worker_pool.idle_retire = std::chrono::seconds(3);
     // 2,000 calls at once on the test's one channel (one connection).
-    c.max_concurrent_streams = 4096;
+    c.front.guard.max_concurrent_streams = 4096;
   });
   auto url_of = [&](int i) {
     return upstream.Url(i % kOrigins, "/delay/1000");

@@ -203,7 +203,7 @@ class ManyOriginsTest : public ::testing::Test {
     EgressHarness egress;
     egress.Start([](Config& c) {
       c.ca_file = ca_->cert_path();
-      c.keepalive_timeout = kKeepalive;
+      c.pool.keepalive_timeout = kKeepalive;
     });
     const std::set<int> ports(ports_->begin(), ports_->end());
     const int fds_before = Take(ports).fds;

@@ -342,7 +342,7 @@ TEST_F(SecurityIntegrationTest, MisleadingIdentityPatternsStopTheStart) {
            {"erin api.example.com ports=25,*\n", ":1: ports=: \"*\""},
            {"erin\n", ":1: expected"}}) {
     Config config;
-    config.listen = "127.0.0.1:0";
+    config.front.listen = "127.0.0.1:0";
     config.metrics_listen = "";
     config.identity_hosts_file = WriteFile("ids-bad", text);
     auto server = EgressServer::Start(config, RealClock::Get());
@@ -419,7 +419,7 @@ TEST_F(SecurityIntegrationTest, MutualTlsIdentityIsTheSpiffeIdElseRefused) {
 TEST_F(SecurityIntegrationTest, CancelDuringABlackHoledConnectNeverBlocks) {
   BlackHole hole;
   egress_.Start([](Config& c) {
-    c.connect_timeout = std::chrono::seconds(10);
+    c.sessions.session.connect_timeout = std::chrono::seconds(10);
     c.workers = 2;
   });
   const std::string url = absl::StrCat("http://127.0.0.1:", hole.port(), "/");

@@ -241,7 +241,8 @@ TEST_F(StreamIntegrationTest, DeadlineMidBodyAbandonsTheUpstream) {
 
 TEST_F(StreamIntegrationTest,
        ReaderThatStopsReadingIsCutOffAfterTheIdleTimeout) {
-  egress_.Start([](Config& c) { c.stream_idle_timeout = milliseconds(300); });
+  egress_.Start(
+      [](Config& c) { c.service.stream_idle_timeout = milliseconds(300); });
   grpc::ClientContext context;
   auto reader = egress_.stub().DoStream(
       &context, egress::v1::ForStream(
@@ -273,7 +274,7 @@ TEST_F(StreamIntegrationTest, UpstreamResetMidBodyEndsWithUnavailableNotOk) {
 }
 
 TEST_F(StreamIntegrationTest, MaxStreamBytesEndsTheStream) {
-  egress_.Start([](Config& c) { c.max_stream_bytes = 100000; });
+  egress_.Start([](Config& c) { c.service.max_stream_bytes = 100000; });
   Received got = Stream(MakeRequest("GET", upstream_->Url("/stream/1000000")));
   EXPECT_EQ(got.end.error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);
   EXPECT_THAT(got.end.error_message(), HasSubstr("--max_stream_bytes=100000"));

@@ -48,9 +48,9 @@ TEST_F(ConfigTest, DefaultsWithoutFileOrFlags) {
   // Elastic workers: 16 warm, up to 4,096; --workers=N makes a fixed pool.
   EXPECT_EQ(c->MinWorkers(), 16u);
   EXPECT_EQ(c->MaxWorkers(), 4096u);
-  EXPECT_EQ(c->max_inflight_per_origin, 100u);
-  EXPECT_EQ(c->max_inflight_per_caller, 0u);
-  EXPECT_EQ(c->keepalive_timeout, std::chrono::seconds(30));
+  EXPECT_EQ(c->inflight.max_per_origin, 100u);
+  EXPECT_EQ(c->inflight.max_per_caller, 0u);
+  EXPECT_EQ(c->pool.keepalive_timeout, std::chrono::seconds(30));
   EXPECT_TRUE(c->Validate().ok());
   c->workers = 8;
   EXPECT_EQ(c->MinWorkers(), 8u);
@@ -68,8 +68,8 @@ TEST_F(ConfigTest, TextFileOverridesDefaultsAndFlagsOverrideTheFile) {
   absl::StatusOr<Config> c = Load({"--config=x", "--workers=16"});
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->workers, 16u);  // the flag wins
-  EXPECT_EQ(c->max_queue, 10u);
-  EXPECT_EQ(c->keepalive_timeout, std::chrono::seconds(45));
+  EXPECT_EQ(c->worker_pool.max_queue, 10u);
+  EXPECT_EQ(c->pool.keepalive_timeout, std::chrono::seconds(45));
   EXPECT_THAT(c->identity_hosts["billing"].hosts,
               ElementsAre("api.stripe.com"));
   EXPECT_EQ(c->identity_hosts["billing"].ports, "443,8443");
@@ -84,8 +84,8 @@ TEST_F(ConfigTest, JsonFileUsesProtoJsonNames) {
   absl::StatusOr<Config> c = Load({});
   ASSERT_TRUE(c.ok()) << c.status();
   EXPECT_EQ(c->workers, 4u);
-  EXPECT_EQ(c->dns_ttl, std::chrono::seconds(60));
-  EXPECT_FALSE(c->access_log);
+  EXPECT_EQ(c->dns.ttl, std::chrono::seconds(60));
+  EXPECT_FALSE(c->service.access_log);
 }
 
 TEST_F(ConfigTest, UnknownKeysAreErrorsNamingThem) {
@@ -159,12 +159,12 @@ TEST_F(ConfigTest, MetricsOriginsAreNormalizedOrRefusedByName) {
 // caller authentication or --allow_unauthenticated.
 TEST_F(ConfigTest, ListeningBeyondLoopbackNeedsAuthentication) {
   Config c;
-  EXPECT_EQ(c.listen, "127.0.0.1:50051");
+  EXPECT_EQ(c.front.listen, "127.0.0.1:50051");
   EXPECT_TRUE(c.Validate().ok());
   for (const char* listen : {"0.0.0.0:50051", "[::]:50051", "10.1.2.3:50051",
                              ":50051", "egress.example.com:50051"}) {
     c = Config();
-    c.listen = listen;
+    c.front.listen = listen;
     absl::Status status = c.Validate();
     EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << listen;
     EXPECT_THAT(std::string(status.message()),
@@ -221,18 +221,19 @@ TEST(SettingsTableTest, ValidateHoldsEverySettingToTheTablesBounds) {
     set(c);
     return std::string(c.Validate().message());
   };
-  EXPECT_EQ(refused([](Config& c) { c.max_session_errors = 0; }),
+  EXPECT_EQ(refused([](Config& c) { c.sessions.session.max_errors = 0; }),
             "--max_session_errors: must be >= 1");
   EXPECT_EQ(refused([](Config& c) { c.max_header_list_bytes = 100; }),
             "--max_header_list_bytes: must be 1024 to 1048576");
   EXPECT_EQ(refused([](Config& c) { c.retry_budget_ratio = 1.5; }),
             "--retry_budget_ratio: must be 0 to 1");
   EXPECT_EQ(
-      refused([](Config& c) { c.dns_negative_ttl = std::chrono::seconds(-1); }),
+      refused([](Config& c) { c.dns.negative_ttl = std::chrono::seconds(-1); }),
       "--dns_negative_ttl: must not be negative");
-  EXPECT_EQ(
-      refused([](Config& c) { c.connect_timeout = std::chrono::seconds(0); }),
-      "--connect_timeout: must be positive");
+  EXPECT_EQ(refused([](Config& c) {
+              c.sessions.session.connect_timeout = std::chrono::seconds(0);
+            }),
+            "--connect_timeout: must be positive");
   EXPECT_TRUE(Config().Validate().ok());
 }
 
