@@ -13,15 +13,15 @@
 
 #include "absl/status/statusor.h"
 #include "proto/egress/v1/egress.grpc.pb.h"
-#include "service/base/call_context.h"
 #include "service/admission/caller_auth.h"
+#include "service/admission/request_validation.h"
+#include "service/base/call_context.h"
 #include "service/base/clock.h"
 #include "service/base/deadline.h"
 #include "service/base/defaults.h"
-#include "service/policy/destination_policy.h"
 #include "service/base/http_types.h"
+#include "service/policy/destination_policy.h"
 #include "service/pool/memory_budget.h"
-#include "service/admission/request_validation.h"
 
 namespace egress {
 

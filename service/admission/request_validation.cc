@@ -173,10 +173,12 @@ absl::StatusOr<UpstreamRequest> ValidateAllButBody(
 
   if (proto.has_retry()) {
     const egress::v1::RetryPolicy& retry = proto.retry();
-    if (retry.max_attempts() < 0 || retry.max_attempts() > kMaxRetryAttempts) {
-      return Invalid("retry.max_attempts",
-                     absl::StrFormat("is %d; must be 0 to %d",
-                                     retry.max_attempts(), kMaxRetryAttempts));
+    if (retry.max_attempts() < 0 ||
+        retry.max_attempts() > defaults::kMaxRetryAttempts) {
+      return Invalid(
+          "retry.max_attempts",
+          absl::StrFormat("is %d; must be 0 to %d", retry.max_attempts(),
+                          defaults::kMaxRetryAttempts));
     }
     request->retry.max_attempts = std::max(1, retry.max_attempts());
     if (retry.has_max_wait()) {

@@ -7,9 +7,9 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "service/policy/destination_policy.h"
 #include "service/base/error_details.h"
 #include "service/base/log.h"
+#include "service/policy/destination_policy.h"
 
 namespace egress {
 namespace {
@@ -56,7 +56,8 @@ void CallLog::Begin(const CallerTrace& trace, MonoTime start,
   Begin(trace.request_id, start, record);
   if (trace.traceparent && IsValidTraceparent(*trace.traceparent)) {
     record.traceparent = std::string(*trace.traceparent);
-    if (trace.tracestate && trace.tracestate->size() <= kMaxTraceStateBytes &&
+    if (trace.tracestate &&
+        trace.tracestate->size() <= defaults::kMaxTraceStateBytes &&
         std::all_of(trace.tracestate->begin(), trace.tracestate->end(),
                     [](char c) { return c >= 0x20 && c < 0x7f; })) {
       record.tracestate = std::string(*trace.tracestate);
@@ -67,7 +68,8 @@ void CallLog::Begin(const CallerTrace& trace, MonoTime start,
 void CallLog::Begin(std::optional<absl::string_view> caller_request_id,
                     MonoTime start, CallContext& record) {
   record.start = start;
-  if (caller_request_id && caller_request_id->size() <= kMaxRequestIdBytes) {
+  if (caller_request_id &&
+      caller_request_id->size() <= defaults::kMaxRequestIdBytes) {
     record.request_id = absl::CHexEscape(*caller_request_id);
   } else {
     record.request_id =

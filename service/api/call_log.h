@@ -25,12 +25,6 @@
 
 namespace egress {
 
-// The longest caller-given request id kept; a longer one is replaced.
-inline constexpr size_t kMaxRequestIdBytes = 128;
-// The longest tracestate kept (W3C: 32 members of at most 256 bytes; 512 is
-// what the W3C asks a vendor to propagate at least).
-inline constexpr size_t kMaxTraceStateBytes = 512;
-
 // What the caller's gRPC metadata says about the call's identity in traces.
 struct CallerTrace {
   std::optional<absl::string_view> request_id;   // x-request-id
@@ -48,8 +42,8 @@ class CallLog {
   CallLog(Metrics& metrics, const Clock& clock, bool access_log);
 
   // A call arrives at `start`: its request id (the caller's, C-escaped, when
-  // it gave one of at most kMaxRequestIdBytes, else a generated one), and the
-  // in-flight gauge.
+  // it gave one of at most defaults::kMaxRequestIdBytes, else a generated one),
+  // and the in-flight gauge.
   void Begin(std::optional<absl::string_view> caller_request_id, MonoTime start,
              CallContext& record);
   // The same, also keeping the trace context when it is well-formed (a

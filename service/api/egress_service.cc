@@ -10,10 +10,10 @@
 
 #include "absl/strings/str_format.h"
 #include "proto/egress/v1/request_forms.h"
-#include "service/base/defaults.h"
-#include "service/base/error_details.h"
 #include "service/api/response_proto.h"
 #include "service/api/status_mapping.h"
+#include "service/base/defaults.h"
+#include "service/base/error_details.h"
 #include "service/pool/whole_response.h"
 
 namespace egress {
@@ -264,7 +264,7 @@ class EgressService::StreamCall final
  private:
   EgressService& service_;
   grpc::CallbackServerContext& context_;
-  CallContext record_;      // written by the worker until it finishes
+  CallContext record_;     // written by the worker until it finishes
   nanoseconds queued_{0};  // written by the worker before streaming starts
   std::string origin_;     // likewise
   egress::v1::DoStreamResponse out_;  // the write in flight

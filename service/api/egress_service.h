@@ -21,15 +21,15 @@
 #include "absl/status/status.h"
 #include "proto/egress/v1/egress.grpc.pb.h"
 #include "service/admission/admission.h"
-#include "service/pool/answer_retry.h"
+#include "service/admission/inflight_limits.h"
 #include "service/api/call_log.h"
 #include "service/base/clock.h"
 #include "service/base/defaults.h"
+#include "service/pool/answer_retry.h"
 #include "service/pool/egress_worker.h"
-#include "service/admission/inflight_limits.h"
-#include "service/telemetry/metrics.h"
 #include "service/pool/stream_pump.h"
 #include "service/pool/worker_pool.h"
+#include "service/telemetry/metrics.h"
 
 namespace egress {
 

@@ -133,5 +133,31 @@ inline constexpr bool kForwardTraceContext = true;
 // queue, a limit, the memory budget).
 inline constexpr std::chrono::milliseconds kBusyRetryDelay{250};
 
+// Happy Eyeballs (--connect_head_start): how long a connect to one of several
+// addresses may take before the next address is tried (sequential; RFC 8305
+// races at 250 ms).
+inline constexpr std::chrono::milliseconds kConnectHeadStart{300};
+
+// Fixed bounds: not settings, but written here once, each with why.
+// Bytes waiting in one direction of one caller's connection at the gRPC
+// front, at most (plus one read): a caller that does not read is not read.
+inline constexpr size_t kFrontHighWater = 256 << 10;
+// PINGs and SETTINGS a caller may leave unanswered (its reads stopped) before
+// its connection is closed.
+inline constexpr int kMaxUnansweredControlFrames = 100;
+// The longest caller-given request id kept; a longer one is replaced.
+inline constexpr size_t kMaxRequestIdBytes = 128;
+// The longest tracestate kept (W3C: 32 members of at most 256 bytes; 512 is
+// what the W3C asks a vendor to propagate at least).
+inline constexpr size_t kMaxTraceStateBytes = 512;
+// A session idle at least this long has its socket checked before it is lent.
+inline constexpr std::chrono::milliseconds kCheckIdleAfter{1000};
+// The most attempts a call may ask for (DoRequest.retry), the first included.
+inline constexpr int kMaxRetryAttempts = 10;
+// The most body bytes of an answer dropped for a Retry-After retry that are
+// read to keep its connection; past them, the exchange is abandoned (and the
+// connection closed).
+inline constexpr size_t kMaxDroppedBodyBytes = 64 << 10;
+
 }  // namespace defaults
 }  // namespace egress

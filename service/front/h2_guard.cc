@@ -230,12 +230,13 @@ bool H2Guard::FrameHeaderDone(MonoTime now) {
     case kPing:
       if ((flags_ & kAck) != 0) break;
       if (++(type_ == kPing ? pings_unanswered_ : settings_unanswered_) >
-          kMaxUnanswered) {
-        return Refuse(ConnectionRefusal::kControlFlood,
-                      absl::StrCat("more than ", kMaxUnanswered, " ",
-                                   type_ == kPing ? "PING" : "SETTINGS",
-                                   " frames unacknowledged: the client sends "
-                                   "them without reading the answers"));
+          defaults::kMaxUnansweredControlFrames) {
+        return Refuse(
+            ConnectionRefusal::kControlFlood,
+            absl::StrCat("more than ", defaults::kMaxUnansweredControlFrames,
+                         " ", type_ == kPing ? "PING" : "SETTINGS",
+                         " frames unacknowledged: the client sends "
+                         "them without reading the answers"));
       }
       // A PING after the server sent DATA or HEADERS is free, as gRPC's own
       // ping strikes count it: clients measure bandwidth (BDP) with one

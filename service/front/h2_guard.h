@@ -82,8 +82,6 @@ const char* ConnectionRefusalName(ConnectionRefusal refusal);
 
 class H2Guard {
  public:
-  static constexpr int kMaxUnanswered = 100;
-
   explicit H2Guard(const H2GuardLimits& limits);
 
   // Inspects the next bytes from the client, which may end anywhere in a

@@ -23,9 +23,6 @@
 
 namespace egress {
 
-// The most attempts a call may ask for, the first included.
-inline constexpr int kMaxRetryAttempts = 10;
-
 // The wait an answer's Retry-After asks for, from `now`: delta-seconds or an
 // HTTP-date (a date in the past is no wait). nullopt when the header is
 // absent or malformed.

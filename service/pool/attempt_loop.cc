@@ -37,7 +37,7 @@ class AnswerGate final : public ResponseSink {
       const RetryDecision retry = call_.decide_retry(head, answers_);
       if (retry.outcome == RetryOutcome::kRetry) {
         retry_wait_ = std::max(retry.wait, nanoseconds(1));
-        return !length.has_value() || *length <= kMaxDroppedBodyBytes;
+        return !length.has_value() || *length <= defaults::kMaxDroppedBodyBytes;
       }
     }
     head.attempts = attempts_;
@@ -47,7 +47,7 @@ class AnswerGate final : public ResponseSink {
   bool OnBody(const char* data, size_t size) override {
     if (retry_wait_ == nanoseconds::zero()) return sink_.OnBody(data, size);
     dropped_bytes_ += size;
-    return dropped_bytes_ <= kMaxDroppedBodyBytes;
+    return dropped_bytes_ <= defaults::kMaxDroppedBodyBytes;
   }
   absl::Status AbortStatus() const override {
     if (retry_wait_ > nanoseconds::zero()) {

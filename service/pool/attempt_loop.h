@@ -10,8 +10,8 @@
 // - An answer that asks for one (429 or 503 with Retry-After), when the call
 //   opted in: CallPlan::decide_retry says so from the head; the answer never
 //   reaches the sink (its body is read and dropped, up to
-//   kMaxDroppedBodyBytes, so that the connection is kept), the loop waits as
-//   asked (cancelled at once with the call) and sends again.
+//   defaults::kMaxDroppedBodyBytes, so that the connection is kept), the loop
+//   waits as asked (cancelled at once with the call) and sends again.
 //
 // Each exchange gets its session from `with_session`, so that a session is
 // held only while it is used, never across a Retry-After wait.
@@ -30,17 +30,12 @@
 
 #include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
-#include "service/pool/answer_retry.h"
 #include "service/base/deadline.h"
-#include "service/transport/http_session.h"
 #include "service/base/http_types.h"
+#include "service/pool/answer_retry.h"
+#include "service/transport/http_session.h"
 
 namespace egress {
-
-// The most body bytes of an answer dropped for a retry that are read to keep
-// its connection; past them, the exchange is abandoned (and the connection
-// closed).
-inline constexpr size_t kMaxDroppedBodyBytes = 64 * 1024;
 
 struct CallPlan {
   const UpstreamRequest& request;

@@ -14,12 +14,12 @@
 
 #include "absl/functional/any_invocable.h"
 #include "absl/status/statusor.h"
-#include "service/pool/attempt_loop.h"
 #include "service/base/clock.h"
 #include "service/base/deadline.h"
-#include "service/transport/http_session.h"
 #include "service/base/http_types.h"
+#include "service/pool/attempt_loop.h"
 #include "service/pool/session_cache.h"
+#include "service/transport/http_session.h"
 #include "service/transport/session_observer.h"
 
 namespace egress {

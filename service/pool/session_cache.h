@@ -35,9 +35,9 @@
 #include "absl/functional/any_invocable.h"
 #include "service/base/clock.h"
 #include "service/base/defaults.h"
+#include "service/pool/session_pool.h"
 #include "service/transport/http_session.h"
 #include "service/transport/session_observer.h"
-#include "service/pool/session_pool.h"
 
 namespace egress {
 

@@ -105,7 +105,7 @@ std::unique_ptr<HttpSession> SessionPool::Take(const std::string& key) {
     // Checked outside the lock, and only after a while: a poll(2) on the
     // socket. (A connection closed sooner is caught by httplib's own check
     // before it writes the request, which then reconnects.)
-    if (clock_.Now() - session->last_used() >= kCheckIdleAfter &&
+    if (clock_.Now() - session->last_used() >= defaults::kCheckIdleAfter &&
         !session->IdleConnectionUsable()) {
       DropSession(std::move(session), DropReason::kUpstreamClosed,
                   /*idle=*/true, options_.dns, observer_);

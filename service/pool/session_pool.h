@@ -15,11 +15,12 @@
 // the least recently used idle session is dropped as kEvicted. A janitor
 // thread drops sessions idle longer than keepalive_timeout (kIdle) every
 // janitor_interval, whether or not any worker is busy. Take skips, and drops,
-// a session idle for kCheckIdleAfter or more whose connection the upstream
-// closed meanwhile (kUpstreamClosed): no call is lent a dead socket the pool
-// could have known about. (httplib checks the socket again before it writes a
-// request, and reconnects, so a connection closed sooner loses no request.)
-// Sessions are destroyed (their connections closed) outside the locks.
+// a session idle for defaults::kCheckIdleAfter or more whose connection the
+// upstream closed meanwhile (kUpstreamClosed): no call is lent a dead socket
+// the pool could have known about. (httplib checks the socket again before it
+// writes a request, and reconnects, so a connection closed sooner loses no
+// request.) Sessions are destroyed (their connections closed) outside the
+// locks.
 //
 // Usage:
 //   SessionPool pool(options, clock, observer);
@@ -51,9 +52,6 @@
 #include "service/transport/session_observer.h"
 
 namespace egress {
-
-// A session idle at least this long has its socket checked before it is lent.
-inline constexpr std::chrono::milliseconds kCheckIdleAfter{1000};
 
 struct SessionPoolOptions {
   // Idle sessions kept for one origin, across all workers.

@@ -17,9 +17,9 @@
 #include <string>
 
 #include "absl/status/status.h"
-#include "service/transport/http_session.h"
 #include "service/base/http_types.h"
 #include "service/pool/memory_budget.h"
+#include "service/transport/http_session.h"
 
 namespace egress {
 

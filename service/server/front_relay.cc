@@ -1,6 +1,6 @@
 // GrpcFront's relay: each connection's TLS handshake, its connection to
 // gRPC's listener, and its bytes in both directions through the H2Guard,
-// never more than kHighWater waiting per direction.
+// never more than defaults::kFrontHighWater waiting per direction.
 #include <errno.h>
 #include <openssl/err.h>
 #include <sys/epoll.h>
@@ -88,8 +88,9 @@ void GrpcFront::Loop::ClientReadable(Conn& conn) {
   }
   char buf[kReadChunk];
   // Read while there is room; with TLS, also what OpenSSL has decrypted.
-  while (conn.to_backend.size() - conn.to_backend_at < kHighWater &&
-         conn.to_client.size() - conn.to_client_at < kHighWater) {
+  while (
+      conn.to_backend.size() - conn.to_backend_at < defaults::kFrontHighWater &&
+      conn.to_client.size() - conn.to_client_at < defaults::kFrontHighWater) {
     ssize_t n;
     if (conn.ssl != nullptr) {
       conn.ssl_read_wants_write = false;
@@ -211,7 +212,8 @@ void GrpcFront::Loop::ClientWritable(Conn& conn) {
 
 void GrpcFront::Loop::BackendReadable(Conn& conn) {
   char buf[kReadChunk];
-  while (conn.to_client.size() - conn.to_client_at < kHighWater) {
+  while (conn.to_client.size() - conn.to_client_at <
+         defaults::kFrontHighWater) {
     const ssize_t n = read(conn.backend.fd, buf, sizeof(buf));
     if (n < 0 && (errno == EAGAIN || errno == EINTR)) return;
     if (n <= 0) {

@@ -322,14 +322,15 @@ void GrpcFront::Loop::Update(Conn& conn) {
   } else {
     // A caller that does not read its answers is not read either: what it
     // sends would only make gRPC queue more answers.
-    if ((waiting_in < kHighWater && waiting_out < kHighWater) ||
+    if ((waiting_in < defaults::kFrontHighWater &&
+         waiting_out < defaults::kFrontHighWater) ||
         conn.ssl_write_wants_read) {
       client |= EPOLLIN;
     }
     if (waiting_out > 0 || conn.ssl_read_wants_write) client |= EPOLLOUT;
   }
   if (conn.backend.fd >= 0) {
-    if (waiting_out < kHighWater) backend |= EPOLLIN;
+    if (waiting_out < defaults::kFrontHighWater) backend |= EPOLLIN;
     if (waiting_in > 0) backend |= EPOLLOUT;
   }
   Register(conn.client, client);

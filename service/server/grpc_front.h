@@ -12,8 +12,8 @@
 //   - out of descriptors, accept() keeps working (a spare descriptor is
 //     given up to accept and close the connection) instead of spinning;
 //   - a caller that does not read its answers is not read either: at most
-//     `kHighWater` bytes wait per direction, so gRPC's own buffers are all it
-//     can grow.
+//     `defaults::kFrontHighWater` bytes wait per direction, so gRPC's own
+//     buffers are all it can grow.
 // Idle connections are closed by gRPC (--max_connection_idle), and the front
 // closes the caller's side when gRPC closes its own.
 //
@@ -65,10 +65,6 @@ struct GrpcFrontOptions {
 
 class GrpcFront {
  public:
-  // Bytes waiting in one direction of one connection, at most (plus one
-  // read).
-  static constexpr size_t kHighWater = 256 << 10;
-
   // Binds `options.listen` and starts the event loop. Errors name --listen.
   // REQUIRES: `metrics` outlives the front.
   static absl::StatusOr<std::unique_ptr<GrpcFront>> Start(

@@ -135,6 +135,10 @@ inline constexpr SettingWhen kReloaded = SettingWhen::kReloaded;
   X(retry_budget_burst, retry_budget_burst, uint32_t, uint32_t, defaults::kRetryBudgetBurst, 0, 100000, kAtStart, \
     "Such retries allowed in reserve, above --retry_budget_ratio.")
 #define EGRESS_UNIT_SETTINGS(X) \
+  X(connect_head_start, sessions.session.connect_head_start, std::chrono::nanoseconds, absl::Duration, {}, 1, kNoMax, kAtStart, \
+    "With several addresses for a host (Happy Eyeballs), how long a " \
+    "connect may take before the next address is tried; the last " \
+    "address gets --connect_timeout.") \
   X(listen, front.listen, std::string, std::string, {}, 0, kNoMax, kAtStart, \
     "gRPC listen address (host:port). Beyond loopback, egressd starts " \
     "only with caller authentication (--auth_tokens_file, --client_ca) " \

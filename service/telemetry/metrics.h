@@ -30,11 +30,11 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
-#include "service/pool/answer_retry.h"
-#include "service/policy/destination_policy.h"
 #include "service/front/h2_guard.h"
-#include "service/transport/session_observer.h"
+#include "service/policy/destination_policy.h"
+#include "service/pool/answer_retry.h"
 #include "service/pool/stream_pump.h"
+#include "service/transport/session_observer.h"
 
 namespace egress {
 

@@ -15,8 +15,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
-#include "service/transport/address_order.h"
 #include "service/base/error_details.h"
+#include "service/transport/address_order.h"
 #include "service/transport/guarded_client.h"
 
 namespace egress {
@@ -230,7 +230,7 @@ absl::Status HttpSession::SendTryingAddresses(
     const nanoseconds connect =
         last ? options_.connect_timeout
              : std::min<nanoseconds>(options_.connect_timeout,
-                                     kConnectHeadStart);
+                                     options_.connect_head_start);
     status = SendOnce(request, deadline, idle_timeout, connect, sink, attempt);
     if (!IsConnectFailure(attempt.failure) || last || deadline.Expired() ||
         abort_.abort_requested()) {

@@ -14,7 +14,7 @@
 // With a DnsCache, the session knows every address of its host that the policy
 // allows, in Happy-Eyeballs order (RFC 8305: the resolver's first family first,
 // then alternating). A new connection that cannot be made moves on to the next
-// address (each but the last gets a short head start, kConnectHeadStart),
+// address (each but the last gets a short head start, --connect_head_start),
 // within the deadline; nothing was sent, so this is safe for any method. The
 // address that worked is tried first from then on.
 //
@@ -59,10 +59,10 @@
 #include "service/base/clock.h"
 #include "service/base/deadline.h"
 #include "service/base/defaults.h"
+#include "service/base/http_types.h"
 #include "service/policy/destination_policy.h"
 #include "service/transport/dns_cache.h"
 #include "service/transport/exchange_abort.h"
-#include "service/base/http_types.h"
 #include "service/transport/response_head.h"
 #include "service/transport/session_observer.h"
 #include "service/transport/tls_session_store.h"
@@ -98,12 +98,12 @@ class ClientOwner {
 
 }  // namespace internal
 
-// How long a connect to one of several addresses may take before the next
-// address is tried (sequential Happy Eyeballs; RFC 8305 races at 250 ms).
-inline constexpr std::chrono::milliseconds kConnectHeadStart{300};
-
 struct SessionOptions {
   std::chrono::nanoseconds connect_timeout = defaults::kConnectTimeout;
+  // A connect to one of several addresses that takes longer moves on to the
+  // next address (--connect_head_start; the last address gets
+  // connect_timeout).
+  std::chrono::nanoseconds connect_head_start = defaults::kConnectHeadStart;
   // Consecutive failures after which the session is Broken().
   int max_errors = defaults::kMaxSessionErrors;
   // Requests after which the session is Exhausted(); 0 means unlimited.

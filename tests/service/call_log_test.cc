@@ -53,7 +53,8 @@ TEST_F(CallLogTest, MissingOrOverlongRequestIdsAreGeneratedAndDistinct) {
   CallContext a, b, c;
   log_.Begin(std::nullopt, clock_.Now(), a);
   log_.Begin(std::nullopt, clock_.Now(), b);
-  log_.Begin(std::string(kMaxRequestIdBytes + 1, 'x'), clock_.Now(), c);
+  log_.Begin(std::string(defaults::kMaxRequestIdBytes + 1, 'x'), clock_.Now(),
+             c);
   EXPECT_THAT(a.request_id, MatchesRegex("[0-9a-f]{16}"));
   EXPECT_THAT(c.request_id, MatchesRegex("[0-9a-f]{16}"));
   EXPECT_NE(a.request_id, b.request_id);

@@ -196,8 +196,9 @@ TEST_F(H2GuardTest, PingsTheClientDoesNotReadTheAnswersToAreBounded) {
     ASSERT_TRUE(guard.Inspect(H2Ping(), now_)) << i;
     guard.ServerBytes(ack);
   }
-  // Unanswered: kMaxUnanswered, then the connection closes.
-  for (int i = 0; i < H2Guard::kMaxUnanswered; ++i) {
+  // Unanswered: defaults::kMaxUnansweredControlFrames, then the connection
+  // closes.
+  for (int i = 0; i < defaults::kMaxUnansweredControlFrames; ++i) {
     ASSERT_TRUE(guard.Inspect(H2Ping(), now_)) << i;
   }
   EXPECT_FALSE(guard.Inspect(H2Ping(), now_));

@@ -136,12 +136,12 @@ TEST_F(SessionCacheTest, AConnectionTheUpstreamClosedIsNeverWrittenTo) {
   ASSERT_TRUE(Call(upstream.port()));
   EXPECT_EQ(observer_.stale_retries.load(), 0);
   EXPECT_EQ(upstream.connections(), 2);
-  // From the shared tier, a session idle for kCheckIdleAfter whose
+  // From the shared tier, a session idle for defaults::kCheckIdleAfter whose
   // connection is dead is dropped before it is lent (another idle one of the
   // origin, if any, is taken instead).
   Worker(0).ParkKept();
   ASSERT_TRUE(WaitUntil([&] { return upstream.closed() == 2; }));
-  clock_.Advance(kCheckIdleAfter);
+  clock_.Advance(defaults::kCheckIdleAfter);
   ASSERT_TRUE(Call(upstream.port(), 1));
   EXPECT_EQ(observer_.Dropped(DropReason::kUpstreamClosed), 1);
   EXPECT_EQ(observer_.Leases(LeaseSource::kNew), 2);
