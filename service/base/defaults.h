@@ -139,6 +139,13 @@ inline constexpr std::chrono::milliseconds kBusyRetryDelay{250};
 inline constexpr std::chrono::milliseconds kConnectHeadStart{300};
 
 // Fixed bounds: not settings, but written here once, each with why.
+// TLS sessions saved for resumption: origins kept, and sessions per origin
+// (one per connection that may open at once, a few).
+inline constexpr size_t kTlsSessionOrigins = 4096;
+inline constexpr size_t kTlsSessionsPerOrigin = 4;
+// Out of descriptors even for the spare one, the gRPC front stops watching
+// its listeners this long rather than spin on one that stays readable.
+inline constexpr std::chrono::milliseconds kAcceptPause{100};
 // Bytes waiting in one direction of one caller's connection at the gRPC
 // front, at most (plus one read): a caller that does not read is not read.
 inline constexpr size_t kFrontHighWater = 256 << 10;

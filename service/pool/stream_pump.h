@@ -75,7 +75,7 @@ class StreamPump {
     // waits for the write in flight.
     size_t max_chunk = defaults::kStreamChunkBytes;
     // The longest Push waits for the caller to take a write.
-    std::chrono::nanoseconds idle_timeout = std::chrono::minutes(5);
+    std::chrono::nanoseconds idle_timeout = defaults::kStreamIdleTimeout;
     // Body bytes after which the stream fails (kTooLarge); 0 is unlimited.
     size_t max_bytes = 0;
   };

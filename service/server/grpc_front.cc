@@ -213,7 +213,7 @@ void GrpcFront::Loop::Accept(Endpoint& listener) {
           if (ep->fd >= 0) Register(*ep, 0);
         }
         listeners_paused_until_ =
-            RealClock::Get().Now() + std::chrono::milliseconds(100);
+            RealClock::Get().Now() + defaults::kAcceptPause;
         if (spare_ < 0) spare_ = open("/dev/null", O_RDONLY | O_CLOEXEC);
       }
       return;  // EAGAIN, or an error the next readiness will retry

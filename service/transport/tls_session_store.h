@@ -32,12 +32,13 @@
 #include <string>
 
 #include "absl/container/flat_hash_map.h"
+#include "service/base/defaults.h"
 
 namespace egress {
 
 struct TlsSessionStoreOptions {
-  size_t max_origins = 4096;
-  size_t per_origin = 4;
+  size_t max_origins = defaults::kTlsSessionOrigins;
+  size_t per_origin = defaults::kTlsSessionsPerOrigin;
 };
 
 class TlsSessionStore {
