@@ -6,10 +6,10 @@
 #include <string>
 
 #include "proto/egress/v1/egress.pb.h"
-#include "service/telemetry/metrics.h"
 #include "service/admission/request_validation.h"
 #include "service/api/response_proto.h"
 #include "service/pool/session_cache.h"
+#include "service/telemetry/metrics.h"
 
 namespace egress {
 namespace {

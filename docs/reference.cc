@@ -112,9 +112,10 @@ std::string FlagTable() {
 }
 
 std::string ReasonTable(bool metadata) {
-  std::string out = metadata ? "| reason | code | when | metadata |\n"
-                               "| --- | --- | --- | --- |\n"
-                             : "| reason | code | when |\n| --- | --- | --- |\n";
+  std::string out = metadata
+                        ? "| reason | code | when | metadata |\n"
+                          "| --- | --- | --- | --- |\n"
+                        : "| reason | code | when |\n| --- | --- | --- |\n";
   for (const ErrorReasonDoc& r : ErrorReasonDocs()) {
     absl::StrAppend(&out, "| `", r.name, "` | ", r.code, " | ", r.when, " |");
     if (metadata) absl::StrAppend(&out, " ", r.metadata, " |");

@@ -20,8 +20,8 @@
 namespace egress {
 namespace docs {
 
-// A Markdown table of every flag defined in service/server/config.cc: name, default
-// and help text, sorted by name.
+// A Markdown table of every flag defined in service/server/config.cc: name,
+// default and help text, sorted by name.
 std::string FlagTable();
 
 // A Markdown table of every error reason (service/base/error_details.cc):

@@ -14,19 +14,19 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
-#include "service/server/config.h"
 #include "service/base/defaults.h"
-#include "service/transport/dns_cache.h"
-#include "service/server/egress_server.h"
 #include "service/base/log.h"
+#include "service/server/config.h"
+#include "service/server/egress_server.h"
 #include "service/server/policy_check.h"
+#include "service/transport/dns_cache.h"
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
       "performs outbound HTTP requests for gRPC callers over pooled "
       "keep-alive connections.\nUsage: egressd [--flag=value ...]");
-  // --help lists the service's flags (defined in service/server/config.cc), not only
-  // those of this file.
+  // --help lists the service's flags (defined in service/server/config.cc), not
+  // only those of this file.
   absl::FlagsUsageConfig usage;
   usage.contains_help_flags = [](absl::string_view path) {
     return absl::StrContains(path, "service/");

@@ -21,8 +21,8 @@
 
 #include "proto/egress/v1/egress.grpc.pb.h"
 #include "proto/egress/v1/request_forms.h"
-#include "service/transport/dns_cache.h"
 #include "service/server/egress_server.h"
+#include "service/transport/dns_cache.h"
 
 namespace egress {
 
