@@ -1,8 +1,6 @@
 #include "service/admission/request_validation.h"
 
-#include <arpa/inet.h>
 #include <google/protobuf/util/time_util.h>
-#include <netinet/in.h>
 
 #include <algorithm>
 #include <chrono>
@@ -16,10 +14,9 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
-#include "absl/strings/strip.h"
+#include "service/base/defaults.h"
 #include "service/base/error_details.h"
 #include "service/base/url.h"
-#include "service/pool/answer_retry.h"
 
 namespace egress {
 namespace {
