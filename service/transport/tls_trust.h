@@ -26,9 +26,11 @@ namespace egress {
 
 class TrustStore {
  public:
-  // The system roots, plus those in `ca_file` when it is not empty.
+  // The system roots (unless `system_roots` is false), plus those in
+  // `ca_file` when it is not empty. Errors name `setting` ("--ca_file").
   static absl::StatusOr<std::unique_ptr<TrustStore>> Load(
-      const std::string& ca_file);
+      const std::string& ca_file, bool system_roots = true,
+      const std::string& setting = "--ca_file");
   ~TrustStore();
   TrustStore(const TrustStore&) = delete;
   TrustStore& operator=(const TrustStore&) = delete;
@@ -39,6 +41,32 @@ class TrustStore {
  private:
   explicit TrustStore(X509_STORE* store) : store_(store) {}
   X509_STORE* const store_;
+};
+
+// A client certificate (with the chain after it in the same PEM file) and its
+// key, loaded once and presented by every session that uses it (mTLS).
+class ClientIdentity {
+ public:
+  // Errors name `setting` and the file.
+  static absl::StatusOr<std::shared_ptr<const ClientIdentity>> Load(
+      const std::string& cert_file, const std::string& key_file,
+      const std::string& setting);
+  ~ClientIdentity();
+  ClientIdentity(const ClientIdentity&) = delete;
+  ClientIdentity& operator=(const ClientIdentity&) = delete;
+
+  // Makes `ctx` present this certificate when the upstream asks for one.
+  void Use(SSL_CTX* ctx) const;
+  // The leaf certificate's SHA-256, in hex: sessions presenting different
+  // certificates are pooled apart.
+  const std::string& fingerprint() const { return fingerprint_; }
+
+ private:
+  ClientIdentity() = default;
+  X509* leaf_ = nullptr;
+  STACK_OF(X509) * chain_ = nullptr;
+  EVP_PKEY* key_ = nullptr;
+  std::string fingerprint_;
 };
 
 // Makes OpenSSL verify the peer during every handshake on `ctx`: the chain
