@@ -80,6 +80,24 @@ constexpr ErrorReasonDoc kReasons[] = {
      ""},
     {ErrorReason::kShuttingDown, "SHUTTING_DOWN", "CANCELLED",
      "egressd is draining and the call had not started", ""},
+    {ErrorReason::kOriginEjected, "ORIGIN_EJECTED", "UNAVAILABLE",
+     "the origin failed so many times in a row (its entry's `ejection`) that "
+     "calls to it fail at once until a probe call gets through (RetryInfo: "
+     "the time left)",
+     "`origin`, `entry`"},
+    {ErrorReason::kProxyConnectFailed, "PROXY_CONNECT_FAILED", "UNAVAILABLE",
+     "the origin entry's upstream proxy could not be reached, or closed the "
+     "connection before answering",
+     "`origin`, `proxy`"},
+    {ErrorReason::kProxyRefused, "PROXY_REFUSED", "UNAVAILABLE",
+     "the upstream proxy refused the tunnel (CONNECT answered with an error: "
+     "407 for wrong credentials, 403 by its own policy)",
+     "`origin`, `proxy`, `proxy_status`"},
+    {ErrorReason::kCredentialUnavailable, "CREDENTIAL_UNAVAILABLE",
+     "FAILED_PRECONDITION",
+     "the file of a header the origin entry injects cannot be read (the "
+     "upstream was not contacted)",
+     "`origin`, `header`"},
     {ErrorReason::kUpstreamFailed, "UPSTREAM_FAILED", "UNAVAILABLE",
      "any other upstream failure", "`origin`, `address`"},
     {ErrorReason::kInternal, "INTERNAL", "INTERNAL",

@@ -46,13 +46,17 @@ enum class ErrorReason {
   kSlowReader,          // the caller did not read a stream in time
   kDeadlineExceeded,    // the call's deadline passed before the exchange
   kQueueFull,           // every worker busy and --max_queue waiting
-  kOriginLimit,     // waited for --max_inflight_per_origin until the deadline
-  kCallerLimit,     // waited for the caller's in-flight limit
-  kMemoryBudget,    // --max_buffered_bytes in use
-  kCancelled,       // the caller went away
-  kShuttingDown,    // egressd is draining
-  kUpstreamFailed,  // any other upstream failure
-  kInternal,        // a failure of egressd itself
+  kOriginLimit,    // waited for --max_inflight_per_origin until the deadline
+  kCallerLimit,    // waited for the caller's in-flight limit
+  kMemoryBudget,   // --max_buffered_bytes in use
+  kCancelled,      // the caller went away
+  kShuttingDown,   // egressd is draining
+  kOriginEjected,  // the origin failed in a row and is ejected for a while
+  kProxyConnectFailed,     // the upstream proxy could not be reached
+  kProxyRefused,           // the upstream proxy answered CONNECT with an error
+  kCredentialUnavailable,  // an injected header's file cannot be read
+  kUpstreamFailed,         // any other upstream failure
+  kInternal,               // a failure of egressd itself
 };
 
 // Every reason, in the order above (for docs and tests).

@@ -14,6 +14,8 @@
 #include <openssl/ssl.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <functional>
 #include <string>
@@ -117,6 +119,37 @@ class GuardedClient final : public Base, public ConnectionView {
     SSL_shutdown(socket.ssl);  // a peer that is gone is no error here
     ERR_clear_error();
     fcntl(socket.sock, F_SETFL, flags);
+  }
+
+  // Through an upstream proxy, the connection goes to the proxy, and for
+  // https becomes a tunnel to the origin before TLS starts (proxy_tunnel.h).
+  bool create_and_connect_socket(typename Base::Socket& socket,
+                                 httplib::Error& error) override {
+    const std::pair<std::string, int>* hop = owner_.ProxyHop();
+    if (hop == nullptr) {
+      return this->is_valid() &&
+             httplib::ClientImpl::create_and_connect_socket(socket, error);
+    }
+    // The address when the owner resolved it, else the name.
+    const socket_t sock = httplib::detail::create_client_socket(
+        hop->first, std::string(), hop->second, this->address_family_,
+        this->tcp_nodelay_, this->ipv6_v6only_, this->socket_options_,
+        this->connection_timeout_sec_, this->connection_timeout_usec_,
+        this->read_timeout_sec_, this->read_timeout_usec_,
+        this->write_timeout_sec_, this->write_timeout_usec_, this->interface_,
+        error);
+    if (sock == INVALID_SOCKET) return false;
+    if constexpr (std::is_same_v<Base, httplib::SSLClient>) {
+      if (!owner_.OpenProxyTunnel(static_cast<int>(sock))) {
+        owner_.OnSocketClosing();  // nothing may abort it any more
+        ::shutdown(sock, SHUT_RDWR);
+        ::close(sock);
+        error = httplib::Error::ProxyConnection;
+        return false;
+      }
+    }
+    socket.sock = sock;
+    return true;
   }
 
   void prepare_ssl(SSL* ssl) {

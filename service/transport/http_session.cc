@@ -12,6 +12,7 @@
 #include <utility>
 
 #include "absl/status/status.h"
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "absl/strings/str_join.h"
@@ -30,6 +31,11 @@ struct HttpSession::Attempt {
   bool reused = false;
   AttemptFacts facts;
   UpstreamFailure failure = UpstreamFailure::kNone;
+  // Through a proxy: its credentials for this attempt, the tunnel asked for
+  // (https), and a 407 it answered in place of the origin (http).
+  std::string proxy_authorization;
+  std::optional<TunnelOutcome> tunnel;
+  int proxy_status = 0;
 };
 
 HttpSession::HttpSession(Origin origin, const SessionOptions& options,
@@ -37,10 +43,16 @@ HttpSession::HttpSession(Origin origin, const SessionOptions& options,
     : origin_(std::move(origin)),
       key_(origin_.Key()),
       options_(options),
+      pool_key_(options.pool_tag.empty()
+                    ? key_
+                    : absl::StrCat(key_, "#", options.pool_tag)),
       clock_(clock),
       observer_(observer),
       pinned_until_(clock.Now()),
       last_used_(clock.Now()) {
+  if (options_.proxy != nullptr) {
+    proxy_hop_ = {options_.proxy->host, options_.proxy->port};
+  }
   if (origin_.scheme == "https") {
     client_ = NewTlsClient();
   } else {
@@ -157,6 +169,9 @@ void HttpSession::Count(const ExchangeOutcome& outcome) {
   }
 }
 std::string HttpSession::Describe() const {
+  if (options_.proxy != nullptr) {
+    return absl::StrCat(origin_.Key(), " via proxy ", options_.proxy->url);
+  }
   if (pinned_address_.empty() || pinned_address_ == origin_.host) {
     return origin_.Key();
   }
@@ -182,6 +197,11 @@ absl::Status HttpSession::FailureOf(const Attempt& attempt, ResponseSink& sink,
   } else if (attempt.failure == UpstreamFailure::kAbandoned) {
     scene.abandon_status = sink.AbortStatus();
   }
+  if (options_.proxy != nullptr) {
+    scene.proxy = options_.proxy->url;
+    scene.proxy_status = attempt.proxy_status;
+    if (attempt.tunnel.has_value()) scene.proxy_detail = attempt.tunnel->detail;
+  }
   return FailureStatus(attempt.failure, attempt.facts, scene);
 }
 
@@ -189,17 +209,31 @@ absl::Status HttpSession::Pin(const Deadline& deadline) {
   if (options_.dns == nullptr || clock_.Now() < pinned_until_) {
     return absl::OkStatus();
   }
+  // Through a proxy, the session connects to the proxy, which resolves the
+  // origin: the proxy's name is resolved here, and its addresses are the
+  // operator's choice, not checked against the policy's CIDRs.
+  const UpstreamProxy* proxy = options_.proxy.get();
+  const std::string& host = proxy != nullptr ? proxy->host : origin_.host;
   absl::StatusOr<DnsCache::Answer> answer =
-      options_.dns->Lookup(origin_.host, deadline);
+      options_.dns->Lookup(host, deadline);
   if (!answer.ok()) {
+    if (proxy != nullptr) {
+      return WithReason(absl::UnavailableError(absl::StrCat(
+                            Describe(), ": upstream proxy ", proxy->url,
+                            " failed: its name does not resolve: ",
+                            answer.status().message())),
+                        ErrorReason::kProxyConnectFailed,
+                        {{"origin", origin_.Key()}, {"proxy", proxy->url}});
+    }
     return WithReason(answer.status(), ErrorReason::kDnsFailed,
                       {{"host", origin_.host}, {"origin", origin_.Key()}});
   }
   // Each address checked is one the session may connect to, and it connects
   // to no other: a later DNS answer cannot slip past (no re-resolution in
   // between). A refused address is never tried.
-  absl::StatusOr<std::vector<std::string>> allowed =
-      ConnectOrder(answer->addresses, options_.policy, pinned_address_);
+  absl::StatusOr<std::vector<std::string>> allowed = ConnectOrder(
+      answer->addresses, proxy != nullptr ? nullptr : options_.policy,
+      pinned_address_);
   if (!allowed.ok()) return allowed.status();
   const bool moved =
       !pinned_address_.empty() && allowed->front() != pinned_address_;
@@ -214,7 +248,11 @@ absl::Status HttpSession::Pin(const Deadline& deadline) {
 void HttpSession::UseAddress(size_t i) {
   if (candidates_[i] == pinned_address_) return;
   pinned_address_ = candidates_[i];
-  client_->set_hostname_addr_map({{origin_.host, pinned_address_}});
+  if (options_.proxy != nullptr) {
+    proxy_hop_.first = pinned_address_;
+  } else {
+    client_->set_hostname_addr_map({{origin_.host, pinned_address_}});
+  }
 }
 
 absl::Status HttpSession::SendTryingAddresses(
@@ -283,6 +321,24 @@ absl::Status HttpSession::SendOnce(const UpstreamRequest& request,
   client_->set_read_timeout(deadline.RemainingMicros());
   client_->set_write_timeout(deadline.RemainingMicros());
 
+  if (options_.proxy != nullptr) {
+    absl::StatusOr<std::string> authorization = options_.proxy->Authorization();
+    if (!authorization.ok()) {
+      // Not the upstream's fault, and nothing was sent.
+      attempt.failure = UpstreamFailure::kAbandoned;
+      return WithReason(
+          absl::FailedPreconditionError(absl::StrCat(
+              Describe(), ": the credentials of upstream proxy ",
+              options_.proxy->url,
+              " cannot be read: ", authorization.status().message(),
+              "; the upstream was not contacted")),
+          ErrorReason::kCredentialUnavailable,
+          {{"origin", origin_.Key()}, {"header", "Proxy-Authorization"}});
+    }
+    attempt.proxy_authorization = *std::move(authorization);
+    attempt.tunnel.reset();
+    attempt.proxy_status = 0;
+  }
   const int64_t opened_before = connections_opened_;
   PrepareExchange(request, deadline, idle_timeout, sink, attempt);
   httplib::Request req = ToHttplibRequest(request, sink, attempt);
@@ -290,7 +346,9 @@ absl::Status HttpSession::SendOnce(const UpstreamRequest& request,
   httplib::Error error = httplib::Error::Success;
   // The watchdog waits in real time for what is left of the deadline.
   abort_.BeginConnect(RealClock::Get().Now() + remaining);
+  attempt_ = &attempt;
   const bool ok = client_->send(req, res, error);
+  attempt_ = nullptr;
   abort_.EndConnect();
   // A socket counts as a connection (and, for https, a handshake) once it is
   // up: connects that failed over to another address are not.
@@ -315,7 +373,50 @@ absl::Status HttpSession::SendOnce(const UpstreamRequest& request,
   attempt.failure = ok && !attempt.facts.sink_aborted
                         ? UpstreamFailure::kNone
                         : ClassifyFailure(attempt.facts);
+  if (options_.proxy != nullptr) ClassifyProxyFailure(attempt);
   return FailureOf(attempt, sink, remaining, connect.time, idle_timeout);
+}
+
+void HttpSession::ClassifyProxyFailure(Attempt& attempt) const {
+  switch (attempt.failure) {
+    case UpstreamFailure::kNone:
+    case UpstreamFailure::kCancelled:
+    case UpstreamFailure::kDeadline:
+    case UpstreamFailure::kConnectDeadline:
+      return;  // the call's own ending, whoever was slow
+    default:
+      break;
+  }
+  if (attempt.proxy_status != 0) {  // a 407 in place of the origin's answer
+    attempt.failure = UpstreamFailure::kProxyRefused;
+  } else if (attempt.tunnel.has_value()) {
+    switch (attempt.tunnel->result) {
+      case TunnelOutcome::Result::kRefused:
+        attempt.proxy_status = attempt.tunnel->proxy_status;
+        attempt.failure = UpstreamFailure::kProxyRefused;
+        break;
+      case TunnelOutcome::Result::kFailed:
+        attempt.failure = UpstreamFailure::kProxyConnectFailed;
+        break;
+      case TunnelOutcome::Result::kOpen:
+        break;  // what failed was inside the tunnel: the origin's
+    }
+  } else if (attempt.failure == UpstreamFailure::kConnectRefused ||
+             attempt.failure == UpstreamFailure::kConnectTimeout) {
+    // The connection that could not be made was the proxy's.
+    attempt.failure = UpstreamFailure::kProxyConnectFailed;
+  }
+}
+
+bool HttpSession::OpenProxyTunnel(int fd) {
+  if (attempt_ == nullptr) return false;
+  const std::string host = absl::StrContains(origin_.host, ':')
+                               ? absl::StrCat("[", origin_.host, "]")
+                               : origin_.host;
+  attempt_->tunnel = OpenTunnel(fd, absl::StrCat(host, ":", origin_.port),
+                                attempt_->proxy_authorization,
+                                options_.head_limits, exchange_.deadline);
+  return attempt_->tunnel->result == TunnelOutcome::Result::kOpen;
 }
 
 void HttpSession::PrepareExchange(const UpstreamRequest& request,
@@ -332,6 +433,13 @@ void HttpSession::PrepareExchange(const UpstreamRequest& request,
   exchange_.on_head = [this, start, opened_before, &sink,
                        &attempt](const ResponseHead& received) {
     attempt.facts.got_response = true;
+    // A plain-http request through a proxy that wants credentials: the
+    // proxy's refusal, not the origin's answer.
+    if (received.status == 407 && options_.proxy != nullptr &&
+        origin_.scheme == "http") {
+      attempt.proxy_status = received.status;
+      return false;
+    }
     UpstreamHead head;
     head.status = received.status;
     head.headers.reserve(received.headers.size());
@@ -377,6 +485,14 @@ httplib::Request HttpSession::ToHttplibRequest(const UpstreamRequest& request,
     req.headers.emplace(name, value);
   }
   req.headers.emplace("Host", request.origin.HostHeader());
+  if (options_.proxy != nullptr && origin_.scheme == "http") {
+    // To a proxy, a request names its origin (absolute form, RFC 9112 3.2.2).
+    req.path =
+        absl::StrCat("http://", request.origin.HostHeader(), request.target);
+    if (!attempt.proxy_authorization.empty()) {
+      req.headers.emplace("Proxy-Authorization", attempt.proxy_authorization);
+    }
+  }
   // The body is read where it is, once per attempt, instead of copied into
   // req.body: httplib writes a provider's bytes straight to the socket.
   if (!request.body.empty()) {

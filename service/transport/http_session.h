@@ -63,9 +63,11 @@
 #include "service/policy/destination_policy.h"
 #include "service/transport/dns_cache.h"
 #include "service/transport/exchange_abort.h"
+#include "service/transport/proxy_tunnel.h"
 #include "service/transport/response_head.h"
 #include "service/transport/session_observer.h"
 #include "service/transport/tls_session_store.h"
+#include "service/transport/tls_trust.h"
 #include "service/transport/upstream_failure.h"
 #include "service/transport/upstream_stream.h"
 
@@ -91,6 +93,12 @@ class ClientOwner {
   virtual void OnSocketClosing() = 0;
   // Before each TLS handshake.
   virtual void PrepareTls(SSL* ssl) = 0;
+  // Where a new connection goes instead of the origin (an upstream proxy's
+  // address, or its name without a DnsCache, and port), or nullptr.
+  virtual const std::pair<std::string, int>* ProxyHop() = 0;
+  // https through a proxy: asks it for a tunnel to the origin on the
+  // connected socket `fd`; false when there is none (the owner knows why).
+  virtual bool OpenProxyTunnel(int fd) = 0;
 
  protected:
   ~ClientOwner() = default;
@@ -126,6 +134,25 @@ struct SessionOptions {
   // https: where TLS sessions are saved and offered for resumption, shared by
   // every session of the process; nullptr: every handshake is a full one.
   TlsSessionStore* tls_sessions = nullptr;
+
+  // What an origin entry (admission/origin_table.h) may set besides:
+  // https: the roots instead of trust_store, kept alive by the session.
+  std::shared_ptr<const TrustStore> origin_trust;
+  // https: the certificate presented when the upstream asks for one.
+  std::shared_ptr<const ClientIdentity> client_identity;
+  // https: the name sent in SNI and verified in the certificate, instead of
+  // the origin's host.
+  std::string sni;
+  // Sessions made with other options than the service-wide ones are pooled
+  // apart: pool_key() is the origin's key and this tag. Empty: the
+  // service-wide sessions.
+  std::string pool_tag;
+  // The upstream proxy the sessions go through; nullptr: direct.
+  std::shared_ptr<const UpstreamProxy> proxy;
+  // When set, replace the pool's keep-alive timeout and idle sessions per
+  // origin for these sessions.
+  std::optional<std::chrono::nanoseconds> keepalive_timeout;
+  std::optional<size_t> max_idle;
 };
 
 // No idle timeout: only the deadline bounds the wait for the upstream.
@@ -201,6 +228,9 @@ class HttpSession final : public internal::ClientOwner {
   std::string Describe() const;
   // origin().Key(), made once.
   const std::string& key() const { return key_; }
+  // Where the pool keeps the session: key(), and the options' pool_tag.
+  const std::string& pool_key() const { return pool_key_; }
+  const SessionOptions& options() const { return options_; }
 
   // False when the session's idle connection can no longer serve a request:
   // the upstream closed or reset it, or sent bytes nobody asked for (a TLS
@@ -226,6 +256,13 @@ class HttpSession final : public internal::ClientOwner {
   void OnSocketClosing() override { abort_.OnSocketClosing(); }
   // Before each handshake: offers a saved session of the origin.
   void PrepareTls(SSL* ssl) override;
+  const std::pair<std::string, int>* ProxyHop() override {
+    return options_.proxy != nullptr ? &proxy_hop_ : nullptr;
+  }
+  bool OpenProxyTunnel(int fd) override;
+  // A proxied attempt's failure: the proxy's, when it was the proxy that
+  // failed or refused.
+  void ClassifyProxyFailure(Attempt& attempt) const;
   // OpenSSL's new-session callback: saves the session for resumption.
   static int OnNewTlsSession(SSL* ssl, SSL_SESSION* session);
   // OpenSSL's info callback: notes when a handshake begins.
@@ -268,6 +305,7 @@ class HttpSession final : public internal::ClientOwner {
   const Origin origin_;
   const std::string key_;
   const SessionOptions options_;
+  const std::string pool_key_;
   const Clock& clock_;
   SessionObserver& observer_;
   // Aborts of the exchange in progress; outlives client_, which reports to it.
@@ -282,7 +320,11 @@ class HttpSession final : public internal::ClientOwner {
   long verify_result_ = 0;
   std::string pinned_address_;
   std::vector<std::string> candidates_;  // policy-checked; [0] is tried first
-  MonoTime pinned_until_;                // re-resolve from then on
+  // With a proxy: its address (or name) and port, connected to instead of
+  // the origin; and the attempt in progress, which a tunnel reports to.
+  std::pair<std::string, int> proxy_hop_;
+  Attempt* attempt_ = nullptr;
+  MonoTime pinned_until_;  // re-resolve from then on
   // Sockets the client has opened; bumped from httplib's socket callback, which
   // runs on the thread that calls Exchange.
   int64_t connections_opened_ = 0;

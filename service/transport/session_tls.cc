@@ -36,8 +36,14 @@ std::unique_ptr<httplib::ClientImpl> HttpSession::NewTlsClient() {
   ssl->enable_server_certificate_verification(false);
   SSL_CTX_set_min_proto_version(context, options_.tls_min_version);
   if (options_.verify_tls) {
-    VerifyDuringHandshake(context, options_.trust_store, origin_.host,
-                          &verify_result_);
+    VerifyDuringHandshake(
+        context,
+        options_.origin_trust != nullptr ? options_.origin_trust->get()
+                                         : options_.trust_store,
+        options_.sni.empty() ? origin_.host : options_.sni, &verify_result_);
+  }
+  if (options_.client_identity != nullptr) {
+    options_.client_identity->Use(context);
   }
   SSL_CTX_set_ex_data(context, SessionIndex(), this);
   SSL_CTX_set_info_callback(context, &HttpSession::OnTlsInfo);
@@ -68,14 +74,17 @@ int HttpSession::OnNewTlsSession(SSL* ssl, SSL_SESSION* tls_session) {
   if (session == nullptr || session->options_.tls_sessions == nullptr) {
     return 0;  // OpenSSL keeps its reference
   }
-  session->options_.tls_sessions->Save(session->key_, tls_session);
+  session->options_.tls_sessions->Save(session->pool_key_, tls_session);
   return 1;  // the store took the reference
 }
 
 void HttpSession::PrepareTls(SSL* ssl) {
   handshake_resumed_ = false;
+  if (!options_.sni.empty()) {
+    SSL_set_tlsext_host_name(ssl, options_.sni.c_str());
+  }
   if (options_.tls_sessions == nullptr) return;
-  SSL_SESSION* saved = options_.tls_sessions->Take(key_);
+  SSL_SESSION* saved = options_.tls_sessions->Take(pool_key_);
   if (saved == nullptr) return;
   SSL_set_session(ssl, saved);  // takes its own reference
   SSL_SESSION_free(saved);

@@ -72,7 +72,8 @@ absl::StatusCode FailureCode(UpstreamFailure failure) {
 bool IsConnectFailure(UpstreamFailure failure) {
   return failure == UpstreamFailure::kConnectTimeout ||
          failure == UpstreamFailure::kConnectDeadline ||
-         failure == UpstreamFailure::kConnectRefused;
+         failure == UpstreamFailure::kConnectRefused ||
+         failure == UpstreamFailure::kProxyConnectFailed;
 }
 
 bool MayBeStaleConnection(UpstreamFailure failure) {
@@ -116,6 +117,10 @@ ErrorReason FailureReason(UpstreamFailure failure) {
       return ErrorReason::kTlsVerifyFailed;
     case UpstreamFailure::kTlsHandshakeFailed:
       return ErrorReason::kTlsHandshakeFailed;
+    case UpstreamFailure::kProxyConnectFailed:
+      return ErrorReason::kProxyConnectFailed;
+    case UpstreamFailure::kProxyRefused:
+      return ErrorReason::kProxyRefused;
   }
   return ErrorReason::kUpstreamFailed;
 }
@@ -158,6 +163,10 @@ const char* UpstreamFailureName(UpstreamFailure failure) {
       return "tls_verify_failed";
     case UpstreamFailure::kTlsHandshakeFailed:
       return "tls_handshake_failed";
+    case UpstreamFailure::kProxyConnectFailed:
+      return "proxy_connect_failed";
+    case UpstreamFailure::kProxyRefused:
+      return "proxy_refused";
     case UpstreamFailure::kOther:
       return "other";
   }
@@ -231,6 +240,19 @@ absl::Status FailureText(UpstreamFailure failure, const AttemptFacts& facts,
           "%s: TLS handshake failed%s%s", where, reason != nullptr ? ": " : "",
           reason != nullptr ? reason : ""));
     }
+    case UpstreamFailure::kProxyConnectFailed:
+      return absl::UnavailableError(absl::StrFormat(
+          "%s: upstream proxy %s failed: %s", where, scene.proxy,
+          scene.proxy_detail.empty() ? "connection refused or unreachable"
+                                     : scene.proxy_detail));
+    case UpstreamFailure::kProxyRefused:
+      return absl::UnavailableError(absl::StrFormat(
+          "%s: upstream proxy %s refused the request with status %d%s", where,
+          scene.proxy, scene.proxy_status,
+          scene.proxy_status == 407
+              ? " (Proxy Authentication Required: check the entry's "
+                "proxy.credentials_file)"
+              : ""));
     case UpstreamFailure::kOther:
       break;
   }
@@ -250,6 +272,15 @@ absl::Status FailureStatus(UpstreamFailure failure, const AttemptFacts& facts,
   // head have their reasons already.
   if (failure == UpstreamFailure::kAbandoned || ReasonOf(status)) {
     return status;
+  }
+  if (failure == UpstreamFailure::kProxyConnectFailed ||
+      failure == UpstreamFailure::kProxyRefused) {
+    const std::string proxy_status =
+        scene.proxy_status > 0 ? absl::StrCat(scene.proxy_status) : "";
+    return WithReason(std::move(status), FailureReason(failure),
+                      {{"origin", scene.origin},
+                       {"proxy", scene.proxy},
+                       {"proxy_status", proxy_status}});
   }
   return WithReason(std::move(status), FailureReason(failure),
                     {{"origin", scene.origin}, {"address", scene.address}});

@@ -39,6 +39,8 @@ enum class UpstreamFailure {
   kTlsNameMismatch,       // the certificate is not for the host
   kTlsVerifyFailed,       // the certificate chain did not verify
   kTlsHandshakeFailed,    // any other TLS failure
+  kProxyConnectFailed,    // the upstream proxy: no connection, or no answer
+  kProxyRefused,          // the upstream proxy answered with an error
   kOther,                 // an httplib error not listed above
 };
 
@@ -87,6 +89,9 @@ struct FailureScene {
   std::chrono::nanoseconds idle_timeout{0};    // --stream_idle_timeout
   absl::Status head_error;      // kBadHead: what was wrong with the head
   absl::Status abandon_status;  // kAbandoned: the sink's own status
+  std::string proxy;            // an upstream proxy's URL, when one is used
+  int proxy_status = 0;         // kProxyRefused: the proxy's answer
+  std::string proxy_detail;     // kProxyConnectFailed: what went wrong
 };
 
 // The status a failed attempt is answered with, worded for the caller, with
