@@ -41,6 +41,9 @@ struct CallPlan {
   const UpstreamRequest& request;
   const Deadline& deadline;
   ExchangeCanceller& canceller;
+  // The sessions the call uses: its origin entry's (admission/origin_table.h);
+  // nullptr: the service-wide ones.
+  const SessionOptions* session_options = nullptr;
   // For DoStream: the longest silence from the upstream.
   std::chrono::nanoseconds idle_timeout = kNoIdleTimeout;
   // Whether an answer is retried, given its head and the answers so far

@@ -31,7 +31,8 @@ absl::StatusOr<ExchangeSummary> EgressWorker::Perform(const CallPlan& call,
                                                       ResponseSink& sink) {
   Serving serving(*this, call.canceller);
   return PerformCall(call, sink, [&](SessionUse use) {
-    SessionLease session = sessions_.Lease(call.request.origin);
+    SessionLease session =
+        sessions_.Lease(call.request.origin, call.session_options);
     ExchangeOutcome outcome = use(*session);
     if (session->state() == HttpSession::State::kBroken) {
       NoteBroken(*session, outcome.status);

@@ -2,6 +2,8 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
+
 namespace egress {
 
 // Invariant: while lent_, kept_ is the session of the live SessionLease and
@@ -32,12 +34,16 @@ absl::AnyInvocable<void()> SessionCache::DemoteKept() {
   };
 }
 
-HttpSession& SessionCache::Acquire(const Origin& origin) {
-  if (kept_ != nullptr && kept_->origin() == origin) {
+HttpSession& SessionCache::Acquire(const Origin& origin,
+                                   const SessionOptions* route) {
+  const SessionOptions& options = route != nullptr ? *route : options_.session;
+  if (kept_ != nullptr && kept_->origin() == origin &&
+      kept_->options().pool_tag == options.pool_tag) {
     // The hit path: no lock, no syscall. (httplib itself checks the socket
     // before it writes the request, and reconnects when the upstream closed
     // it: no request is lost to that either.)
-    if (clock_.Now() - kept_->last_used() > options_.keepalive_timeout) {
+    if (clock_.Now() - kept_->last_used() >
+        options.keepalive_timeout.value_or(options_.keepalive_timeout)) {
       DropKept(DropReason::kIdle);
     } else {
       observer_.OnPoolChange(kept_->key(), -1, +1);
@@ -47,13 +53,14 @@ HttpSession& SessionCache::Acquire(const Origin& origin) {
   }
   ParkKept();
   const std::string key = origin.Key();
-  kept_ = shared_.Take(key);
+  kept_ = shared_.Take(options.pool_tag.empty()
+                           ? key
+                           : absl::StrCat(key, "#", options.pool_tag));
   if (kept_ != nullptr) {
     observer_.OnPoolChange(key, -1, +1);
     observer_.OnLease(LeaseSource::kShared);
   } else {
-    kept_ = std::make_unique<HttpSession>(origin, options_.session, clock_,
-                                          observer_);
+    kept_ = std::make_unique<HttpSession>(origin, options, clock_, observer_);
     observer_.OnPoolChange(key, 0, +1);
     observer_.OnLease(LeaseSource::kNew);
   }
@@ -64,8 +71,9 @@ SessionLease::~SessionLease() {
   if (cache_ != nullptr) cache_->Release(*session_);
 }
 
-SessionLease SessionCache::Lease(const Origin& origin) {
-  HttpSession& session = Acquire(origin);
+SessionLease SessionCache::Lease(const Origin& origin,
+                                 const SessionOptions* route) {
+  HttpSession& session = Acquire(origin, route);
   lent_ = true;
   return SessionLease(*this, session);
 }

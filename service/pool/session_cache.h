@@ -81,11 +81,15 @@ class SessionCache {
   SessionCache(const SessionCache&) = delete;
   SessionCache& operator=(const SessionCache&) = delete;
 
-  // Lends a session for `origin`: the worker's own when it is for `origin`
-  // and fresh (else it is dropped as kIdle); else one from the shared tier
-  // (whose connection the upstream has not closed); else a new one. A kept
-  // session of another origin is parked in the shared tier first.
-  SessionLease Lease(const Origin& origin);
+  // Lends a session for `origin`, made with `route` (an origin entry's
+  // options, pooled apart by their pool_tag; nullptr: the cache's own): the
+  // worker's own when it is for `origin` and `route` and fresh (else it is
+  // dropped as kIdle); else one from the shared tier (whose connection the
+  // upstream has not closed); else a new one. A kept session of another
+  // origin is parked in the shared tier first. (A new session copies
+  // `route`.)
+  SessionLease Lease(const Origin& origin,
+                     const SessionOptions* route = nullptr);
 
   // Parks the worker's session in the shared tier. The worker calls this
   // when it has been idle for a maintenance interval, and when it retires.
@@ -105,7 +109,7 @@ class SessionCache {
 
  private:
   friend class SessionLease;
-  HttpSession& Acquire(const Origin& origin);
+  HttpSession& Acquire(const Origin& origin, const SessionOptions* route);
   void Release(HttpSession& session);
 
   const SessionCacheOptions options_;

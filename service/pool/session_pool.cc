@@ -61,12 +61,14 @@ SessionPool::Shard& SessionPool::ShardOf(const std::string& key) {
 }
 
 bool SessionPool::Expired(const Entry& entry, MonoTime now) const {
-  return now - entry.session->last_used() > options_.keepalive_timeout;
+  return now - entry.session->last_used() >
+         entry.session->options().keepalive_timeout.value_or(
+             options_.keepalive_timeout);
 }
 
 std::unique_ptr<HttpSession> SessionPool::Remove(Shard& shard,
                                                  List::iterator it) {
-  auto found = shard.by_origin.find(it->session->key());
+  auto found = shard.by_origin.find(it->session->pool_key());
   std::deque<List::iterator>& mine = found->second;
   // Take removes the newest, eviction and expiry the oldest: no search then.
   if (mine.back() == it) {
@@ -78,6 +80,9 @@ std::unique_ptr<HttpSession> SessionPool::Remove(Shard& shard,
   }
   if (mine.empty()) shard.by_origin.erase(found);
   std::unique_ptr<HttpSession> session = std::move(it->session);
+  if (session->options().keepalive_timeout.has_value()) {
+    --shard.own_keepalive;
+  }
   shard.lru.erase(it);
   idle_.fetch_sub(1, std::memory_order_relaxed);
   return session;
@@ -117,11 +122,16 @@ std::unique_ptr<HttpSession> SessionPool::Take(const std::string& key) {
 
 void SessionPool::Park(std::unique_ptr<HttpSession> session) {
   std::unique_ptr<HttpSession> evicted;
-  Shard& shard = ShardOf(session->key());
+  Shard& shard = ShardOf(session->pool_key());
+  const size_t max_idle =
+      session->options().max_idle.value_or(options_.max_idle_per_origin);
   {
     std::lock_guard<std::mutex> lock(shard.mu);
     const MonoTime used = session->last_used();
-    std::deque<List::iterator>& mine = shard.by_origin[session->key()];
+    if (session->options().keepalive_timeout.has_value()) {
+      ++shard.own_keepalive;
+    }
+    std::deque<List::iterator>& mine = shard.by_origin[session->pool_key()];
     // Kept in the order of last use (a session is parked soon after its
     // use, so this is nearly always the end).
     List::iterator at = shard.lru.end();
@@ -137,7 +147,7 @@ void SessionPool::Park(std::unique_ptr<HttpSession> session) {
     }
     mine.insert(mine_at, at);
     idle_.fetch_add(1, std::memory_order_relaxed);
-    if (mine.size() > options_.max_idle_per_origin) {
+    if (mine.size() > max_idle) {
       evicted = Remove(shard, mine.front());
     }
   }
@@ -178,9 +188,16 @@ size_t SessionPool::DropExpired() {
     {
       std::lock_guard<std::mutex> lock(shard->mu);
       const MonoTime now = clock_.Now();
-      // Least recently used first: stop at the first fresh one.
-      while (!shard->lru.empty() && Expired(shard->lru.front(), now)) {
-        expired.push_back(Remove(*shard, shard->lru.begin()));
+      // Least recently used first: stop at the first fresh one, unless
+      // some sessions have keep-alive timeouts of their own (origin entries).
+      for (auto it = shard->lru.begin(); it != shard->lru.end();) {
+        if (Expired(*it, now)) {
+          expired.push_back(Remove(*shard, it++));
+        } else if (shard->own_keepalive > 0) {
+          ++it;
+        } else {
+          break;
+        }
       }
     }
     for (std::unique_ptr<HttpSession>& session : expired) {

@@ -84,14 +84,15 @@ class SessionPool {
   SessionPool(const SessionPool&) = delete;
   SessionPool& operator=(const SessionPool&) = delete;
 
-  // The most recently used idle session of origin `key` (Origin::Key())
+  // The most recently used idle session of `key` (HttpSession::pool_key())
   // that is still fresh and whose connection the upstream has not closed, or
   // nullptr. Stale ones met on the way are dropped (kIdle, kUpstreamClosed).
   // The caller owns the result and reports it busy.
   std::unique_ptr<HttpSession> Take(const std::string& key);
 
   // Parks an idle session (state kReady) for any worker to take. Over
-  // max_idle_per_origin or max_idle_connections, the least recently used
+  // max_idle_per_origin (or the session's own max_idle) or
+  // max_idle_connections, the least recently used
   // session (of the origin, or of all) is dropped as kEvicted.
   void Park(std::unique_ptr<HttpSession> session);
 
@@ -119,6 +120,8 @@ class SessionPool {
     // Origin key → its sessions in lru, least recently used first.
     absl::flat_hash_map<std::string, std::deque<List::iterator>>
         by_origin;  // guarded by mu
+    // Sessions in lru with a keep-alive timeout of their own.
+    size_t own_keepalive = 0;  // guarded by mu
   };
 
   Shard& ShardOf(const std::string& key);

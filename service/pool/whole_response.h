@@ -31,6 +31,8 @@ class WholeResponseSink final : public ResponseSink {
   bool OnHead(UpstreamHead head, std::optional<uint64_t> body_length) override;
   bool OnBody(const char* data, size_t size) override;
   absl::Status AbortStatus() const override { return abort_; }
+  // The answer's HTTP status once its head arrived, else 0.
+  int http_status() const { return response_.status; }
 
   // The response, with the call's final attempts, upstream time and
   // Retry-After wait. Once, after the exchanges succeeded.
