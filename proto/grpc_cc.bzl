@@ -5,7 +5,7 @@ downloaded here; this macro runs Debian's protoc and grpc_cpp_plugin in a genrul
 and wraps the generated files in a cc_library.
 """
 
-def cc_grpc_library(name, src, grpc = True, deps = [], **kwargs):
+def cc_grpc_library(name, src, grpc = True, deps = [], imports = [], **kwargs):
     """Generates <src>.pb.{h,cc} (and .grpc.pb.{h,cc} when grpc) into a cc_library.
 
     Args:
@@ -14,6 +14,7 @@ def cc_grpc_library(name, src, grpc = True, deps = [], **kwargs):
         root and /usr/include (well-known types).
       grpc: whether to generate the service stubs too.
       deps: cc_grpc_library targets of imported protos.
+      imports: the imported .proto files of other packages (exported there).
       **kwargs: passed to the cc_library (visibility, ...).
     """
     base = src[:-len(".proto")]
@@ -26,7 +27,7 @@ def cc_grpc_library(name, src, grpc = True, deps = [], **kwargs):
         grpc_flags = "--grpc_out=$(GENDIR) --plugin=protoc-gen-grpc=/usr/bin/grpc_cpp_plugin "
     native.genrule(
         name = name + "_gen",
-        srcs = [src],
+        srcs = [src] + imports,
         outs = outs,
         cmd = ("/usr/bin/protoc -I. -I/usr/include --cpp_out=$(GENDIR) " + grpc_flags +
                pkg + "/" + src),
