@@ -58,9 +58,18 @@ InflightLimits::~InflightLimits() {
 }
 
 bool InflightLimits::OriginFull(const std::string& origin) const {
-  if (options_.max_per_origin == 0) return false;
   auto it = origins_.find(origin);
-  return it != origins_.end() && it->second.inflight >= options_.max_per_origin;
+  if (it == origins_.end()) return false;
+  const size_t limit = it->second.limit.value_or(options_.max_per_origin);
+  return limit != 0 && it->second.inflight >= limit;
+}
+
+std::string InflightLimits::OriginLimitText(const std::string& origin) const {
+  auto it = origins_.find(origin);
+  if (it != origins_.end() && it->second.limit.has_value()) {
+    return absl::StrCat("its origins entry's max_inflight=", *it->second.limit);
+  }
+  return absl::StrCat("--max_inflight_per_origin=", options_.max_per_origin);
 }
 
 bool InflightLimits::CallerFull(const std::string& caller, size_t limit) const {
@@ -78,8 +87,14 @@ void InflightLimits::NotifyWaiting() {
 uint64_t InflightLimits::Acquire(const std::string& origin,
                                  const std::string& caller, size_t caller_limit,
                                  const Deadline& deadline, Done done,
-                                 std::atomic<uint64_t>* waiting_id) {
+                                 std::atomic<uint64_t>* waiting_id,
+                                 std::optional<size_t> origin_limit) {
   std::unique_lock<std::mutex> lock(mu_);
+  if (origin_limit.has_value()) {
+    origins_[origin].limit = origin_limit;
+  } else if (auto it = origins_.find(origin); it != origins_.end()) {
+    it->second.limit.reset();
+  }
   const bool origin_full = OriginFull(origin);
   const bool caller_full = CallerFull(caller, caller_limit);
   if (!origin_full && !caller_full) {
@@ -94,9 +109,9 @@ uint64_t InflightLimits::Acquire(const std::string& origin,
   if (key.waiting.size() >= options_.max_waiting) {
     const std::string why =
         queue == Queue::kOrigin
-            ? absl::StrCat("origin ", origin, " has --max_inflight_per_origin=",
-                           options_.max_per_origin, " calls in flight and ",
-                           key.waiting.size(), " waiting (--max_queue)")
+            ? absl::StrCat("origin ", origin, " has ", OriginLimitText(origin),
+                           " calls in flight and ", key.waiting.size(),
+                           " waiting (--max_queue)")
             : absl::StrCat("caller ", caller, " has its limit of ",
                            caller_limit,
                            " calls in flight (--max_inflight_per_caller or "
@@ -284,9 +299,8 @@ void InflightLimits::ExpireWaiting() {
       if (by_origin) {
         Unqueue(origins_[w->origin], w.get());
         --waiting_origins_;
-        limit =
-            absl::StrCat("origin ", w->origin, " (--max_inflight_per_origin=",
-                         options_.max_per_origin, " in flight)");
+        limit = absl::StrCat("origin ", w->origin, " (",
+                             OriginLimitText(w->origin), " in flight)");
       } else {
         Unqueue(callers_[w->caller], w.get());
         --waiting_callers_;

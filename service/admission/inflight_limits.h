@@ -31,6 +31,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -98,9 +99,12 @@ class InflightLimits {
   // `caller_limit` its limit, 0 for none). When the call has to wait, its id
   // for Cancel is stored in `*waiting_id` (when given) before `done` can run
   // on another thread. Returns that id, or 0 when `done` already ran.
+  // `origin_limit`, when given, replaces max_per_origin for `origin` (its
+  // origins entry's max_inflight; 0 for none).
   uint64_t Acquire(const std::string& origin, const std::string& caller,
                    size_t caller_limit, const Deadline& deadline, Done done,
-                   std::atomic<uint64_t>* waiting_id = nullptr);
+                   std::atomic<uint64_t>* waiting_id = nullptr,
+                   std::optional<size_t> origin_limit = std::nullopt);
 
   // The call `id` gave up (its caller cancelled): `done` gets CANCELLED, if
   // it still waits.
@@ -132,11 +136,15 @@ class InflightLimits {
   struct Key {
     size_t inflight = 0;
     std::deque<std::shared_ptr<Waiter>> waiting;
+    // An origin's own limit (the last Acquire's origin_limit).
+    std::optional<size_t> limit;
   };
   using Ready = std::vector<std::pair<Done, absl::StatusOr<InflightSlot>>>;
 
   void Release(const std::string& origin, const std::string& caller);
   bool OriginFull(const std::string& origin) const;
+  // "--max_inflight_per_origin=N", or the origin's own limit, for messages.
+  std::string OriginLimitText(const std::string& origin) const;
   bool CallerFull(const std::string& caller, size_t limit) const;
   // Starts what the freed slots of `origin` and `caller` allow.
   void Admit(const std::string& origin, const std::string& caller,
