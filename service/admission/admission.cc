@@ -4,7 +4,9 @@
 #include <utility>
 
 #include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "service/base/error_details.h"
 
 namespace egress {
 
@@ -62,6 +64,19 @@ absl::StatusOr<Admitted> Admission::Admit(
         upstream->origin.host, upstream->origin.port, caller.rules.get());
     if (!allowed.ok()) return allowed;
   }
+  std::shared_ptr<const OriginRoute> route;
+  if (options_.origins != nullptr) {
+    route = options_.origins->RouteFor(upstream->origin);
+    if (options_.ejection != nullptr) {
+      absl::Status ejected = options_.ejection->Admit(
+          record.origin, route->entry, route->ejection);
+      if (!ejected.ok()) return ejected;
+    }
+    if (!route->inject.empty()) {
+      absl::Status injected = Inject(*route, caller.identity, *upstream);
+      if (!injected.ok()) return injected;
+    }
+  }
   CallTimeouts timeouts;
   timeouts.requested = upstream->timeout;
   timeouts.grpc_remaining = GrpcRemaining(context);
@@ -87,7 +102,41 @@ absl::StatusOr<Admitted> Admission::Admit(
           ? *caller.rules->max_inflight
           : options_.max_inflight_per_caller;
   return Admitted{std::make_shared<UpstreamRequest>(*std::move(upstream)),
-                  *deadline, caller_limit, std::move(budget)};
+                  *deadline, caller_limit, std::move(budget), std::move(route)};
+}
+
+absl::Status Admission::Inject(const OriginRoute& route,
+                               absl::string_view identity,
+                               UpstreamRequest& request) {
+  for (const InjectedHeader& header : route.inject) {
+    if (!header.AppliesTo(identity)) continue;
+    const auto own = std::find_if(
+        request.headers.begin(), request.headers.end(), [&](const auto& h) {
+          return absl::EqualsIgnoreCase(h.first, header.name);
+        });
+    if (own != request.headers.end()) {
+      if (header.caller_may_set) continue;  // the caller's own wins
+      return WithFieldViolation(
+          absl::InvalidArgumentError(
+              absl::StrCat("header ", header.name, " is set by egress for ",
+                           request.origin.Key(), " (", route.entry,
+                           "); the request may not set it")),
+          absl::StrCat("headers[", own - request.headers.begin(), "]"));
+    }
+    absl::StatusOr<std::string> value = header.value->Value();
+    if (!value.ok()) {
+      // The message names the file, never a value.
+      return WithReason(
+          absl::FailedPreconditionError(absl::StrCat(
+              "the value of header ", header.name, " that ", route.entry,
+              " injects cannot be read: ", value.status().message(),
+              "; the upstream was not contacted")),
+          ErrorReason::kCredentialUnavailable,
+          {{"origin", request.origin.Key()}, {"header", header.name}});
+    }
+    request.headers.emplace_back(header.name, *std::move(value));
+  }
+  return absl::OkStatus();
 }
 
 absl::Status Admission::CheckTaken(const grpc::CallbackServerContext& context,

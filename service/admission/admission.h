@@ -14,6 +14,8 @@
 #include "absl/status/statusor.h"
 #include "proto/egress/v1/egress.grpc.pb.h"
 #include "service/admission/caller_auth.h"
+#include "service/admission/origin_table.h"
+#include "service/admission/outlier_ejection.h"
 #include "service/admission/request_validation.h"
 #include "service/base/call_context.h"
 #include "service/base/clock.h"
@@ -42,6 +44,11 @@ struct AdmissionOptions {
   // Which hosts and ports may be reached (addresses are checked by the
   // sessions); nullptr allows every host and port.
   const DestinationPolicy* policy = nullptr;
+  // Each origin's entry (origin_table.h): its injected headers and its
+  // sessions; nullptr: the service-wide settings for every origin.
+  const OriginRoutes* origins = nullptr;
+  // Refuses calls to ejected origins; nullptr: no ejection.
+  OutlierEjection* ejection = nullptr;
   // Send the caller's x-request-id (or the generated one), traceparent and
   // tracestate upstream as headers (--forward_trace_context).
   bool forward_trace_context = defaults::kForwardTraceContext;
@@ -58,6 +65,9 @@ struct Admitted {
   // stream's buffers) from admission; Do's response body as it grows. The
   // call keeps it until it is done (after its answer is sent).
   std::unique_ptr<BudgetLease> budget;
+  // The origin's entry as it was when the call was admitted (a reload does
+  // not change it); nullptr without AdmissionOptions::origins.
+  std::shared_ptr<const OriginRoute> route;
 };
 
 class Admission {
@@ -69,7 +79,9 @@ class Admission {
 
   // Admits `request` or says why not (UNAUTHENTICATED, INVALID_ARGUMENT,
   // RESOURCE_EXHAUSTED for a body over a limit or over what is left of
-  // --max_buffered_bytes, PERMISSION_DENIED, DEADLINE_EXCEEDED), filling
+  // --max_buffered_bytes, PERMISSION_DENIED, DEADLINE_EXCEEDED, UNAVAILABLE
+  // for an ejected origin, INVALID_ARGUMENT for a header its entry injects,
+  // FAILED_PRECONDITION when an injected header's file cannot be read), filling
   // `record` with what it learns (method, url, identity, origin). `owned` is
   // `request` itself when the service owns it (Do's, see EgressService), so
   // that an admitted body is moved instead of copied; nullptr otherwise.
@@ -89,6 +101,11 @@ class Admission {
       const grpc::CallbackServerContext& context) const;
 
  private:
+  // Adds the headers `route` injects for `identity` to `request`.
+  static absl::Status Inject(const OriginRoute& route,
+                             absl::string_view identity,
+                             UpstreamRequest& request);
+
   const AdmissionOptions options_;
   const Clock& clock_;
 };

@@ -31,16 +31,17 @@ absl::StatusOr<std::unique_ptr<CallerAuth>> CallerAuth::Create(
   std::unique_ptr<CallerAuth> auth(
       new CallerAuth(std::move(tokens_file), std::move(identity_hosts_file),
                      std::move(identity_hosts)));
-  absl::StatusOr<std::shared_ptr<const Snapshot>> loaded = auth->Load();
+  absl::StatusOr<std::shared_ptr<const Snapshot>> loaded =
+      auth->Load(auth->static_hosts_);
   if (!loaded.ok()) return loaded.status();
   auth->snapshot_ = *std::move(loaded);
   return auth;
 }
 
-absl::StatusOr<std::shared_ptr<const CallerAuth::Snapshot>> CallerAuth::Load()
-    const {
+absl::StatusOr<std::shared_ptr<const CallerAuth::Snapshot>> CallerAuth::Load(
+    const std::map<std::string, IdentityEntry>& static_hosts) const {
   auto snapshot = std::make_shared<Snapshot>();
-  for (const auto& [identity, entry] : static_hosts_) {
+  for (const auto& [identity, entry] : static_hosts) {
     const std::string where =
         absl::StrCat("--config: identity_hosts[\"", identity, "\"]");
     absl::Status valid = ValidateIdentity(identity);
@@ -102,11 +103,28 @@ absl::StatusOr<std::shared_ptr<const CallerAuth::Snapshot>> CallerAuth::Load()
 }
 
 absl::Status CallerAuth::Reload() {
-  absl::StatusOr<std::shared_ptr<const Snapshot>> loaded = Load();
-  if (!loaded.ok()) return loaded.status();
-  std::lock_guard<std::mutex> lock(mu_);
-  snapshot_ = *std::move(loaded);
+  std::map<std::string, IdentityEntry> hosts;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    hosts = static_hosts_;
+  }
+  absl::StatusOr<Prepared> prepared = Prepare(std::move(hosts));
+  if (!prepared.ok()) return prepared.status();
+  Commit(*std::move(prepared));
   return absl::OkStatus();
+}
+
+absl::StatusOr<CallerAuth::Prepared> CallerAuth::Prepare(
+    std::map<std::string, IdentityEntry> identity_hosts) const {
+  absl::StatusOr<std::shared_ptr<const Snapshot>> loaded = Load(identity_hosts);
+  if (!loaded.ok()) return loaded.status();
+  return Prepared{*std::move(loaded), std::move(identity_hosts)};
+}
+
+void CallerAuth::Commit(Prepared prepared) {
+  std::lock_guard<std::mutex> lock(mu_);
+  snapshot_ = std::move(prepared.snapshot);
+  static_hosts_ = std::move(prepared.identity_hosts);
 }
 
 std::shared_ptr<const CallerAuth::Snapshot> CallerAuth::snapshot() const {

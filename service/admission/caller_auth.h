@@ -82,10 +82,22 @@ class CallerAuth {
   }
   // Re-reads the files; on error keeps the entries it had.
   absl::Status Reload();
+  // A reload in two steps, so that it is one step of a larger one (the
+  // config file's): Prepare reads the files with `identity_hosts` (the
+  // config file's new entries) as the base, changing nothing; Commit makes
+  // the result current.
+  struct Snapshot;
+  struct Prepared {
+    std::shared_ptr<const Snapshot> snapshot;
+    std::map<std::string, IdentityEntry> identity_hosts;
+  };
+  absl::StatusOr<Prepared> Prepare(
+      std::map<std::string, IdentityEntry> identity_hosts) const;
+  void Commit(Prepared prepared);
 
   bool requires_token() const { return !tokens_file_.empty(); }
 
- private:
+  // (Public for Prepared; its fields are CallerAuth's business.)
   struct Snapshot {
     struct Token {
       unsigned char digest[32];
@@ -95,21 +107,23 @@ class CallerAuth {
     IdentityRuleMap rules;
   };
 
+ private:
   CallerAuth(std::string tokens_file, std::string identity_hosts_file,
              std::map<std::string, IdentityEntry> identity_hosts)
       : tokens_file_(std::move(tokens_file)),
         identity_hosts_file_(std::move(identity_hosts_file)),
         static_hosts_(std::move(identity_hosts)) {}
-  absl::StatusOr<std::shared_ptr<const Snapshot>> Load() const;
+  absl::StatusOr<std::shared_ptr<const Snapshot>> Load(
+      const std::map<std::string, IdentityEntry>& static_hosts) const;
   std::shared_ptr<const Snapshot> snapshot() const;
 
   const std::string tokens_file_;
   std::function<std::string(const std::string& peer)> peer_certificates_;
   bool peer_certificate_required_ = false;
   const std::string identity_hosts_file_;
-  const std::map<std::string, IdentityEntry> static_hosts_;
   mutable std::mutex mu_;
-  std::shared_ptr<const Snapshot> snapshot_;  // guarded by mu_
+  std::map<std::string, IdentityEntry> static_hosts_;  // guarded by mu_
+  std::shared_ptr<const Snapshot> snapshot_;           // guarded by mu_
 };
 
 }  // namespace egress

@@ -83,6 +83,7 @@ std::chrono::nanoseconds CallLog::Complete(const CallContext& r,
   const std::chrono::nanoseconds total = clock_.Now() - r.start;
   const double seconds = Seconds(total);
   metrics_.RecordCall(r.method, r.http_status, status.code(), seconds);
+  metrics_.RecordFailure(status);
   metrics_.requests_in_flight().Decrement();
   const std::string id = absl::StrCat("[", r.request_id, "] ");
   if (absl::IsPermissionDenied(status)) {

@@ -126,6 +126,7 @@ class EgressService::Call final : public grpc::ServerUnaryReactor {
                            call.request->origin.Key(), budget_.get());
     absl::StatusOr<ExchangeSummary> done =
         worker.Perform(service_.PlanFor(call, canceller_), sink);
+    service_.RecordVerdict(call, done.status(), sink.http_status());
     if (!done.ok()) return Answer(done.status());
     UpstreamResponse result = sink.Finish(*done);
     record_.attempts = result.attempts;
@@ -194,6 +195,7 @@ class EgressService::StreamCall final
     CallPlan plan = service_.PlanFor(call, canceller_);
     plan.idle_timeout = service_.options_.stream_idle_timeout;
     absl::StatusOr<ExchangeSummary> result = worker.Perform(plan, *this);
+    service_.RecordVerdict(call, result.status(), record_.http_status);
     if (result.ok()) {
       service_.metrics_.RecordUpstreamSeconds(origin_, RpcKind::kDoStream,
                                               Seconds(result->upstream_time));
@@ -320,9 +322,20 @@ RetryDecision EgressService::DecideAnswerRetry(const UpstreamRequest& request,
   return decision;
 }
 
+void EgressService::RecordVerdict(const Admitted& call,
+                                  const absl::Status& status, int http_status) {
+  OutlierEjection* ejection = options_.admission.ejection;
+  if (ejection == nullptr || call.route == nullptr) return;
+  ejection->Record(call.request->origin.Key(), call.route->ejection,
+                   VerdictOf(status, http_status));
+}
+
 CallPlan EgressService::PlanFor(const Admitted& call,
                                 ExchangeCanceller& canceller) {
   CallPlan plan{*call.request, call.deadline, canceller};
+  if (call.route != nullptr && call.route->own_sessions) {
+    plan.session_options = &call.route->session;
+  }
   // Most calls do not opt in to Retry-After retries: nothing to decide.
   if (call.request->retry.max_attempts > 1) {
     plan.decide_retry = [this, &call](const UpstreamHead& head, int answers) {
@@ -349,6 +362,8 @@ void EgressService::Start(CallT* call, const egress::v1::DoRequest& request,
   const std::string origin = admitted->request->origin.Key();
   const size_t caller_limit = admitted->caller_limit;
   const Deadline deadline = admitted->deadline;
+  const std::optional<size_t> origin_limit =
+      admitted->route != nullptr ? admitted->route->max_inflight : std::nullopt;
   auto begin = [this, call, admitted = *std::move(admitted)](
                    absl::StatusOr<InflightSlot> slot) mutable {
     if (!slot.ok()) return call->Answer(slot.status());
@@ -363,7 +378,8 @@ void EgressService::Start(CallT* call, const egress::v1::DoRequest& request,
   if (options_.limits == nullptr) return begin(InflightSlot());
   // After this, `call` may already be answered and gone: do not touch it.
   options_.limits->Acquire(origin, call->record().identity, caller_limit,
-                           deadline, std::move(begin), &call->waiting_id());
+                           deadline, std::move(begin), &call->waiting_id(),
+                           origin_limit);
 }
 
 grpc::ServerUnaryReactor* EgressService::Do(

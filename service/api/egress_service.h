@@ -82,6 +82,9 @@ class EgressService final : public egress::v1::EgressService::CallbackService {
   // The call's plan for the worker: its Retry-After retries decided by
   // DecideAnswerRetry when it opted in.
   CallPlan PlanFor(const Admitted& call, ExchangeCanceller& canceller);
+  // Tells outlier ejection how the call to its origin ended.
+  void RecordVerdict(const Admitted& call, const absl::Status& status,
+                     int http_status);
   RetryDecision DecideAnswerRetry(const UpstreamRequest& request,
                                   const UpstreamHead& answer, int answers,
                                   const Deadline& deadline);

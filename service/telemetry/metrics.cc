@@ -161,6 +161,32 @@ Metrics::Metrics(const std::vector<std::string>& origins)
                               "(--insecure_skip_verify).")
                         .Register(*registry_)
                         .Add({})),
+      failures_family_(
+          prometheus::BuildCounter()
+              .Name("egress_call_failures_total")
+              .Help("Calls that failed, by the ErrorInfo reason the caller "
+                    "got (docs/errors.md).")
+              .Register(*registry_)),
+      ejections_(prometheus::BuildCounter()
+                     .Name("egress_origin_ejections_total")
+                     .Help("Origins ejected after failing in a row (outlier "
+                           "ejection; a failed probe counts again).")
+                     .Register(*registry_)
+                     .Add({})),
+      origins_ejected_(prometheus::BuildGauge()
+                           .Name("egress_origins_ejected")
+                           .Help("Origins ejected now: calls to them fail at "
+                                 "once with ORIGIN_EJECTED.")
+                           .Register(*registry_)
+                           .Add({})),
+      reloads_family_(prometheus::BuildCounter()
+                          .Name("egress_config_reloads_total")
+                          .Help("Reloads of the config file (SIGHUP or a "
+                                "change), by result: applied, or refused (the "
+                                "old settings stay).")
+                          .Register(*registry_)),
+      reloads_ok_(reloads_family_.Add({{"result", "applied"}})),
+      reloads_refused_(reloads_family_.Add({{"result", "refused"}})),
       policy_denied_family_(
           prometheus::BuildCounter()
               .Name("egress_policy_denied_total")
@@ -197,6 +223,9 @@ Metrics::Metrics(const std::vector<std::string>& origins)
   for (int i = 1; i < kRetryOutcomeCount; ++i) {
     answer_retries_[i] = &answer_retries_family_.Add(
         {{"outcome", RetryOutcomeName(static_cast<RetryOutcome>(i))}});
+  }
+  for (const ErrorReasonDoc& doc : ErrorReasonDocs()) {
+    failures_.push_back(&failures_family_.Add({{"reason", doc.name}}));
   }
   // Every reason is present from the start, so a dashboard shows zeros, not
   // gaps.
@@ -300,6 +329,18 @@ void Metrics::RecordPolicyDenied(std::optional<PolicyRule> rule) {
 void Metrics::OnSessionDropped(DropReason reason) {
   sessions_active_.Decrement();
   recreations_[static_cast<int>(reason)]->Increment();
+}
+
+void Metrics::RecordFailure(const absl::Status& status) {
+  if (status.ok()) return;
+  const std::string reason = CallerReason(status);
+  const absl::Span<const ErrorReasonDoc> docs = ErrorReasonDocs();
+  for (size_t i = 0; i < docs.size(); ++i) {
+    if (reason == docs[i].name) {
+      failures_[i]->Increment();
+      return;
+    }
+  }
 }
 
 void Metrics::RecordCall(const std::string& method, int http_status,

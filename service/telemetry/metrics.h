@@ -30,6 +30,7 @@
 
 #include "absl/container/flat_hash_map.h"
 #include "absl/status/status.h"
+#include "service/base/error_details.h"
 #include "service/front/h2_guard.h"
 #include "service/policy/destination_policy.h"
 #include "service/pool/answer_retry.h"
@@ -109,6 +110,15 @@ class Metrics final : public SessionObserver {
   }
   // 1 while --insecure_skip_verify is on.
   prometheus::Gauge& tls_insecure_skip_verify() { return tls_insecure_; }
+  // A call that failed, by its ErrorInfo reason.
+  void RecordFailure(const absl::Status& status);
+  // Outlier ejection (admission/outlier_ejection.h).
+  void RecordEjection() { ejections_.Increment(); }
+  prometheus::Gauge& origins_ejected() { return origins_ejected_; }
+  // A reload of the config file: applied, or refused (the old one stays).
+  void RecordConfigReload(bool applied) {
+    (applied ? reloads_ok_ : reloads_refused_).Increment();
+  }
 
   // SessionObserver.
   void OnSessionCreated() override { sessions_active_.Increment(); }
@@ -188,6 +198,13 @@ class Metrics final : public SessionObserver {
   prometheus::Counter& tls_full_;
   prometheus::Counter& tls_resumed_;
   prometheus::Gauge& tls_insecure_;
+  prometheus::Family<prometheus::Counter>& failures_family_;
+  std::vector<prometheus::Counter*> failures_;  // by ErrorReasonDocs() index
+  prometheus::Counter& ejections_;
+  prometheus::Gauge& origins_ejected_;
+  prometheus::Family<prometheus::Counter>& reloads_family_;
+  prometheus::Counter& reloads_ok_;
+  prometheus::Counter& reloads_refused_;
   prometheus::Family<prometheus::Counter>& policy_denied_family_;
   prometheus::Family<prometheus::Counter>& stream_aborts_family_;
   std::array<prometheus::Counter*, kStreamAbortReasonCount> stream_aborts_;
