@@ -165,6 +165,24 @@ inline constexpr int kMaxRetryAttempts = 10;
 // read to keep its connection; past them, the exchange is abandoned (and the
 // connection closed).
 inline constexpr size_t kMaxDroppedBodyBytes = 64 << 10;
+// Outlier ejection, for origins whose entry does not say otherwise: the
+// consecutive connection failures (refused, timed out, reset before any
+// answer) that eject an origin (a few: one lost SYN is no outage), and the
+// 5xx answers (0: 5xx never ejects, since an API's 5xx is often the caller's
+// problem); the first ejection's length, doubled for each one in a row up to
+// the cap (Envoy's base is 30 s; 10 s lets a restarted upstream back sooner).
+inline constexpr int kEjectAfterFailures = 5;
+inline constexpr int kEjectAfter5xx = 0;
+inline constexpr std::chrono::seconds kEjectionBaseTime{10};
+inline constexpr std::chrono::seconds kEjectionMaxTime{300};
+// A probe call let through to an ejected origin that has not ended after
+// this long no longer holds back the next probe.
+inline constexpr std::chrono::seconds kEjectionProbeTimeout{30};
+// Origins with failures on record, at most (each a few dozen bytes).
+inline constexpr size_t kMaxEjectionOrigins = 10000;
+// How often the config file is looked at for a change (hot reload); SIGHUP
+// reloads at once.
+inline constexpr std::chrono::seconds kConfigPollInterval{2};
 
 }  // namespace defaults
 }  // namespace egress
