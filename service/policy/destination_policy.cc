@@ -302,17 +302,19 @@ void Explain(std::vector<std::string>* explain, const Parts&... parts) {
 absl::Status DestinationPolicy::CheckDestination(
     const std::string& host, int port, const CallerRules* caller,
     std::vector<std::string>* explain) const {
-  if (const std::string* hit = FirstMatch(host, options_.deny_hosts)) {
+  const std::shared_ptr<const PolicyOptions> held = current();
+  const PolicyOptions& options = *held;
+  if (const std::string* hit = FirstMatch(host, options.deny_hosts)) {
     Explain(explain, "--deny_hosts: \"", *hit, "\" matches: REFUSED");
     return Denied(absl::StrCat("host ", host), PolicyRule::kDenyHosts,
                   absl::StrCat("matches --deny_hosts entry ", *hit));
   }
-  Explain(explain, options_.deny_hosts.empty()
+  Explain(explain, options.deny_hosts.empty()
                        ? "--deny_hosts: empty"
                        : "--deny_hosts: no entry matches");
-  if (options_.allow_hosts.empty()) {
+  if (options.allow_hosts.empty()) {
     Explain(explain, "--allow_hosts: empty, every host allowed");
-  } else if (const std::string* hit = FirstMatch(host, options_.allow_hosts)) {
+  } else if (const std::string* hit = FirstMatch(host, options.allow_hosts)) {
     Explain(explain, "--allow_hosts: \"", *hit, "\" matches");
   } else {
     Explain(explain, "--allow_hosts: no entry matches: REFUSED");
@@ -334,7 +336,7 @@ absl::Status DestinationPolicy::CheckDestination(
                   "not among the hosts this caller may reach");
   }
   const bool own_ports = caller != nullptr && caller->ports.has_value();
-  const PortSet& ports = own_ports ? *caller->ports : options_.allow_ports;
+  const PortSet& ports = own_ports ? *caller->ports : options.allow_ports;
   if (ports.Contains(port) && explain == nullptr) return absl::OkStatus();
   // Refused, or explained: name the list.
   const std::string list = absl::StrCat(
@@ -351,11 +353,11 @@ absl::Status DestinationPolicy::CheckDestination(
 }
 
 std::optional<PolicyRule> DestinationPolicy::Refusal(
-    const in6_addr& address) const {
-  for (const Cidr& c : options_.deny_cidrs) {
+    const PolicyOptions& options, const in6_addr& address) {
+  for (const Cidr& c : options.deny_cidrs) {
     if (c.Contains(address)) return PolicyRule::kDenyCidrs;
   }
-  for (const Cidr& c : options_.allow_cidrs) {
+  for (const Cidr& c : options.allow_cidrs) {
     if (c.Contains(address)) return std::nullopt;
   }
   return ClassifyAddress(address);
@@ -363,17 +365,19 @@ std::optional<PolicyRule> DestinationPolicy::Refusal(
 
 absl::Status DestinationPolicy::CheckAddress(
     const std::string& address, std::vector<std::string>* explain) const {
+  const std::shared_ptr<const PolicyOptions> held = current();
+  const PolicyOptions& options = *held;
   in6_addr a;
   if (!ParseAddress(address, a)) {
     Explain(explain, "address ", address, ": not a numeric address: REFUSED");
     return Denied(absl::StrCat("address ", address), PolicyRule::kInvalid,
                   "not a numeric address");
   }
-  std::optional<PolicyRule> rule = Refusal(a);
+  std::optional<PolicyRule> rule = Refusal(options, a);
   // An IPv6 form that carries an IPv4 address is refused when that one is.
   if (!rule && !IsMapped(a)) {
     for (uint32_t v4 : EmbeddedV4(a)) {
-      if ((rule = Refusal(Mapped(v4)))) {
+      if ((rule = Refusal(options, Mapped(v4)))) {
         const std::string why = absl::StrCat("embeds ", AddressText(Mapped(v4)),
                                              ", a ", Describe(*rule));
         Explain(explain, "address ", AddressText(a), ": ", why, ": REFUSED");
@@ -384,7 +388,7 @@ absl::Status DestinationPolicy::CheckAddress(
   if (!rule) {
     if (explain != nullptr) {
       const bool listed =
-          std::any_of(options_.allow_cidrs.begin(), options_.allow_cidrs.end(),
+          std::any_of(options.allow_cidrs.begin(), options.allow_cidrs.end(),
                       [&](const Cidr& c) { return c.Contains(a); });
       Explain(explain, "address ", AddressText(a), ": ",
               listed ? "in --allow_cidrs" : "public");
@@ -396,6 +400,10 @@ absl::Status DestinationPolicy::CheckAddress(
                               : Describe(*rule);
   Explain(explain, "address ", AddressText(a), ": ", why, ": REFUSED");
   return Denied(absl::StrCat("connect to ", AddressText(a)), *rule, why);
+}
+
+void DestinationPolicy::Replace(const DestinationPolicy& next) {
+  std::atomic_store(&options_, next.current());
 }
 
 }  // namespace egress

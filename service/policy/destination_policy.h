@@ -149,13 +149,21 @@ class DestinationPolicy {
   absl::Status CheckAddress(const std::string& address,
                             std::vector<std::string>* explain = nullptr) const;
 
+  // From now on, checks with `next`'s lists (a reload); a check in progress
+  // finishes with the lists it began with.
+  void Replace(const DestinationPolicy& next);
+
  private:
   explicit DestinationPolicy(PolicyOptions options)
-      : options_(std::move(options)) {}
+      : options_(std::make_shared<const PolicyOptions>(std::move(options))) {}
+  std::shared_ptr<const PolicyOptions> current() const {
+    return std::atomic_load(&options_);
+  }
   // The rule refusing `address`, or nullptr.
-  std::optional<PolicyRule> Refusal(const in6_addr& address) const;
+  static std::optional<PolicyRule> Refusal(const PolicyOptions& options,
+                                           const in6_addr& address);
 
-  const PolicyOptions options_;
+  std::shared_ptr<const PolicyOptions> options_;  // swapped by Replace
 };
 
 // True when `host` matches `pattern`: equal, pattern "*", or pattern
