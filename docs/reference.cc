@@ -81,10 +81,24 @@ std::string Bounds(absl::string_view flag) {
     } else if (s.min > 0) {
       bounds = absl::StrFormat("≥ %.15g", s.min);
     }
-    if (s.when == SettingWhen::kReloaded) {
-      absl::StrAppend(&bounds, bounds.empty() ? "" : "; ", "re-read on SIGHUP");
-    }
     return bounds;
+  }
+  return "";
+}
+
+// How a change of the setting takes effect (settings.h); "" for commands.
+std::string Change(absl::string_view flag) {
+  for (size_t i = 0; i < kSettingCount; ++i) {
+    const SettingInfo& s = kSettings[i];
+    if (flag != s.name) continue;
+    switch (s.when) {
+      case SettingWhen::kAtStart:
+        return "restart";
+      case SettingWhen::kReloaded:
+        return "restart; the file's contents: reload";
+      case SettingWhen::kLive:
+        return "reload";
+    }
   }
   return "";
 }
@@ -101,12 +115,14 @@ std::string FlagTable() {
   std::sort(flags.begin(), flags.end(),
             [](const auto* a, const auto* b) { return a->Name() < b->Name(); });
   std::string out =
-      "| flag | default | bounds | meaning |\n| --- | --- | --- | --- |\n";
+      "| flag | default | bounds | change | meaning |\n"
+      "| --- | --- | --- | --- | --- |\n";
   for (const absl::CommandLineFlag* f : flags) {
     const std::string value = f->DefaultValue();
     absl::StrAppend(&out, "| `--", f->Name(), "` | ",
                     value.empty() ? "(none)" : absl::StrCat("`", value, "`"),
-                    " | ", Bounds(f->Name()), " | ", Cell(f->Help()), " |\n");
+                    " | ", Bounds(f->Name()), " | ", Change(f->Name()), " | ",
+                    Cell(f->Help()), " |\n");
   }
   return out;
 }

@@ -92,18 +92,16 @@ int main(int argc, char** argv) {
   // While serving, log lines (an access line per call) go out in batches;
   // everything pending is written when this ends, after the drain.
   egress::LogBatching log_batching(egress::defaults::kLogFlushInterval);
+  // The config file and the flags again: what a reload applies.
+  const auto load = [argc, argv] {
+    return egress::ConfigFromFlags(argc, argv);
+  };
+  (*server)->WatchConfig(load);
   int received = 0;
-  // SIGHUP reloads the callers' tokens and host lists; the others stop.
+  // SIGHUP reloads (the config file's origins and policy lists, the callers'
+  // files); the others stop.
   while (sigwait(&stop_signals, &received) == 0 && received == SIGHUP) {
-    absl::Status reloaded = (*server)->ReloadCallers();
-    if (reloaded.ok()) {
-      egress::LogInfo(
-          "SIGHUP: reloaded --auth_tokens_file and --identity_hosts_file");
-    } else {
-      egress::LogError(
-          absl::StrCat("SIGHUP: reload failed, keeping the old entries: ",
-                       reloaded.message()));
-    }
+    (*server)->ReloadFrom(load, "SIGHUP").IgnoreError();
   }
   egress::LogInfo(received == SIGTERM ? "received SIGTERM" : "received SIGINT");
   (*server)->Shutdown(config.drain_timeout);

@@ -19,6 +19,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
+#include "service/admission/origin_table.h"
 #include "service/base/url.h"
 #include "service/policy/destination_policy.h"
 #include "service/server/config.pb.h"
@@ -172,6 +173,13 @@ absl::Status Config::Validate() const {
                      "--client_ca, listen on loopback (127.0.0.1:PORT), or "
                      "accept it with --allow_unauthenticated"));
   }
+  // The origins entries: their patterns, files and certificates.
+  if (absl::StatusOr<std::shared_ptr<const OriginTable>> table =
+          OriginTable::Build(origins, SessionOptions{},
+                             config_file.empty() ? "--config" : config_file);
+      !table.ok()) {
+    return table.status();
+  }
   return absl::OkStatus();
 }
 
@@ -288,6 +296,8 @@ absl::Status ApplyFile(const std::string& path, Config& c) {
     entry.ports = list.ports();
     if (list.has_max_inflight()) entry.max_inflight = list.max_inflight();
   }
+  c.origins.assign(file.origins().begin(), file.origins().end());
+  c.config_file = path;
   return absl::OkStatus();
 }
 
@@ -322,6 +332,7 @@ std::string ConfigToText(const Config& c) {
     if (!entry.ports.empty()) list.set_ports(entry.ports);
     if (entry.max_inflight) list.set_max_inflight(*entry.max_inflight);
   }
+  for (const auto& origin : c.origins) *out.add_origins() = origin;
   std::string text;
   google::protobuf::TextFormat::PrintToString(out, &text);
   return text;

@@ -24,6 +24,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "service/admission/inflight_limits.h"
+#include "service/admission/origins.pb.h"
 #include "service/api/egress_service.h"
 #include "service/base/defaults.h"
 #include "service/policy/policy_files.h"
@@ -61,6 +62,11 @@ struct Config {
   // identity -> hosts and ports it may reach (config file only; see
   // caller_auth.h).
   std::map<std::string, IdentityEntry> identity_hosts;
+  // Per-origin settings (config file only; admission/origins.proto).
+  std::vector<egress::config::v1::OriginEntry> origins;
+  // The --config file these settings were read from ("" without one): its
+  // changes are reloaded (EgressServer::Reload).
+  std::string config_file;
 
   // The settings' bounds (settings.h), then what relates settings to each
   // other; the error names the setting.

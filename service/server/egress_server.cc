@@ -21,6 +21,8 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_join.h"
 #include "service/base/log.h"
 #include "service/policy/policy_files.h"
 #include "service/server/listener_tls.h"
@@ -59,6 +61,91 @@ std::string BackendName() {
 }  // namespace
 
 absl::Status EgressServer::ReloadCallers() { return auth_->Reload(); }
+
+namespace {
+
+// Outlier ejection's events, as metrics and log lines.
+class EjectionMetrics final : public OutlierEjection::Listener {
+ public:
+  explicit EjectionMetrics(Metrics& metrics) : metrics_(metrics) {}
+  void OnEjected(const std::string& origin, std::chrono::nanoseconds length,
+                 bool again) override {
+    metrics_.RecordEjection();
+    if (!again) metrics_.origins_ejected().Increment();
+    LogWarning(absl::StrFormat(
+        "origin %s ejected for %.1fs (%s): its calls fail at once with "
+        "ORIGIN_EJECTED, then one probe call is let through",
+        origin, Seconds(length),
+        again ? "the probe failed" : "it failed in a row"));
+  }
+  void OnRestored(const std::string& origin) override {
+    metrics_.origins_ejected().Decrement();
+    LogInfo(absl::StrCat("origin ", origin,
+                         " answered the probe call: no longer ejected"));
+  }
+
+ private:
+  Metrics& metrics_;
+};
+
+}  // namespace
+
+absl::Status EgressServer::Reload(const Config& next) {
+  std::lock_guard<std::mutex> lock(reload_mu_);
+  // Everything is built first; nothing changes unless all of it is valid.
+  absl::Status status = [&]() -> absl::Status {
+    if (absl::Status valid = next.Validate(); !valid.ok()) return valid;
+    absl::StatusOr<std::unique_ptr<DestinationPolicy>> policy =
+        PolicyFromConfig(next);
+    if (!policy.ok()) return policy.status();
+    absl::StatusOr<std::shared_ptr<const OriginTable>> table =
+        OriginTable::Build(
+            next.origins, session_defaults_,
+            next.config_file.empty() ? "--config" : next.config_file);
+    if (!table.ok()) return table.status();
+    absl::StatusOr<CallerAuth::Prepared> callers =
+        auth_->Prepare(next.identity_hosts);
+    if (!callers.ok()) return callers.status();
+    policy_->Replace(**policy);
+    origins_->Replace(*std::move(table));
+    auth_->Commit(*std::move(callers));
+    return absl::OkStatus();
+  }();
+  metrics_->RecordConfigReload(status.ok());
+  if (!status.ok()) return status;
+  const std::vector<std::string> restart = RestartOnlyChanges(config_, next);
+  LogInfo(absl::StrCat("reloaded: ", next.origins.size(),
+                       " origins entries, the policy lists, the caller files",
+                       restart.empty()
+                           ? ""
+                           : absl::StrCat("; changed but applied only by a "
+                                          "restart: ",
+                                          absl::StrJoin(restart, ", "))));
+  return absl::OkStatus();
+}
+
+absl::Status EgressServer::ReloadFrom(
+    const std::function<absl::StatusOr<Config>()>& load,
+    absl::string_view why) {
+  absl::StatusOr<Config> next = load();
+  absl::Status status = next.ok() ? Reload(*next) : next.status();
+  if (!next.ok()) metrics_->RecordConfigReload(false);
+  if (!status.ok()) {
+    LogError(absl::StrCat(why, ": reload refused, the running settings stay: ",
+                          status.message()));
+  }
+  return status;
+}
+
+void EgressServer::WatchConfig(std::function<absl::StatusOr<Config>()> load,
+                               std::chrono::nanoseconds interval) {
+  if (config_.config_file.empty()) return;
+  watcher_ = std::make_unique<ConfigWatcher>(
+      config_.config_file, interval, [this, load = std::move(load)] {
+        ReloadFrom(load, absl::StrCat(config_.config_file, " changed"))
+            .IgnoreError();
+      });
+}
 
 EgressServer::EgressServer(const Config& config, const Clock& clock)
     : config_(config), clock_(clock) {}
@@ -137,6 +224,19 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
   cache_options.session.policy = s->policy_.get();
   cache_options.session.tls_sessions = s->tls_sessions_.get();
 
+  // Each origin's entry: the service-wide session options it changes, its
+  // injected headers, its ejection rule.
+  s->session_defaults_ = cache_options.session;
+  absl::StatusOr<std::shared_ptr<const OriginTable>> origins =
+      OriginTable::Build(
+          config.origins, cache_options.session,
+          config.config_file.empty() ? "--config" : config.config_file);
+  if (!origins.ok()) return origins.status();
+  s->origins_ = std::make_unique<OriginRoutes>(*std::move(origins));
+  s->ejection_listener_ = std::make_unique<EjectionMetrics>(*s->metrics_);
+  s->ejection_ =
+      std::make_unique<OutlierEjection>(clock, s->ejection_listener_.get());
+
   SessionPoolOptions shared_options = config.pool;
   shared_options.janitor_interval = JanitorInterval(config);
   shared_options.dns = s->dns_.get();
@@ -193,6 +293,8 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
       config.inflight.max_per_caller;
   service_options.admission.auth = s->auth_.get();
   service_options.admission.policy = s->policy_.get();
+  service_options.admission.origins = s->origins_.get();
+  service_options.admission.ejection = s->ejection_.get();
   s->service_ = std::make_unique<EgressService>(service_options, *s->pool_,
                                                 *s->metrics_, clock);
 
@@ -287,6 +389,7 @@ EgressServer::~EgressServer() { Shutdown(config_.drain_timeout); }
 void EgressServer::Shutdown(std::chrono::nanoseconds drain) {
   if (shut_down_) return;
   shut_down_ = true;
+  watcher_.reset();
   if (server_ == nullptr) {
     // Start failed before the gRPC server existed: undo only what it built.
     if (pool_ != nullptr) pool_->Shutdown();

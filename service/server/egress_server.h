@@ -16,11 +16,15 @@
 #include <grpcpp/server.h>
 
 #include <chrono>
+#include <functional>
 #include <memory>
+#include <mutex>
 
 #include "absl/status/statusor.h"
 #include "service/admission/caller_auth.h"
 #include "service/admission/inflight_limits.h"
+#include "service/admission/origin_table.h"
+#include "service/admission/outlier_ejection.h"
 #include "service/api/egress_service.h"
 #include "service/base/clock.h"
 #include "service/policy/destination_policy.h"
@@ -29,6 +33,7 @@
 #include "service/pool/session_pool.h"
 #include "service/pool/worker_pool.h"
 #include "service/server/config.h"
+#include "service/server/config_reload.h"
 #include "service/server/grpc_front.h"
 #include "service/telemetry/metrics.h"
 #include "service/telemetry/metrics_server.h"
@@ -64,9 +69,29 @@ class EgressServer {
   const std::string& grpc_backend() const { return grpc_backend_; }
   Metrics& metrics() { return *metrics_; }
 
-  // Re-reads --auth_tokens_file and --identity_hosts_file (SIGHUP). On error
-  // the old entries stay in force.
+  // Re-reads --auth_tokens_file and --identity_hosts_file. On error the old
+  // entries stay in force.
   absl::Status ReloadCallers();
+  // Applies what a reload can of `next` (settings.h's kLive settings: the
+  // policy lists; the origins entries; the config file's identity_hosts)
+  // and re-reads the token and identity files, all or nothing: an invalid
+  // `next` changes nothing and the error names the problem. Calls in flight
+  // finish with the settings they started with. Settings only a restart
+  // applies are logged, not applied. Counted in
+  // egress_config_reloads_total{result}.
+  absl::Status Reload(const Config& next);
+  // Reload with what `load` makes (main: the config file and the flags
+  // again); a `load` error is a refused reload too. `why` ("SIGHUP") is
+  // logged.
+  absl::Status ReloadFrom(const std::function<absl::StatusOr<Config>()>& load,
+                          absl::string_view why);
+  // Calls ReloadFrom(load) whenever the --config file (Config::config_file)
+  // changes, looking every `interval`, until Shutdown.
+  void WatchConfig(
+      std::function<absl::StatusOr<Config>()> load,
+      std::chrono::nanoseconds interval = defaults::kConfigPollInterval);
+  // Origins ejected now (outlier ejection).
+  size_t origins_ejected() const { return ejection_->ejected(); }
 
  private:
   explicit EgressServer(const Config& config, const Clock& clock);
@@ -79,6 +104,13 @@ class EgressServer {
   std::unique_ptr<TrustStore> trust_;
   std::unique_ptr<DestinationPolicy> policy_;
   std::unique_ptr<CallerAuth> auth_;
+  // The service-wide session options that origin entries change.
+  SessionOptions session_defaults_;
+  std::unique_ptr<OriginRoutes> origins_;
+  std::unique_ptr<OutlierEjection::Listener> ejection_listener_;
+  std::unique_ptr<OutlierEjection> ejection_;
+  std::mutex reload_mu_;  // one reload at a time
+  std::unique_ptr<ConfigWatcher> watcher_;
   std::unique_ptr<MetricsServer> metrics_server_;
   // Before the pool and the service: destroyed after them.
   std::unique_ptr<MemoryBudget> budget_;

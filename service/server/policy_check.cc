@@ -8,6 +8,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "service/admission/caller_auth.h"
+#include "service/admission/origin_table.h"
 #include "service/admission/request_validation.h"
 
 namespace egress {
@@ -67,6 +68,39 @@ absl::StatusOr<PolicyReport> ExplainPolicy(const Config& config,
   absl::Status allowed = (*policy)->CheckDestination(origin.host, origin.port,
                                                      rules.get(), &lines);
   if (!allowed.ok()) return finish(allowed);
+
+  // The origin's entry: what egress adds and how it connects. Injected
+  // values are never printed, only where they come from.
+  absl::StatusOr<std::shared_ptr<const OriginTable>> table = OriginTable::Build(
+      config.origins, SessionOptions{},
+      config.config_file.empty() ? "--config" : config.config_file);
+  if (!table.ok()) return table.status();
+  const OriginRoute& route = (*table)->Route(origin);
+  lines.push_back(absl::StrCat("origin entry: ", route.entry));
+  for (const InjectedHeader& header : route.inject) {
+    lines.push_back(
+        absl::StrCat("injects header ", header.name, ": <redacted, from ",
+                     header.value->path(), ">",
+                     header.AppliesTo(caller) ? "" : " (not for this caller)"));
+  }
+  if (route.session.client_identity != nullptr) {
+    lines.push_back(absl::StrCat(
+        "client certificate: sha256 ",
+        route.session.client_identity->fingerprint().substr(0, 16), "..."));
+  }
+  if (const UpstreamProxy* proxy = route.session.proxy.get()) {
+    lines.push_back(
+        absl::StrCat("proxy: ", proxy->url,
+                     proxy->credentials != nullptr
+                         ? absl::StrCat(" (credentials: <redacted, from ",
+                                        proxy->credentials->path(), ">)")
+                         : std::string()));
+    lines.push_back(absl::StrCat(
+        "addresses: not checked by egress: the proxy resolves ", origin.host,
+        " and connects; --allow_cidrs/--deny_cidrs and the private-range "
+        "rules apply to direct connections only (docs/security.md)"));
+    return finish(absl::OkStatus());
+  }
 
   // The addresses the session would connect to, each checked.
   in6_addr literal;

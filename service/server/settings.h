@@ -30,11 +30,13 @@ inline constexpr double kNoMax = std::numeric_limits<double>::infinity();
 
 // When a setting takes effect.
 enum class SettingWhen {
-  kAtStart,   // read once, at start
-  kReloaded,  // a file whose contents are read again on SIGHUP
+  kAtStart,   // read once, at start: a change needs a restart
+  kReloaded,  // a file named at start whose contents are read again on reload
+  kLive,      // a new value applies on reload (SIGHUP, or the file changed)
 };
 inline constexpr SettingWhen kAtStart = SettingWhen::kAtStart;
 inline constexpr SettingWhen kReloaded = SettingWhen::kReloaded;
+inline constexpr SettingWhen kLive = SettingWhen::kLive;
 
 // X(name, member, ConfigType, FlagType, default, min, max, when, help)
 //
@@ -89,17 +91,17 @@ inline constexpr SettingWhen kReloaded = SettingWhen::kReloaded;
     " Logs a warning and sets egress_tls_insecure_skip_verify to 1.") \
   X(upstream_tls_min_version, upstream_tls_min_version, std::string, std::string, defaults::kUpstreamTlsMinVersion, 0, kNoMax, kAtStart, \
     "Oldest TLS version accepted from https upstreams: 1.2 or 1.3.") \
-  X(allow_cidrs, allow_cidrs, std::string, std::string, {}, 0, kNoMax, kAtStart, \
+  X(allow_cidrs, allow_cidrs, std::string, std::string, {}, 0, kNoMax, kLive, \
     "Comma-separated CIDRs the service may connect to even though they " \
     "are not public (e.g. 127.0.0.0/8,::1/128 for local tests).") \
-  X(deny_cidrs, deny_cidrs, std::string, std::string, {}, 0, kNoMax, kAtStart, \
+  X(deny_cidrs, deny_cidrs, std::string, std::string, {}, 0, kNoMax, kLive, \
     "Comma-separated CIDRs never connected to; wins over --allow_cidrs.") \
-  X(allow_hosts, allow_hosts, std::string, std::string, {}, 0, kNoMax, kAtStart, \
+  X(allow_hosts, allow_hosts, std::string, std::string, {}, 0, kNoMax, kLive, \
     "Comma-separated host names or *.suffix patterns; when set, only " \
     "these hosts may be reached.") \
-  X(deny_hosts, deny_hosts, std::string, std::string, {}, 0, kNoMax, kAtStart, \
+  X(deny_hosts, deny_hosts, std::string, std::string, {}, 0, kNoMax, kLive, \
     "Comma-separated host names or *.suffix patterns never reached.") \
-  X(allow_ports, allow_ports, std::string, std::string, defaults::kAllowPorts, 0, kNoMax, kAtStart, \
+  X(allow_ports, allow_ports, std::string, std::string, defaults::kAllowPorts, 0, kNoMax, kLive, \
     "Comma-separated upstream ports callers may reach, or * for every " \
     "port; an identity's ports= replaces it for that caller.") \
   X(tls_cert, tls_cert, std::string, std::string, {}, 0, kNoMax, kAtStart, \
