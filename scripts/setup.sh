@@ -43,6 +43,8 @@ test_packages=(
   protoc-gen-go protoc-gen-go-grpc
   # Real servers nobody here wrote, for the conformance tests.
   python3-httpbin gunicorn nginx
+  # Upstream proxies nobody here wrote, for the origins tests.
+  squid tinyproxy
   # promtool and a real Prometheus for the dashboard and alert tests.
   prometheus
 )
