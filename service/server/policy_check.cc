@@ -76,7 +76,9 @@ absl::StatusOr<PolicyReport> ExplainPolicy(const Config& config,
       config.config_file.empty() ? "--config" : config.config_file);
   if (!table.ok()) return table.status();
   const OriginRoute& route = (*table)->Route(origin);
-  lines.push_back(absl::StrCat("origin entry: ", route.entry));
+  if (!config.origins.empty()) {
+    lines.push_back(absl::StrCat("origin entry: ", route.entry));
+  }
   for (const InjectedHeader& header : route.inject) {
     lines.push_back(
         absl::StrCat("injects header ", header.name, ": <redacted, from ",

@@ -85,6 +85,12 @@ TEST_F(StartupTest, EveryBadSettingIsACleanExitNamingIt) {
   const std::string garbage = Write("garbage.pem", "not a certificate\n");
   const std::string bad_config = Write("bad.textproto", "workerz: 3\n");
   const std::string bad_tokens = Write("tokens.txt", "only-one-field\n");
+  const std::string bad_origin =
+      Write("bad-origin.textproto",
+            "origins { match: \"*.example.com\" }\n"
+            "origins { match: \"https://api.openai.com\" inject_headers { "
+            "name: \"authorization\" value_file: \"" +
+                missing + "\" } }\n");
   const std::vector<Case> cases = {
       {"allow_cidrs",
        {"--allow_cidrs=notacidr"},
@@ -142,6 +148,13 @@ TEST_F(StartupTest, EveryBadSettingIsACleanExitNamingIt) {
        {"--config=" + bad_config},
        2,
        {"--config", "workerz"}},
+      {"origins entry",
+       {"--config=" + bad_origin},
+       2,
+       {bad_origin +
+        ": origins[1] \"https://api.openai.com\": "
+        "inject_headers[0].value_file: cannot read " +
+        missing}},
       {"workers too many", {"--workers=70000"}, 2, {"--workers"}},
       {"min_workers zero", {"--min_workers=0"}, 2, {"--min_workers"}},
       {"max below min",

@@ -4,6 +4,7 @@
 #include "service/admission/inflight_limits.h"
 
 #include <future>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -37,17 +38,19 @@ class InflightLimitsTest : public ::testing::Test {
 
   // Acquires for (origin, caller); the outcome lands in outcomes_[i].
   uint64_t Ask(const std::string& origin, const std::string& caller,
-               size_t caller_limit = 0, seconds timeout = seconds(10)) {
+               size_t caller_limit = 0, seconds timeout = seconds(10),
+               std::optional<size_t> origin_limit = std::nullopt) {
     const size_t i = outcomes_.size();
     outcomes_.push_back(std::make_unique<Outcome>());
     Outcome* out = outcomes_[i].get();
-    return limits_->Acquire(origin, caller, caller_limit,
-                            Deadline::In(clock_, timeout),
-                            [out](absl::StatusOr<InflightSlot> slot) {
-                              out->called = true;
-                              out->status = slot.status();
-                              if (slot.ok()) out->slot = *std::move(slot);
-                            });
+    return limits_->Acquire(
+        origin, caller, caller_limit, Deadline::In(clock_, timeout),
+        [out](absl::StatusOr<InflightSlot> slot) {
+          out->called = true;
+          out->status = slot.status();
+          if (slot.ok()) out->slot = *std::move(slot);
+        },
+        nullptr, origin_limit);
   }
   bool Started(size_t i) const {
     return outcomes_[i]->called && outcomes_[i]->status.ok();
@@ -71,6 +74,32 @@ TEST_F(InflightLimitsTest, OriginLimitQueuesOnlyThatOrigin) {
   outcomes_[0]->slot.Release();  // frees a slot: the waiting call starts
   EXPECT_TRUE(Started(2));
   EXPECT_EQ(limits_->InflightOrigin("http://slow:80"), 2u);
+}
+
+// An origins entry's max_inflight replaces --max_inflight_per_origin for
+// its origin, and the refusal names it.
+TEST_F(InflightLimitsTest, AnOriginsOwnLimitReplacesTheServiceWideOne) {
+  Make(2, 0);
+  const std::string own = "http://partner:80";
+  Ask(own, "a", 0, seconds(10), 1);
+  Ask(own, "a", 0, seconds(10), 1);  // waits: its own limit is 1
+  EXPECT_TRUE(Started(0));
+  EXPECT_FALSE(outcomes_[1]->called);
+  for (int i = 0; i < 3; ++i) Ask("http://other:80", "a");
+  EXPECT_TRUE(Started(2) && Started(3));
+  EXPECT_FALSE(outcomes_[4]->called)
+      << "the others keep --max_inflight_per_origin";
+  clock_.Advance(seconds(11));
+  limits_->ExpireWaiting();
+  ASSERT_TRUE(outcomes_[1]->called);
+  EXPECT_THAT(std::string(outcomes_[1]->status.message()),
+              HasSubstr("its origins entry's max_inflight=1"));
+  outcomes_[0]->slot.Release();
+  // 0: no limit for this origin, whatever the service-wide one.
+  for (int i = 0; i < 5; ++i) Ask(own, "a", 0, seconds(10), 0);
+  for (size_t i = outcomes_.size() - 5; i < outcomes_.size(); ++i) {
+    EXPECT_TRUE(Started(i));
+  }
 }
 
 TEST_F(InflightLimitsTest, CallerLimitQueuesOnlyThatCaller) {

@@ -40,6 +40,49 @@ TEST(PolicyCheckTest, RefusedPortIsExplainedBeforeAnyLookup) {
   EXPECT_EQ(resolver.calls(), 0);
 }
 
+// A proxied origin: the proxy resolves the host, so no address is looked up
+// or checked, and what the entry injects is named but never shown.
+TEST(PolicyCheckTest, AProxiedOriginNamesItsProxyAndRedactsItsSecrets) {
+  Config config;
+  config.config_file = "egressd.textproto";
+  egress::config::v1::OriginEntry entry;
+  entry.set_match("*.openai.com");
+  entry.mutable_proxy()->set_url("http://squid.corp:3128");
+  entry.mutable_proxy()->set_credentials_file(
+      Write("proxy-pass", "egress:proxy-secret-value\n"));
+  auto* header = entry.add_inject_headers();
+  header->set_name("authorization");
+  header->set_value_file(Write("openai-key", "Bearer sk-secret-value\n"));
+  header->add_callers("billing");
+  config.origins.push_back(entry);
+  FakeResolver resolver;
+  absl::StatusOr<PolicyReport> report = ExplainPolicy(
+      config, "search", "https://api.openai.com/v1/models", resolver);
+  ASSERT_TRUE(report.ok()) << report.status();
+  EXPECT_TRUE(report->allowed) << report->text;
+  EXPECT_EQ(report->text,
+            absl::StrCat(
+                "caller: search\n"
+                "url: https://api.openai.com/v1/models\n"
+                "--deny_hosts: empty\n"
+                "--allow_hosts: empty, every host allowed\n"
+                "caller's own hosts: none configured\n"
+                "port 443: in --allow_ports (80,443)\n"
+                "origin entry: origins[0] \"*.openai.com\"\n"
+                "injects header authorization: <redacted, from ",
+                header->value_file(),
+                "> (not for this caller)\n"
+                "proxy: http://squid.corp:3128 (credentials: <redacted, from ",
+                entry.proxy().credentials_file(),
+                ">)\n"
+                "addresses: not checked by egress: the proxy resolves "
+                "api.openai.com and connects; --allow_cidrs/--deny_cidrs and "
+                "the private-range rules apply to direct connections only "
+                "(docs/security.md)\n"
+                "verdict: ALLOWED\n"));
+  EXPECT_EQ(resolver.calls(), 0);
+}
+
 TEST(PolicyCheckTest, IdentityRulesAndEveryAddressAreShown) {
   Config config;
   config.identity_hosts_file = Write(

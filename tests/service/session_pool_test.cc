@@ -45,9 +45,10 @@ class SessionPoolTest : public ::testing::Test {
   static std::string KeyOf(int port) { return OriginOn(port).Key(); }
   // A session used now (then the clock moves on, so each is distinct in
   // recency), as a worker would hand it over.
-  std::unique_ptr<HttpSession> Used(int port) {
-    auto session = std::make_unique<HttpSession>(
-        OriginOn(port), SessionOptions(), clock_, observer_);
+  std::unique_ptr<HttpSession> Used(int port,
+                                    const SessionOptions& options = {}) {
+    auto session = std::make_unique<HttpSession>(OriginOn(port), options,
+                                                 clock_, observer_);
     observer_.OnPoolChange(session->key(), 0, +1);  // what a lease reports
     observer_.OnPoolChange(session->key(), +1, -1);
     clock_.Advance(seconds(1));
@@ -65,6 +66,30 @@ class SessionPoolTest : public ::testing::Test {
   SessionPoolOptions options_;
   std::unique_ptr<SessionPool> pool_;
 };
+
+// An origins entry's sessions (another pool tag) are never lent for the
+// origin's other sessions, and keep their own keep-alive and idle bounds.
+TEST_F(SessionPoolTest, SessionsOfAnEntryArePooledApartWithTheirOwnBounds) {
+  SessionOptions own;
+  own.pool_tag = "client-cert-a";
+  own.keepalive_timeout = seconds(5);
+  own.max_idle = 1;
+  HttpSession* plain = Park(1001);
+  pool().Park(Used(1001, own));
+  std::unique_ptr<HttpSession> newer = Used(1001, own);
+  HttpSession* tagged = newer.get();
+  pool().Park(std::move(newer));
+  EXPECT_EQ(observer_.Dropped(DropReason::kEvicted), 1) << "its max_idle: 1";
+  EXPECT_EQ(tagged->pool_key(), KeyOf(1001) + "#client-cert-a");
+  std::unique_ptr<HttpSession> taken = pool().Take(KeyOf(1001));
+  EXPECT_EQ(taken.get(), plain);
+  pool().Park(std::move(taken));
+  // Past its own 5 s, the entry's session expires; the other keeps 30 s.
+  clock_.Advance(seconds(6));
+  EXPECT_EQ(pool().DropExpired(), 1u);
+  EXPECT_EQ(pool().Take(KeyOf(1001) + "#client-cert-a"), nullptr);
+  EXPECT_NE(pool().Take(KeyOf(1001)), nullptr);
+}
 
 TEST_F(SessionPoolTest, NothingParkedNothingTaken) {
   EXPECT_EQ(pool().Take(KeyOf(1001)), nullptr);
