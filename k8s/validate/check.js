@@ -1,6 +1,10 @@
 'use strict';
 // Reads rendered manifests (kubectl kustomize k8s/ or an overlay) on stdin and
 // checks what they mean in a cluster, beyond their schema:
+//   - the origins' upstream proxies are reachable (a NetworkPolicy rule on
+//     their port) and the files of their secrets (injected headers, proxy
+//     credentials) are in mounted Secrets, mounted whole so that a rotation
+//     reaches the pod;
 //   - the NetworkPolicy selects egress's own pods; its DNS rule selects
 //     kube-dns alone and its caller rule the caller label alone (no label of
 //     egress's leaks into someone else's selector); egress reaches public
@@ -94,8 +98,9 @@ if (configMap) {
     `terminationGracePeriodSeconds > drain_timeout (${drain} s)`);
   const mounted = deployment.spec.template.spec.volumes.some(
     (v) => v.configMap && v.configMap.name === configMap.metadata.name);
-  check(mounted, 'the Deployment mounts the generated config ConfigMap by its hashed name');
+  check(mounted, 'the Deployment mounts the generated config ConfigMap by its name');
 }
+const configText = (configMap && configMap.data['egressd.textproto']) || '';
 
 // Callers authenticate: a tokens file from a mounted Secret (or mutual TLS),
 // never an open listener.
@@ -156,8 +161,34 @@ if (monitor) {
     'ServiceMonitor selects a Service');
 }
 
-// The NetworkPolicy.
-const policy = one('NetworkPolicy');
+// The origins' secrets: each file in a Secret mounted as a directory (a
+// subPath mount never sees the Secret change), which the manifests create
+// when they generate Secrets at all.
+const mounts = (egressd && egressd.volumeMounts) || [];
+for (const m of configText.matchAll(/(value_file|credentials_file):\s*"([^"]+)"/g)) {
+  const file = m[2];
+  const mount = mounts.find((v) => file.startsWith(`${v.mountPath}/`));
+  const volume = mount && deployment.spec.template.spec.volumes.find((v) => v.name === mount.name);
+  check(volume && volume.secret, `${m[1]} ${file} is in a mounted Secret`);
+  check(mount && !mount.subPath, `${file} is mounted without subPath, so that a rotation reaches it`);
+  if (volume && volume.secret && all('Secret').length > 0) {
+    check(all('Secret').some((s) => s.metadata.name === volume.secret.secretName),
+      `the manifests create the Secret ${volume.secret.secretName} that holds ${file}`);
+  }
+}
+
+// The NetworkPolicies: all that select egress's pods add up.
+const policies = all('NetworkPolicy').filter((p) => selects(p.spec.podSelector, podLabels));
+check(all('NetworkPolicy').length === policies.length,
+  'every NetworkPolicy selects the egress pods');
+for (const m of configText.matchAll(/url:\s*"http:\/\/[^":\/]+:(\d+)"/g)) {
+  const port = Number(m[1]);
+  check(policies.some((p) => (p.spec.egress || []).some((rule) =>
+    (rule.ports || []).some((q) => q.port === port) && (rule.to || []).length > 0)),
+  `a NetworkPolicy lets egress reach its upstream proxy on port ${port}`);
+}
+const policy = all('NetworkPolicy').find((p) => p.metadata.name === 'egress');
+check(policy, 'the NetworkPolicy egress');
 if (policy) {
   check(selects(policy.spec.podSelector, podLabels), 'NetworkPolicy applies to the egress pods');
   const grpcRule = policy.spec.ingress.find((r) => (r.ports || []).some((p) => p.port === 50051));
@@ -184,7 +215,8 @@ if (policy) {
   }
   for (const ip of ['10.1.2.3', '172.20.0.1', '192.168.1.1', '100.64.0.1', '127.0.0.1',
     '169.254.169.254', 'fd00:ec2::254', 'fe80::1', '::1']) {
-    check(!egressAllows(policy, ip), `egress does not reach the private or metadata address ${ip}`);
+    check(!policies.some((p) => egressAllows(p, ip)),
+      `egress does not reach the private or metadata address ${ip}`);
   }
 }
 

@@ -46,10 +46,10 @@ std::vector<std::string> RestartOnlyChanges(const Config& running,
   return changed;
 }
 
-ConfigWatcher::ConfigWatcher(std::string path,
+ConfigWatcher::ConfigWatcher(std::vector<std::string> paths,
                              std::chrono::nanoseconds interval,
                              std::function<void()> on_change)
-    : path_(std::move(path)),
+    : paths_(std::move(paths)),
       interval_(interval),
       on_change_(std::move(on_change)),
       thread_([this] { Run(); }) {}
@@ -64,13 +64,19 @@ ConfigWatcher::~ConfigWatcher() {
 }
 
 void ConfigWatcher::Run() {
-  FileMark seen = FileMark::Of(path_);
+  std::vector<FileMark> seen;
+  for (const std::string& path : paths_) seen.push_back(FileMark::Of(path));
   std::unique_lock<std::mutex> lock(mu_);
   while (!cv_.wait_for(lock, interval_, [this] { return stopping_; })) {
-    const FileMark now = FileMark::Of(path_);
-    // A file being replaced may be missing for a moment: wait for it.
-    if (!now.exists || !(now != seen)) continue;
-    seen = now;
+    bool changed = false;
+    for (size_t i = 0; i < paths_.size(); ++i) {
+      const FileMark now = FileMark::Of(paths_[i]);
+      // A file being replaced may be missing for a moment: wait for it.
+      if (!now.exists || !(now != seen[i])) continue;
+      seen[i] = now;
+      changed = true;
+    }
+    if (!changed) continue;
     lock.unlock();
     on_change_();
     lock.lock();

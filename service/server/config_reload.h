@@ -1,6 +1,7 @@
 // Reloading the config file while serving: ConfigWatcher notices a change of
-// the file (polled: a stat(2) every interval, which also sees the symlink
-// swap of a Kubernetes ConfigMap volume), and RestartOnlyChanges names the
+// the files it reads (the config file and the callers' files; polled: a
+// stat(2) each every interval, which also sees the symlink swap of a
+// Kubernetes ConfigMap or Secret volume), and RestartOnlyChanges names the
 // settings of a new Config that a reload cannot apply (settings.h's
 // kAtStart). EgressServer::Reload applies the rest.
 //
@@ -27,9 +28,11 @@ std::vector<std::string> RestartOnlyChanges(const Config& running,
 
 class ConfigWatcher {
  public:
-  // Calls `on_change` (on the watcher's thread) each time `path` changes:
-  // its inode, size or modification time differ from the last look.
-  ConfigWatcher(std::string path, std::chrono::nanoseconds interval,
+  // Calls `on_change` (on the watcher's thread) each time one of `paths`
+  // changes (once for changes seen together): its inode, size or
+  // modification time differ from the last look.
+  ConfigWatcher(std::vector<std::string> paths,
+                std::chrono::nanoseconds interval,
                 std::function<void()> on_change);
   ~ConfigWatcher();
   ConfigWatcher(const ConfigWatcher&) = delete;
@@ -38,7 +41,7 @@ class ConfigWatcher {
  private:
   void Run();
 
-  const std::string path_;
+  const std::vector<std::string> paths_;
   const std::chrono::nanoseconds interval_;
   const std::function<void()> on_change_;
   std::mutex mu_;

@@ -139,11 +139,16 @@ absl::Status EgressServer::ReloadFrom(
 
 void EgressServer::WatchConfig(std::function<absl::StatusOr<Config>()> load,
                                std::chrono::nanoseconds interval) {
-  if (config_.config_file.empty()) return;
+  std::vector<std::string> files;
+  for (const std::string* file : {&config_.config_file,
+                                  &config_.auth_tokens_file,
+                                  &config_.identity_hosts_file}) {
+    if (!file->empty()) files.push_back(*file);
+  }
+  if (files.empty()) return;
   watcher_ = std::make_unique<ConfigWatcher>(
-      config_.config_file, interval, [this, load = std::move(load)] {
-        ReloadFrom(load, absl::StrCat(config_.config_file, " changed"))
-            .IgnoreError();
+      files, interval, [this, load = std::move(load)] {
+        ReloadFrom(load, "a watched file changed").IgnoreError();
       });
 }
 

@@ -85,8 +85,9 @@ class EgressServer {
   // logged.
   absl::Status ReloadFrom(const std::function<absl::StatusOr<Config>()>& load,
                           absl::string_view why);
-  // Calls ReloadFrom(load) whenever the --config file (Config::config_file)
-  // changes, looking every `interval`, until Shutdown.
+  // Calls ReloadFrom(load) whenever the --config file, --auth_tokens_file or
+  // --identity_hosts_file changes (a Kubernetes ConfigMap or Secret update
+  // included), looking every `interval`, until Shutdown.
   void WatchConfig(
       std::function<absl::StatusOr<Config>()> load,
       std::chrono::nanoseconds interval = defaults::kConfigPollInterval);

@@ -97,10 +97,16 @@ absl::StatusOr<PolicyReport> ExplainPolicy(const Config& config,
                          ? absl::StrCat(" (credentials: <redacted, from ",
                                         proxy->credentials->path(), ">)")
                          : std::string()));
+    in6_addr literal;
+    if (ParseAddress(origin.host, literal)) {
+      // An address is checked: the proxy would connect to it as it is.
+      return finish((*policy)->CheckAddress(origin.host, &lines));
+    }
     lines.push_back(absl::StrCat(
         "addresses: not checked by egress: the proxy resolves ", origin.host,
         " and connects; --allow_cidrs/--deny_cidrs and the private-range "
-        "rules apply to direct connections only (docs/security.md)"));
+        "rules apply to direct connections and to addresses given as the "
+        "host only (docs/security.md)"));
     return finish(absl::OkStatus());
   }
 

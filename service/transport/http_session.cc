@@ -206,6 +206,15 @@ absl::Status HttpSession::FailureOf(const Attempt& attempt, ResponseSink& sink,
 }
 
 absl::Status HttpSession::Pin(const Deadline& deadline) {
+  // Through a proxy, an origin given as an address is still checked here:
+  // the proxy would connect to it as it is. (A name is the proxy's to
+  // resolve; docs/security.md.)
+  in6_addr literal;
+  if (options_.proxy != nullptr && options_.policy != nullptr &&
+      ParseAddress(origin_.host, literal)) {
+    absl::Status allowed = options_.policy->CheckAddress(origin_.host);
+    if (!allowed.ok()) return allowed;
+  }
   if (options_.dns == nullptr || clock_.Now() < pinned_until_) {
     return absl::OkStatus();
   }

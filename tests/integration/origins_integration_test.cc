@@ -336,6 +336,12 @@ TEST_F(OriginsTest, AProxyThatIsDownIsAProxyConnectFailure) {
     EXPECT_THAT(std::string(r.status().message()),
                 HasSubstr(absl::StrCat("via proxy http://127.0.0.1:", down)));
   }
+  // An origin given as a private address is refused before any proxy is
+  // asked: the proxy would connect to it as it is.
+  absl::StatusOr<Response> r = client.Get("http://10.1.2.3/");
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(ErrorDetailsOf(r.status()).reason, "DESTINATION_DENIED")
+      << r.status();
 }
 
 // --- Injected credentials ----------------------------------------------------

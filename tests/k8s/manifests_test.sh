@@ -47,4 +47,13 @@ must_refuse "$check" "egress to the metadata address" 's/- 169.254.0.0\/16/- 169
 must_refuse "$check" "an egressd without caller authentication" '/--auth_tokens_file=/d'
 must_refuse "$check" "--allow_unauthenticated" \
   's/^\(\s*\)- --auth_tokens_file=.*/&\n\1- --allow_unauthenticated/'
+# The overlay's origins: a proxy egress cannot reach, and a Secret mounted so
+# that its rotation never reaches the pod.
+rendered=$(kubectl kustomize "$k8s_dir/overlays/example" 2>/dev/null)
+grep -q 'name: egress-to-proxy' <<<"$rendered" || { echo "overlay lacks its proxy policy" >&2; exit 1; }
+must_refuse "$check" "an unreachable upstream proxy" 's/- port: 3128/- port: 3129/'
+must_refuse "$check" "a Secret mounted with subPath" \
+  's/^\(\s*\)- mountPath: \/etc\/egress-secrets\/openai/&\n\1  subPath: authorization/'
+must_refuse "$check" "an injected header's file in no Secret" \
+  's/value_file: "\/etc\/egress-secrets\/openai/value_file: "\/etc\/other/'
 echo "manifests: rendered, valid and meaning what they must"

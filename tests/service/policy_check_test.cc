@@ -77,8 +77,8 @@ TEST(PolicyCheckTest, AProxiedOriginNamesItsProxyAndRedactsItsSecrets) {
                 ">)\n"
                 "addresses: not checked by egress: the proxy resolves "
                 "api.openai.com and connects; --allow_cidrs/--deny_cidrs and "
-                "the private-range rules apply to direct connections only "
-                "(docs/security.md)\n"
+                "the private-range rules apply to direct connections and to "
+                "addresses given as the host only (docs/security.md)\n"
                 "verdict: ALLOWED\n"));
   EXPECT_EQ(resolver.calls(), 0);
 }
