@@ -199,6 +199,22 @@ class OriginsTest : public ::testing::Test {
     return -1;
   }
 
+  // A call to `url` that must fail UNAVAILABLE with `reason`, naming the
+  // proxy on `proxy_port`: its details and its message.
+  static std::pair<ErrorDetails, std::string> ProxyFailure(
+      const EgressClient& client, const std::string& url,
+      const std::string& reason, int proxy_port) {
+    absl::StatusOr<Response> r = client.Get(url);
+    EXPECT_FALSE(r.ok()) << url;
+    if (r.ok()) return {};
+    EXPECT_TRUE(absl::IsUnavailable(r.status())) << r.status();
+    ErrorDetails details = ErrorDetailsOf(r.status());
+    EXPECT_EQ(details.reason, reason) << r.status();
+    EXPECT_EQ(details.metadata["proxy"],
+              absl::StrCat("http://127.0.0.1:", proxy_port));
+    return {details, std::string(r.status().message())};
+  }
+
   static std::string Httpbin(const std::string& path) {
     return absl::StrCat("http://127.0.0.1:", httpbin_.port, path);
   }
@@ -288,16 +304,10 @@ TEST_F(OriginsTest, AProxyThatWantsCredentialsIsAProxyRefusal) {
   EgressClient client(absl::StrCat("127.0.0.1:", egressd->port()));
   for (const std::string& url : {Tls("/"), Httpbin("/get")}) {
     SCOPED_TRACE(url);
-    absl::StatusOr<Response> r = client.Get(url);
-    ASSERT_FALSE(r.ok());
-    EXPECT_TRUE(absl::IsUnavailable(r.status())) << r.status();
-    const ErrorDetails details = ErrorDetailsOf(r.status());
-    EXPECT_EQ(details.reason, "PROXY_REFUSED") << r.status();
-    EXPECT_EQ(details.metadata.at("proxy_status"), "407");
-    EXPECT_EQ(details.metadata.at("proxy"),
-              absl::StrCat("http://127.0.0.1:", squid_.port));
-    EXPECT_THAT(std::string(r.status().message()),
-                HasSubstr("refused the request with status 407"));
+    auto [details, message] =
+        ProxyFailure(client, url, "PROXY_REFUSED", squid_.port);
+    EXPECT_EQ(details.metadata["proxy_status"], "407");
+    EXPECT_THAT(message, HasSubstr("refused the request with status 407"));
   }
   EXPECT_EQ(Series(Metrics(*egressd),
                    "egress_call_failures_total{reason=\"PROXY_REFUSED\"}"),
@@ -310,11 +320,11 @@ TEST_F(OriginsTest, AProxyThatRefusesTheTunnel) {
       "origins { match: \"*\" proxy { url: \"http://127.0.0.1:", squid_.port,
       "\" credentials_file: \"", dir_, "/proxy-credentials\" } }\n"));
   EgressClient client(absl::StrCat("127.0.0.1:", egressd->port()));
-  absl::StatusOr<Response> r =
-      client.Get(absl::StrCat("https://127.0.0.1:", refused_port_, "/"));
-  ASSERT_FALSE(r.ok());
-  const ErrorDetails details = ErrorDetailsOf(r.status());
-  EXPECT_EQ(details.reason, "PROXY_REFUSED") << r.status();
+  const ErrorDetails details =
+      ProxyFailure(client,
+                   absl::StrCat("https://127.0.0.1:", refused_port_, "/"),
+                   "PROXY_REFUSED", squid_.port)
+          .first;
   EXPECT_EQ(details.metadata.at("proxy_status"), "403");
 }
 
@@ -326,14 +336,9 @@ TEST_F(OriginsTest, AProxyThatIsDownIsAProxyConnectFailure) {
   EgressClient client(absl::StrCat("127.0.0.1:", egressd->port()));
   for (const std::string& url : {Tls("/"), Httpbin("/get")}) {
     SCOPED_TRACE(url);
-    absl::StatusOr<Response> r = client.Get(url);
-    ASSERT_FALSE(r.ok());
-    EXPECT_TRUE(absl::IsUnavailable(r.status())) << r.status();
-    const ErrorDetails details = ErrorDetailsOf(r.status());
-    EXPECT_EQ(details.reason, "PROXY_CONNECT_FAILED") << r.status();
-    EXPECT_EQ(details.metadata.at("proxy"),
-              absl::StrCat("http://127.0.0.1:", down));
-    EXPECT_THAT(std::string(r.status().message()),
+    auto [details, message] =
+        ProxyFailure(client, url, "PROXY_CONNECT_FAILED", down);
+    EXPECT_THAT(message,
                 HasSubstr(absl::StrCat("via proxy http://127.0.0.1:", down)));
   }
   // An origin given as a private address is refused before any proxy is
