@@ -97,6 +97,14 @@ class OriginsTest : public ::testing::Test {
                            absl::StrCat("127.0.0.1:", tls_.port), "-cert",
                            server.cert, "-key", server.key, "-www", "-quiet"},
                           dir_ + "/s_server.log", /*stdout_too=*/true);
+    // A server whose certificate names only "internal.test" (no address).
+    CertFiles internal = ca_->Issue({"internal", {"internal.test"}, {}});
+    sni_.port = FreeLoopbackPort();
+    sni_.pid = SpawnChild(
+        {"/usr/bin/openssl", "s_server", "-accept",
+         absl::StrCat("127.0.0.1:", sni_.port), "-cert", internal.cert, "-key",
+         internal.key, "-www", "-quiet", "-tls1_2"},
+        dir_ + "/s_server_sni.log", /*stdout_too=*/true);
     // An upstream that requires a client certificate signed by the CA.
     mtls_.port = FreeLoopbackPort();
     mtls_.pid = SpawnChild({"/usr/bin/openssl", "s_server", "-accept",
@@ -139,6 +147,7 @@ class OriginsTest : public ::testing::Test {
          {std::pair{&httpbin_, "gunicorn (python3-httpbin)"},
           std::pair{&tls_, "openssl s_server"},
           std::pair{&mtls_, "openssl s_server -Verify"},
+          std::pair{&sni_, "openssl s_server (internal.test)"},
           std::pair{&squid_, "squid"}, std::pair{&tinyproxy_, "tinyproxy"}}) {
       ASSERT_TRUE(WaitForLoopbackPort(child->port, seconds(30)))
           << name << " did not start (scripts/setup.sh --tests installs it); "
@@ -151,7 +160,8 @@ class OriginsTest : public ::testing::Test {
   }
 
   static void TearDownTestSuite() {
-    for (Child* child : {&httpbin_, &tls_, &mtls_, &squid_, &tinyproxy_}) {
+    for (Child* child :
+         {&httpbin_, &tls_, &mtls_, &sni_, &squid_, &tinyproxy_}) {
       child->Stop();
     }
     delete client_cert_;
@@ -225,7 +235,7 @@ class OriginsTest : public ::testing::Test {
   static std::string dir_;
   static TestCa* ca_;
   static CertFiles* client_cert_;
-  static Child httpbin_, tls_, mtls_, squid_, tinyproxy_;
+  static Child httpbin_, tls_, mtls_, sni_, squid_, tinyproxy_;
   static int refused_port_;
   std::string config_path_;
   int configs_ = 0;
@@ -235,7 +245,7 @@ std::string OriginsTest::dir_;
 TestCa* OriginsTest::ca_ = nullptr;
 CertFiles* OriginsTest::client_cert_ = nullptr;
 Child OriginsTest::httpbin_, OriginsTest::tls_, OriginsTest::mtls_,
-    OriginsTest::squid_, OriginsTest::tinyproxy_;
+    OriginsTest::sni_, OriginsTest::squid_, OriginsTest::tinyproxy_;
 int OriginsTest::refused_port_ = 0;
 
 // --- Upstream proxies --------------------------------------------------------
@@ -432,6 +442,33 @@ TEST_F(OriginsTest, AClientCertificateIsPresentedWhereItsEntrySays) {
   EXPECT_TRUE(absl::IsUnavailable(r.status())) << r.status();
   EXPECT_THAT(ErrorDetailsOf(r.status()).reason,
               AnyOf("TLS_HANDSHAKE_FAILED", "UPSTREAM_RESET"))
+      << r.status();
+}
+
+// An origin reached by address whose certificate names another host: the
+// entry's sni is sent and verified; without it the name does not match. Its
+// tls_min_version 1.3 then refuses the same server, which speaks 1.2 only.
+TEST_F(OriginsTest, AnEntrysSniAndTlsMinimumApply) {
+  const std::string url = absl::StrCat("https://127.0.0.1:", sni_.port, "/");
+  auto egressd =
+      Start(absl::StrCat("origins { match: \"", url.substr(0, url.size() - 1),
+                         "\" sni: \"internal.test\" }\n"));
+  EgressClient client(absl::StrCat("127.0.0.1:", egressd->port()));
+  absl::StatusOr<Response> r = client.Get(url);
+  ASSERT_TRUE(r.ok()) << r.status();
+  EXPECT_EQ(r->status, 200);
+  r = client.Get(absl::StrCat("https://localhost:", sni_.port, "/"));
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(ErrorDetailsOf(r.status()).reason, "TLS_VERIFY_FAILED")
+      << r.status();
+
+  auto strict = Start(
+      absl::StrCat("origins { match: \"", url.substr(0, url.size() - 1),
+                   "\" sni: \"internal.test\" tls_min_version: \"1.3\" }\n"));
+  EgressClient strict_client(absl::StrCat("127.0.0.1:", strict->port()));
+  r = strict_client.Get(url);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(ErrorDetailsOf(r.status()).reason, "TLS_HANDSHAKE_FAILED")
       << r.status();
 }
 
