@@ -143,15 +143,23 @@ class OriginsTest : public ::testing::Test {
         SpawnChild({"/usr/bin/tinyproxy", "-d", "-c", dir_ + "/tinyproxy.conf"},
                    dir_ + "/tinyproxy.out", /*stdout_too=*/true);
 
-    for (const auto& [child, name] :
-         {std::pair{&httpbin_, "gunicorn (python3-httpbin)"},
-          std::pair{&tls_, "openssl s_server"},
-          std::pair{&mtls_, "openssl s_server -Verify"},
-          std::pair{&sni_, "openssl s_server (internal.test)"},
-          std::pair{&squid_, "squid"}, std::pair{&tinyproxy_, "tinyproxy"}}) {
-      ASSERT_TRUE(WaitForLoopbackPort(child->port, seconds(30)))
-          << name << " did not start (scripts/setup.sh --tests installs it); "
-          << "see the logs in " << dir_;
+    struct Started {
+      Child* child;
+      const char* name;
+      const char* log;  // in dir_
+    };
+    for (const Started& s :
+         {Started{&httpbin_, "gunicorn (python3-httpbin)", "gunicorn.log"},
+          Started{&tls_, "openssl s_server", "s_server.log"},
+          Started{&mtls_, "openssl s_server -Verify", "s_server_mtls.log"},
+          Started{&sni_, "openssl s_server (internal.test)",
+                  "s_server_sni.log"},
+          Started{&squid_, "squid", "squid-cache.log"},
+          Started{&tinyproxy_, "tinyproxy", "tinyproxy.out"}}) {
+      ASSERT_TRUE(WaitForLoopbackPort(s.child->port, seconds(30)))
+          << s.name << " did not start (scripts/setup.sh --tests installs "
+          << "it); its log:\n"
+          << ReadFile(dir_ + "/" + s.log);
     }
     WriteFile(dir_ + "/proxy-credentials",
               absl::StrCat(kProxyUser, ":", kProxyPassword, "\n"));
