@@ -45,12 +45,14 @@ def fmt(v, digits=0):
 
 ORDER = ["direct-http", "proxy-http", "egress-http", "nopool-http", "proxy-ecdsa",
          "egress-ecdsa", "nopool-ecdsa", "proxy-rsa", "egress-rsa", "nopool-rsa",
-         "grpc-floor", "http-floor", "base-http"]
+         "grpc-floor", "http-floor", "base-http", "squid-http", "tinyproxy-http"]
 names = sorted({n for n, _ in rows}, key=ORDER.index)
 out = [f"bench/compare, {date}, {machine}; medians of {max((len(r) for r in rows.values()), default=0)} "
-       f"runs of {duration:g} s each, cases alternating. c={sat}: wrk drives nginx, h2load "
-       "drives egressd; c=1 latency of egressd from egress_bench. Server CPU and context "
-       "switches per call from /proc (nginx: its worker; egressd: all its threads).", "",
+       f"runs of {duration:g} s each, cases alternating. c={sat}: wrk drives nginx, Squid and "
+       "tinyproxy (absolute-form requests to the forward proxies), h2load drives egressd; "
+       "c=1 latency of egressd from egress_bench. Server CPU and context switches per call "
+       "from /proc (nginx: its worker; Squid: its worker; tinyproxy and egressd: all their "
+       "threads).", "",
        f"| case | c=1 calls/s | c=1 p50 us | c=1 p99 us | c={sat} calls/s | c={sat} mean us | "
        f"c={sat} server CPU us/call | c={sat} switches/call |",
        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
@@ -88,6 +90,21 @@ if ("grpc-floor", 1) in rows:
     over = med("egress-http", 1, P50) - med("direct-http", 1, P50) - med("grpc-floor", 1, P50)
     out.append(ratio("4. c=1 p50: egress - (direct + gRPC floor) (us)", over, 20,
                      better_high=False))
+# The peers egress replaces: Squid as a forward proxy (bars of the
+# performance issue), tinyproxy for reference.
+if ("squid-http", sat) in rows and ("egress-http", sat) in rows:
+    out.append(ratio(f"9. egressd CPU per call / Squid's, http, c={sat}",
+                     div(med("egress-http", sat, CPU), med("squid-http", sat, CPU)), 1.0,
+                     better_high=False))
+    out.append(ratio(f"10. egressd calls/s / Squid's, http, c={sat}",
+                     div(med("egress-http", sat, RPS), med("squid-http", sat, RPS)), 1.25))
+if ("squid-http", 1) in rows and ("egress-http", 1) in rows:
+    out.append(ratio("11. egressd c=1 p50 / Squid's c=1 p50, http",
+                     div(med("egress-http", 1, P50), med("squid-http", 1, P50)), 1.0,
+                     better_high=False))
+if ("tinyproxy-http", sat) in rows and ("egress-http", sat) in rows:
+    out.append(f"| egressd calls/s / tinyproxy's, http, c={sat} | "
+               f"{div(med('egress-http', sat, RPS), med('tinyproxy-http', sat, RPS)):.2f} | | |")
 for proto, bar in (("http", None), ("ecdsa", 15.0), ("rsa", 15.0)):
     if ("egress-" + proto, sat) in rows and ("nopool-" + proto, sat) in rows:
         value = div(med("egress-" + proto, sat, RPS), med("nopool-" + proto, sat, RPS))
