@@ -140,9 +140,9 @@ absl::Status EgressServer::ReloadFrom(
 void EgressServer::WatchConfig(std::function<absl::StatusOr<Config>()> load,
                                std::chrono::nanoseconds interval) {
   std::vector<std::string> files;
-  for (const std::string* file : {&config_.config_file,
-                                  &config_.auth_tokens_file,
-                                  &config_.identity_hosts_file}) {
+  for (const std::string* file :
+       {&config_.config_file, &config_.auth_tokens_file,
+        &config_.identity_hosts_file}) {
     if (!file->empty()) files.push_back(*file);
   }
   if (files.empty()) return;
