@@ -45,7 +45,7 @@ def fmt(v, digits=0):
 
 ORDER = ["direct-http", "proxy-http", "egress-http", "nopool-http", "proxy-ecdsa",
          "egress-ecdsa", "nopool-ecdsa", "proxy-rsa", "egress-rsa", "nopool-rsa",
-         "grpc-floor", "http-floor", "base-http", "squid-http", "tinyproxy-http"]
+         "grpc-floor", "http-floor", "base-http", "squid-http", "tinyproxy-http", "sync-http"]
 names = sorted({n for n, _ in rows}, key=ORDER.index)
 out = [f"bench/compare, {date}, {machine}; medians of {max((len(r) for r in rows.values()), default=0)} "
        f"runs of {duration:g} s each, cases alternating. c={sat}: wrk drives nginx, Squid and "
@@ -102,6 +102,16 @@ if ("squid-http", 1) in rows and ("egress-http", 1) in rows:
     out.append(ratio("11. egressd c=1 p50 / Squid's c=1 p50, http",
                      div(med("egress-http", 1, P50), med("squid-http", 1, P50)), 1.0,
                      better_high=False))
+if ("sync-http", sat) in rows and ("egress-http", sat) in rows:
+    # The performance issue's prototype: adopted only if it wins by 20% on CPU.
+    out.append(ratio(f"prototype: sync_egress CPU per call / egressd's, http, c={sat}",
+                     div(med("sync-http", sat, CPU), med("egress-http", sat, CPU)), 0.8,
+                     better_high=False))
+    out.append(f"| prototype: sync_egress calls/s / egressd's, http, c={sat} | "
+               f"{div(med('sync-http', sat, RPS), med('egress-http', sat, RPS)):.2f} | | |")
+    if ("sync-http", 1) in rows and ("egress-http", 1) in rows:
+        out.append(f"| prototype: sync_egress c=1 p50 / egressd's | "
+                   f"{div(med('sync-http', 1, P50), med('egress-http', 1, P50)):.2f} | | |")
 if ("tinyproxy-http", sat) in rows and ("egress-http", sat) in rows:
     out.append(f"| egressd calls/s / tinyproxy's, http, c={sat} | "
                f"{div(med('egress-http', sat, RPS), med('tinyproxy-http', sat, RPS)):.2f} | | |")

@@ -16,7 +16,7 @@ Admission::Admission(const AdmissionOptions& options, const Clock& clock)
     : options_(options), clock_(clock) {}
 
 nanoseconds Admission::GrpcRemaining(
-    const grpc::CallbackServerContext& context) const {
+    const grpc::ServerContextBase& context) const {
   const auto left = context.deadline() - clock_.WallNow();
   // gRPC reports "no deadline" as a time centuries away.
   if (left > std::chrono::hours(24 * 365 * 100)) return nanoseconds::max();
@@ -25,7 +25,7 @@ nanoseconds Admission::GrpcRemaining(
 
 absl::StatusOr<Admitted> Admission::Admit(
     const egress::v1::DoRequest& request, egress::v1::DoRequest* owned,
-    const grpc::CallbackServerContext& context, Rpc rpc,
+    const grpc::ServerContextBase& context, Rpc rpc,
     CallContext& record) const {
   // Labels only: Metrics folds anything but the standard methods into "OTHER".
   record.method = request.method().empty() ? "GET" : request.method();
@@ -139,7 +139,7 @@ absl::Status Admission::Inject(const OriginRoute& route,
   return absl::OkStatus();
 }
 
-absl::Status Admission::CheckTaken(const grpc::CallbackServerContext& context,
+absl::Status Admission::CheckTaken(const grpc::ServerContextBase& context,
                                    const Deadline& deadline,
                                    nanoseconds queued) const {
   if (deadline.Expired()) {

@@ -87,18 +87,18 @@ class Admission {
   // that an admitted body is moved instead of copied; nullptr otherwise.
   absl::StatusOr<Admitted> Admit(const egress::v1::DoRequest& request,
                                  egress::v1::DoRequest* owned,
-                                 const grpc::CallbackServerContext& context,
+                                 const grpc::ServerContextBase& context,
                                  Rpc rpc, CallContext& record) const;
 
   // On the worker that took a call, after `queued` in the queue: may it still
   // go ahead? DEADLINE_EXCEEDED or CANCELLED when not.
-  absl::Status CheckTaken(const grpc::CallbackServerContext& context,
+  absl::Status CheckTaken(const grpc::ServerContextBase& context,
                           const Deadline& deadline,
                           std::chrono::nanoseconds queued) const;
 
   // Time left before the call's gRPC deadline; max() when it has none.
   std::chrono::nanoseconds GrpcRemaining(
-      const grpc::CallbackServerContext& context) const;
+      const grpc::ServerContextBase& context) const;
 
  private:
   // Adds the headers `route` injects for `identity` to `request`.

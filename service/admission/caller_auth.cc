@@ -133,7 +133,7 @@ std::shared_ptr<const CallerAuth::Snapshot> CallerAuth::snapshot() const {
 }
 
 absl::StatusOr<Caller> CallerAuth::Authenticate(
-    const grpc::CallbackServerContext& context) const {
+    const grpc::ServerContextBase& context) const {
   std::shared_ptr<const Snapshot> snap = snapshot();
   Caller caller{"anonymous", nullptr};
 

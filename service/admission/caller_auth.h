@@ -66,7 +66,7 @@ class CallerAuth {
   std::shared_ptr<const CallerRules> RulesOf(const std::string& identity) const;
 
   absl::StatusOr<Caller> Authenticate(
-      const grpc::CallbackServerContext& context) const;
+      const grpc::ServerContextBase& context) const;
 
   // Where mutual-TLS client certificates come from when TLS is terminated
   // before gRPC (GrpcFront): the PEM for a call's ServerContext::peer(), or
