@@ -2,8 +2,6 @@
 
 #include <utility>
 
-#include "absl/strings/str_cat.h"
-
 namespace egress {
 
 // Invariant: while lent_, kept_ is the session of the live SessionLease and
@@ -53,9 +51,7 @@ HttpSession& SessionCache::Acquire(const Origin& origin,
   }
   ParkKept();
   const std::string key = origin.Key();
-  kept_ = shared_.Take(options.pool_tag.empty()
-                           ? key
-                           : absl::StrCat(key, "#", options.pool_tag));
+  kept_ = shared_.Take(PoolKey(key, options.pool_tag));
   if (kept_ != nullptr) {
     observer_.OnPoolChange(key, -1, +1);
     observer_.OnLease(LeaseSource::kShared);

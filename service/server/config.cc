@@ -175,12 +175,17 @@ absl::Status Config::Validate() const {
   }
   // The origins entries: their patterns, files and certificates.
   if (absl::StatusOr<std::shared_ptr<const OriginTable>> table =
-          OriginTable::Build(origins, SessionOptions{},
-                             config_file.empty() ? "--config" : config_file);
+          LoadOrigins(SessionOptions{});
       !table.ok()) {
     return table.status();
   }
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<const OriginTable>> Config::LoadOrigins(
+    const SessionOptions& defaults) const {
+  return OriginTable::Build(origins, defaults,
+                            config_file.empty() ? "--config" : config_file);
 }
 
 bool IsLoopbackListen(absl::string_view listen) {

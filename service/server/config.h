@@ -24,6 +24,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "service/admission/inflight_limits.h"
+#include "service/admission/origin_table.h"
 #include "service/admission/origins.pb.h"
 #include "service/api/egress_service.h"
 #include "service/base/defaults.h"
@@ -69,8 +70,12 @@ struct Config {
   std::string config_file;
 
   // The settings' bounds (settings.h), then what relates settings to each
-  // other; the error names the setting.
+  // other, and the origins entries; the error names the setting.
   absl::Status Validate() const;
+  // The origins entries loaded over `defaults` (the service-wide session
+  // options); errors name config_file, the entry and the field.
+  absl::StatusOr<std::shared_ptr<const OriginTable>> LoadOrigins(
+      const SessionOptions& defaults) const;
 };
 
 // Defaults, then --config, then the flags given in `argv` (call after

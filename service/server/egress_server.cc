@@ -99,9 +99,7 @@ absl::Status EgressServer::Reload(const Config& next) {
         PolicyFromConfig(next);
     if (!policy.ok()) return policy.status();
     absl::StatusOr<std::shared_ptr<const OriginTable>> table =
-        OriginTable::Build(
-            next.origins, session_defaults_,
-            next.config_file.empty() ? "--config" : next.config_file);
+        next.LoadOrigins(session_defaults_);
     if (!table.ok()) return table.status();
     absl::StatusOr<CallerAuth::Prepared> callers =
         auth_->Prepare(next.identity_hosts);
@@ -233,9 +231,7 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
   // injected headers, its ejection rule.
   s->session_defaults_ = cache_options.session;
   absl::StatusOr<std::shared_ptr<const OriginTable>> origins =
-      OriginTable::Build(
-          config.origins, cache_options.session,
-          config.config_file.empty() ? "--config" : config.config_file);
+      config.LoadOrigins(cache_options.session);
   if (!origins.ok()) return origins.status();
   s->origins_ = std::make_unique<OriginRoutes>(*std::move(origins));
   s->ejection_listener_ = std::make_unique<EjectionMetrics>(*s->metrics_);

@@ -71,9 +71,8 @@ absl::StatusOr<PolicyReport> ExplainPolicy(const Config& config,
 
   // The origin's entry: what egress adds and how it connects. Injected
   // values are never printed, only where they come from.
-  absl::StatusOr<std::shared_ptr<const OriginTable>> table = OriginTable::Build(
-      config.origins, SessionOptions{},
-      config.config_file.empty() ? "--config" : config.config_file);
+  absl::StatusOr<std::shared_ptr<const OriginTable>> table =
+      config.LoadOrigins(SessionOptions{});
   if (!table.ok()) return table.status();
   const OriginRoute& route = (*table)->Route(origin);
   if (!config.origins.empty()) {

@@ -38,14 +38,18 @@ struct HttpSession::Attempt {
   int proxy_status = 0;
 };
 
+std::string PoolKey(const std::string& origin_key,
+                    const std::string& pool_tag) {
+  return pool_tag.empty() ? origin_key
+                          : absl::StrCat(origin_key, "#", pool_tag);
+}
+
 HttpSession::HttpSession(Origin origin, const SessionOptions& options,
                          const Clock& clock, SessionObserver& observer)
     : origin_(std::move(origin)),
       key_(origin_.Key()),
       options_(options),
-      pool_key_(options.pool_tag.empty()
-                    ? key_
-                    : absl::StrCat(key_, "#", options.pool_tag)),
+      pool_key_(PoolKey(key_, options.pool_tag)),
       clock_(clock),
       observer_(observer),
       pinned_until_(clock.Now()),

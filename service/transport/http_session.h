@@ -155,6 +155,10 @@ struct SessionOptions {
   std::optional<size_t> max_idle;
 };
 
+// Where the pool keeps a session of `origin_key` made with `pool_tag`
+// (SessionOptions): the key alone for the service-wide sessions.
+std::string PoolKey(const std::string& origin_key, const std::string& pool_tag);
+
 // No idle timeout: only the deadline bounds the wait for the upstream.
 inline constexpr std::chrono::nanoseconds kNoIdleTimeout =
     std::chrono::nanoseconds::max();
