@@ -21,7 +21,7 @@ readonly patch_file=third_party/httplib/egress.patch
 
 if [ -f "$dest/httplib.h" ] && [ -f "$dest/httplib.cc" ] &&
    grep -q "CPPHTTPLIB_VERSION \"$version\"" "$dest/httplib.h" &&
-   grep -q "EGRESS_HTTPLIB_PATCH 2" "$dest/httplib.h"; then
+   grep -q "EGRESS_HTTPLIB_PATCH 3" "$dest/httplib.h"; then
   exit 0
 fi
 

@@ -17,6 +17,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <functional>
 #include <string>
 #include <type_traits>
@@ -75,6 +76,7 @@ class GuardedClient final : public Base, public ConnectionView {
     // The connection is up, and httplib closes it only on this thread, after
     // shutdown_ssl: an abort may shut this very socket down until then.
     owner_.OnExchangeSocket(static_cast<int>(socket.sock));
+    in_exchange_ = true;
     const bool result =
         Base::process_socket(socket, [&](httplib::Stream& inner) {
           exchange.ready_at = exchange.deadline.clock().Now();
@@ -91,6 +93,7 @@ class GuardedClient final : public Base, public ConnectionView {
           }
           return ok;
         });
+    in_exchange_ = false;
     owner_.OnSocketClosing();
     return result;
   }
@@ -152,6 +155,22 @@ class GuardedClient final : public Base, public ConnectionView {
     return true;
   }
 
+  // httplib asks this before and after writing each request over TLS, and
+  // would switch the socket to non-blocking and back (four fcntl) around an
+  // SSL_peek each time. After the request (in the exchange), bytes waiting
+  // are the response's: a close that came first shows when it is read, and
+  // the exchange fails as on a connection closed before any response. Before
+  // it, no byte waiting on the socket means no close_notify (nor anything
+  // else) arrived: one recv answers, and TLS is asked only when a record is
+  // there.
+  bool is_ssl_peer_could_be_closed(SSL* ssl) const override {
+    if (in_exchange_) return false;
+    char byte;
+    const ssize_t n = recv(SSL_get_fd(ssl), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return false;
+    return Base::is_ssl_peer_could_be_closed(ssl);
+  }
+
   void prepare_ssl(SSL* ssl) {
     if constexpr (std::is_same_v<Base, httplib::SSLClient>) {
       owner_.PrepareTls(ssl);
@@ -159,7 +178,8 @@ class GuardedClient final : public Base, public ConnectionView {
   }
 
   ClientOwner& owner_;
-  std::string buffer_;  // UpstreamStream's, kept between exchanges
+  std::string buffer_;        // UpstreamStream's, kept between exchanges
+  bool in_exchange_ = false;  // within process_socket
 };
 
 }  // namespace internal

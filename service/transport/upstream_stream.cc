@@ -1,5 +1,6 @@
 #include "service/transport/upstream_stream.h"
 
+#include <openssl/err.h>
 #include <openssl/ssl.h>
 #include <poll.h>
 #include <sys/socket.h>
@@ -65,8 +66,18 @@ bool UpstreamStream::Wait(bool for_write) {
 ssize_t UpstreamStream::Fill() {
   ssize_t n;
   if (ssl_ != nullptr) {
-    if (!Wait(/*for_write=*/false)) return -1;
-    n = inner_.read(buffer_.data(), buffer_.size());
+    // TLS: after the wait, SSL_read directly. httplib's SSLSocketStream would
+    // poll the socket once more first. A record without application data (a
+    // TLS 1.3 ticket) leaves nothing to read yet: wait again.
+    while (true) {
+      if (!Wait(/*for_write=*/false)) return -1;
+      ERR_clear_error();
+      n = SSL_read(ssl_, buffer_.data(), static_cast<int>(buffer_.size()));
+      if (n > 0 ||
+          SSL_get_error(ssl_, static_cast<int>(n)) != SSL_ERROR_WANT_READ) {
+        break;
+      }
+    }
   } else {
     // Plain TCP: after the wait, the socket is read directly. httplib's
     // SocketStream would poll it once more first.
@@ -132,8 +143,18 @@ ssize_t UpstreamStream::read(char* ptr, size_t size) {
 
 ssize_t UpstreamStream::write(const char* ptr, size_t size) {
   if (ssl_ != nullptr) {
+    // TLS: one wait (no longer than the time left), then SSL_write directly.
+    // httplib's SSLSocketStream would poll the socket twice more, and peek at
+    // it, before every write.
     if (!Wait(/*for_write=*/true)) return -1;
-    return inner_.write(ptr, size);
+    const int chunk = static_cast<int>(std::min<size_t>(size, INT_MAX));
+    while (true) {
+      ERR_clear_error();
+      const int n = SSL_write(ssl_, ptr, chunk);
+      if (n > 0) return n;
+      if (SSL_get_error(ssl_, n) != SSL_ERROR_WANT_WRITE) return -1;
+      if (!Wait(/*for_write=*/true)) return -1;
+    }
   }
   // Plain TCP: send at once, and wait (no longer than the time left) only
   // while the socket's buffer is full. httplib's SocketStream would poll the

@@ -9,8 +9,9 @@
 //   - before each read or write it waits on the socket for no longer than the
 //     time left (or the idle timeout for reads, while streaming), so that one
 //     deadline covers upload, head and body; a plain-TCP write is tried first
-//     and waits only when the socket's buffer is full, and plain-TCP reads
-//     and writes go to the socket directly (one poll a read, none a write);
+//     and waits only when the socket's buffer is full, and reads and writes
+//     go to the socket (plain TCP) or to OpenSSL (TLS) directly: one poll a
+//     read, none a plain-TCP write, one a TLS write;
 //   - it reads the response head itself with a ResponseHeadReader, hands the
 //     final head to `on_head`, and gives httplib a canonical head that frames
 //     the body exactly as the reader decided;

@@ -2,6 +2,7 @@
 // verification against a CA, reuse of one handshake, and each kind of refusal.
 #include <openssl/ssl.h>
 #include <openssl/x509_vfy.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -205,6 +206,139 @@ TEST_F(TlsSessionTest, PlainHttpServerOnAnHttpsUrlIsAHandshakeFailure) {
   EXPECT_EQ(r.status().code(), absl::StatusCode::kUnavailable);
   EXPECT_THAT(std::string(r.status().message()),
               HasSubstr("TLS handshake failed"));
+}
+
+// A TLS upstream, one connection at a time, that ends the first connection
+// with close_notify (keeping the TCP connection open, as a server closing an
+// idle keep-alive connection does before its FIN): after answering its first
+// request, or instead of answering its second. Later connections answer every
+// request. Serves until the client closes its second connection.
+class CloseNotifyUpstream {
+ public:
+  enum class When { kAfterFirstAnswer, kInsteadOfSecondAnswer };
+
+  CloseNotifyUpstream(const CertFiles& leaf, When when) : when_(when) {
+    listener_ = ListenOnLoopback(port_);
+    ctx_ = SSL_CTX_new(TLS_server_method());
+    EXPECT_EQ(SSL_CTX_use_certificate_chain_file(ctx_, leaf.cert.c_str()), 1);
+    EXPECT_EQ(
+        SSL_CTX_use_PrivateKey_file(ctx_, leaf.key.c_str(), SSL_FILETYPE_PEM),
+        1);
+    thread_ = std::thread([this] {
+      for (int connection = 1; connection <= 2; ++connection) {
+        const int fd = accept(listener_, nullptr, nullptr);
+        if (fd < 0) return;
+        Serve(fd, connection);
+        close(fd);
+      }
+    });
+  }
+  ~CloseNotifyUpstream() {
+    shutdown(listener_, SHUT_RDWR);
+    thread_.join();
+    close(listener_);
+    SSL_CTX_free(ctx_);
+  }
+  int port() const { return port_; }
+
+ private:
+  // Reads one request head; false when the client closed.
+  static bool ReadRequest(SSL* ssl) {
+    std::string head;
+    char chunk[4096];
+    while (head.find("\r\n\r\n") == std::string::npos) {
+      const int n = SSL_read(ssl, chunk, sizeof(chunk));
+      if (n <= 0) return false;
+      head.append(chunk, n);
+    }
+    return true;
+  }
+  static bool Answer(SSL* ssl) {
+    const std::string ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    return SSL_write(ssl, ok.data(), static_cast<int>(ok.size())) > 0;
+  }
+  void Serve(int fd, int connection) {
+    SSL* ssl = SSL_new(ctx_);
+    SSL_set_fd(ssl, fd);
+    if (SSL_accept(ssl) == 1) {
+      for (int request = 1; ReadRequest(ssl); ++request) {
+        const bool end_here =
+            connection == 1 &&
+            (when_ == When::kAfterFirstAnswer || request == 2);
+        if (!(when_ == When::kInsteadOfSecondAnswer && end_here) &&
+            !Answer(ssl)) {
+          break;
+        }
+        if (end_here) {
+          SSL_shutdown(ssl);  // close_notify; the TCP connection stays open
+          char byte;
+          while (recv(fd, &byte, 1, 0) > 0) {
+          }  // until the client closes
+          break;
+        }
+      }
+    }
+    SSL_free(ssl);
+  }
+
+  When when_;
+  int port_ = 0;
+  int listener_ = -1;
+  SSL_CTX* ctx_ = nullptr;
+  std::thread thread_;
+};
+
+// A close_notify that arrived while the connection was idle is seen before
+// the next request is written: a new connection, no resend.
+TEST_F(TlsSessionTest, CloseNotifyWhileIdleOpensANewConnection) {
+  signal(SIGPIPE, SIG_IGN);
+  CertFiles leaf = ca_.Issue({"notify", {"localhost"}, {"127.0.0.1"}});
+  CloseNotifyUpstream upstream(leaf,
+                               CloseNotifyUpstream::When::kAfterFirstAnswer);
+  auto session = SessionTo("localhost", upstream.port());
+  ASSERT_TRUE(Call(*session, upstream.port(), "localhost").ok());
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  for (int i = 0; i < 3; ++i) {
+    auto r = Call(*session, upstream.port(), "localhost");
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->body, "ok");
+  }
+  EXPECT_EQ(observer_.stale_retries.load(), 0);
+  EXPECT_EQ(observer_.opened.load(), 2);
+  session.reset();
+}
+
+// A close_notify that comes in answer to a request on a reused connection is
+// read as the answer: the connection had gone stale, and a GET is sent again
+// on a new one; a POST is not (it may have been delivered).
+TEST_F(TlsSessionTest, CloseNotifyInsteadOfAnAnswerIsAStaleConnection) {
+  signal(SIGPIPE, SIG_IGN);
+  CertFiles leaf = ca_.Issue({"notify", {"localhost"}, {"127.0.0.1"}});
+  {
+    CloseNotifyUpstream upstream(
+        leaf, CloseNotifyUpstream::When::kInsteadOfSecondAnswer);
+    auto session = SessionTo("localhost", upstream.port());
+    ASSERT_TRUE(Call(*session, upstream.port(), "localhost").ok());
+    auto r = Call(*session, upstream.port(), "localhost");
+    ASSERT_TRUE(r.ok()) << r.status();
+    EXPECT_EQ(r->body, "ok");
+    EXPECT_EQ(observer_.stale_retries.load(), 1);
+    EXPECT_EQ(observer_.opened.load(), 2);
+    session.reset();
+  }
+  CloseNotifyUpstream upstream(
+      leaf, CloseNotifyUpstream::When::kInsteadOfSecondAnswer);
+  auto session = SessionTo("localhost", upstream.port());
+  ASSERT_TRUE(Call(*session, upstream.port(), "localhost").ok());
+  auto post = SendWhole(
+      *session, MakeRequest("localhost", upstream.port(), "/", "POST", "https"),
+      Deadline::In(clock_, std::chrono::seconds(5)));
+  ASSERT_FALSE(post.ok());
+  EXPECT_EQ(post.status().code(), absl::StatusCode::kUnavailable);
+  EXPECT_THAT(std::string(post.status().message()),
+              HasSubstr("is not idempotent, so it was not retried"));
+  EXPECT_EQ(observer_.stale_retries.load(), 1);  // the GET's only
+  session.reset();
 }
 
 TEST(TrustStoreTest, UnreadableCaFileNamesTheFlagAndTheFile) {

@@ -5,9 +5,9 @@
 
 #include <string_view>
 
-#if !defined(EGRESS_HTTPLIB_PATCH) || EGRESS_HTTPLIB_PATCH < 2
+#if !defined(EGRESS_HTTPLIB_PATCH) || EGRESS_HTTPLIB_PATCH < 3
 #error \
-    "httplib.h lacks egress.patch 2: run scripts/fetch-httplib.sh (scripts/setup.sh does)"
+    "httplib.h lacks egress.patch 3: run scripts/fetch-httplib.sh (scripts/setup.sh does)"
 #endif
 
 static_assert(std::string_view(CPPHTTPLIB_VERSION) == "0.18.7",
