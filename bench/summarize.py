@@ -102,6 +102,9 @@ if ("squid-http", 1) in rows and ("egress-http", 1) in rows:
     out.append(ratio("11. egressd c=1 p50 / Squid's c=1 p50, http",
                      div(med("egress-http", 1, P50), med("squid-http", 1, P50)), 1.0,
                      better_high=False))
+if ("egress-http", sat) in rows and floors == floors:
+    out.append(ratio(f"12. egressd's own cost above the two floors (us), http, c={sat}",
+                     med("egress-http", sat, CPU) - floors, 15, better_high=False))
 if ("sync-http", sat) in rows and ("egress-http", sat) in rows:
     # The performance issue's prototype: adopted only if it wins by 20% on CPU.
     out.append(ratio(f"prototype: sync_egress CPU per call / egressd's, http, c={sat}",
