@@ -52,6 +52,9 @@ ABSL_FLAG(int, pid, 0, "The server process to measure (0: none).");
 ABSL_FLAG(int, upstream_port, 0, "Port of the upstream (0: any).");
 ABSL_FLAG(int, streams, 5000, "Concurrent streams.");
 ABSL_FLAG(int, seconds, 30, "Events per stream, one per --every.");
+ABSL_FLAG(int, streams_per_channel, 1000,
+          "DoStream calls per gRPC channel (one HTTP/2 connection each): "
+          "egressd allows --max_concurrent_streams (1024) on a connection.");
 ABSL_FLAG(absl::Duration, every, absl::Seconds(1), "Interval of events.");
 ABSL_FLAG(int, event_bytes, 200, "Bytes of one event.");
 ABSL_FLAG(absl::Duration, ramp, absl::Seconds(2),
@@ -313,11 +316,19 @@ int main(int argc, char** argv) {
   });
   const auto start = std::chrono::steady_clock::now();
   if (via == "egressd") {
-    grpc::ChannelArguments args;
-    args.SetMaxReceiveMessageSize(-1);
-    auto channel = grpc::CreateCustomChannel(
-        target, grpc::InsecureChannelCredentials(), args);
-    auto stub = egress::v1::EgressService::NewStub(channel);
+    // As many connections as a client needs under egressd's limit of
+    // concurrent streams on one connection.
+    const int per_channel =
+        std::max(1, absl::GetFlag(FLAGS_streams_per_channel));
+    std::vector<std::unique_ptr<egress::v1::EgressService::Stub>> stubs;
+    for (int i = 0; i * per_channel < streams; ++i) {
+      grpc::ChannelArguments args;
+      args.SetMaxReceiveMessageSize(-1);
+      args.SetInt("sse_streams.channel", i);  // distinct connections
+      stubs.push_back(
+          egress::v1::EgressService::NewStub(grpc::CreateCustomChannel(
+              target, grpc::InsecureChannelCredentials(), args)));
+    }
     const std::string url = upstream.Url(0, path);
     const auto gap = absl::ToChronoNanoseconds(ramp) / streams;
     const auto deadline =
@@ -326,8 +337,8 @@ int main(int argc, char** argv) {
     calls.reserve(static_cast<size_t>(streams));
     for (int i = 0; i < streams; ++i) {
       std::this_thread::sleep_until(start + gap * i);
-      calls.push_back(
-          std::make_unique<GrpcStream>(*stub, url, deadline, tally));
+      calls.push_back(std::make_unique<GrpcStream>(*stubs[i / per_channel], url,
+                                                   deadline, tally));
     }
     while (tally.done.load() < streams &&
            std::chrono::steady_clock::now() < until) {
