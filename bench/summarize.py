@@ -45,7 +45,7 @@ def fmt(v, digits=0):
 
 ORDER = ["direct-http", "proxy-http", "egress-http", "nopool-http", "proxy-ecdsa",
          "egress-ecdsa", "nopool-ecdsa", "proxy-rsa", "egress-rsa", "nopool-rsa",
-         "grpc-floor", "http-floor", "base-http", "squid-http", "tinyproxy-http", "sync-http"]
+         "grpc-floor", "http-floor", "base-http", "base-ecdsa", "squid-http", "tinyproxy-http", "sync-http"]
 names = sorted({n for n, _ in rows}, key=ORDER.index)
 out = [f"bench/compare, {date}, {machine}; medians of {max((len(r) for r in rows.values()), default=0)} "
        f"runs of {duration:g} s each, cases alternating. c={sat}: wrk drives nginx, Squid and "
@@ -138,6 +138,11 @@ if ("base-http", sat) in rows:
                f"{med('egress-http', sat, CPU) - floors:.1f} / {med('base-http', sat, CPU) - floors:.1f} | | |")
     out.append(f"| before/after: egress-http / base-http, c=1 p50 | "
                f"{div(med('egress-http', 1, P50), med('base-http', 1, P50)):.2f} | | |")
+if ("base-ecdsa", sat) in rows and ("egress-ecdsa", sat) in rows:
+    out.append(f"| before/after: egress-ecdsa / base-ecdsa (HTTPS), c={sat} calls/s | "
+               f"{div(med('egress-ecdsa', sat, RPS), med('base-ecdsa', sat, RPS)):.2f} | | |")
+    out.append(f"| before/after: egress-ecdsa / base-ecdsa, server CPU per call, c={sat} | "
+               f"{div(med('egress-ecdsa', sat, CPU), med('base-ecdsa', sat, CPU)):.2f} | | |")
 slow = []
 if slow_path:
     for line in open(slow_path):
