@@ -45,6 +45,9 @@ InflightLimits::~InflightLimits() {
     for (auto& [id, w] : waiters_) refused.push_back(std::move(w->done));
     waiters_.clear();
     expiry_.clear();
+    for (auto& [id, d] : delayed_) refused.push_back(std::move(d->done));
+    delayed_.clear();
+    not_before_.clear();
     origins_.clear();
     callers_.clear();
   }
@@ -88,8 +91,20 @@ uint64_t InflightLimits::Acquire(const std::string& origin,
                                  const std::string& caller, size_t caller_limit,
                                  const Deadline& deadline, Done done,
                                  std::atomic<uint64_t>* waiting_id,
-                                 std::optional<size_t> origin_limit) {
+                                 std::optional<size_t> origin_limit,
+                                 MonoTime not_before) {
   std::unique_lock<std::mutex> lock(mu_);
+  if (not_before > clock_.Now()) {
+    auto d = std::make_shared<Delayed>(
+        Delayed{next_id_++, origin, caller, caller_limit, deadline,
+                std::move(done), waiting_id, origin_limit, not_before});
+    const uint64_t id = d->id;
+    if (waiting_id != nullptr) waiting_id->store(id);
+    not_before_.emplace(not_before, id);
+    delayed_[id] = std::move(d);
+    expiry_cv_.notify_one();
+    return id;
+  }
   if (origin_limit.has_value()) {
     origins_[origin].limit = origin_limit;
   } else if (auto it = origins_.find(origin); it != origins_.end()) {
@@ -260,6 +275,26 @@ void InflightLimits::Cancel(uint64_t id) {
   std::string what;
   {
     std::lock_guard<std::mutex> lock(mu_);
+    if (auto d = delayed_.find(id); d != delayed_.end()) {
+      done = std::move(d->second->done);
+      auto [first, last] = not_before_.equal_range(d->second->not_before);
+      for (auto it = first; it != last; ++it) {
+        if (it->second == id) {
+          not_before_.erase(it);
+          break;
+        }
+      }
+      delayed_.erase(d);
+    }
+  }
+  if (done) {
+    done(absl::CancelledError(
+        "call cancelled while waiting for its rate limit; the upstream was "
+        "not contacted"));
+    return;
+  }
+  {
+    std::lock_guard<std::mutex> lock(mu_);
     auto it = waiters_.find(id);
     if (it == waiters_.end()) return;
     std::shared_ptr<Waiter> w = it->second;
@@ -285,9 +320,17 @@ void InflightLimits::Cancel(uint64_t id) {
 
 void InflightLimits::ExpireWaiting() {
   std::vector<std::pair<Done, absl::Status>> expired;
+  std::vector<std::shared_ptr<Delayed>> due;
   {
     std::lock_guard<std::mutex> lock(mu_);
     const MonoTime now = clock_.Now();
+    while (!not_before_.empty() && not_before_.begin()->first <= now) {
+      auto found = delayed_.find(not_before_.begin()->second);
+      not_before_.erase(not_before_.begin());
+      if (found == delayed_.end()) continue;
+      due.push_back(std::move(found->second));
+      delayed_.erase(found);
+    }
     while (!expiry_.empty() && expiry_.begin()->first <= now) {
       auto found = waiters_.find(expiry_.begin()->second);
       expiry_.erase(expiry_.begin());
@@ -327,6 +370,16 @@ void InflightLimits::ExpireWaiting() {
     if (!expired.empty()) NotifyWaiting();
   }
   for (auto& [done, status] : expired) done(status);
+  // Their time has come: they ask for their slots now.
+  for (const std::shared_ptr<Delayed>& d : due) {
+    Acquire(d->origin, d->caller, d->caller_limit, d->deadline,
+            std::move(d->done), d->waiting_id, d->origin_limit);
+  }
+}
+
+size_t InflightLimits::delayed() const {
+  std::lock_guard<std::mutex> lock(mu_);
+  return delayed_.size();
 }
 
 void InflightLimits::ExpiryLoop() {
@@ -337,6 +390,11 @@ void InflightLimits::ExpiryLoop() {
     if (!expiry_.empty()) {
       wait = std::max(std::chrono::nanoseconds(0),
                       std::min(wait, expiry_.begin()->first - clock_.Now()));
+    }
+    if (!not_before_.empty()) {
+      wait =
+          std::max(std::chrono::nanoseconds(0),
+                   std::min(wait, not_before_.begin()->first - clock_.Now()));
     }
     if (wait > std::chrono::nanoseconds(0)) {
       expiry_cv_.wait_for(lock, wait);

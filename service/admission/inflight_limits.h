@@ -19,6 +19,10 @@
 // or later on the thread that frees a slot, expires the wait (the expiry
 // thread) or cancels it (Cancel).
 //
+// A call whose rate limit let it go only at a later time (rate_limits.h)
+// asks with `not_before`: it waits until then, holding no worker and no slot,
+// then asks for its slots as any call does (on the expiry thread).
+//
 // Thread safety: thread-safe. `done` runs without the lock held.
 #pragma once
 
@@ -100,18 +104,25 @@ class InflightLimits {
   // for Cancel is stored in `*waiting_id` (when given) before `done` can run
   // on another thread. Returns that id, or 0 when `done` already ran.
   // `origin_limit`, when given, replaces max_per_origin for `origin` (its
-  // origins entry's max_inflight; 0 for none).
+  // origins entry's max_inflight; 0 for none). With `not_before` later than
+  // now, the call first waits until then (its id for Cancel stored as
+  // above; another when it then waits for a slot).
   uint64_t Acquire(const std::string& origin, const std::string& caller,
                    size_t caller_limit, const Deadline& deadline, Done done,
                    std::atomic<uint64_t>* waiting_id = nullptr,
-                   std::optional<size_t> origin_limit = std::nullopt);
+                   std::optional<size_t> origin_limit = std::nullopt,
+                   MonoTime not_before = MonoTime{});
 
   // The call `id` gave up (its caller cancelled): `done` gets CANCELLED, if
   // it still waits.
   void Cancel(uint64_t id);
 
-  // Answers every wait whose deadline has passed.
+  // Answers every wait whose deadline has passed, and lets the calls whose
+  // not_before has come ask for their slots.
   void ExpireWaiting();
+
+  // Calls waiting for their not_before (for tests and metrics).
+  size_t delayed() const;
 
   // Calls in flight to `origin` / from `caller` (for tests and logs).
   size_t InflightOrigin(const std::string& origin) const;
@@ -140,6 +151,18 @@ class InflightLimits {
     std::optional<size_t> limit;
   };
   using Ready = std::vector<std::pair<Done, absl::StatusOr<InflightSlot>>>;
+  // A call waiting for its not_before: what Acquire needs then.
+  struct Delayed {
+    uint64_t id = 0;
+    std::string origin;
+    std::string caller;
+    size_t caller_limit = 0;
+    Deadline deadline;
+    Done done;
+    std::atomic<uint64_t>* waiting_id = nullptr;
+    std::optional<size_t> origin_limit;
+    MonoTime not_before;
+  };
 
   void Release(const std::string& origin, const std::string& caller);
   bool OriginFull(const std::string& origin) const;
@@ -162,14 +185,16 @@ class InflightLimits {
   const InflightLimitsOptions options_;
   const Clock& clock_;
   mutable std::mutex mu_;
-  std::unordered_map<std::string, Key> origins_;         // guarded by mu_
-  std::unordered_map<std::string, Key> callers_;         // guarded by mu_
-  std::map<uint64_t, std::shared_ptr<Waiter>> waiters_;  // guarded by mu_
-  std::multimap<MonoTime, uint64_t> expiry_;             // guarded by mu_
-  size_t waiting_origins_ = 0;                           // guarded by mu_
-  size_t waiting_callers_ = 0;                           // guarded by mu_
-  uint64_t next_id_ = 1;                                 // guarded by mu_
-  bool stopping_ = false;                                // guarded by mu_
+  std::unordered_map<std::string, Key> origins_;          // guarded by mu_
+  std::unordered_map<std::string, Key> callers_;          // guarded by mu_
+  std::map<uint64_t, std::shared_ptr<Waiter>> waiters_;   // guarded by mu_
+  std::multimap<MonoTime, uint64_t> expiry_;              // guarded by mu_
+  std::map<uint64_t, std::shared_ptr<Delayed>> delayed_;  // guarded by mu_
+  std::multimap<MonoTime, uint64_t> not_before_;          // guarded by mu_
+  size_t waiting_origins_ = 0;                            // guarded by mu_
+  size_t waiting_callers_ = 0;                            // guarded by mu_
+  uint64_t next_id_ = 1;                                  // guarded by mu_
+  bool stopping_ = false;                                 // guarded by mu_
   std::condition_variable expiry_cv_;
   std::thread expiry_thread_;
 };

@@ -52,6 +52,21 @@ class InflightLimitsTest : public ::testing::Test {
         },
         nullptr, origin_limit);
   }
+  // As Ask, for a call its rate limit lets go only `after` from now.
+  uint64_t AskAfter(const std::string& origin, std::chrono::nanoseconds after,
+                    seconds timeout = seconds(10)) {
+    const size_t i = outcomes_.size();
+    outcomes_.push_back(std::make_unique<Outcome>());
+    Outcome* out = outcomes_[i].get();
+    return limits_->Acquire(
+        origin, "alice", 0, Deadline::In(clock_, timeout),
+        [out](absl::StatusOr<InflightSlot> slot) {
+          out->called = true;
+          out->status = slot.status();
+          if (slot.ok()) out->slot = *std::move(slot);
+        },
+        nullptr, std::nullopt, clock_.Now() + after);
+  }
   bool Started(size_t i) const {
     return outcomes_[i]->called && outcomes_[i]->status.ok();
   }
@@ -209,6 +224,65 @@ TEST_F(InflightLimitsTest, ExpiryThreadAnswersOnTime) {
   EXPECT_EQ(status.code(), absl::StatusCode::kResourceExhausted);
   EXPECT_GE(took, std::chrono::milliseconds(95));
   EXPECT_LT(took, std::chrono::seconds(2));
+}
+
+// A call its rate limit holds back waits, holding nothing, until its time,
+// then asks for its slots like any call.
+TEST_F(InflightLimitsTest, ACallWaitsForItsNotBeforeThenForItsSlot) {
+  Make(/*per_origin=*/1, /*per_caller=*/0);
+  AskAfter("o", std::chrono::milliseconds(100));
+  EXPECT_FALSE(outcomes_[0]->called);
+  EXPECT_EQ(limits_->delayed(), 1u);
+  EXPECT_EQ(limits_->InflightOrigin("o"), 0u);
+  limits_->ExpireWaiting();
+  EXPECT_FALSE(outcomes_[0]->called);
+  clock_.Advance(std::chrono::milliseconds(100));
+  limits_->ExpireWaiting();
+  EXPECT_TRUE(Started(0));
+  EXPECT_EQ(limits_->delayed(), 0u);
+  // One whose origin is full at its time waits in the origin's queue.
+  AskAfter("o", std::chrono::milliseconds(50));
+  clock_.Advance(std::chrono::milliseconds(50));
+  limits_->ExpireWaiting();
+  EXPECT_FALSE(outcomes_[1]->called);
+  outcomes_[0]->slot.Release();
+  EXPECT_TRUE(Started(1));
+}
+
+TEST_F(InflightLimitsTest, ACallWaitingForItsNotBeforeCanBeCancelled) {
+  Make(/*per_origin=*/10, /*per_caller=*/0);
+  const uint64_t id = AskAfter("o", std::chrono::seconds(1));
+  ASSERT_NE(id, 0u);
+  limits_->Cancel(id);
+  ASSERT_TRUE(outcomes_[0]->called);
+  EXPECT_EQ(outcomes_[0]->status.code(), absl::StatusCode::kCancelled);
+  EXPECT_THAT(std::string(outcomes_[0]->status.message()),
+              HasSubstr("while waiting for its rate limit"));
+  EXPECT_EQ(limits_->delayed(), 0u);
+  clock_.Advance(std::chrono::seconds(2));
+  limits_->ExpireWaiting();  // nothing more happens to it
+  // And one still waiting when egressd stops is told so.
+  AskAfter("o", std::chrono::seconds(1));
+  limits_.reset();
+  ASSERT_TRUE(outcomes_[1]->called);
+  EXPECT_EQ(outcomes_[1]->status.code(), absl::StatusCode::kCancelled);
+}
+
+TEST(InflightLimitsThreadTest, TheExpiryThreadStartsACallAtItsNotBefore) {
+  RealClock clock;
+  InflightLimits limits(InflightLimitsOptions{}, clock);
+  std::promise<MonoTime> started;
+  const MonoTime asked = clock.Now();
+  limits.Acquire(
+      "o", "alice", 0, Deadline::In(clock, seconds(10)),
+      [&](absl::StatusOr<InflightSlot> slot) {
+        EXPECT_TRUE(slot.ok());
+        started.set_value(clock.Now());
+      },
+      nullptr, std::nullopt, asked + std::chrono::milliseconds(50));
+  std::future<MonoTime> at = started.get_future();
+  ASSERT_EQ(at.wait_for(seconds(5)), std::future_status::ready);
+  EXPECT_GE(at.get() - asked, std::chrono::milliseconds(50));
 }
 
 }  // namespace
