@@ -72,7 +72,9 @@ RateDecision RateLimits::Reserve(const std::string& key, const RateLimit& limit,
   const MonoTime tat = std::max(entry.tat, now) + interval;
   RateDecision decision;
   decision.at = std::max(now, tat - window);
-  if (decision.at > latest) return decision;
+  // A call that may go now goes, whatever its `latest` (a caller's "now" is
+  // a moment earlier than this one).
+  if (decision.at > now && decision.at > latest) return decision;
   entry.tat = tat;
   decision.reserved = true;
   decision.tat = tat;

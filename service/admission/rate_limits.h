@@ -75,7 +75,7 @@ class RateLimits {
   RateLimits& operator=(const RateLimits&) = delete;
 
   // Takes one call for `key` under `limit` at the first time it conforms,
-  // if that is no later than `latest`; otherwise takes nothing.
+  // if that is now or no later than `latest`; otherwise takes nothing.
   RateDecision Reserve(const std::string& key, const RateLimit& limit,
                        MonoTime latest);
 

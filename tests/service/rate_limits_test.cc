@@ -35,9 +35,19 @@ TEST(RateLimitsTest, BurstGoesAtOnceThenOneCallPerInterval) {
   RateDecision refused = limits.Reserve("o", kTenPerSecondBurstFive, t0);
   EXPECT_FALSE(refused.reserved);
   EXPECT_EQ(refused.at, t0 + milliseconds(100));
+  // A call free to go goes even when the time it may wait ended a moment
+  // ago (a caller's "now", taken before this one's).
+  clock.Advance(milliseconds(100));
+  RateDecision now = limits.Reserve("o", kTenPerSecondBurstFive,
+                                    clock.Now() - std::chrono::nanoseconds(1));
+  EXPECT_TRUE(now.reserved);
+  EXPECT_EQ(now.at, clock.Now());
+  refused = limits.Reserve("o", kTenPerSecondBurstFive, clock.Now());
+  EXPECT_FALSE(refused.reserved);
+  EXPECT_EQ(refused.at, t0 + milliseconds(200));
   // Refusing reserved nothing: the same answer again.
-  EXPECT_EQ(limits.Reserve("o", kTenPerSecondBurstFive, t0).at,
-            t0 + milliseconds(100));
+  EXPECT_EQ(limits.Reserve("o", kTenPerSecondBurstFive, clock.Now()).at,
+            t0 + milliseconds(200));
 }
 
 TEST(RateLimitsTest, WaitingCallsGoInOrderEachAtItsTime) {
