@@ -253,6 +253,26 @@ absl::Status LoadEntry(const OriginEntry& entry, const SessionOptions& base,
     }
   }
   if (entry.has_max_inflight()) route.max_inflight = entry.max_inflight();
+  if (entry.has_rate_limit()) {
+    const auto& rate = entry.rate_limit();
+    absl::StatusOr<RateLimit> limit =
+        ParseRateLimit(rate.rate(), rate.has_burst() ? rate.burst() : 0);
+    if (!limit.ok()) {
+      return absl::InvalidArgumentError(
+          absl::StrCat("rate_limit.rate: ", limit.status().message()));
+    }
+    if (rate.has_burst() && rate.burst() == 0) {
+      return absl::InvalidArgumentError("rate_limit.burst: must be at least 1");
+    }
+    route.rate_limit = *limit;
+    if (rate.has_max_wait()) {
+      route.rate_max_wait = FromDuration(rate.max_wait());
+      if (*route.rate_max_wait < nanoseconds::zero()) {
+        return absl::InvalidArgumentError(
+            "rate_limit.max_wait: must not be negative");
+      }
+    }
+  }
   if (entry.has_proxy()) {
     // The direct route is the entry without its proxy.
     SessionOptions direct_session = std::move(direct.session);

@@ -37,6 +37,7 @@
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "service/admission/origins.pb.h"
+#include "service/admission/rate_limits.h"
 #include "service/base/defaults.h"
 #include "service/base/http_types.h"
 #include "service/base/secret_file.h"
@@ -75,6 +76,10 @@ struct OriginRoute {
   EjectionRule ejection;
   // Replaces --max_inflight_per_origin when set (0: no limit).
   std::optional<size_t> max_inflight;
+  // The origin's rate limit, and how long a call over it may wait for its
+  // turn (unset: --rate_limit_max_wait).
+  std::optional<RateLimit> rate_limit;
+  std::optional<std::chrono::nanoseconds> rate_max_wait;
 };
 
 class OriginTable {

@@ -292,6 +292,13 @@ EgressService::EgressService(const ServiceOptions& options,
         limits.idle_timeout = options.stream_idle_timeout;
         limits.max_bytes = options.max_stream_bytes;
         return limits;
+      }()),
+      caller_rate_([&options]() -> std::optional<RateLimit> {
+        if (options.caller_rate.empty()) return std::nullopt;
+        absl::StatusOr<RateLimit> limit =
+            ParseRateLimit(options.caller_rate, 0);
+        if (!limit.ok()) return std::nullopt;
+        return *limit;
       }()) {
   SetMessageAllocatorFor_Do(&do_allocator_);
 }
@@ -345,6 +352,61 @@ CallPlan EgressService::PlanFor(const Admitted& call,
   return plan;
 }
 
+absl::StatusOr<MonoTime> EgressService::TakeRateTurn(
+    const Admitted& call, const std::string& identity) {
+  const OriginRoute* route = call.route.get();
+  const bool by_origin = route != nullptr && route->rate_limit.has_value();
+  const bool by_caller = caller_rate_.has_value();
+  const MonoTime now = clock_.Now();
+  if (options_.rates == nullptr || (!by_origin && !by_caller)) return now;
+  const std::chrono::nanoseconds max_wait =
+      by_origin && route->rate_max_wait.has_value() ? *route->rate_max_wait
+                                                    : options_.rate_max_wait;
+  const MonoTime latest = std::min(call.deadline.at(), now + max_wait);
+  const std::string origin = call.request->origin.Key();
+  // Refused: when its turn would come, later than it may wait.
+  auto refuse = [&](const std::string& over, const RateLimit& limit,
+                    const std::string& limit_name, MonoTime turn) {
+    return WithRetryDelay(
+        WithReason(
+            absl::ResourceExhaustedError(absl::StrFormat(
+                "%s is over its rate limit (%s: %g calls/s, burst %d); its "
+                "turn would come in %.3fs, later than it may wait (%.3fs); "
+                "the upstream was not contacted",
+                over, limit_name, limit.per_second, limit.burst,
+                Seconds(turn - now), Seconds(latest - now))),
+            ErrorReason::kRateLimited,
+            {{"origin", origin},
+             {"caller", by_caller ? identity : ""},
+             {"limit", limit_name}}),
+        turn - now);
+  };
+  RateDecision by_entry;
+  if (by_origin) {
+    by_entry =
+        options_.rates->Reserve("origin " + origin, *route->rate_limit, latest);
+    if (!by_entry.reserved) {
+      return refuse("origin " + origin, *route->rate_limit,
+                    "rate_limit of " + route->entry, by_entry.at);
+    }
+  }
+  MonoTime turn = by_origin ? by_entry.at : now;
+  if (by_caller) {
+    RateDecision own =
+        options_.rates->Reserve("caller " + identity, *caller_rate_, latest);
+    if (!own.reserved) {
+      if (by_origin) {
+        options_.rates->Unreserve("origin " + origin, *route->rate_limit,
+                                  by_entry);
+      }
+      return refuse("caller " + identity, *caller_rate_,
+                    "--rate_limit_per_caller", own.at);
+    }
+    turn = std::max(turn, own.at);
+  }
+  return turn;
+}
+
 template <typename CallT>
 void EgressService::Start(CallT* call, const egress::v1::DoRequest& request,
                           egress::v1::DoRequest* owned,
@@ -353,6 +415,11 @@ void EgressService::Start(CallT* call, const egress::v1::DoRequest& request,
   absl::StatusOr<Admitted> admitted =
       admission_.Admit(request, owned, context, rpc, call->record());
   if (!admitted.ok()) return call->Answer(admitted.status());
+  // Its turn under its origin's and its caller's rate limits: now, later (it
+  // waits in the limits' care, holding no worker), or refused.
+  absl::StatusOr<MonoTime> turn =
+      TakeRateTurn(*admitted, call->record().identity);
+  if (!turn.ok()) return call->Answer(turn.status());
   // Every admitted call earns the retry budget its share.
   if (options_.retry_budget != nullptr) options_.retry_budget->OnCall();
   // With its origin's and caller's slots, to the workers; until then it waits
@@ -379,7 +446,7 @@ void EgressService::Start(CallT* call, const egress::v1::DoRequest& request,
   // After this, `call` may already be answered and gone: do not touch it.
   options_.limits->Acquire(origin, call->record().identity, caller_limit,
                            deadline, std::move(begin), &call->waiting_id(),
-                           origin_limit);
+                           origin_limit, *turn);
 }
 
 grpc::ServerUnaryReactor* EgressService::Do(

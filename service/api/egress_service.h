@@ -17,11 +17,14 @@
 #include <chrono>
 #include <cstddef>
 #include <functional>
+#include <optional>
+#include <string>
 
 #include "absl/status/status.h"
 #include "proto/egress/v1/egress.grpc.pb.h"
 #include "service/admission/admission.h"
 #include "service/admission/inflight_limits.h"
+#include "service/admission/rate_limits.h"
 #include "service/api/call_log.h"
 #include "service/base/clock.h"
 #include "service/base/defaults.h"
@@ -50,6 +53,14 @@ struct ServiceOptions {
   // Takes a token for each Retry-After retry (DoRequest.retry); nullptr:
   // unlimited. Must outlive the service's calls.
   RetryBudget* retry_budget = nullptr;
+  // Rate limits: each origin entry's rate_limit, and caller_rate for every
+  // caller identity ("100/s", --rate_limit_per_caller; empty: none). A call
+  // over one waits its turn, holding no worker (in `limits`' care), for at
+  // most its entry's max_wait or rate_max_wait, or is refused (RATE_LIMITED).
+  // nullptr: no rate limits. Must outlive the service's calls.
+  RateLimits* rates = nullptr;
+  std::string caller_rate;
+  std::chrono::nanoseconds rate_max_wait = defaults::kRateLimitMaxWait;
 };
 
 class EgressService final : public egress::v1::EgressService::CallbackService {
@@ -72,6 +83,11 @@ class EgressService final : public egress::v1::EgressService::CallbackService {
 
   // Admits the call and hands it to a worker, or answers it at once. `owned`:
   // see Admission::Admit.
+  // Takes the call's turn under its origin's and its caller's rate limits:
+  // the time it may go (now, or later), or RATE_LIMITED.
+  absl::StatusOr<MonoTime> TakeRateTurn(const Admitted& call,
+                                        const std::string& identity);
+
   template <typename CallT>
   void Start(CallT* call, const egress::v1::DoRequest& request,
              egress::v1::DoRequest* owned,
@@ -96,6 +112,8 @@ class EgressService final : public egress::v1::EgressService::CallbackService {
   const Admission admission_;
   CallLog log_;
   const StreamPump::Limits pump_limits_;  // each DoStream's
+  // options_.caller_rate, parsed (Config::Validate checked it).
+  const std::optional<RateLimit> caller_rate_;
   // Allocates Do's request and response, so that the service owns the request
   // and can move its body out (gRPC hands handlers a const request otherwise;
   // server-streaming methods have no allocator, so DoStream's body is copied).

@@ -52,6 +52,9 @@ inline constexpr size_t kMaxQueue = 1024;
 // caller's own queue.
 inline constexpr size_t kMaxInflightPerOrigin = 100;
 inline constexpr size_t kMaxInflightPerCaller = 0;
+// How long a call over a rate limit may wait for its turn (0: it is refused
+// at once, with the time its turn would come).
+inline constexpr std::chrono::nanoseconds kRateLimitMaxWait{0};
 
 // Sessions.
 inline constexpr int kMaxSessionErrors = 3;

@@ -74,6 +74,10 @@ constexpr ErrorReasonDoc kReasons[] = {
      "waited for a slot of the caller's in-flight limit until the deadline "
      "(RetryInfo)",
      "`origin`, `caller`, `limit`"},
+    {ErrorReason::kRateLimited, "RATE_LIMITED", "RESOURCE_EXHAUSTED",
+     "over its origin entry's `rate_limit` or `--rate_limit_per_caller`, and "
+     "its turn would come later than it may wait (RetryInfo: when it would)",
+     "`origin`, `caller`, `limit`"},
     {ErrorReason::kMemoryBudget, "MEMORY_BUDGET", "RESOURCE_EXHAUSTED",
      "`--max_buffered_bytes` is in use by other calls (RetryInfo)", "`limit`"},
     {ErrorReason::kCancelled, "CANCELLED", "CANCELLED", "the caller went away",

@@ -48,6 +48,7 @@ enum class ErrorReason {
   kQueueFull,           // every worker busy and --max_queue waiting
   kOriginLimit,    // waited for --max_inflight_per_origin until the deadline
   kCallerLimit,    // waited for the caller's in-flight limit
+  kRateLimited,    // over its origin's or its caller's rate limit
   kMemoryBudget,   // --max_buffered_bytes in use
   kCancelled,      // the caller went away
   kShuttingDown,   // egressd is draining

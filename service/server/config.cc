@@ -20,6 +20,7 @@
 #include "absl/strings/strip.h"
 #include "absl/time/time.h"
 #include "service/admission/origin_table.h"
+#include "service/admission/rate_limits.h"
 #include "service/base/url.h"
 #include "service/policy/destination_policy.h"
 #include "service/server/config.pb.h"
@@ -136,6 +137,12 @@ absl::Status Config::Validate() const {
   }
   if (max_workers < min_workers) {
     return Bad("max_workers", "must be --min_workers to 65536");
+  }
+  if (!service.caller_rate.empty()) {
+    if (absl::StatusOr<RateLimit> rate = ParseRateLimit(service.caller_rate, 0);
+        !rate.ok()) {
+      return Bad("rate_limit_per_caller", std::string(rate.status().message()));
+    }
   }
   if (pool.max_idle_connections < pool.max_idle_per_origin) {
     return Bad("max_idle_connections", "must be >= --max_idle_per_origin");

@@ -286,6 +286,8 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
 
   ServiceOptions service_options = config.service;
   service_options.limits = s->limits_.get();
+  s->rates_ = std::make_unique<RateLimits>(clock);
+  service_options.rates = s->rates_.get();
   s->retry_budget_ = std::make_unique<RetryBudget>(
       config.retry_budget_ratio, static_cast<int>(config.retry_budget_burst));
   service_options.retry_budget = s->retry_budget_.get();

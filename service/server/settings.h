@@ -160,6 +160,16 @@ inline constexpr SettingWhen kLive = SettingWhen::kLive;
     "Calls in flight from one caller identity (an identity's " \
     "max_inflight= overrides it); more wait in that caller's own queue." \
     " 0: no limit.") \
+  X(rate_limit_per_caller, service.caller_rate, std::string, std::string, {}, 0, kNoMax, kAtStart, \
+    "Calls per second, minute or hour each caller identity may make " \
+    "(\"10/s\", \"600/min\"; a burst of one second's worth), held by this " \
+    "replica; empty: none. Origins have their own (an origins entry's " \
+    "rate_limit).") \
+  X(rate_limit_max_wait, service.rate_max_wait, std::chrono::nanoseconds, absl::Duration, {}, 0, kNoMax, kAtStart, \
+    "How long a call over a rate limit may wait for its turn, holding no " \
+    "worker, within its deadline (an origins entry's rate_limit.max_wait " \
+    "replaces it); 0: refused at once with RATE_LIMITED and when its turn " \
+    "would come (RetryInfo).") \
   X(max_session_errors, sessions.session.max_errors, int, int32_t, {}, 1, kNoMax, kAtStart, \
     "Consecutive upstream failures after which a session is recreated.") \
   X(keepalive_timeout, pool.keepalive_timeout, std::chrono::nanoseconds, absl::Duration, {}, 1, kNoMax, kAtStart, \

@@ -367,6 +367,110 @@ TEST_F(OriginsTest, AProxyThatIsDownIsAProxyConnectFailure) {
       << r.status();
 }
 
+// --- Rate limits -------------------------------------------------------------
+
+// An origin's rate limit: its burst goes at once, calls over it are refused
+// with RATE_LIMITED and when their turn would come, or (with max_wait) wait
+// their turn; a caller's own limit holds that caller and no other.
+TEST_F(OriginsTest, RateLimitsHoldPerOriginAndPerCaller) {
+  const std::string origin = absl::StrCat("http://127.0.0.1:", httpbin_.port);
+  const std::string flags_tokens = "--auth_tokens_file=" + dir_ + "/tokens";
+  ClientOptions alice_options;
+  alice_options.bearer_token = "token-alice-0123456789";
+  ClientOptions bob_options;
+  bob_options.bearer_token = "token-bob-0123456789";
+
+  // 10/s, a burst of 2, no wait: 12 calls in a row.
+  {
+    auto egressd = Start(absl::StrCat("origins { match: \"", origin,
+                                      "\" rate_limit { rate: \"10/s\" "
+                                      "burst: 2 } }\n"),
+                         {flags_tokens});
+    EgressClient alice(absl::StrCat("127.0.0.1:", egressd->port()),
+                       alice_options);
+    int ok = 0, limited = 0;
+    for (int i = 0; i < 12; ++i) {
+      absl::StatusOr<Response> r = alice.Get(Httpbin("/get"));
+      if (r.ok()) {
+        EXPECT_EQ(r->status, 200);
+        ++ok;
+        continue;
+      }
+      ++limited;
+      EXPECT_TRUE(absl::IsResourceExhausted(r.status())) << r.status();
+      ErrorDetails details = ErrorDetailsOf(r.status());
+      EXPECT_EQ(details.reason, "RATE_LIMITED") << r.status();
+      EXPECT_EQ(details.metadata["origin"], origin);
+      EXPECT_THAT(details.metadata["limit"],
+                  HasSubstr("rate_limit of origins[0]"));
+      ASSERT_TRUE(details.retry_delay.has_value());
+      EXPECT_LE(*details.retry_delay, milliseconds(100));
+      EXPECT_THAT(std::string(r.status().message()),
+                  HasSubstr("the upstream was not contacted"));
+    }
+    // The burst, and the calls the 10/s let through while they ran.
+    EXPECT_GE(ok, 2);
+    EXPECT_LE(ok, 6);
+    EXPECT_EQ(Series(Metrics(*egressd),
+                     "egress_call_failures_total{reason=\"RATE_LIMITED\"}"),
+              limited);
+  }
+
+  // With max_wait: 22 calls from 4 threads all go, over (22 - 2) / 10 s.
+  {
+    auto egressd =
+        Start(absl::StrCat("origins { match: \"", origin,
+                           "\" rate_limit { rate: \"10/s\" "
+                           "burst: 2 max_wait { seconds: 10 } } }\n"),
+              {flags_tokens});
+    EgressClient alice(absl::StrCat("127.0.0.1:", egressd->port()),
+                       alice_options);
+    std::atomic<int> ok{0};
+    const auto start = std::chrono::steady_clock::now();
+    std::vector<std::thread> callers;
+    for (int t = 0; t < 4; ++t) {
+      callers.emplace_back([&, t] {
+        for (int i = t; i < 22; i += 4) {
+          absl::StatusOr<Response> r = alice.Get(Httpbin("/get"));
+          EXPECT_TRUE(r.ok()) << r.status();
+          if (r.ok()) ++ok;
+        }
+      });
+    }
+    for (auto& caller : callers) caller.join();
+    const auto took = std::chrono::steady_clock::now() - start;
+    EXPECT_EQ(ok.load(), 22);
+    EXPECT_GE(took, milliseconds(1900));
+    EXPECT_LE(took, seconds(8));
+  }
+
+  // A caller's own limit: alice over hers, bob free.
+  {
+    auto egressd = Start("", {flags_tokens, "--rate_limit_per_caller=5/s"});
+    EgressClient alice(absl::StrCat("127.0.0.1:", egressd->port()),
+                       alice_options);
+    EgressClient bob(absl::StrCat("127.0.0.1:", egressd->port()), bob_options);
+    int alice_ok = 0;
+    for (int i = 0; i < 10; ++i) {
+      absl::StatusOr<Response> r = alice.Get(Httpbin("/get"));
+      if (r.ok()) {
+        ++alice_ok;
+        continue;
+      }
+      ErrorDetails details = ErrorDetailsOf(r.status());
+      EXPECT_EQ(details.reason, "RATE_LIMITED") << r.status();
+      EXPECT_EQ(details.metadata["caller"], "alice");
+      EXPECT_EQ(details.metadata["limit"], "--rate_limit_per_caller");
+    }
+    EXPECT_GE(alice_ok, 5);
+    EXPECT_LE(alice_ok, 8);
+    for (int i = 0; i < 5; ++i) {
+      absl::StatusOr<Response> r = bob.Get(Httpbin("/get"));
+      EXPECT_TRUE(r.ok()) << r.status();
+    }
+  }
+}
+
 // --- Injected credentials ----------------------------------------------------
 
 TEST_F(OriginsTest, ACredentialIsInjectedForOneCallerRotatedAndNeverPrinted) {

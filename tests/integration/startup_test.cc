@@ -156,6 +156,10 @@ TEST_F(StartupTest, EveryBadSettingIsACleanExitNamingIt) {
         "inject_headers[0].value_file: cannot read " +
         missing}},
       {"workers too many", {"--workers=70000"}, 2, {"--workers"}},
+      {"caller rate",
+       {"--rate_limit_per_caller=lots"},
+       2,
+       {"--rate_limit_per_caller", "\"lots\" is not a rate"}},
       {"min_workers zero", {"--min_workers=0"}, 2, {"--min_workers"}},
       {"max below min",
        {"--min_workers=8", "--max_workers=4"},

@@ -66,6 +66,23 @@ TEST(OriginTableTest, TheFirstMatchingEntryWinsAndTheRestGetTheDefault) {
   EXPECT_FALSE(other.own_sessions);
 }
 
+TEST(OriginTableTest, AnEntrysRateLimitIsParsed) {
+  auto table = Build({
+      R"(match: "https://api.openai.com"
+         rate_limit { rate: "6000/min" burst: 20 max_wait { seconds: 2 } })",
+      R"(match: "*.example.com" rate_limit { rate: "5/s" })",
+  });
+  ASSERT_TRUE(table.ok()) << table.status();
+  const OriginRoute& openai = (*table)->Route(O("https://api.openai.com"));
+  ASSERT_TRUE(openai.rate_limit.has_value());
+  EXPECT_EQ(*openai.rate_limit, (RateLimit{100, 20}));
+  EXPECT_EQ(openai.rate_max_wait, std::chrono::seconds(2));
+  const OriginRoute& example = (*table)->Route(O("https://a.example.com"));
+  EXPECT_EQ(*example.rate_limit, (RateLimit{5, 5}));  // a second's worth
+  EXPECT_FALSE(example.rate_max_wait.has_value());    // the flag's
+  EXPECT_FALSE((*table)->Route(O("https://other.org")).rate_limit.has_value());
+}
+
 TEST(OriginTableTest, AStarEntryIsTheDefaultForEveryOtherOrigin) {
   auto table = Build({R"(match: "a.test" max_inflight: 1)",
                       R"(match: "*" ejection { consecutive_5xx: 4 })"});
@@ -197,6 +214,15 @@ TEST(OriginTableTest, ABadEntryNamesTheFileTheEntryAndTheField) {
   EXPECT_THAT(error({R"(match: "*" ejection { base_time { seconds: 10 }
                   max_time { seconds: 5 } })"}),
               HasSubstr("ejection.max_time: shorter than ejection.base_time"));
+  EXPECT_THAT(error({R"(match: "*" rate_limit { rate: "fast" })"}),
+              HasSubstr("rate_limit.rate: \"fast\" is not a rate"));
+  EXPECT_THAT(error({R"(match: "*" rate_limit { rate: "10/day" })"}),
+              HasSubstr("rate_limit.rate: \"10/day\": the unit"));
+  EXPECT_THAT(error({R"(match: "*" rate_limit { rate: "10/s" burst: 0 })"}),
+              HasSubstr("rate_limit.burst: must be at least 1"));
+  EXPECT_THAT(error({R"(match: "*" rate_limit { rate: "10/s"
+                        max_wait { seconds: -1 } })"}),
+              HasSubstr("rate_limit.max_wait: must not be negative"));
 }
 
 TEST(OriginTableTest, AClientKeyThatIsNotTheCertificatesIsRefused) {
