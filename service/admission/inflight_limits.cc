@@ -10,6 +10,21 @@
 #include "service/base/error_details.h"
 
 namespace egress {
+namespace {
+
+// Takes `id` out of a time index (expiry_, not_before_) where it is at `at`.
+void EraseIndexed(std::multimap<MonoTime, uint64_t>& index, MonoTime at,
+                  uint64_t id) {
+  auto [first, last] = index.equal_range(at);
+  for (auto it = first; it != last; ++it) {
+    if (it->second == id) {
+      index.erase(it);
+      return;
+    }
+  }
+}
+
+}  // namespace
 
 InflightSlot& InflightSlot::operator=(InflightSlot&& other) noexcept {
   if (this != &other) {
@@ -94,7 +109,7 @@ uint64_t InflightLimits::Acquire(const std::string& origin,
                                  std::optional<size_t> origin_limit,
                                  MonoTime not_before) {
   std::unique_lock<std::mutex> lock(mu_);
-  if (not_before > clock_.Now()) {
+  if (not_before != MonoTime{} && not_before > clock_.Now()) {
     auto d = std::make_shared<Delayed>(
         Delayed{next_id_++, origin, caller, caller_limit, deadline,
                 std::move(done), waiting_id, origin_limit, not_before});
@@ -176,15 +191,7 @@ void InflightLimits::Enqueue(std::shared_ptr<Waiter> w, Queue queue) {
 
 void InflightLimits::Forget(const Waiter& w) {
   waiters_.erase(w.id);
-  if (w.deadline != MonoTime::max()) {
-    auto [first, last] = expiry_.equal_range(w.deadline);
-    for (auto it = first; it != last; ++it) {
-      if (it->second == w.id) {
-        expiry_.erase(it);
-        break;
-      }
-    }
-  }
+  if (w.deadline != MonoTime::max()) EraseIndexed(expiry_, w.deadline, w.id);
 }
 
 void InflightLimits::Start(const std::shared_ptr<Waiter>& w, Ready& ready) {
@@ -277,13 +284,7 @@ void InflightLimits::Cancel(uint64_t id) {
     std::lock_guard<std::mutex> lock(mu_);
     if (auto d = delayed_.find(id); d != delayed_.end()) {
       done = std::move(d->second->done);
-      auto [first, last] = not_before_.equal_range(d->second->not_before);
-      for (auto it = first; it != last; ++it) {
-        if (it->second == id) {
-          not_before_.erase(it);
-          break;
-        }
-      }
+      EraseIndexed(not_before_, d->second->not_before, id);
       delayed_.erase(d);
     }
   }

@@ -106,7 +106,7 @@ class InflightLimits {
   // `origin_limit`, when given, replaces max_per_origin for `origin` (its
   // origins entry's max_inflight; 0 for none). With `not_before` later than
   // now, the call first waits until then (its id for Cancel stored as
-  // above; another when it then waits for a slot).
+  // above; another when it then waits for a slot). MonoTime{}: none.
   uint64_t Acquire(const std::string& origin, const std::string& caller,
                    size_t caller_limit, const Deadline& deadline, Done done,
                    std::atomic<uint64_t>* waiting_id = nullptr,

@@ -357,8 +357,10 @@ absl::StatusOr<MonoTime> EgressService::TakeRateTurn(
   const OriginRoute* route = call.route.get();
   const bool by_origin = route != nullptr && route->rate_limit.has_value();
   const bool by_caller = caller_rate_.has_value();
+  if (options_.rates == nullptr || (!by_origin && !by_caller)) {
+    return MonoTime{};  // no limit: no turn to wait for
+  }
   const MonoTime now = clock_.Now();
-  if (options_.rates == nullptr || (!by_origin && !by_caller)) return now;
   const std::chrono::nanoseconds max_wait =
       by_origin && route->rate_max_wait.has_value() ? *route->rate_max_wait
                                                     : options_.rate_max_wait;

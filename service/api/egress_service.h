@@ -84,7 +84,8 @@ class EgressService final : public egress::v1::EgressService::CallbackService {
   // Admits the call and hands it to a worker, or answers it at once. `owned`:
   // see Admission::Admit.
   // Takes the call's turn under its origin's and its caller's rate limits:
-  // the time it may go (now, or later), or RATE_LIMITED.
+  // the time it may go (now, or later; MonoTime{} when no limit applies), or
+  // RATE_LIMITED.
   absl::StatusOr<MonoTime> TakeRateTurn(const Admitted& call,
                                         const std::string& identity);
 
