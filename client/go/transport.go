@@ -114,6 +114,10 @@ func newError(err error) *Error {
 	return e
 }
 
+// A DEADLINE_EXCEEDED from egressd this close to the context's deadline is
+// the context's.
+const contextDeadlineSlack = 50 * time.Millisecond
+
 // transportError is what a failed call becomes: the context's own error when
 // it ended, a *net.OpError for a connect failure, else the *Error.
 func transportError(ctx context.Context, err error) error {
@@ -122,8 +126,12 @@ func transportError(ctx context.Context, err error) error {
 	}
 	e := newError(err)
 	// gRPC's own timer for the context's deadline can fire before the
-	// context's: a deadline with no reason from egressd is the context's.
-	if _, ok := ctx.Deadline(); ok && e.Code == codes.DeadlineExceeded && e.Reason == "" {
+	// context's: a deadline with no reason from egressd is the context's. So
+	// is egressd's own (UPSTREAM_TIMEOUT, ...) when it came with the
+	// context's deadline, which egressd got as the call's and keeps a moment
+	// earlier than the context (the time the call took to reach it).
+	if deadline, ok := ctx.Deadline(); ok && e.Code == codes.DeadlineExceeded &&
+		(e.Reason == "" || time.Until(deadline) < contextDeadlineSlack) {
 		return context.DeadlineExceeded
 	}
 	switch e.Reason {
