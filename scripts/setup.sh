@@ -25,6 +25,8 @@ build_packages=(
   libabsl-dev
   libssl-dev dpkg-dev patch xz-utils debian-archive-keyring
   prometheus-cpp-dev
+  # hiredis: the Redis protocol of the rate limits shared across replicas.
+  libhiredis-dev
   # tcmalloc (gperftools), egressd's allocator.
   libgoogle-perftools-dev
   openssl ca-certificates
@@ -47,6 +49,8 @@ test_packages=(
   squid tinyproxy
   # promtool and a real Prometheus for the dashboard and alert tests.
   prometheus
+  # The Redis the shared rate limits are tested with.
+  redis-server
 )
 packages=("${build_packages[@]}")
 $tests && packages+=("${test_packages[@]}")

@@ -31,6 +31,9 @@ _LIBS = {
     "grpc_reflection": (["grpc++"], ["-Wl,--no-as-needed", "-lgrpc++_reflection", "-Wl,--as-needed"]),
     # cpp-httplib is not here: //third_party/httplib builds 0.18.7 in-tree.
     "openssl": (["openssl"], []),
+    # hiredis 0.14 (libhiredis-dev): the Redis protocol of the shared rate
+    # limits (admission/redis_connection.h); no TLS of its own.
+    "hiredis": (["hiredis"], []),
     "prometheus": (["prometheus-cpp-core"], []),
     "gtest": (["gtest", "gmock"], []),
     "gtest_main": (["gtest_main", "gmock"], []),

@@ -64,9 +64,26 @@ struct RateDecision {
   // (refused).
   MonoTime at{};
   MonoTime tat{};  // the key's time after this reservation (for Unreserve)
+  // Taken from a lease of the limit shared through Redis (SharedRateLimits),
+  // rather than from this replica's own count.
+  bool leased = false;
 };
 
-class RateLimits {
+// What the service asks of a rate limit, held by this replica (RateLimits) or
+// shared by the fleet through Redis (SharedRateLimits).
+class RateLimiter {
+ public:
+  virtual ~RateLimiter() = default;
+  // Takes one call for `key` under `limit` at the first time it conforms,
+  // if that is now or no later than `latest`; otherwise takes nothing.
+  virtual RateDecision Reserve(const std::string& key, const RateLimit& limit,
+                               MonoTime latest) = 0;
+  // Gives back a call Reserve took that will not go (as far as it can).
+  virtual void Unreserve(const std::string& key, const RateLimit& limit,
+                         const RateDecision& reserved) = 0;
+};
+
+class RateLimits final : public RateLimiter {
  public:
   static constexpr size_t kDefaultMaxKeys = 100000;
 
@@ -74,15 +91,12 @@ class RateLimits {
   RateLimits(const RateLimits&) = delete;
   RateLimits& operator=(const RateLimits&) = delete;
 
-  // Takes one call for `key` under `limit` at the first time it conforms,
-  // if that is now or no later than `latest`; otherwise takes nothing.
   RateDecision Reserve(const std::string& key, const RateLimit& limit,
-                       MonoTime latest);
+                       MonoTime latest) override;
 
-  // Gives back a call Reserve took for `key` (`reserved`) that will not go:
-  // only while no later call was reserved for the key.
+  // Only while no later call was reserved for the key.
   void Unreserve(const std::string& key, const RateLimit& limit,
-                 const RateDecision& reserved);
+                 const RateDecision& reserved) override;
 
   size_t keys() const;
 

@@ -55,6 +55,10 @@ inline constexpr size_t kMaxInflightPerCaller = 0;
 // How long a call over a rate limit may wait for its turn (0: it is refused
 // at once, with the time its turn would come).
 inline constexpr std::chrono::nanoseconds kRateLimitMaxWait{0};
+// Rate limits shared through Redis (--redis): the longest a call waits on it
+// before this replica holds the limit by its own share, and the keys' prefix.
+inline constexpr std::chrono::milliseconds kRedisTimeout{50};
+inline constexpr char kRedisKeyPrefix[] = "egress";
 
 // Sessions.
 inline constexpr int kMaxSessionErrors = 3;
