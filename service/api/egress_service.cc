@@ -383,13 +383,19 @@ absl::StatusOr<MonoTime> EgressService::TakeRateTurn(
              {"limit", limit_name}}),
         turn - now);
   };
+  // The `origin` label: origins with an entry (they bound the labels).
+  const std::string& label = route != nullptr ? origin : std::string();
   RateDecision by_entry;
   if (by_origin) {
     by_entry =
         options_.rates->Reserve("origin " + origin, *route->rate_limit, latest);
     if (!by_entry.reserved) {
+      metrics_.RecordRateLimited(label, LimitKind::kOrigin, false);
       return refuse("origin " + origin, *route->rate_limit,
                     "rate_limit of " + route->entry, by_entry.at);
+    }
+    if (by_entry.at > now) {
+      metrics_.RecordRateLimited(label, LimitKind::kOrigin, true);
     }
   }
   MonoTime turn = by_origin ? by_entry.at : now;
@@ -401,9 +407,12 @@ absl::StatusOr<MonoTime> EgressService::TakeRateTurn(
         options_.rates->Unreserve("origin " + origin, *route->rate_limit,
                                   by_entry);
       }
+      metrics_.RecordRateLimited(label, LimitKind::kCaller, false);
       return refuse("caller " + identity, *caller_rate_,
                     "--rate_limit_per_caller", own.at);
     }
+    if (own.at > now)
+      metrics_.RecordRateLimited(label, LimitKind::kCaller, true);
     turn = std::max(turn, own.at);
   }
   return turn;

@@ -58,7 +58,7 @@ struct ServiceOptions {
   // over one waits its turn, holding no worker (in `limits`' care), for at
   // most its entry's max_wait or rate_max_wait, or is refused (RATE_LIMITED).
   // nullptr: no rate limits. Must outlive the service's calls.
-  RateLimits* rates = nullptr;
+  RateLimiter* rates = nullptr;  // held here, or shared through Redis
   std::string caller_rate;
   std::chrono::nanoseconds rate_max_wait = defaults::kRateLimitMaxWait;
 };

@@ -21,6 +21,7 @@
 #include "absl/time/time.h"
 #include "service/admission/origin_table.h"
 #include "service/admission/rate_limits.h"
+#include "service/admission/redis_connection.h"
 #include "service/base/url.h"
 #include "service/policy/destination_policy.h"
 #include "service/server/config.pb.h"
@@ -143,6 +144,20 @@ absl::Status Config::Validate() const {
         !rate.ok()) {
       return Bad("rate_limit_per_caller", std::string(rate.status().message()));
     }
+  }
+  if (redis.address.empty()) {
+    for (const auto& [flag, set] :
+         {std::pair<const char*, bool>{"redis_tls", redis.tls},
+          {"redis_tls_ca", !redis.tls_ca.empty()},
+          {"redis_user", !redis.user.empty()},
+          {"redis_password_file", !redis.password_file.empty()},
+          {"redis_fallback_replicas", redis.fallback_replicas > 0}}) {
+      if (set) return Bad(flag, "needs --redis");
+    }
+  } else if (absl::StatusOr<std::unique_ptr<RedisConnection>> redis_checked =
+                 RedisConnection::Create(redis);
+             !redis_checked.ok()) {
+    return redis_checked.status();  // its message names the flag
   }
   if (pool.max_idle_connections < pool.max_idle_per_origin) {
     return Bad("max_idle_connections", "must be >= --max_idle_per_origin");

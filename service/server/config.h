@@ -26,6 +26,7 @@
 #include "service/admission/inflight_limits.h"
 #include "service/admission/origin_table.h"
 #include "service/admission/origins.pb.h"
+#include "service/admission/redis_connection.h"
 #include "service/api/egress_service.h"
 #include "service/base/defaults.h"
 #include "service/policy/policy_files.h"
@@ -49,6 +50,7 @@ struct Config {
   InflightLimitsOptions inflight;
   ServiceOptions service;  // and its `admission`
   GrpcFrontOptions front;  // the gRPC port, and its `guard`
+  RedisOptions redis;      // the rate limits shared through Redis
 
   // Config's own settings (EGRESS_OWN_SETTINGS), with their defaults.
 #define EGRESS_CONFIG_MEMBER(name, member, Type, Flag, def, min, max, when, \

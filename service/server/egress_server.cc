@@ -286,7 +286,25 @@ absl::StatusOr<std::unique_ptr<EgressServer>> EgressServer::Start(
 
   ServiceOptions service_options = config.service;
   service_options.limits = s->limits_.get();
-  s->rates_ = std::make_unique<RateLimits>(clock);
+  if (config.redis.address.empty()) {
+    s->rates_ = std::make_unique<RateLimits>(clock);
+  } else {
+    SharedRateObserver observer;
+    observer.on_fallback = [metrics] { metrics->RecordRateFallback(); };
+    observer.on_redis_state = [metrics](bool up) {
+      metrics->redis_up().Set(up ? 1 : 0);
+    };
+    observer.on_round_trip = [metrics](bool ahead) {
+      metrics->RecordRedisRoundTrip(ahead);
+    };
+    observer.on_replicas = [metrics](uint32_t replicas) {
+      metrics->rate_replicas().Set(replicas);
+    };
+    absl::StatusOr<std::unique_ptr<SharedRateLimits>> redis_limits =
+        SharedRateLimits::Create(config.redis, clock, std::move(observer));
+    if (!redis_limits.ok()) return redis_limits.status();
+    s->rates_ = *std::move(redis_limits);
+  }
   service_options.rates = s->rates_.get();
   s->retry_budget_ = std::make_unique<RetryBudget>(
       config.retry_budget_ratio, static_cast<int>(config.retry_budget_burst));

@@ -26,6 +26,7 @@
 #include "service/admission/origin_table.h"
 #include "service/admission/outlier_ejection.h"
 #include "service/admission/rate_limits.h"
+#include "service/admission/shared_rate_limits.h"
 #include "service/api/egress_service.h"
 #include "service/base/clock.h"
 #include "service/policy/destination_policy.h"
@@ -117,7 +118,8 @@ class EgressServer {
   // Before the pool and the service: destroyed after them.
   std::unique_ptr<MemoryBudget> budget_;
   std::unique_ptr<InflightLimits> limits_;
-  std::unique_ptr<RateLimits> rates_;  // the origins' and callers' rates
+  // The origins' and callers' rates: held here, or shared through --redis.
+  std::unique_ptr<RateLimiter> rates_;
   std::unique_ptr<RetryBudget> retry_budget_;
   // Before the pool: the workers' sessions go here, and the pool's sessions
   // save TLS sessions here, until the workers are gone.

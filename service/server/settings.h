@@ -170,6 +170,30 @@ inline constexpr SettingWhen kLive = SettingWhen::kLive;
     "worker, within its deadline (an origins entry's rate_limit.max_wait " \
     "replaces it); 0: refused at once with RATE_LIMITED and when its turn " \
     "would come (RetryInfo).") \
+  X(redis, redis.address, std::string, std::string, {}, 0, kNoMax, kAtStart, \
+    "Redis (host:port) through which every replica holds the same rate " \
+    "limits (origins entries' rate_limit, --rate_limit_per_caller); " \
+    "empty: each replica holds its own. When it cannot be reached, each " \
+    "replica holds its share (docs/limits.md).") \
+  X(redis_tls, redis.tls, bool, bool, {}, 0, kNoMax, kAtStart, \
+    "Speak TLS to --redis, verifying its certificate and name.") \
+  X(redis_tls_ca, redis.tls_ca, std::string, std::string, {}, 0, kNoMax, kAtStart, \
+    "PEM roots for --redis's certificate; empty: the system's store.") \
+  X(redis_user, redis.user, std::string, std::string, {}, 0, kNoMax, kAtStart, \
+    "ACL user to AUTH as to --redis (with --redis_password_file).") \
+  X(redis_password_file, redis.password_file, std::string, std::string, {}, 0, kNoMax, kAtStart, \
+    "File whose first line is --redis's password (AUTH); read again " \
+    "when it changes, at each reconnection.") \
+  X(redis_timeout, redis.timeout, std::chrono::nanoseconds, absl::Duration, {}, 1, kNoMax, kAtStart, \
+    "The longest a call waits on --redis (for one round trip); slower, " \
+    "or unreachable, and each replica holds its share of each limit " \
+    "until Redis answers again (egress_ratelimit_fallback_total).") \
+  X(redis_key_prefix, redis.key_prefix, std::string, std::string, {}, 0, kNoMax, kAtStart, \
+    "Prefix of every key egressd writes in --redis (<prefix>:rate:..., " \
+    "<prefix>:replicas); one per fleet sharing limits.") \
+  X(redis_fallback_replicas, redis.fallback_replicas, uint32_t, uint32_t, {}, 0, 100000, kAtStart, \
+    "While --redis is unreachable each replica holds 1/N of each limit:" \
+    " N is this, or when 0 the replicas last seen in Redis.") \
   X(max_session_errors, sessions.session.max_errors, int, int32_t, {}, 1, kNoMax, kAtStart, \
     "Consecutive upstream failures after which a session is recreated.") \
   X(keepalive_timeout, pool.keepalive_timeout, std::chrono::nanoseconds, absl::Duration, {}, 1, kNoMax, kAtStart, \

@@ -179,6 +179,45 @@ Metrics::Metrics(const std::vector<std::string>& origins)
                                  "once with ORIGIN_EJECTED.")
                            .Register(*registry_)
                            .Add({})),
+      rate_limited_family_(
+          prometheus::BuildCounter()
+              .Name("egress_rate_limited_total")
+              .Help("Calls over a rate limit, by origin (an origins entry's "
+                    "origin, else \"other\"), limit (origin: its entry's "
+                    "rate_limit; caller: --rate_limit_per_caller) and outcome "
+                    "(refused with RATE_LIMITED, or waited for its turn).")
+              .Register(*registry_)),
+      rate_fallback_(
+          prometheus::BuildCounter()
+              .Name("egress_ratelimit_fallback_total")
+              .Help("Calls whose rate limits this replica held by its own "
+                    "share because --redis could not be reached in "
+                    "--redis_timeout (docs/limits.md).")
+              .Register(*registry_)
+              .Add({})),
+      redis_trips_family_(
+          prometheus::BuildCounter()
+              .Name("egress_ratelimit_redis_round_trips_total")
+              .Help("Round trips to --redis for rate limits: made while a call "
+                    "waited (call), or leasing calls ahead in the background "
+                    "(ahead).")
+              .Register(*registry_)),
+      redis_trips_call_(redis_trips_family_.Add({{"kind", "call"}})),
+      redis_trips_ahead_(redis_trips_family_.Add({{"kind", "ahead"}})),
+      redis_up_(prometheus::BuildGauge()
+                    .Name("egress_ratelimit_redis_up")
+                    .Help("1 while rate limits are shared through --redis; 0 "
+                          "while this replica holds its share (or without "
+                          "--redis).")
+                    .Register(*registry_)
+                    .Add({})),
+      rate_replicas_(prometheus::BuildGauge()
+                         .Name("egress_ratelimit_replicas")
+                         .Help("Replicas sharing the rate limits, as last seen "
+                               "in --redis (each one's share while it is "
+                               "unreachable is 1/this).")
+                         .Register(*registry_)
+                         .Add({})),
       reloads_family_(prometheus::BuildCounter()
                           .Name("egress_config_reloads_total")
                           .Help("Reloads of the config file (SIGHUP or a "
@@ -329,6 +368,15 @@ void Metrics::RecordPolicyDenied(std::optional<PolicyRule> rule) {
 void Metrics::OnSessionDropped(DropReason reason) {
   sessions_active_.Decrement();
   recreations_[static_cast<int>(reason)]->Increment();
+}
+
+void Metrics::RecordRateLimited(const std::string& origin, LimitKind limit,
+                                bool waited) {
+  rate_limited_family_
+      .Add({{"origin", origin.empty() ? "other" : origin},
+            {"limit", limit == LimitKind::kOrigin ? "origin" : "caller"},
+            {"outcome", waited ? "waited" : "refused"}})
+      .Increment();
 }
 
 void Metrics::RecordFailure(const absl::Status& status) {

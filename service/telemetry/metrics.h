@@ -115,6 +115,18 @@ class Metrics final : public SessionObserver {
   // Outlier ejection (admission/outlier_ejection.h).
   void RecordEjection() { ejections_.Increment(); }
   prometheus::Gauge& origins_ejected() { return origins_ejected_; }
+  // A call over a rate limit (its origin entry's or its caller's), refused
+  // or made to wait; `origin` is the origin's key when an origins entry
+  // matched it (the entries bound the labels), else "".
+  void RecordRateLimited(const std::string& origin, LimitKind limit,
+                         bool waited);
+  // Rate limits shared through Redis (admission/shared_rate_limits.h).
+  void RecordRateFallback() { rate_fallback_.Increment(); }
+  void RecordRedisRoundTrip(bool ahead) {
+    (ahead ? redis_trips_ahead_ : redis_trips_call_).Increment();
+  }
+  prometheus::Gauge& redis_up() { return redis_up_; }
+  prometheus::Gauge& rate_replicas() { return rate_replicas_; }
   // A reload of the config file: applied, or refused (the old one stays).
   void RecordConfigReload(bool applied) {
     (applied ? reloads_ok_ : reloads_refused_).Increment();
@@ -202,6 +214,13 @@ class Metrics final : public SessionObserver {
   std::vector<prometheus::Counter*> failures_;  // by ErrorReasonDocs() index
   prometheus::Counter& ejections_;
   prometheus::Gauge& origins_ejected_;
+  prometheus::Family<prometheus::Counter>& rate_limited_family_;
+  prometheus::Counter& rate_fallback_;
+  prometheus::Family<prometheus::Counter>& redis_trips_family_;
+  prometheus::Counter& redis_trips_call_;
+  prometheus::Counter& redis_trips_ahead_;
+  prometheus::Gauge& redis_up_;
+  prometheus::Gauge& rate_replicas_;
   prometheus::Family<prometheus::Counter>& reloads_family_;
   prometheus::Counter& reloads_ok_;
   prometheus::Counter& reloads_refused_;
