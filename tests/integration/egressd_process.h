@@ -8,6 +8,7 @@
 // Thread safety: one test thread uses it.
 #pragma once
 
+#include <httplib.h>
 #include <signal.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -19,7 +20,9 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
 #include "tests/fakes/child_process.h"
 
@@ -82,6 +85,23 @@ class EgressdProcess {
   std::string Log() const {
     std::ifstream in(log_);
     return std::string((std::istreambuf_iterator<char>(in)), {});
+  }
+  // Its /metrics text ("" without --metrics_listen=127.0.0.1:0).
+  std::string Metrics() const {
+    if (metrics_port_ == 0) return "";
+    httplib::Client client("127.0.0.1", metrics_port_);
+    auto r = client.Get("/metrics");
+    return r ? r->body : "";
+  }
+  // The value of one series (`name{labels}` as written) in /metrics text,
+  // -1 when absent.
+  static double Series(const std::string& text, const std::string& series) {
+    for (absl::string_view line : absl::StrSplit(text, '\n')) {
+      if (absl::StartsWith(line, series + " ")) {
+        return std::stod(std::string(line.substr(series.size() + 1)));
+      }
+    }
+    return -1;
   }
 
  private:

@@ -203,18 +203,10 @@ class OriginsTest : public ::testing::Test {
   }
 
   static std::string Metrics(const EgressdProcess& egressd) {
-    httplib::Client client("127.0.0.1", egressd.metrics_port());
-    auto r = client.Get("/metrics");
-    return r ? r->body : "";
+    return egressd.Metrics();
   }
-  // The value of one series in `text`, -1 when absent.
   static double Series(const std::string& text, const std::string& series) {
-    for (absl::string_view line : absl::StrSplit(text, '\n')) {
-      if (absl::StartsWith(line, series + " ")) {
-        return std::stod(std::string(line.substr(series.size() + 1)));
-      }
-    }
-    return -1;
+    return EgressdProcess::Series(text, series);
   }
 
   // A call to `url` that must fail UNAVAILABLE with `reason`, naming the
