@@ -15,6 +15,8 @@
 //     service on the gRPC port; the grace period outlasts --drain_timeout;
 //   - pods spread over zones and nodes; the PDB lets one pod go at a time;
 //   - the ServiceMonitor and PrometheusRule carry the release label;
+//   - with --redis (k8s/overlays/redis), egressd reaches Redis and Redis lets
+//     egressd alone in;
 //   - every object is in the one Namespace the manifests create.
 // Prints each failed check and exits 1 if there is any.
 const yaml = require('js-yaml');
@@ -65,7 +67,10 @@ function selects(selector, labels) {
 }
 
 const docs = yaml.loadAll(require('node:fs').readFileSync(0, 'utf8')).filter(Boolean);
-const all = (kind) => docs.filter((d) => d.kind === kind);
+// The Redis of the shared rate limits (k8s/overlays/redis) is checked on its
+// own, below; everything else is egressd's.
+const isRedis = (d) => ((d.metadata || {}).labels || {})['app.kubernetes.io/component'] === 'redis';
+const all = (kind) => docs.filter((d) => d.kind === kind && !isRedis(d));
 const one = (kind) => {
   const found = all(kind);
   check(found.length === 1, `exactly one ${kind} (found ${found.length})`);
@@ -217,6 +222,47 @@ if (policy) {
     '169.254.169.254', 'fd00:ec2::254', 'fe80::1', '::1']) {
     check(!policies.some((p) => egressAllows(p, ip)),
       `egress does not reach the private or metadata address ${ip}`);
+  }
+}
+
+// Rate limits shared through Redis (--redis=HOST:PORT): a Redis in the
+// manifests (a Service and its Deployment) that egressd's pods may reach and
+// that lets them alone in, or one outside them that a NetworkPolicy reaches.
+const redisFlag = flag('redis');
+if (redisFlag) {
+  const colon = redisFlag.lastIndexOf(':');
+  const host = redisFlag.slice(0, colon);
+  const port = Number(redisFlag.slice(colon + 1));
+  const reaches = (target, labels) => policies.some((p) => (p.spec.egress || []).some((rule) =>
+    (rule.ports || []).some((q) => q.port === target) && (rule.to || []).some((peer) =>
+      labels ? peer.podSelector && selects(peer.podSelector, labels) : true)));
+  const service = docs.find((d) => d.kind === 'Service' && d.metadata.name === host.split('.')[0]);
+  if (!service) {
+    check(reaches(port, null), `a NetworkPolicy lets egressd reach --redis on port ${port}`);
+  } else {
+    const redis = docs.find((d) => d.kind === 'Deployment' &&
+      selects(service.spec.selector, d.spec.template.metadata.labels));
+    check(redis, `Service ${service.metadata.name} (--redis) selects a Deployment's pods`);
+    const servicePort = service.spec.ports.find((p) => p.port === port);
+    check(servicePort, `Service ${service.metadata.name} serves --redis's port ${port}`);
+    if (redis && servicePort) {
+      const labels = redis.spec.template.metadata.labels;
+      const c = redis.spec.template.spec.containers[0];
+      const named = (c.ports || []).find((q) => q.name === servicePort.targetPort);
+      const target = typeof servicePort.targetPort === 'string'
+        ? named && named.containerPort : servicePort.targetPort || port;
+      check(reaches(target, labels), `a NetworkPolicy lets egressd reach the Redis pods on ${target}`);
+      const guards = docs.filter((d) => d.kind === 'NetworkPolicy' && selects(d.spec.podSelector, labels));
+      const from = guards.flatMap((p) => p.spec.ingress || []);
+      check(guards.length > 0 && from.some((rule) => (rule.ports || []).some((q) => q.port === target)),
+        `the Redis pods let egressd in on ${target}`);
+      check(from.every((rule) => (rule.from || []).length > 0 && rule.from.every((peer) =>
+        peer.podSelector && selects(peer.podSelector, podLabels) && !peer.namespaceSelector && !peer.ipBlock)),
+      'the Redis pods let in egressd alone');
+      const r = c.resources || {};
+      check(r.limits && r.limits.memory && r.requests, 'the Redis container has requests and limits');
+      check(c.readinessProbe && c.livenessProbe, 'the Redis container has probes');
+    }
   }
 }
 

@@ -1,7 +1,8 @@
 """Proves every PromQL expression of the Grafana dashboard against real data.
 
 Starts egressd (from the runfiles) and a loopback upstream, drives traffic with
-successes, upstream errors, refusals and a session recreation, starts Debian's
+successes, upstream errors, refusals, rate-limited calls and a session
+recreation, starts Debian's
 Prometheus scraping egressd every second on loopback (its config checked with
 promtool first), then runs each panel's expression through Prometheus's HTTP API:
 each must parse and return series. Writes JUnit XML (one case per expression).
@@ -52,9 +53,12 @@ class Upstream(http.server.BaseHTTPRequestHandler):
 
 
 def drive(client: EgressClient, base: str, dead: str) -> None:
-    for _ in range(20):
-        client.get(base + "/ok")
-    client.get(base + "/fail")
+    # Twenty calls in a row go over the origin's 10/s: some are RATE_LIMITED.
+    for path in ["/ok"] * 20 + ["/fail"]:
+        try:
+            client.get(base + path)
+        except grpc.RpcError:
+            pass
     for url in ("ftp://x/", "http://10.0.0.1/", dead, dead, dead):
         try:
             client.get(url, deadline=5)
@@ -79,7 +83,13 @@ def main() -> int:
     dead = f"http://127.0.0.1:{free_port()}/"
     metrics_port = free_port()
     cases = []
-    with EgressProcess(f"--metrics_listen=127.0.0.1:{metrics_port}") as egress:
+    # The upstream's origin under a rate limit that drive() goes over, for the
+    # rate-limited panel.
+    origins = os.path.join(work, "egressd.textproto")
+    with open(origins, "w") as f:
+        f.write(f'origins {{ match: "{base}" rate_limit {{ rate: "10/s" burst: 10 }} }}\n')
+    with EgressProcess(f"--metrics_listen=127.0.0.1:{metrics_port}",
+                       f"--config={origins}") as egress:
         client = EgressClient(egress.target)
         drive(client, base, dead)
 

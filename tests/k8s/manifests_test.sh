@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # k8s/ as a cluster would get it: the default deployment, the monitoring kustomization and the
-# example overlay are rendered with kubectl kustomize; every object validates
+# example and redis overlays are rendered with kubectl kustomize; every object validates
 # against its schema (kubernetes-models, offline), and the base and the overlay
 # mean what they must (k8s/validate/check.js: selectors, NetworkPolicy reach,
 # limits, probes, spread, PDB, namespaces). Broken inputs must be caught, or
@@ -15,7 +15,7 @@ if [ ! -d "$k8s_dir/validate/node_modules/kubernetes-models" ]; then
 fi
 echo "kubectl: $(kubectl version --client 2>/dev/null | head -1)"
 
-for target in default overlays/example; do
+for target in default overlays/example overlays/redis; do
   echo "=== k8s/$target"
   rendered=$(kubectl kustomize "$k8s_dir/$target" 2>/dev/null)
   echo "$rendered" | node "$validate"
@@ -56,4 +56,10 @@ must_refuse "$check" "a Secret mounted with subPath" \
   's/^\(\s*\)- mountPath: \/etc\/egress-secrets\/openai/&\n\1  subPath: authorization/'
 must_refuse "$check" "an injected header's file in no Secret" \
   's/value_file: "\/etc\/egress-secrets\/openai/value_file: "\/etc\/other/'
+# The Redis overlay: egressd must reach Redis, and Redis let egressd alone in.
+rendered=$(kubectl kustomize "$k8s_dir/overlays/redis" 2>/dev/null)
+grep -q -- '--redis=egress-redis:6379' <<<"$rendered" || { echo "overlay lacks --redis" >&2; exit 1; }
+must_refuse "$check" "a Redis egressd cannot reach" 's/- port: 6379/- port: 6380/'
+must_refuse "$check" "a Redis open to every namespace" \
+  's/^\(\s*\)- podSelector:$/\1- namespaceSelector: {}\n\1  podSelector:/'
 echo "manifests: rendered, valid and meaning what they must"
