@@ -145,7 +145,7 @@ void SharedRateLimits::Loop() {
     lock.unlock();
     if (!up_.load()) {
       TryConnect();
-      if (up_.load()) next_heartbeat = SteadyNow() + kHeartbeat;
+      if (up_.load()) next_heartbeat = SteadyNow();  // counted at once
     } else {
       RefillQueued();
       if (up_.load() && SteadyNow() >= next_heartbeat) {
@@ -184,10 +184,21 @@ void SharedRateLimits::TryConnect() {
       redis_->Close();
     }
   }
+  if (status.ok()) {
+    // Back only when it answers within the bound calls wait for it (a Redis
+    // that slow would time every call out again at once).
+    absl::StatusOr<std::vector<RedisReply>> pong =
+        redis_->Run({{"PING"}}, SteadyNow() + options_.timeout);
+    if (!pong.ok()) {
+      status = absl::DeadlineExceededError(absl::StrCat(
+          "redis ", options_.address, ": slower than --redis_timeout (",
+          pong.status().message(), ")"));
+    }
+  }
   if (!status.ok()) {
     // Still down: said once, when it went (MarkDown) or at the first try.
     std::lock_guard<std::mutex> lock(mu_);
-    if (!down_said_) {
+    if (!down_said_ && DueLocked(&last_warning_)) {
       down_said_ = true;
       LogWarning(absl::StrCat(
           "rate limits: ", status.message(),
@@ -203,29 +214,41 @@ void SharedRateLimits::TryConnect() {
     keys_.clear();  // Redis may have restarted: nothing leased holds
     up_.store(true, std::memory_order_release);
     down_said_ = false;
+    if (DueLocked(&last_info_)) {
+      LogInfo(absl::StrCat("rate limits shared through redis ",
+                           redis_->address(), " (", options_.key_prefix,
+                           ":*)"));
+    }
   }
   wake_.notify_all();
-  LogInfo(absl::StrCat("rate limits shared through redis ", redis_->address(),
-                       " (", options_.key_prefix, ":*)"));
   if (observer_.on_redis_state) observer_.on_redis_state(true);
 }
 
+bool SharedRateLimits::DueLocked(MonoTime* last) {
+  const MonoTime now = SteadyNow();
+  if (*last != MonoTime{} && now - *last < kLogInterval) return false;
+  *last = now;
+  return true;
+}
+
 void SharedRateLimits::MarkDown(const absl::Status& why) {
-  bool was_up;
+  bool was_up, say;
   {
     std::lock_guard<std::mutex> lock(mu_);
     was_up = up_.exchange(false);
     keys_.clear();
     refills_.clear();
     if (was_up) down_said_ = true;
+    say = was_up && DueLocked(&last_warning_);
   }
   wake_.notify_all();
   if (!was_up) return;
+  if (observer_.on_redis_state) observer_.on_redis_state(false);
+  if (!say) return;
   LogWarning(absl::StrCat(
       "rate limits: ", why.message(),
       "; each limit is held by this replica's share (", ShareText(),
       ") until redis answers again (egress_ratelimit_fallback_total)"));
-  if (observer_.on_redis_state) observer_.on_redis_state(false);
 }
 
 std::string SharedRateLimits::ShareText() const {

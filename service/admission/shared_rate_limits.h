@@ -21,8 +21,9 @@
 // longer than --redis_timeout, the replica holds each limit by its local
 // share (limit / the replicas last seen in Redis, or
 // --redis_fallback_replicas), counts each such call (on_fallback), logs one
-// warning, and tries Redis again every kProbeInterval in the background; when
-// it answers, limits are shared again. No call waits on Redis longer than
+// warning (at most one per kLogInterval), and tries Redis again every
+// kProbeInterval in the background; when it answers, within --redis_timeout,
+// limits are shared again. No call waits on Redis longer than
 // --redis_timeout: a call never connects, only the background thread does.
 //
 // Replicas are counted by heartbeats: each replica adds itself to the sorted
@@ -68,6 +69,9 @@ class SharedRateLimits final : public RateLimiter {
   static constexpr std::chrono::seconds kHeartbeat{1};
   static constexpr std::chrono::seconds kReplicaExpiry{5};
   static constexpr std::chrono::seconds kConnectTimeout{1};
+  // At most one warning (and one "shared again") per this, however often a
+  // Redis that comes and goes does.
+  static constexpr std::chrono::seconds kLogInterval{60};
 
   // Checks the options (errors name the flag) and starts the background
   // thread, which connects; until it has, limits are held by local shares.
@@ -125,6 +129,9 @@ class SharedRateLimits final : public RateLimiter {
                         MonoTime latest);
   RateLimit Share(const RateLimit& limit) const;
   std::string ShareText() const;  // "1/3, the replicas last seen"
+  // Whether a line logged at `*last` is old enough to log again; if so,
+  // `*last` is now. Under mu_.
+  static bool DueLocked(MonoTime* last);
   // The Redis command that grants up to `n` calls of `key`.
   std::vector<std::string> GrantCommand(
       const std::string& key, const RateLimit& limit, uint32_t n,
@@ -177,7 +184,9 @@ class SharedRateLimits final : public RateLimiter {
   std::unordered_map<std::string, KeyState> keys_;  // guarded by mu_
   std::vector<std::string> refills_;                // guarded by mu_
   bool stopping_ = false;                           // guarded by mu_
-  bool down_said_ = false;  // the warning for this outage; guarded by mu_
+  bool down_said_ = false;   // the warning for this outage; guarded by mu_
+  MonoTime last_warning_{};  // guarded by mu_
+  MonoTime last_info_{};     // guarded by mu_
   std::thread thread_;
 };
 

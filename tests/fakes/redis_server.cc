@@ -44,6 +44,8 @@ bool RedisServer::Start() {
   if (!options_.password.empty()) {
     argv.insert(argv.end(), {"--requirepass", options_.password});
   }
+  argv.insert(argv.end(), options_.extra_args.begin(),
+              options_.extra_args.end());
   pid_ = SpawnChild(argv, log_, /*stdout_too=*/true);
   if (pid_ <= 0) return false;
   return WaitForLoopbackPort(port_, std::chrono::seconds(10));

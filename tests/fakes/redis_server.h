@@ -22,6 +22,7 @@ struct RedisServerOptions {
   std::string password;  // requirepass; empty: none
   std::string tls_cert;  // with tls_key: TLS only (no plain port)
   std::string tls_key;
+  std::vector<std::string> extra_args;  // more redis-server flags
 };
 
 class RedisServer {

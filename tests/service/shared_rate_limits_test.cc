@@ -1,7 +1,8 @@
 // SharedRateLimits against Debian's redis-server on loopback: two instances
 // (two replicas) hold one limit between them; calls made from the lease need
 // no round trip; Redis stopped (local shares, counted, no call waiting longer
-// than --redis_timeout) and started again (shared within a second); never
+// than --redis_timeout) and started again (shared within a second); a Redis
+// asleep (DEBUG SLEEP) no call waits for longer than the bound; never
 // reachable from the start; AUTH and TLS with a certificate the test makes;
 // a hostile "Redis" answering nonsense or without end; the options' errors.
 #include "service/admission/shared_rate_limits.h"
@@ -193,6 +194,42 @@ TEST_F(SharedRateLimitsTest, StoppedRedisMeansLocalSharesThenSharedAgain) {
   const int before = counts.fallback.load();
   EXPECT_TRUE(a->Reserve("k", limit, Soon(milliseconds(0))).reserved);
   EXPECT_EQ(counts.fallback.load(), before);
+}
+
+TEST(SharedRateLimitsSlowTest, ASlowRedisKeepsNoCallLongerThanTheBound) {
+  const std::string dir = TempDir() + "/slow";
+  mkdir(dir.c_str(), 0700);
+  RedisServerOptions slow;
+  slow.extra_args = {"--enable-debug-command", "local"};
+  RedisServer redis(dir, slow);
+  ASSERT_TRUE(redis.Start()) << redis.log_path();
+  Counts counts;
+  RedisOptions options = Options(redis.address(), "slow");
+  options.timeout = milliseconds(100);
+  auto a = Make(options, &counts);
+  ASSERT_TRUE(a->WaitShared(Soon(milliseconds(5000))));
+  // Another client puts Redis to sleep for 1.5 s (DEBUG SLEEP).
+  auto sleeper = RedisConnection::Create(Options(redis.address(), "slow"));
+  ASSERT_TRUE(sleeper.ok());
+  ASSERT_TRUE((*sleeper)->Connect(Soon(milliseconds(2000))).ok());
+  std::thread sleeping([&] {
+    (void)(*sleeper)->Run({{"DEBUG", "SLEEP", "1.5"}},
+                          Soon(milliseconds(5000)));
+  });
+  std::this_thread::sleep_for(milliseconds(100));
+  // Quiet keys, each of which needs a round trip: none waits much longer
+  // than --redis_timeout, and every one is let through on the share.
+  for (int i = 0; i < 20; ++i) {
+    const MonoTime before = std::chrono::steady_clock::now();
+    EXPECT_TRUE(
+        a->Reserve("quiet " + std::to_string(i), {10, 1}, before).reserved);
+    EXPECT_LT(std::chrono::steady_clock::now() - before, milliseconds(300));
+  }
+  EXPECT_FALSE(a->shared());
+  EXPECT_EQ(counts.fallback.load(), 20);
+  sleeping.join();
+  // Awake again: shared within a few probes.
+  EXPECT_TRUE(a->WaitShared(Soon(milliseconds(3000))));
 }
 
 TEST(SharedRateLimitsNoRedisTest, NeverReachableHoldsTheLimitLocally) {
