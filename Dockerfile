@@ -21,7 +21,7 @@ FROM debian:12-slim
 RUN apt-get update -qq \
  && apt-get install -y -qq --no-install-recommends ca-certificates \
       libgrpc++1.51 libprotobuf32 libprometheus-cpp-core1.0 \
-      libabsl20220623 libssl3 libtcmalloc-minimal4 \
+      libabsl20220623 libssl3 libtcmalloc-minimal4 libhiredis0.14 \
  && rm -rf /var/lib/apt/lists/*
 COPY --from=build /out/egressd /out/egressctl /usr/local/bin/
 COPY k8s/base/config/egressd.textproto /etc/egress/egressd.textproto
