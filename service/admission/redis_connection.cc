@@ -16,8 +16,10 @@
 #include <cstring>
 #include <utility>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/string_view.h"
 
 namespace egress {
 namespace {
@@ -359,6 +361,7 @@ absl::StatusOr<std::vector<RedisReply>> RedisConnection::Run(
   std::vector<RedisReply> replies;
   size_t unparsed = 0;  // bytes fed since the last whole reply
   std::string chunk;
+  std::string line;  // the line being read, to check its announced size
   while (replies.size() < commands.size()) {
     void* raw = nullptr;
     if (redisReaderGetReply(reader.get(), &raw) != REDIS_OK) {
@@ -379,6 +382,25 @@ absl::StatusOr<std::vector<RedisReply>> RedisConnection::Run(
       return Fail(read);
     }
     unparsed += chunk.size();
+    // hiredis allocates an array as large as a "*N" line announces before
+    // its elements come: a hostile server's "*2000000000" is refused here.
+    for (char c : chunk) {
+      if (c != '\n') {
+        if (line.size() < 32) line.push_back(c);
+        continue;
+      }
+      uint64_t announced = 0;
+      if (!line.empty() && (line[0] == '*' || line[0] == '$') &&
+          absl::SimpleAtoi(absl::StripTrailingAsciiWhitespace(
+                               absl::string_view(line).substr(1)),
+                           &announced) &&
+          announced > kMaxReplyBytes) {
+        return Fail(absl::DataLossError(
+            absl::StrCat("a reply announcing ", announced,
+                         line[0] == '*' ? " elements" : " bytes")));
+      }
+      line.clear();
+    }
     redisReaderFeed(reader.get(), chunk.data(), chunk.size());
   }
   // A byte more than the replies asked for is not Redis speaking: the

@@ -330,7 +330,7 @@ TEST(SharedRateLimitsHostileTest, NonsenseAndEndlessRepliesAreRefused) {
   for (const std::string& reply :
        {std::string("HTTP/1.1 200 OK\r\n\r\n"),
         std::string("$2000000000\r\n") + std::string(3 << 20, 'x'),
-        std::string("*3\r\n:1\r\n")}) {
+        std::string("*2000000000\r\n:1\r\n"), std::string("*3\r\n:1\r\n")}) {
     HostileRedis hostile(reply);
     Counts counts;
     RedisOptions options = Options(hostile.address(), "hostile");
