@@ -256,7 +256,7 @@ TEST(SharedRateLimitsAuthTest, PasswordAndTls) {
   mkdir(dir.c_str(), 0700);
   TestCa ca(dir);
   CertFiles server = ca.Issue({"redis", {"localhost"}, {"127.0.0.1"}});
-  RedisServer redis(dir, {"s3cret", server.cert, server.key});
+  RedisServer redis(dir, {"s3cret", server.cert, server.key, {}});
   ASSERT_TRUE(redis.Start()) << redis.log_path();
   std::ofstream(dir + "/password") << "s3cret\n";
   std::ofstream(dir + "/wrong") << "guess\n";
