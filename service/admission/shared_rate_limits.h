@@ -106,7 +106,7 @@ class SharedRateLimits final : public RateLimiter {
     uint32_t leased = 0;                  // calls in `lease`
     // Redis' last refusal: no call before this.
     MonoTime next_at{};
-    // Calls seen in the current and the previous 100 ms.
+    // Calls seen in the current and the previous second.
     MonoTime window_start{};
     uint32_t window_calls = 0;
     uint32_t previous_calls = 0;

@@ -384,7 +384,7 @@ absl::StatusOr<MonoTime> EgressService::TakeRateTurn(
         turn - now);
   };
   // The `origin` label: origins with an entry (they bound the labels).
-  const std::string& label = route != nullptr ? origin : std::string();
+  const std::string label = route != nullptr ? origin : std::string();
   RateDecision by_entry;
   if (by_origin) {
     by_entry =
@@ -411,8 +411,9 @@ absl::StatusOr<MonoTime> EgressService::TakeRateTurn(
       return refuse("caller " + identity, *caller_rate_,
                     "--rate_limit_per_caller", own.at);
     }
-    if (own.at > now)
+    if (own.at > now) {
       metrics_.RecordRateLimited(label, LimitKind::kCaller, true);
+    }
     turn = std::max(turn, own.at);
   }
   return turn;
