@@ -204,10 +204,7 @@ void SharedRateLimits::TryConnect() {
     std::lock_guard<std::mutex> lock(mu_);
     if (!down_said_ && DueLocked(&last_warning_)) {
       down_said_ = true;
-      LogWarning(absl::StrCat(
-          "rate limits: ", status.message(),
-          "; each limit is held by this replica's share (", ShareText(),
-          ") until redis answers (egress_ratelimit_fallback_total)"));
+      WarnShares(status);
     }
     return;
   }
@@ -249,6 +246,10 @@ void SharedRateLimits::MarkDown(const absl::Status& why) {
   if (!was_up) return;
   if (observer_.on_redis_state) observer_.on_redis_state(false);
   if (!say) return;
+  WarnShares(why);
+}
+
+void SharedRateLimits::WarnShares(const absl::Status& why) const {
   LogWarning(absl::StrCat(
       "rate limits: ", why.message(),
       "; each limit is held by this replica's share (", ShareText(),

@@ -129,6 +129,8 @@ class SharedRateLimits final : public RateLimiter {
                         MonoTime latest);
   RateLimit Share(const RateLimit& limit) const;
   std::string ShareText() const;  // "1/3, the replicas last seen"
+  // The one warning of an outage: why, and the share each limit falls to.
+  void WarnShares(const absl::Status& why) const;
   // Whether a line logged at `*last` is old enough to log again; if so,
   // `*last` is now. Under mu_.
   static bool DueLocked(MonoTime* last);
